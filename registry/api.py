@@ -1,0 +1,340 @@
+"""The registry's Python API. Every CLI command is one call on :class:`Registry`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from t2reg.builtin_models import BUILTIN_MODELS
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError
+from t2reg.expert_file import Expert, Metric, check_against_model, dumps_expert, loads_expert, read_file_bytes
+from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
+from t2reg.registry.blobs import BlobStore
+from t2reg.registry.db import Database
+from t2reg.registry.entities import ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
+from t2reg.registry.model_sources import from_builtin, resolve_spec
+from t2reg.registry.orm import BaseModelRow
+from t2reg.registry.validation import Reference, parse_metric, parse_reference, validate_name
+from t2reg.settings import Settings, load_settings
+
+ExpertSource = str | os.PathLike[str] | bytes | Expert
+
+
+class Registry:
+    """A catalog of SVF experts: a database for rows, a blob store for files.
+
+    An empty database is initialised on open (schema at head, built-in models
+    registered); a database at another schema revision is refused with the
+    command that fixes it.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, check_schema: bool = True) -> None:
+        self.settings = settings or load_settings()
+        self.db = Database(self.settings.database_url)
+        self.blobs = BlobStore(self.settings.blob_root)
+        if check_schema and schema.check_schema(self.db) == "empty":
+            self._init_racing_others()
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        database_url: str | None = None,
+        blob_root: str | os.PathLike[str] | None = None,
+    ) -> "Registry":
+        """Open (creating if needed) the registry the arguments and environment point at."""
+        return cls(load_settings(home, database_url, blob_root))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- set-up ---------------------------------------------------------------
+
+    def init(self) -> None:
+        """Bring the schema to head and register the built-in models (idempotent)."""
+        self.blobs.root.mkdir(parents=True, exist_ok=True)
+        schema.upgrade(self.db, "head")
+
+        def register(session) -> None:
+            for alias in BUILTIN_MODELS:
+                if base_models.find_model(session, alias) is None:
+                    base_models.add_model(session, from_builtin(alias))
+
+        self.db.write(register)
+
+    def _init_racing_others(self) -> None:
+        try:
+            self.init()
+        except DatabaseError:
+            # Another process initialised the same empty database first.
+            if schema.check_schema(self.db) != "ok":
+                raise
+
+    # -- models ---------------------------------------------------------------
+
+    def add_model(
+        self, source: str, *, name: str | None = None, aliases: Sequence[str] = (), revision: str | None = None
+    ) -> ModelInfo:
+        """Register a model from a directory with config.json, a built-in name or a hub id."""
+        spec = resolve_spec(source, name, revision)
+
+        def add(session) -> ModelInfo:
+            return base_models.to_info(session, base_models.add_model(session, spec, tuple(aliases)))
+
+        return self.db.write(add)
+
+    def get_model(self, ref: str) -> ModelInfo:
+        with self.db.session() as session:
+            return base_models.to_info(session, base_models.get_model(session, ref))
+
+    def list_models(self) -> list[ModelInfo]:
+        with self.db.session() as session:
+            return base_models.list_models(session)
+
+    def model_shapes(self, ref: str) -> dict[str, tuple[int, int]]:
+        """Parameter name -> ``(out, in)`` of every adaptable matrix of a registered model."""
+        with self.db.session() as session:
+            row = base_models.get_model(session, ref)
+            return {k: (v[0], v[1]) for k, v in row.shapes.items()}
+
+    # -- experts --------------------------------------------------------------
+
+    def publish(
+        self,
+        source: ExpertSource,
+        *,
+        model: str | None = None,
+        task: str | None = None,
+        name: str | None = None,
+        description: str = "",
+        metrics: Iterable[Metric | str] = (),
+        split: str | None = None,
+        n: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        lineage: Iterable[tuple[str | None, str, float | None, Mapping[str, Any]]] = (),
+    ) -> ExpertVersion:
+        """Validate an expert file and store it as the next version of its expert.
+
+        The name defaults to ``TASK-MODEL`` (the model's alias); ``model`` and
+        ``task`` default to the file's own metadata. Metrics given as text
+        (``TASK:METRIC=VALUE``) get ``split`` and ``n``. ``lineage`` rows are
+        ``(parent ref or None, relation, weight, params)``.
+        """
+        data, expert, origin = _load_source(source)
+        with self.db.session() as session:
+            model_row, handle = self._publish_model(session, model, expert)
+            check_against_model(expert, {k: min(v) for k, v in model_row.shapes.items()}, model_row.name, origin)
+            task = task or expert.meta.task
+            name = validate_name(name or self._default_name(task, handle))
+            new = versions.NewVersion(
+                name=name,
+                model_id=model_row.id,
+                task=task,
+                description=description,
+                sha256="",
+                size=len(data),
+                n_params=expert.n_params,
+                parametrization=expert.meta.parametrization,
+                renormalize=expert.meta.renormalize,
+                source=expert.meta.source,
+                metadata=expert.meta.to_header(),
+                metrics=expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics),
+                tags=tuple((validate_name(k, "tag key"), str(v)) for k, v in (tags or {}).items()),
+                lineage=tuple(self._lineage_rows(session, lineage)),
+            )
+            versions.check_owner(session, name, model_row.id)
+        return self._store(data, new)
+
+    def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        sha, created = self.blobs.put(data)
+        stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
+        new = dataclasses.replace(new, sha256=sha)
+        try:
+            version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
+        except BaseException:
+            if created:
+                self._discard_blob(sha, stamp)
+            raise
+        if not self.blobs.exists(sha):  # a concurrent failed publish of the same bytes removed it
+            self.blobs.put(data)
+        return version
+
+    def _discard_blob(self, sha: str, stamp: int | None) -> None:
+        # Only a blob this call created, that nobody touched since and no row uses.
+        try:
+            if self.blobs.path(sha).stat().st_mtime_ns != stamp:
+                return
+        except FileNotFoundError:
+            return
+        if sha not in maintenance.referenced_blobs(self.db):
+            self.blobs.remove(sha)
+
+    def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
+        file_model = expert.meta.base_model or None
+        if model is None and file_model is None:
+            raise InvalidInputError("the file names no base_model: pass --model")
+        row = base_models.get_model(session, model or file_model)
+        if model is not None and file_model is not None:
+            claimed = base_models.find_model(session, file_model)
+            if claimed is not None and claimed.id != row.id:
+                raise ConflictError(
+                    f"--model {model} is {row.name!r}, but the file says its base model is {claimed.name!r}"
+                )
+        ref = model or file_model
+        aliases = base_models.aliases_of(session, row.id)
+        handle = ref if ref in aliases else base_models.to_info(session, row).handle
+        return row, handle
+
+    @staticmethod
+    def _default_name(task: str | None, handle: str) -> str:
+        if not task:
+            raise InvalidInputError("no task: pass --task or set 'task' in the file's metadata (or pass --name)")
+        return f"{task}-{handle}"
+
+    def _lineage_rows(self, session, lineage: Iterable[tuple[str | None, str, float | None, Mapping[str, Any]]]):
+        for parent, relation, weight, params in lineage:
+            parent_id = None if parent is None else versions.resolve(session, parse_reference(parent)).id
+            yield parent_id, relation, weight, dict(params)
+
+    def get(self, ref: str) -> ExpertVersion:
+        """A version with its tags, aliases, evaluations and lineage."""
+        parsed = parse_reference(ref)
+        with self.db.session() as session:
+            return versions.describe(session, versions.resolve(session, parsed))
+
+    def list(
+        self,
+        model: str | None = None,
+        task: str | None = None,
+        sources: Iterable[str] = (),
+        all_versions: bool = False,
+    ) -> list[ExpertVersion]:
+        with self.db.session() as session:
+            model_id = base_models.get_model(session, model).id if model else None
+            return versions.list_versions(session, model_id, task, sources, all_versions)
+
+    def read_expert(self, ref: str) -> Expert:
+        """The stored expert file, parsed."""
+        return loads_expert(self.blobs.read(self.get(ref).sha256), ref)
+
+    def download(self, ref: str, out: str | os.PathLike[str]) -> Path:
+        """Copy the exact published bytes of a version to ``out``."""
+        return self.blobs.copy_to(self.get(ref).sha256, Path(out))
+
+    def delete(self, ref: str) -> ExpertVersion:
+        """Soft-delete one version (``NAME:VERSION`` or ``NAME@ALIAS``)."""
+        parsed = parse_reference(ref)
+        if parsed.version is None and parsed.alias is None:
+            raise InvalidInputError(f"name the version to delete: {parsed.name}:VERSION")
+
+        def work(session) -> ExpertVersion:
+            row = versions.resolve(session, parsed, live_only=True)
+            versions.soft_delete(session, row)
+            return versions.describe(session, row)
+
+        return self.db.write(work)
+
+    # -- evaluations ----------------------------------------------------------
+
+    def record(
+        self,
+        ref: str,
+        metrics: Iterable[Metric | str],
+        split: str | None = None,
+        n: int | None = None,
+        source: str = "record",
+    ) -> ExpertVersion:
+        """Add evaluations to a version; the newest per task and metric is what ``best`` ranks.
+
+        Text metrics may leave out the task (``accuracy=0.8``): the expert's own is used.
+        """
+        parsed = parse_reference(ref)
+
+        def work(session) -> ExpertVersion:
+            row = versions.resolve(session, parsed, live_only=True)
+            session.refresh(row, with_for_update=True)  # serialise concurrent records of one version
+            task = versions.describe(session, row).task
+            parsed_metrics = [_as_metric(m, task, split, n) for m in metrics]
+            if not parsed_metrics:
+                raise InvalidInputError("give at least one --metric TASK:METRIC=VALUE")
+            for metric in parsed_metrics:
+                evaluations.add(session, row.id, metric, source)
+            return versions.describe(session, row)
+
+        return self.db.write(work)
+
+    def best(
+        self,
+        task: str,
+        metric: str = "accuracy",
+        model: str | None = None,
+        split: str | None = None,
+        sources: Iterable[str] = (),
+        limit: int = 5,
+    ) -> list[RankedVersion]:
+        """Live versions ranked by their most recent ``task``/``metric`` score, best first."""
+        if limit < 1:
+            raise InvalidInputError("--limit must be at least 1")
+        with self.db.session() as session:
+            model_id = base_models.get_model(session, model).id if model else None
+            return evaluations.best(session, task, metric, model_id, split, sources, limit)
+
+    def metrics_for_task(self, task: str) -> list[str]:
+        with self.db.session() as session:
+            return evaluations.metrics_for_task(session, task)
+
+    # -- labels ---------------------------------------------------------------
+
+    def tag(self, ref: str, tags: Mapping[str, str], remove: Sequence[str] = ()) -> ExpertVersion:
+        parsed = parse_reference(ref)
+        clean = {validate_name(k, "tag key"): str(v) for k, v in tags.items()}
+
+        def work(session) -> ExpertVersion:
+            row = versions.resolve(session, parsed)
+            labels.set_tags(session, row, clean)
+            if remove:
+                labels.remove_tags(session, row, list(remove))
+            return versions.describe(session, row)
+
+        return self.db.write(work)
+
+    def alias(self, ref: str, alias: str, force: bool = False) -> ExpertVersion:
+        """Point ``NAME@alias`` at this version (``force`` moves it from another one)."""
+        parsed = parse_reference(ref)
+
+        def work(session) -> ExpertVersion:
+            row = versions.resolve(session, parsed)
+            labels.set_alias(session, row, alias, move=force)
+            return versions.describe(session, row)
+
+        return self.db.write(work)
+
+    # -- maintenance ----------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        return maintenance.verify(self.db, self.blobs)
+
+    def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
+        return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run)
+
+
+def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
+    if isinstance(source, Expert):
+        data = dumps_expert(source)
+        return data, loads_expert(data, "expert"), "expert"
+    if isinstance(source, bytes):
+        return source, loads_expert(source), "<bytes>"
+    data = read_file_bytes(source)
+    return data, loads_expert(data, str(source)), str(source)
+
+
+def _as_metric(metric: Metric | str, task: str | None, split: str | None = None, n: int | None = None) -> Metric:
+    return metric if isinstance(metric, Metric) else parse_metric(metric, default_task=task, split=split, n=n)

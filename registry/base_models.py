@@ -1,0 +1,92 @@
+"""Base models and their aliases, inside a session."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from t2reg.architectures import get_architecture
+from t2reg.errors import ConflictError, NotFoundError
+from t2reg.registry.entities import ModelInfo
+from t2reg.registry.model_sources import ModelSpec
+from t2reg.registry.orm import BaseModelRow, ModelAliasRow
+from t2reg.registry.validation import validate_name
+
+
+def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) -> BaseModelRow:
+    """Register a model, or add aliases to an identical one already registered."""
+    row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == spec.name))
+    if row is None:
+        row = BaseModelRow(
+            name=spec.name,
+            revision=spec.revision,
+            architecture=spec.architecture,
+            source=spec.source,
+            location=spec.location,
+            config=dict(spec.config),
+            shapes=spec.shapes(),
+        )
+        session.add(row)
+        session.flush()
+    elif row.shapes != spec.shapes():
+        raise ConflictError(f"model {spec.name!r} is already registered with other shapes; pass another --name")
+    for alias in dict.fromkeys(spec.aliases + aliases):
+        add_alias(session, row, alias)
+    return row
+
+
+def add_alias(session: Session, model: BaseModelRow, alias: str) -> None:
+    validate_name(alias, "model alias")
+    existing = session.get(ModelAliasRow, alias)
+    if existing is not None:
+        if existing.model_id != model.id:
+            owner = session.get(BaseModelRow, existing.model_id)
+            raise ConflictError(f"model alias {alias!r} already names model {owner.name!r}")
+        return
+    clash = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == alias, BaseModelRow.id != model.id))
+    if clash is not None:
+        raise ConflictError(f"model alias {alias!r} is the name of another registered model")
+    session.add(ModelAliasRow(alias=alias, model_id=model.id))
+
+
+def find_model(session: Session, ref: str) -> BaseModelRow | None:
+    alias = session.get(ModelAliasRow, ref)
+    if alias is not None:
+        return session.get(BaseModelRow, alias.model_id)
+    return session.scalar(select(BaseModelRow).where(BaseModelRow.name == ref))
+
+
+def get_model(session: Session, ref: str) -> BaseModelRow:
+    row = find_model(session, ref)
+    if row is None:
+        known = sorted(session.scalars(select(ModelAliasRow.alias)))
+        hint = f"; known aliases: {', '.join(known)}" if known else ""
+        raise NotFoundError(f"unknown model {ref!r} (register it with `t2reg model add`){hint}")
+    return row
+
+
+def aliases_of(session: Session, model_id: int) -> tuple[str, ...]:
+    stmt = select(ModelAliasRow.alias).where(ModelAliasRow.model_id == model_id).order_by(
+        ModelAliasRow.created_at, ModelAliasRow.alias
+    )
+    return tuple(session.scalars(stmt))
+
+
+def to_info(session: Session, row: BaseModelRow) -> ModelInfo:
+    arch = get_architecture(row.architecture)
+    layers = {arch.locate(name)[0] for name in row.shapes}
+    return ModelInfo(
+        name=row.name,
+        aliases=aliases_of(session, row.id),
+        architecture=row.architecture,
+        revision=row.revision,
+        source=row.source,
+        location=row.location,
+        num_layers=len(layers),
+        num_matrices=len(row.shapes),
+        created_at=row.created_at,
+    )
+
+
+def list_models(session: Session) -> list[ModelInfo]:
+    return [to_info(session, row) for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.name))]

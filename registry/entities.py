@@ -1,0 +1,136 @@
+"""Domain objects the registry hands out. Plain frozen dataclasses, detached from
+any database session, each with ``to_dict`` for ``--json`` output."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything t2reg stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class _Serialisable:
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class ModelInfo(_Serialisable):
+    name: str
+    aliases: tuple[str, ...]
+    architecture: str
+    revision: str
+    source: str
+    location: str | None
+    num_layers: int
+    num_matrices: int
+    created_at: datetime
+
+    @property
+    def handle(self) -> str:
+        """The short name used in default expert names: first alias, else the name's last part."""
+        return self.aliases[0] if self.aliases else self.name.rsplit("/", 1)[-1].lower()
+
+
+@dataclass(frozen=True)
+class EvaluationInfo(_Serialisable):
+    task: str
+    metric: str
+    value: float
+    split: str | None
+    n: int | None
+    source: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LineageInfo(_Serialisable):
+    relation: str
+    parent: str | None  # NAME:VERSION of the parent version
+    weight: float | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExpertVersion(_Serialisable):
+    name: str
+    version: int
+    model: str
+    task: str | None
+    source: str
+    status: str
+    sha256: str
+    size: int
+    n_params: int
+    parametrization: str
+    renormalize: str
+    created_at: datetime
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    evaluations: tuple[EvaluationInfo, ...] = ()
+    lineage: tuple[LineageInfo, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, **_plain(self)}
+
+
+@dataclass(frozen=True)
+class RankedVersion(_Serialisable):
+    """One row of ``best``: a version and the score that ranks it."""
+
+    rank: int
+    ref: str
+    name: str
+    version: int
+    model: str
+    source: str
+    task: str
+    metric: str
+    value: float
+    split: str | None
+    n: int | None
+    evaluated_at: datetime
+
+
+@dataclass(frozen=True)
+class VerifyReport(_Serialisable):
+    checked: int
+    missing: tuple[str, ...]
+    corrupt: tuple[str, ...]
+    unreferenced: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.corrupt
+
+
+@dataclass(frozen=True)
+class GcReport(_Serialisable):
+    removed: tuple[str, ...]
+    temp_files_removed: int
+    bytes_freed: int
+    kept_young: int
+    dry_run: bool

@@ -1,0 +1,57 @@
+"""Tags (free key/value pairs) and aliases (movable names) on versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from t2reg.errors import ConflictError, NotFoundError
+from t2reg.registry.orm import ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
+from t2reg.registry.validation import validate_name
+
+
+def set_tags(session: Session, row: VersionRow, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        existing = session.get(VersionTagRow, (row.id, key))
+        if existing is None:
+            session.add(VersionTagRow(version_id=row.id, key=key, value=value))
+        else:
+            existing.value = value
+
+
+def remove_tags(session: Session, row: VersionRow, keys: list[str]) -> None:
+    missing = [k for k in keys if session.get(VersionTagRow, (row.id, k)) is None]
+    if missing:
+        raise NotFoundError(f"no tag {missing[0]!r} on this version")
+    session.execute(delete(VersionTagRow).where(VersionTagRow.version_id == row.id, VersionTagRow.key.in_(keys)))
+
+
+def set_alias(session: Session, row: VersionRow, alias: str, move: bool = False) -> None:
+    """Point ``alias`` at ``row``; moving it off another version needs ``move``."""
+    validate_name(alias, "alias")
+    if alias.isdigit():
+        raise ConflictError(f"alias {alias!r} would read as a version number")
+    if row.status != "live":
+        raise ConflictError("cannot alias a deleted version")
+    existing = session.get(VersionAliasRow, (row.expert_id, alias))
+    if existing is None:
+        session.add(VersionAliasRow(expert_id=row.expert_id, alias=alias, version_id=row.id))
+        return
+    if existing.version_id == row.id:
+        return
+    if not move:
+        other = session.get(VersionRow, existing.version_id)
+        expert = session.get(ExpertRow, row.expert_id)
+        raise ConflictError(
+            f"alias {alias!r} already points at {expert.name}:{other.version}; pass --force to move it"
+        )
+    existing.version_id = row.id
+
+
+def remove_alias(session: Session, expert_id: int, alias: str) -> None:
+    existing = session.scalar(
+        select(VersionAliasRow).where(VersionAliasRow.expert_id == expert_id, VersionAliasRow.alias == alias)
+    )
+    if existing is None:
+        raise NotFoundError(f"no alias {alias!r}")
+    session.delete(existing)

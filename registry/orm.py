@@ -1,0 +1,144 @@
+"""SQLAlchemy ORM rows. These are storage, not API: the store turns them into
+the domain objects of :mod:`t2reg.registry.entities` before they leave it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints keep alembic's SQLite batch mode able to find them again.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class BaseModelRow(Base):
+    __tablename__ = "base_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    revision: Mapped[str] = mapped_column(String(100), default="")
+    architecture: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20))
+    location: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # parameter name -> [out, in] of every adaptable matrix: the shape summary
+    shapes: Mapped[dict[str, list[int]]] = mapped_column(JSON)
+    spectra_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelAliasRow(Base):
+    __tablename__ = "model_aliases"
+
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExpertRow(Base):
+    __tablename__ = "experts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    base_model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
+    task: Mapped[str | None] = mapped_column(String(100), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VersionRow(Base):
+    __tablename__ = "expert_versions"
+    __table_args__ = (UniqueConstraint("expert_id", "version", name="uq_expert_versions_expert_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    n_params: Mapped[int] = mapped_column(Integer)
+    parametrization: Mapped[str] = mapped_column(String(20))
+    renormalize: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="live")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+
+
+class EvaluationRow(Base):
+    """One score. ``is_latest`` marks the newest row per (version, task, metric),
+    ``is_latest_in_split`` the newest per (version, task, metric, split); both are
+    maintained in the inserting transaction so ``best`` is one index range scan."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        Index("ix_evaluations_rank", "task", "metric", "is_latest", "value", "id"),
+        Index("ix_evaluations_rank_split", "task", "metric", "split", "is_latest_in_split", "value", "id"),
+        Index("ix_evaluations_version", "version_id", "task", "metric"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    split: Mapped[str | None] = mapped_column(String(50))
+    n: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_latest_in_split: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class LineageRow(Base):
+    __tablename__ = "lineage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("expert_versions.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(40))
+    weight: Mapped[float | None] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class VersionTagRow(Base):
+    __tablename__ = "version_tags"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+
+
+class VersionAliasRow(Base):
+    __tablename__ = "version_aliases"
+
+    expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)

@@ -1,0 +1,78 @@
+"""Schema revisions through alembic: upgrade, downgrade, and the check every open runs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from t2reg.errors import DatabaseError
+from t2reg.registry.db import Database, translate_errors
+
+VERSION_TABLE = "t2reg_alembic_version"
+
+
+def _migrations_dir() -> Path:
+    import t2reg.migrations
+
+    return Path(t2reg.migrations.__file__).resolve().parent
+
+
+def alembic_config(db: Database) -> Config:
+    """An alembic config that runs against ``db``'s engine."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    cfg.attributes["engine"] = db.engine
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_migrations_dir()))
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    if len(heads) != 1:
+        raise DatabaseError(f"migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def current_revision(db: Database) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    with translate_errors(db.url), db.engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    with translate_errors(db.url):
+        command.upgrade(alembic_config(db), revision)
+
+
+def downgrade(db: Database, revision: str) -> None:
+    with translate_errors(db.url):
+        command.downgrade(alembic_config(db), revision)
+
+
+def is_empty(db: Database) -> bool:
+    with translate_errors(db.url), db.engine.connect() as conn:
+        return not inspect(conn).get_table_names()
+
+
+def check_schema(db: Database) -> str:
+    """Return ``"ok"``, ``"empty"``; raise when the database is at another revision."""
+    current = current_revision(db)
+    if current == head_revision():
+        return "ok"
+    if current is None:
+        if is_empty(db):
+            return "empty"
+        raise DatabaseError(f"database {db.display_url} holds tables but no t2reg schema revision; refusing to touch it")
+    raise DatabaseError(
+        f"database {db.display_url} is at schema revision {current}, this t2reg needs {head_revision()}: "
+        "run `t2reg db upgrade`"
+    )

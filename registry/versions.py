@@ -1,0 +1,223 @@
+"""Experts and their versions, inside a session: allocation, lookup, listing, deletion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from t2reg.errors import ConflictError, NotFoundError
+from t2reg.expert_file import Metric
+from t2reg.registry import evaluations
+from t2reg.registry.entities import EvaluationInfo, ExpertVersion, LineageInfo
+from t2reg.registry.orm import (
+    BaseModelRow,
+    EvaluationRow,
+    ExpertRow,
+    LineageRow,
+    VersionAliasRow,
+    VersionRow,
+    VersionTagRow,
+)
+from t2reg.registry.validation import Reference
+
+LIVE = "live"
+DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a publish writes, once the file has been validated and its blob stored."""
+
+    name: str
+    model_id: int
+    task: str | None
+    description: str
+    sha256: str
+    size: int
+    n_params: int
+    parametrization: str
+    renormalize: str
+    source: str
+    metadata: dict[str, Any]
+    metrics: tuple[Metric, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    lineage: tuple[tuple[int | None, str, float | None, dict[str, Any]], ...] = ()
+
+
+def insert_version(session: Session, new: NewVersion) -> VersionRow:
+    """Create the expert if needed and add the next version number to it.
+
+    The number is ``MAX(version) + 1`` computed by the INSERT itself; a concurrent
+    publisher that took the same number makes this transaction fail on the unique
+    constraint, and the caller retries it.
+    """
+    expert = _lock_or_create_expert(session, new)
+    next_version = (
+        select(func.coalesce(func.max(VersionRow.version), 0) + 1)
+        .where(VersionRow.expert_id == expert.id)
+        .scalar_subquery()
+    )
+    version_id = session.execute(
+        insert(VersionRow)
+        .values(
+            expert_id=expert.id,
+            version=next_version,
+            blob_sha256=new.sha256,
+            size=new.size,
+            n_params=new.n_params,
+            parametrization=new.parametrization,
+            renormalize=new.renormalize,
+            source=new.source,
+            status=LIVE,
+            meta=new.metadata,
+        )
+        .returning(VersionRow.id)
+    ).scalar_one()
+    row = session.get(VersionRow, version_id)
+    for metric in new.metrics:
+        evaluations.add(session, row.id, metric, source="publish")
+    for key, value in new.tags:
+        session.add(VersionTagRow(version_id=row.id, key=key, value=value))
+    for parent_id, relation, weight, params in new.lineage:
+        session.add(LineageRow(child_id=row.id, parent_id=parent_id, relation=relation, weight=weight, params=params))
+    return row
+
+
+def _lock_or_create_expert(session: Session, new: NewVersion) -> ExpertRow:
+    # FOR UPDATE serialises publishers of one expert on PostgreSQL; SQLite's
+    # BEGIN IMMEDIATE already does, and SQLAlchemy leaves the clause out there.
+    expert = session.scalar(select(ExpertRow).where(ExpertRow.name == new.name).with_for_update())
+    if expert is None:
+        expert = ExpertRow(name=new.name, base_model_id=new.model_id, task=new.task, description=new.description)
+        session.add(expert)
+        session.flush()
+    check_owner(session, new.name, new.model_id)
+    return expert
+
+
+def check_owner(session: Session, name: str, model_id: int) -> None:
+    """Refuse adding a version to an expert that belongs to another base model."""
+    owner = session.scalar(select(ExpertRow.base_model_id).where(ExpertRow.name == name))
+    if owner is not None and owner != model_id:
+        model = session.get(BaseModelRow, owner)
+        raise ConflictError(f"expert {name!r} belongs to model {model.name!r}; pass another --name")
+
+
+def resolve(session: Session, ref: Reference, live_only: bool = False) -> VersionRow:
+    """The version a reference names; ``NAME`` alone means the latest live version."""
+    expert = session.scalar(select(ExpertRow).where(ExpertRow.name == ref.name))
+    if expert is None:
+        raise NotFoundError(f"no expert named {ref.name!r}")
+    if ref.alias is not None:
+        row = session.scalar(
+            select(VersionRow)
+            .join(VersionAliasRow, VersionAliasRow.version_id == VersionRow.id)
+            .where(VersionAliasRow.expert_id == expert.id, VersionAliasRow.alias == ref.alias)
+        )
+        if row is None:
+            raise NotFoundError(f"expert {ref.name!r} has no alias {ref.alias!r}")
+    elif ref.version is not None:
+        row = session.scalar(select(VersionRow).where(VersionRow.expert_id == expert.id, VersionRow.version == ref.version))
+        if row is None:
+            raise NotFoundError(f"expert {ref.name!r} has no version {ref.version}")
+    else:
+        row = session.scalar(
+            select(VersionRow)
+            .where(VersionRow.expert_id == expert.id, VersionRow.status == LIVE)
+            .order_by(VersionRow.version.desc())
+            .limit(1)
+        )
+        if row is None:
+            raise NotFoundError(f"expert {ref.name!r} has no live version")
+    if live_only and row.status != LIVE:
+        raise NotFoundError(f"{expert.name}:{row.version} is {row.status}")
+    return row
+
+
+def list_versions(
+    session: Session,
+    model_id: int | None = None,
+    task: str | None = None,
+    sources: Iterable[str] = (),
+    all_versions: bool = False,
+) -> list[ExpertVersion]:
+    """Latest live version of each matching expert, or every live version with ``all_versions``."""
+    stmt = (
+        select(VersionRow, ExpertRow, BaseModelRow.name)
+        .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
+        .join(BaseModelRow, BaseModelRow.id == ExpertRow.base_model_id)
+        .where(VersionRow.status == LIVE)
+    )
+    if not all_versions:
+        latest = (
+            select(VersionRow.expert_id, func.max(VersionRow.version).label("version"))
+            .where(VersionRow.status == LIVE)
+            .group_by(VersionRow.expert_id)
+            .subquery()
+        )
+        stmt = stmt.join(latest, (latest.c.expert_id == VersionRow.expert_id) & (latest.c.version == VersionRow.version))
+    if model_id is not None:
+        stmt = stmt.where(ExpertRow.base_model_id == model_id)
+    if task is not None:
+        stmt = stmt.where(ExpertRow.task == task)
+    sources = tuple(sources)
+    if sources:
+        stmt = stmt.where(VersionRow.source.in_(sources))
+    stmt = stmt.order_by(ExpertRow.name, VersionRow.version)
+    return [to_entity(v, e, model) for v, e, model in session.execute(stmt)]
+
+
+def soft_delete(session: Session, row: VersionRow) -> None:
+    """Mark a version deleted and drop its aliases; its number is never reused."""
+    row.status = DELETED
+    session.query(VersionAliasRow).filter(VersionAliasRow.version_id == row.id).delete()
+
+
+def describe(session: Session, row: VersionRow) -> ExpertVersion:
+    """The full domain object: tags, aliases, evaluations and lineage included."""
+    expert = session.get(ExpertRow, row.expert_id)
+    model = session.get(BaseModelRow, expert.base_model_id)
+    tags = {t.key: t.value for t in session.scalars(select(VersionTagRow).where(VersionTagRow.version_id == row.id))}
+    aliases = tuple(
+        session.scalars(select(VersionAliasRow.alias).where(VersionAliasRow.version_id == row.id).order_by(VersionAliasRow.alias))
+    )
+    evals = tuple(
+        EvaluationInfo(e.task, e.metric, e.value, e.split, e.n, e.source, e.created_at)
+        for e in session.scalars(
+            select(EvaluationRow).where(EvaluationRow.version_id == row.id).order_by(EvaluationRow.id)
+        )
+    )
+    return to_entity(row, expert, model.name, tags=tags, aliases=aliases, evaluations=evals, lineage=_lineage(session, row))
+
+
+def _lineage(session: Session, row: VersionRow) -> tuple[LineageInfo, ...]:
+    parents = select(LineageRow, VersionRow.version, ExpertRow.name).outerjoin(
+        VersionRow, VersionRow.id == LineageRow.parent_id
+    ).outerjoin(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(LineageRow.child_id == row.id).order_by(LineageRow.id)
+    return tuple(
+        LineageInfo(link.relation, f"{name}:{version}" if name else None, link.weight, link.params)
+        for link, version, name in session.execute(parents)
+    )
+
+
+def to_entity(row: VersionRow, expert: ExpertRow, model_name: str, **extra: Any) -> ExpertVersion:
+    return ExpertVersion(
+        name=expert.name,
+        version=row.version,
+        model=model_name,
+        task=expert.task,
+        source=row.source,
+        status=row.status,
+        sha256=row.blob_sha256,
+        size=row.size,
+        n_params=row.n_params,
+        parametrization=row.parametrization,
+        renormalize=row.renormalize,
+        created_at=row.created_at,
+        description=expert.description,
+        metadata=row.meta,
+        **extra,
+    )

@@ -1,0 +1,285 @@
+"""The expert file, format v1: a safetensors file of 1-D float32 SVF vectors.
+
+Tensor keys are the base model's own parameter names; ``__metadata__`` holds
+strings only (nested values as JSON text). :func:`loads_expert` refuses any
+file that breaks the format with a message naming the problem; nothing here
+ever unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from t2reg import __version__
+from t2reg.errors import ExpertFileError
+
+FORMAT = "t2reg.expert"
+FORMAT_VERSION = "1"
+PARAMETRIZATIONS = ("scale",)
+RENORMALIZATIONS = ("nuclear", "none")
+SOURCES = ("native", "transferred", "transferred-shuffled", "adapted", "imported")
+_REQUIRED_KEYS = ("format", "format_version", "base_model", "parametrization", "renormalize")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score: ``task:metric = value`` on ``split`` over ``n`` examples."""
+
+    task: str
+    metric: str
+    value: float
+    split: str | None = None
+    n: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "metric": self.metric, "value": self.value, "split": self.split, "n": self.n}
+
+
+@dataclass(frozen=True)
+class ExpertMeta:
+    """The ``__metadata__`` of an expert file, typed."""
+
+    base_model: str
+    architecture: str = ""
+    base_model_revision: str = ""
+    parametrization: str = "scale"
+    renormalize: str = "nuclear"
+    task: str | None = None
+    provenance: Mapping[str, Any] = field(default_factory=lambda: {"source": "native"})
+    metrics: tuple[Metric, ...] = ()
+    created_by: str = f"t2reg {__version__}"
+
+    @property
+    def source(self) -> str:
+        return str(self.provenance.get("source", "native"))
+
+    def to_header(self) -> dict[str, str]:
+        header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "base_model": self.base_model,
+            "base_model_revision": self.base_model_revision,
+            "architecture": self.architecture,
+            "parametrization": self.parametrization,
+            "renormalize": self.renormalize,
+            "provenance": json.dumps(dict(self.provenance), sort_keys=True),
+            "created_by": self.created_by,
+        }
+        if self.task:
+            header["task"] = self.task
+        if self.metrics:
+            header["metrics"] = json.dumps([m.to_dict() for m in self.metrics])
+        return header
+
+
+@dataclass
+class Expert:
+    """An SVF expert: one z vector per adapted matrix, plus its metadata."""
+
+    vectors: dict[str, np.ndarray]
+    meta: ExpertMeta
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(v.size for v in self.vectors.values()))
+
+
+def dumps_expert(expert: Expert) -> bytes:
+    """Serialise to format v1 bytes (validated first, so a bad expert is never written)."""
+    vectors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in expert.vectors.items()}
+    _check_vectors({k: v for k, v in vectors.items()}, "expert")
+    _check_meta_values(expert.meta, "expert")
+    return st_save(vectors, metadata=expert.meta.to_header())
+
+
+def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:
+    """Write an expert file atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    data = dumps_expert(expert)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, with one-line errors for the usual ways that fails."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ExpertFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ExpertFileError(f"{path}: is a directory, not an expert file") from None
+    except PermissionError:
+        raise ExpertFileError(f"{path}: permission denied") from None
+
+
+def read_expert(path: str | os.PathLike[str]) -> Expert:
+    """Read and validate an expert file."""
+    return loads_expert(read_file_bytes(path), str(path))
+
+
+def loads_expert(data: bytes, origin: str = "<bytes>") -> Expert:
+    """Parse and validate format v1 bytes; ``origin`` names the file in errors."""
+    header, header_size = _parse_header(data, origin)
+    raw_meta = header.pop("__metadata__", None)
+    meta = _parse_meta(_check_metadata_strings(raw_meta, origin), origin)
+    _check_tensor_entries(header, len(data) - 8 - header_size, origin)
+    try:
+        vectors = st_load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise ExpertFileError(f"{origin}: not a valid safetensors file ({exc})") from None
+    _check_vectors(vectors, origin)
+    return Expert(vectors=dict(vectors), meta=meta)
+
+
+def check_against_model(expert: Expert, ranks: Mapping[str, int], model: str, origin: str = "expert") -> None:
+    """Refuse vectors that name no matrix of ``model`` or have the wrong length.
+
+    ``ranks`` maps each adaptable parameter name of the model to ``min(out, in)``.
+    """
+    for key in sorted(expert.vectors):
+        if key not in ranks:
+            raise ExpertFileError(f"{origin}: tensor {key!r} is not an adaptable matrix of model {model!r}")
+        if expert.vectors[key].shape[0] != ranks[key]:
+            raise ExpertFileError(
+                f"{origin}: tensor {key!r} has length {expert.vectors[key].shape[0]}, "
+                f"but that matrix of {model!r} has rank {ranks[key]}"
+            )
+
+
+def _parse_header(data: bytes, origin: str) -> tuple[dict[str, Any], int]:
+    # Checked by hand first so each kind of damage gets its own message.
+    if len(data) < 8:
+        raise ExpertFileError(f"{origin}: not a safetensors file (only {len(data)} bytes)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > _MAX_HEADER_BYTES or size + 8 > len(data):
+        raise ExpertFileError(
+            f"{origin}: not a safetensors file or truncated: header claims {size} bytes, "
+            f"file has {len(data) - 8} after the length prefix"
+        )
+    try:
+        header = json.loads(data[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ExpertFileError(f"{origin}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ExpertFileError(f"{origin}: not a safetensors file (header is not a JSON object)")
+    return header, size
+
+
+def _check_metadata_strings(raw: Any, origin: str) -> dict[str, str]:
+    if raw is None:
+        raise ExpertFileError(f"{origin}: no __metadata__; not a t2reg expert file (missing 'format')")
+    if not isinstance(raw, dict):
+        raise ExpertFileError(f"{origin}: __metadata__ is not a JSON object")
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise ExpertFileError(
+                f"{origin}: metadata {key!r} is a {type(value).__name__}; safetensors metadata values must be strings"
+            )
+    return raw
+
+
+def _check_tensor_entries(header: Mapping[str, Any], data_bytes: int, origin: str) -> None:
+    # Checked before safetensors reads them so truncation and wrong kinds are named as such.
+    for key, entry in header.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("data_offsets"), list):
+            raise ExpertFileError(f"{origin}: tensor {key!r} has a malformed header entry")
+        if entry.get("dtype") != "F32":
+            raise ExpertFileError(f"{origin}: tensor {key!r} has dtype {entry.get('dtype')}; format v1 stores float32 (F32)")
+        if len(entry.get("shape", [])) != 1:
+            raise ExpertFileError(f"{origin}: tensor {key!r} has shape {entry.get('shape')}; SVF vectors are 1-D")
+        end = entry["data_offsets"][-1] if entry["data_offsets"] else 0
+        if not isinstance(end, int) or end > data_bytes:
+            raise ExpertFileError(
+                f"{origin}: truncated: tensor {key!r} ends at byte {end} of the data, which has only {data_bytes}"
+            )
+
+
+def _parse_meta(raw: Mapping[str, str], origin: str) -> ExpertMeta:
+    for key in _REQUIRED_KEYS:
+        if key not in raw:
+            raise ExpertFileError(f"{origin}: metadata lacks {key!r}; not a t2reg expert file")
+    if raw["format"] != FORMAT:
+        raise ExpertFileError(f"{origin}: metadata format is {raw['format']!r}, expected {FORMAT!r}")
+    if raw["format_version"] != FORMAT_VERSION:
+        raise ExpertFileError(
+            f"{origin}: unknown format_version {raw['format_version']!r}; this t2reg reads version {FORMAT_VERSION}"
+        )
+    meta = ExpertMeta(
+        base_model=raw["base_model"],
+        architecture=raw.get("architecture", ""),
+        base_model_revision=raw.get("base_model_revision", ""),
+        parametrization=raw["parametrization"],
+        renormalize=raw["renormalize"],
+        task=raw.get("task") or None,
+        provenance=_json_field(raw, "provenance", dict, origin) or {"source": "native"},
+        metrics=tuple(_parse_metric(m, origin) for m in _json_field(raw, "metrics", list, origin) or []),
+        created_by=raw.get("created_by", ""),
+    )
+    _check_meta_values(meta, origin)
+    return meta
+
+
+def _check_meta_values(meta: ExpertMeta, origin: str) -> None:
+    if meta.parametrization not in PARAMETRIZATIONS:
+        raise ExpertFileError(f"{origin}: parametrization {meta.parametrization!r} is not one of {PARAMETRIZATIONS}")
+    if meta.renormalize not in RENORMALIZATIONS:
+        raise ExpertFileError(f"{origin}: renormalize {meta.renormalize!r} is not one of {RENORMALIZATIONS}")
+    if meta.source not in SOURCES:
+        raise ExpertFileError(f"{origin}: provenance source {meta.source!r} is not one of {SOURCES}")
+
+
+def _json_field(raw: Mapping[str, str], key: str, kind: type, origin: str) -> Any:
+    if not raw.get(key):
+        return None
+    try:
+        value = json.loads(raw[key])
+    except json.JSONDecodeError:
+        raise ExpertFileError(f"{origin}: metadata {key!r} is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise ExpertFileError(f"{origin}: metadata {key!r} must be a JSON {kind.__name__}")
+    return value
+
+
+def _parse_metric(entry: Any, origin: str) -> Metric:
+    try:
+        value = float(entry["value"])
+        if not math.isfinite(value):
+            raise ValueError
+        n = entry.get("n")
+        return Metric(str(entry["task"]), str(entry["metric"]), value, entry.get("split"), None if n is None else int(n))
+    except (KeyError, TypeError, ValueError):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r} needs task, metric and a finite value") from None
+
+
+def _check_vectors(vectors: Mapping[str, np.ndarray], origin: str) -> None:
+    if not vectors:
+        raise ExpertFileError(f"{origin}: holds no tensors")
+    for key, vec in vectors.items():
+        if vec.ndim != 1:
+            raise ExpertFileError(f"{origin}: tensor {key!r} has shape {list(vec.shape)}; SVF vectors are 1-D")
+        if vec.dtype != np.float32:
+            raise ExpertFileError(f"{origin}: tensor {key!r} has dtype {vec.dtype}; format v1 stores float32")
+        if vec.size == 0:
+            raise ExpertFileError(f"{origin}: tensor {key!r} is empty")
+        if not np.isfinite(vec).all():
+            raise ExpertFileError(f"{origin}: tensor {key!r} contains NaN or Inf")

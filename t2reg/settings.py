@@ -1,0 +1,53 @@
+"""Settings, parsed in one place: flags override the environment, which overrides defaults.
+
+=====================  ======================  ==================================
+setting                environment             default
+=====================  ======================  ==================================
+home                   ``T2REG_HOME``          ``~/.t2reg``
+database URL           ``T2REG_DATABASE_URL``  ``sqlite:///<home>/registry.db``
+blob root              ``T2REG_BLOB_ROOT``     ``<home>/blobs``
+=====================  ======================  ==================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+ENV_HOME = "T2REG_HOME"
+ENV_DATABASE_URL = "T2REG_DATABASE_URL"
+ENV_BLOB_ROOT = "T2REG_BLOB_ROOT"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the registry lives."""
+
+    home: Path
+    database_url: str
+    blob_root: Path
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the database is the SQLite file under ``home``."""
+        return self.database_url == default_database_url(self.home)
+
+
+def default_database_url(home: Path) -> str:
+    return f"sqlite:///{home / 'registry.db'}"
+
+
+def load_settings(
+    home: str | os.PathLike[str] | None = None,
+    database_url: str | None = None,
+    blob_root: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from explicit values, then the environment, then defaults."""
+    env = os.environ if environ is None else environ
+    home_path = Path(home or env.get(ENV_HOME) or Path.home() / ".t2reg").expanduser().resolve()
+    url = database_url or env.get(ENV_DATABASE_URL) or default_database_url(home_path)
+    blobs = Path(blob_root or env.get(ENV_BLOB_ROOT) or home_path / "blobs").expanduser().resolve()
+    return Settings(home=home_path, database_url=url, blob_root=blobs)
