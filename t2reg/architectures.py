@@ -51,6 +51,7 @@ class Architecture:
     shapes: Callable[[Mapping[str, Any]], dict[str, tuple[int, int]]]
     num_layers_key: str = "num_hidden_layers"
     transposed: bool = False
+    model_types: tuple[str, ...] = ()  # config.json ``model_type`` values, for configs without ``architectures``
     _patterns: dict[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,11 +106,18 @@ def get_architecture(class_name: str) -> Architecture:
 
 
 def architecture_of(config: Mapping[str, Any]) -> str:
-    """The class name a ``config.json`` declares."""
+    """The class name a ``config.json`` declares (or its ``model_type`` implies)."""
     names = config.get("architectures") or []
-    if not names:
-        raise InvalidInputError("config.json has no 'architectures' entry; cannot tell the model family")
-    return str(names[0])
+    if names:
+        return str(names[0])
+    model_type = config.get("model_type")
+    for class_name, arch in _REGISTRY.items():
+        if model_type in arch.model_types:
+            return class_name
+    raise InvalidInputError(
+        f"config.json has no 'architectures' entry and model_type {model_type!r} is not in the table; "
+        "cannot tell the model family"
+    )
 
 
 def matrix_specs(config: Mapping[str, Any], modules: str = "all") -> list[MatrixSpec]:
@@ -187,10 +195,12 @@ def _register_builtins(entries: Iterable[Architecture]) -> None:
 
 _register_builtins(
     [
-        Architecture("llama", ("LlamaForCausalLM",), _LLAMA_STYLE, _split_shapes),
-        Architecture("mistral", ("MistralForCausalLM",), _LLAMA_STYLE, _split_shapes),
-        Architecture("qwen2", ("Qwen2ForCausalLM", "Qwen3ForCausalLM"), _LLAMA_STYLE, _split_shapes),
-        Architecture("gemma", ("Gemma2ForCausalLM", "Gemma3ForCausalLM"), _LLAMA_STYLE, _split_shapes),
+        Architecture("llama", ("LlamaForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("llama",)),
+        Architecture("mistral", ("MistralForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("mistral",)),
+        Architecture("qwen2", ("Qwen2ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("qwen2",)),
+        Architecture("qwen3", ("Qwen3ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("qwen3",)),
+        Architecture("gemma2", ("Gemma2ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma2",)),
+        Architecture("gemma3", ("Gemma3ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma3_text",)),
         Architecture(
             "phi3",
             ("Phi3ForCausalLM",),
@@ -201,6 +211,7 @@ _register_builtins(
                 "down": "model.layers.{layer}.mlp.down_proj.weight",
             },
             _fused_shapes,
+            model_types=("phi3",),
         ),
         Architecture(
             "gpt2",
@@ -214,6 +225,7 @@ _register_builtins(
             _gpt2_shapes,
             num_layers_key="n_layer",
             transposed=True,
+            model_types=("gpt2",),
         ),
     ]
 )

@@ -1,0 +1,73 @@
+"""Shared fixtures: registries on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from t2reg.registry import Registry
+from t2reg.settings import load_settings
+from tests.helpers.postgres import PostgresServer, find_binary
+
+TINY_LLAMA = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=128, max_position_embeddings=64,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One server for the session. CI must run these tests, so a missing server fails there."""
+    if not (find_binary("initdb") and find_binary("pg_ctl")):
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries are missing on CI (make test installs them)")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = PostgresServer().start()
+    template = "t2reg_template"
+    server.create_database(template)
+    Registry(load_settings(home=server.root / "home", database_url=server.url(template))).close()
+    server.template = template
+    yield server
+    server.stop()
+
+
+def _pg_registry(postgres, tmp_path: Path) -> Registry:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres.create_database(name, template=postgres.template)
+    return Registry(load_settings(home=tmp_path / "home", database_url=url))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def registry(backend, tmp_path, request):
+    """A fresh, initialised registry on each backend."""
+    if backend == "postgres":
+        reg = _pg_registry(request.getfixturevalue("postgres"), tmp_path)
+    else:
+        reg = Registry(load_settings(home=tmp_path / "home"))
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path):
+    reg = Registry(load_settings(home=tmp_path / "home"))
+    yield reg
+    reg.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A local model directory holding only a transformers-written config.json."""
+    from transformers import LlamaConfig
+
+    path = tmp_path_factory.mktemp("models") / "tiny-llama"
+    LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]).save_pretrained(path)
+    return path
