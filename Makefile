@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP    := $(BIN)/python -m pip install --quiet $(if $(WHEELS),--find-links $(WHEELS))
+DEMO_HOME := .t2reg-demo
 
 .PHONY: venv test demo bench clean
 
@@ -21,13 +22,20 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: venv
+	.ci/ensure-postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Placeholder until the demo issue lands: a registry round on a generated expert.
 demo: venv
-	$(BIN)/python -m t2reg.demo_placeholder
+	$(BIN)/t2reg --home $(DEMO_HOME) init
+	$(BIN)/t2reg --home $(DEMO_HOME) new-expert --model smollm2-135m --task gsm8k --noise 0.05 --seed 0 \
+		--out $(DEMO_HOME)/gsm8k-smollm2.safetensors
+	$(BIN)/t2reg --home $(DEMO_HOME) publish $(DEMO_HOME)/gsm8k-smollm2.safetensors --metric gsm8k:accuracy=0.31 --tag demo=yes
+	$(BIN)/t2reg --home $(DEMO_HOME) best --task gsm8k --model smollm2-135m
+	$(BIN)/t2reg --home $(DEMO_HOME) verify
 
 bench: venv
 	$(BIN)/python bench/registry_best.py
 
 clean:
-	rm -rf $(VENV) .t2reg-demo build *.egg-info
+	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

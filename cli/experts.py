@@ -169,3 +169,22 @@ def delete(app: AppContext, ref: str, as_json: bool) -> None:
 
 
 COMMANDS = [publish, list_, show, record, best, alias, tag, download, delete]
+
+
+@click.command("new-expert")
+@click.option("--model", required=True, help="Base model (name or alias).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("--task", help="Task to record in the file.")
+@click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
+              help="Which matrices get a vector (the paper adapts the MLP).")
+@click.option("--value", default=1.0, show_default=True, help="Every z starts at this value (1 = identity).")
+@click.option("--noise", default=0.0, show_default=True, help="Standard deviation of Gaussian noise added to z.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the noise.")
+@pass_app
+def new_expert(app: AppContext, model, out, task, modules, value, noise, seed) -> None:
+    """Write a new expert file for a registered model: z = VALUE (+ noise) everywhere."""
+    path = app.registry().new_expert_file(model, out, task=task, modules=modules, value=value, noise=noise, seed=seed)
+    click.echo(str(path))
+
+
+COMMANDS.append(new_expert)

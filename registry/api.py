@@ -9,7 +9,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError
-from t2reg.expert_file import Expert, Metric, check_against_model, dumps_expert, loads_expert, read_file_bytes
+from t2reg.architectures import matrix_specs
+from t2reg.expert_file import (
+    Expert,
+    ExpertMeta,
+    Metric,
+    check_against_model,
+    constant_expert,
+    dumps_expert,
+    loads_expert,
+    read_file_bytes,
+    write_expert,
+)
 from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
@@ -104,6 +115,25 @@ class Registry:
         with self.db.session() as session:
             row = base_models.get_model(session, ref)
             return {k: (v[0], v[1]) for k, v in row.shapes.items()}
+
+    def new_expert_file(
+        self,
+        model: str,
+        out: str | os.PathLike[str],
+        *,
+        task: str | None = None,
+        modules: str = "mlp",
+        value: float = 1.0,
+        noise: float = 0.0,
+        seed: int = 0,
+    ) -> Path:
+        """Write a constant (identity by default) expert for a registered model."""
+        with self.db.session() as session:
+            row = base_models.get_model(session, model)
+            specs = matrix_specs(row.config, modules)
+            meta = ExpertMeta(base_model=row.name, architecture=row.architecture, base_model_revision=row.revision,
+                              task=task, provenance={"source": "native", "init": {"value": value, "noise": noise, "seed": seed}})
+        return write_expert(constant_expert({s.name: s.rank for s in specs}, meta, value, noise, seed), out)
 
     # -- experts --------------------------------------------------------------
 

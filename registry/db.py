@@ -130,7 +130,10 @@ def _connect_args(parsed) -> dict[str, object]:
 
 def _sqlite_engine(parsed) -> Engine:
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"database {redact(str(parsed))}: cannot create its folder ({exc.strerror})") from None
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
 
     @event.listens_for(engine, "connect")

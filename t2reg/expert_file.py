@@ -20,7 +20,6 @@ from typing import Any, Mapping
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from t2reg import __version__
 from t2reg.errors import ExpertFileError
@@ -97,12 +96,44 @@ class Expert:
         return int(sum(v.size for v in self.vectors.values()))
 
 
+def constant_expert(
+    ranks: Mapping[str, int],
+    meta: ExpertMeta,
+    value: float = 1.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Expert:
+    """An expert with every z = ``value`` (1 is the identity), plus optional Gaussian noise.
+
+    The usual starting point for training, and a quick way to try the registry.
+    """
+    rng = np.random.default_rng(seed)
+    vectors = {
+        name: (value + noise * rng.standard_normal(rank)).astype(np.float32) for name, rank in sorted(ranks.items())
+    }
+    return Expert(vectors, meta)
+
+
 def dumps_expert(expert: Expert) -> bytes:
-    """Serialise to format v1 bytes (validated first, so a bad expert is never written)."""
-    vectors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in expert.vectors.items()}
-    _check_vectors({k: v for k, v in vectors.items()}, "expert")
+    """Serialise to format v1 bytes (validated first, so a bad expert is never written).
+
+    The bytes are deterministic: equal experts give equal files, so the
+    content-addressed store keeps one copy. (safetensors' own writer orders
+    metadata through a hash map, which changes the bytes from run to run; the
+    file layout is simple enough to write here, and reading still goes through
+    safetensors.)
+    """
+    vectors = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in sorted(expert.vectors.items())}
+    _check_vectors(vectors, "expert")
     _check_meta_values(expert.meta, "expert")
-    return st_save(vectors, metadata=expert.meta.to_header())
+    header: dict[str, Any] = {"__metadata__": dict(sorted(expert.meta.to_header().items()))}
+    offset = 0
+    for name, vec in vectors.items():
+        header[name] = {"dtype": "F32", "shape": [int(vec.size)], "data_offsets": [offset, offset + vec.nbytes]}
+        offset += vec.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # safetensors aligns the data section to 8 bytes
+    return b"".join([struct.pack("<Q", len(blob)), blob, *(v.tobytes() for v in vectors.values())])
 
 
 def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:

@@ -126,3 +126,27 @@ def test_check_against_model_names_unknown_keys_and_wrong_lengths():
         check_against_model(expert, {"model.layers.0.mlp.down_proj.weight": 16}, "tiny")
     with pytest.raises(ExpertFileError, match="is not an adaptable matrix of model 'tiny'"):
         check_against_model(expert, {"model.layers.1.mlp.down_proj.weight": 8}, "tiny")
+
+
+def test_serialisation_is_deterministic_and_readable_by_safetensors():
+    import subprocess
+    import sys
+
+    from safetensors import safe_open
+
+    code = (
+        "import sys, numpy as np; from t2reg.expert_file import *;"
+        "e = Expert({'b': np.arange(3, dtype=np.float32), 'a': np.ones(2, np.float32)},"
+        " ExpertMeta(base_model='m', task='t', metrics=(Metric('t', 'acc', 0.5),)));"
+        "sys.stdout.buffer.write(dumps_expert(e))"
+    )
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout for _ in range(3)}
+    assert len(runs) == 1  # hash seeds differ between processes; the bytes must not
+    data = runs.pop()
+    back = loads_expert(data)
+    assert back.meta.task == "t" and back.vectors["b"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_files_written_by_safetensors_itself_are_accepted():
+    data = _raw({"model.layers.0.mlp.down_proj.weight": np.ones(8, np.float32)}, GOOD_META)
+    assert loads_expert(data).n_params == 8
