@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from t2reg.cli.context import AppContext, pass_app
@@ -19,9 +21,11 @@ def model() -> None:
 @click.option("--alias", "aliases", multiple=True, help="A short name for the model (repeatable).")
 @click.option("--name", help="Registered name [default: the directory name or hub id].")
 @click.option("--revision", help="Hub revision (commit, branch or tag).")
+@click.option("--gguf", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A GGUF file with the weights: dequantised once into <home>/models, then registered as SOURCE.")
 @json_option
 @pass_app
-def add(app: AppContext, source: str, aliases, name, revision, as_json) -> None:
+def add(app: AppContext, source: str, aliases, name, revision, gguf, as_json) -> None:
     """Register a base model.
 
     \b
@@ -30,9 +34,37 @@ def add(app: AppContext, source: str, aliases, name, revision, as_json) -> None:
       llama3-8b       a built-in shape table (llama3-8b, mistral-7b, llama3-70b,
                       smollm2-135m, gemma3-270m): no download needed
       owner/name      a Hugging Face id (needs the network)
+    With --gguf, SOURCE is the name to give the converted model (a built-in
+    alias gains the weights):  t2reg model add smollm2-135m --gguf SmolLM2.Q4_1.gguf
     """
-    info = app.registry().add_model(source, name=name, aliases=aliases, revision=revision)
+    if gguf is not None:
+        from t2reg.adaptation.models import add_gguf_model
+
+        info = add_gguf_model(app.registry(), source, gguf, tuple(aliases))
+    else:
+        info = app.registry().add_model(source, name=name, aliases=aliases, revision=revision)
     emit_json(info.to_dict()) if as_json else click.echo(_label(info))
+
+
+@model.command("decompose")
+@click.argument("ref")
+@click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
+              help="Which matrices to decompose (the paper adapts the MLP).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the SVD [default: cuda if present].")
+@pass_app
+def decompose(app: AppContext, ref: str, modules: str, device: str | None) -> None:
+    """Compute the SVD of the model's matrices once and cache it (resumable).
+
+    Spectra go to <home>/spectra/<model>/; an interrupted run picks up at the
+    first layer it had not finished.
+    """
+    from tqdm import tqdm
+
+    from t2reg.adaptation.models import decompose_model
+
+    spectra = decompose_model(app.registry(), ref, modules, device,
+                              progress=lambda it: tqdm(it, desc=f"SVD {modules} layers", unit="layer"))
+    click.echo(f"{len(spectra.names())} matrices decomposed at {spectra.root} (fingerprint {spectra.fingerprint[:12]})")
 
 
 @model.command("list")

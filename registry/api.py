@@ -25,7 +25,7 @@ from t2reg.registry import base_models, evaluations, labels, maintenance, schema
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.entities import ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
-from t2reg.registry.model_sources import from_builtin, resolve_spec
+from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
 from t2reg.registry.validation import Reference, parse_metric, parse_reference, validate_name
 from t2reg.settings import Settings, load_settings
@@ -95,12 +95,32 @@ class Registry:
         self, source: str, *, name: str | None = None, aliases: Sequence[str] = (), revision: str | None = None
     ) -> ModelInfo:
         """Register a model from a directory with config.json, a built-in name or a hub id."""
-        spec = resolve_spec(source, name, revision)
+        return self.add_model_spec(resolve_spec(source, name, revision), aliases)
+
+    def add_model_spec(self, spec: ModelSpec, aliases: Sequence[str] = ()) -> ModelInfo:
+        """Register a model described by a :class:`ModelSpec` (see :mod:`model_sources`)."""
 
         def add(session) -> ModelInfo:
             return base_models.to_info(session, base_models.add_model(session, spec, tuple(aliases)))
 
         return self.db.write(add)
+
+    def model_config(self, ref: str) -> dict[str, Any]:
+        """The model's ``config.json`` (or the built-in subset of it)."""
+        with self.db.session() as session:
+            return dict(base_models.get_model(session, ref).config)
+
+    def spectra_dir(self, ref: str) -> Path:
+        """Where the model's spectra live: ``<home>/spectra/<name>/<revision>``."""
+        info = self.get_model(ref)
+        slug = info.name.replace("/", "--")
+        return self.settings.home / "spectra" / slug / (info.revision or "default")
+
+    def set_spectra_fingerprint(self, ref: str, fingerprint: str) -> None:
+        def work(session) -> None:
+            base_models.get_model(session, ref).spectra_fingerprint = fingerprint
+
+        self.db.write(work)
 
     def get_model(self, ref: str) -> ModelInfo:
         with self.db.session() as session:

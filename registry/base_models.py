@@ -30,6 +30,10 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
         session.flush()
     elif row.shapes != spec.shapes():
         raise ConflictError(f"model {spec.name!r} is already registered with other shapes; pass another --name")
+    elif spec.location and spec.location != row.location:
+        # Same model, now with weights (e.g. a built-in shape table gets its converted GGUF).
+        row.location, row.source, row.config = spec.location, spec.source, dict(spec.config)
+        row.revision = spec.revision or row.revision
     for alias in dict.fromkeys(spec.aliases + aliases):
         add_alias(session, row, alias)
     return row
@@ -85,6 +89,7 @@ def to_info(session: Session, row: BaseModelRow) -> ModelInfo:
         num_layers=len(layers),
         num_matrices=len(row.shapes),
         created_at=row.created_at,
+        spectra_fingerprint=row.spectra_fingerprint,
     )
 
 

@@ -42,6 +42,7 @@ class ModelInfo(_Serialisable):
     num_layers: int
     num_matrices: int
     created_at: datetime
+    spectra_fingerprint: str | None = None
 
     @property
     def handle(self) -> str:

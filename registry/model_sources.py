@@ -38,11 +38,19 @@ def from_builtin(alias: str) -> ModelSpec:
     return ModelSpec(builtin.hf_id, dict(builtin.config), "builtin", aliases=(alias,))
 
 
-def from_directory(path: Path, name: str | None = None) -> ModelSpec:
+def from_directory(path: Path, name: str | None = None, aliases: tuple[str, ...] = ()) -> ModelSpec:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise InvalidInputError(f"{path}: no config.json; a model directory needs at least that")
-    return ModelSpec(name or path.resolve().name, _read_config(config_path), "local", location=str(path.resolve()))
+    config = _read_config(config_path)
+    return ModelSpec(name or path.resolve().name, config, "local", location=str(path.resolve()), aliases=aliases)
+
+
+def with_weights(source: str, model_dir: Path) -> ModelSpec:
+    """A model whose weights were converted into ``model_dir``: a built-in keeps its name and alias."""
+    if source in BUILTIN_MODELS:
+        return from_directory(model_dir, BUILTIN_MODELS[source].hf_id, aliases=(source,))
+    return from_directory(model_dir, source)
 
 
 def from_hub(repo_id: str, revision: str | None = None, name: str | None = None) -> ModelSpec:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 
-from t2reg import __version__
+from t2reg import __version__, safetensors_io
 from t2reg.errors import ExpertFileError
 
 FORMAT = "t2reg.expert"
@@ -30,7 +29,6 @@ PARAMETRIZATIONS = ("scale",)
 RENORMALIZATIONS = ("nuclear", "none")
 SOURCES = ("native", "transferred", "transferred-shuffled", "adapted", "imported")
 _REQUIRED_KEYS = ("format", "format_version", "base_model", "parametrization", "renormalize")
-_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
 @dataclass(frozen=True)
@@ -118,22 +116,12 @@ def dumps_expert(expert: Expert) -> bytes:
     """Serialise to format v1 bytes (validated first, so a bad expert is never written).
 
     The bytes are deterministic: equal experts give equal files, so the
-    content-addressed store keeps one copy. (safetensors' own writer orders
-    metadata through a hash map, which changes the bytes from run to run; the
-    file layout is simple enough to write here, and reading still goes through
-    safetensors.)
+    content-addressed store keeps one copy.
     """
-    vectors = {k: np.ascontiguousarray(v, dtype="<f4") for k, v in sorted(expert.vectors.items())}
+    vectors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in expert.vectors.items()}
     _check_vectors(vectors, "expert")
     _check_meta_values(expert.meta, "expert")
-    header: dict[str, Any] = {"__metadata__": dict(sorted(expert.meta.to_header().items()))}
-    offset = 0
-    for name, vec in vectors.items():
-        header[name] = {"dtype": "F32", "shape": [int(vec.size)], "data_offsets": [offset, offset + vec.nbytes]}
-        offset += vec.nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # safetensors aligns the data section to 8 bytes
-    return b"".join([struct.pack("<Q", len(blob)), blob, *(v.tobytes() for v in vectors.values())])
+    return safetensors_io.dumps(vectors, expert.meta.to_header())
 
 
 def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:
@@ -170,7 +158,7 @@ def read_expert(path: str | os.PathLike[str]) -> Expert:
 
 def loads_expert(data: bytes, origin: str = "<bytes>") -> Expert:
     """Parse and validate format v1 bytes; ``origin`` names the file in errors."""
-    header, header_size = _parse_header(data, origin)
+    header, header_size = safetensors_io.parse_header(data, len(data), origin, ExpertFileError)
     raw_meta = header.pop("__metadata__", None)
     meta = _parse_meta(_check_metadata_strings(raw_meta, origin), origin)
     _check_tensor_entries(header, len(data) - 8 - header_size, origin)
@@ -195,25 +183,6 @@ def check_against_model(expert: Expert, ranks: Mapping[str, int], model: str, or
                 f"{origin}: tensor {key!r} has length {expert.vectors[key].shape[0]}, "
                 f"but that matrix of {model!r} has rank {ranks[key]}"
             )
-
-
-def _parse_header(data: bytes, origin: str) -> tuple[dict[str, Any], int]:
-    # Checked by hand first so each kind of damage gets its own message.
-    if len(data) < 8:
-        raise ExpertFileError(f"{origin}: not a safetensors file (only {len(data)} bytes)")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > _MAX_HEADER_BYTES or size + 8 > len(data):
-        raise ExpertFileError(
-            f"{origin}: not a safetensors file or truncated: header claims {size} bytes, "
-            f"file has {len(data) - 8} after the length prefix"
-        )
-    try:
-        header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ExpertFileError(f"{origin}: not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise ExpertFileError(f"{origin}: not a safetensors file (header is not a JSON object)")
-    return header, size
 
 
 def _check_metadata_strings(raw: Any, origin: str) -> dict[str, str]:

@@ -1,0 +1,46 @@
+"""Export: the base model with an expert merged in, as a plain transformers model."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from t2reg.adaptation.models import load_model, load_spectra, weights_dir
+from t2reg.adaptation.patch import ExpertPatch
+from t2reg.adaptation.weights import load_tokenizer
+from t2reg.registry import Registry
+
+
+def export_merged(registry: Registry, ref: str, out: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Save the expert's base model with W' in place (safetensors) plus its tokenizer.
+
+    The result loads with ``AutoModelForCausalLM.from_pretrained(out)`` and needs
+    no t2reg. Written to a staging folder and renamed, so ``out`` is never half there.
+    """
+    version = registry.get(ref)
+    expert = registry.read_expert(version.ref)
+    model = load_model(version.model, registry, dtype=dtype)
+    spectra = load_spectra(version.model, registry)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        from t2reg.errors import ConflictError
+
+        raise ConflictError(f"{out} exists and is not empty; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        patch = ExpertPatch(model, spectra, expert)
+        patch.apply()  # kept applied: this model is thrown away after saving
+        model.config.t2reg_expert = version.ref
+        model.save_pretrained(staging, safe_serialization=True)
+        load_tokenizer(weights_dir(registry, version.model)).save_pretrained(staging)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

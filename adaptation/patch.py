@@ -1,0 +1,128 @@
+"""Applying SVF experts to a live model, and mixing experts.
+
+W' = (U * (S * z * c)) @ Vh, one matmul per changed matrix, where c is the
+nuclear renormalisation sum(S) / sum(S * z) (or 1). :class:`ExpertPatch` writes
+W' into the model's parameters on entry and copies the saved originals back on
+exit, so the model is bit-identical afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from t2reg.architectures import get_architecture
+from t2reg.errors import InvalidInputError
+from t2reg.expert_file import Expert
+from t2reg.spectra import Factors, Spectra
+
+Vectors = Mapping[str, "torch.Tensor | np.ndarray"]
+
+
+def patched_weight(f: Factors, z: torch.Tensor, renormalize: str = "nuclear", name: str = "matrix") -> torch.Tensor:
+    """W' in (out, in) orientation and float32, on the factors' device."""
+    z = torch.as_tensor(z, dtype=torch.float32, device=f.S.device)
+    if z.shape != f.S.shape:
+        raise InvalidInputError(f"{name}: z has length {z.shape[0]}, the matrix has rank {f.S.shape[0]}")
+    scaled = f.S * z
+    if renormalize == "nuclear":
+        denominator = scaled.sum()
+        if not denominator > 0:
+            raise InvalidInputError(
+                f"{name}: nuclear renormalisation divides by sum(sigma * z) = {denominator.item():.3g}; z must keep it positive"
+            )
+        scaled = scaled * (f.S.sum() / denominator)
+    elif renormalize != "none":
+        raise InvalidInputError(f"renormalize must be 'nuclear' or 'none', not {renormalize!r}")
+    return (f.U * scaled) @ f.Vh
+
+
+def mix(experts: Sequence[Vectors], alpha: "torch.Tensor | np.ndarray | Sequence[float]") -> dict[str, torch.Tensor]:
+    """z' = sum_k alpha_k z_k per vector (alpha: K) or per matrix (alpha: K x M).
+
+    Matrices are the union of the experts' keys in sorted order (that is M's
+    order); an expert without a matrix contributes z = 1 there.
+    """
+    alpha = torch.as_tensor(np.asarray(alpha, dtype=np.float32))
+    names = sorted(set().union(*(e.keys() for e in experts)))
+    if alpha.shape[0] != len(experts) or alpha.dim() not in (1, 2) or (alpha.dim() == 2 and alpha.shape[1] != len(names)):
+        raise InvalidInputError(
+            f"alpha has shape {tuple(alpha.shape)}; expected ({len(experts)},) or ({len(experts)}, {len(names)})"
+        )
+    mixed = {}
+    for m, name in enumerate(names):
+        weights = alpha if alpha.dim() == 1 else alpha[:, m]
+        rank = next(len(e[name]) for e in experts if name in e)
+        stack = torch.stack([torch.as_tensor(e[name], dtype=torch.float32) if name in e else torch.ones(rank) for e in experts])
+        mixed[name] = weights @ stack
+    return mixed
+
+
+class ExpertPatch:
+    """Context manager: the model holds W' inside the block, its exact originals after.
+
+    ``z`` is an :class:`~t2reg.expert_file.Expert` (its own ``renormalize`` is
+    used) or a mapping from parameter name to vector, e.g. a :func:`mix`.
+    Only the matrices ``z`` names change.
+    """
+
+    def __init__(self, model: torch.nn.Module, spectra: Spectra, z: "Expert | Vectors", renormalize: str | None = None):
+        if isinstance(z, Expert):
+            renormalize = renormalize or z.meta.renormalize
+            z = z.vectors
+        self.model = model
+        self.spectra = spectra
+        self.z = z
+        self.renormalize = renormalize or "nuclear"
+        self._saved: dict[str, torch.Tensor] = {}
+        self._transposed = _transposed_names(model)
+
+    def __enter__(self) -> torch.nn.Module:
+        try:
+            self.apply()
+        except BaseException:
+            self.restore()
+            raise
+        return self.model
+
+    def __exit__(self, *_exc: object) -> None:
+        self.restore()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for name in sorted(self.z):
+            param = _parameter(self.model, name)
+            factors = self.spectra[name]
+            if factors.S.device != param.device:
+                factors = factors.to(param.device)
+            new = patched_weight(factors, self.z[name], self.renormalize, name)
+            if name in self._transposed:
+                new = new.T
+            if new.shape != param.shape:
+                raise InvalidInputError(f"{name}: spectra give shape {tuple(new.shape)}, the model has {tuple(param.shape)}")
+            if name not in self._saved:
+                self._saved[name] = param.detach().clone()
+            param.copy_(new.to(param.dtype))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for name, original in self._saved.items():
+            _parameter(self.model, name).copy_(original)
+        self._saved.clear()
+
+
+def _parameter(model: torch.nn.Module, name: str) -> torch.nn.Parameter:
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        raise InvalidInputError(f"the model has no parameter {name!r}") from None
+
+
+def _transposed_names(model: torch.nn.Module) -> set[str]:
+    archs = getattr(model.config, "architectures", None) or []
+    if not archs:
+        return set()
+    arch = get_architecture(archs[0])
+    return {n for n, _ in model.named_parameters() if arch.transposed and arch.locate(n)}
