@@ -21,8 +21,14 @@ from t2reg.spectra import Factors, Spectra
 Vectors = Mapping[str, "torch.Tensor | np.ndarray"]
 
 
-def patched_weight(f: Factors, z: torch.Tensor, renormalize: str = "nuclear", name: str = "matrix") -> torch.Tensor:
-    """W' in (out, in) orientation and float32, on the factors' device."""
+def patched_weight(
+    f: Factors,
+    z: torch.Tensor,
+    renormalize: str = "nuclear",
+    name: str = "matrix",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """W' in (out, in) orientation and float32, on the factors' device (written into ``out`` if given)."""
     z = torch.as_tensor(z, dtype=torch.float32, device=f.S.device)
     if z.shape != f.S.shape:
         raise InvalidInputError(f"{name}: z has length {z.shape[0]}, the matrix has rank {f.S.shape[0]}")
@@ -36,7 +42,10 @@ def patched_weight(f: Factors, z: torch.Tensor, renormalize: str = "nuclear", na
         scaled = scaled * (f.S.sum() / denominator)
     elif renormalize != "none":
         raise InvalidInputError(f"renormalize must be 'nuclear' or 'none', not {renormalize!r}")
-    return (f.U * scaled) @ f.Vh
+    # Scale whichever factor is smaller: the same product with less memory traffic.
+    if f.U.shape[0] >= f.Vh.shape[1]:
+        return torch.matmul(f.U, scaled[:, None] * f.Vh, out=out)
+    return torch.matmul(f.U * scaled, f.Vh, out=out)
 
 
 def mix(experts: Sequence[Vectors], alpha: "torch.Tensor | np.ndarray | Sequence[float]") -> dict[str, torch.Tensor]:
@@ -97,14 +106,17 @@ class ExpertPatch:
             factors = self.spectra[name]
             if factors.S.device != param.device:
                 factors = factors.to(param.device)
-            new = patched_weight(factors, self.z[name], self.renormalize, name)
-            if name in self._transposed:
-                new = new.T
-            if new.shape != param.shape:
-                raise InvalidInputError(f"{name}: spectra give shape {tuple(new.shape)}, the model has {tuple(param.shape)}")
+            transposed = name in self._transposed
+            shape = (factors.U.shape[0], factors.Vh.shape[1])
+            if (shape[::-1] if transposed else shape) != tuple(param.shape):
+                raise InvalidInputError(f"{name}: spectra give shape {shape}, the model has {tuple(param.shape)}")
             if name not in self._saved:
                 self._saved[name] = param.detach().clone()
-            param.copy_(new.to(param.dtype))
+            if param.dtype == torch.float32 and not transposed and param.is_contiguous():
+                patched_weight(factors, self.z[name], self.renormalize, name, out=param.data)  # no temporary W'
+            else:
+                new = patched_weight(factors, self.z[name], self.renormalize, name)
+                param.copy_((new.T if transposed else new).to(param.dtype))
 
     @torch.no_grad()
     def restore(self) -> None:
