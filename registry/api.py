@@ -271,6 +271,14 @@ class Registry:
             model_id = base_models.get_model(session, model).id if model else None
             return versions.list_versions(session, model_id, task, sources, all_versions)
 
+    def find_derived(self, parent: str, relation: str, params: Mapping[str, Any]) -> ExpertVersion | None:
+        """A live version derived from ``parent`` by ``relation`` with exactly ``params``, if one exists."""
+        parsed = parse_reference(parent)
+        with self.db.session() as session:
+            parent_row = versions.resolve(session, parsed)
+            row = versions.find_derived(session, parent_row.id, relation, dict(params))
+            return None if row is None else versions.describe(session, row)
+
     def read_expert(self, ref: str) -> Expert:
         """The stored expert file, parsed."""
         return loads_expert(self.blobs.read(self.get(ref).sha256), ref)

@@ -170,6 +170,20 @@ def list_versions(
     return [to_entity(v, e, model) for v, e, model in session.execute(stmt)]
 
 
+def find_derived(session: Session, parent_id: int, relation: str, params: dict[str, Any]) -> VersionRow | None:
+    """The newest live child of ``parent_id`` by ``relation`` whose lineage params equal ``params``."""
+    stmt = (
+        select(VersionRow, LineageRow.params)
+        .join(LineageRow, LineageRow.child_id == VersionRow.id)
+        .where(LineageRow.parent_id == parent_id, LineageRow.relation == relation, VersionRow.status == LIVE)
+        .order_by(VersionRow.id.desc())
+    )
+    for row, recorded in session.execute(stmt):
+        if recorded == params:
+            return row
+    return None
+
+
 def soft_delete(session: Session, row: VersionRow) -> None:
     """Mark a version deleted and drop its aliases; its number is never reused."""
     row.status = DELETED

@@ -164,3 +164,26 @@ def test_real_subprocess_console_script(backend, tmp_path, tiny_llama_dir):
     debug = run("--debug", "show", "x:0")
     assert debug.returncode == 4 and "Traceback" in debug.stderr
     assert "Usage:" in run("--help").stdout and "publish" in run("--help").stdout
+
+
+def test_transfer_commands(cli, tmp_path):
+    path = tmp_path / "l.safetensors"
+    cli.ok("new-expert", "--model", "llama3-8b", "--task", "gsm8k", "--noise", "0.1", "--out", str(path))
+    cli.ok("publish", str(path), "--metric", "accuracy=0.79")
+    out = cli.ok("transfer", "gsm8k-llama3-8b:1", "--to", "mistral-7b")
+    assert "published gsm8k-llama3-8b--to-mistral-7b:1" in out and "ROLE" in out
+    shuffled = cli.json("transfer", "--from", "llama3-8b", "--to", "mistral-7b", "--baseline", "shuffled", "--seed", "7")
+    assert shuffled[0]["published"] == "gsm8k-llama3-8b--to-mistral-7b--shuffled:1"
+    dry = cli.json("transfer", "gsm8k-llama3-8b:1", "--to", "smollm2-135m", "--dry-run")
+    assert dry[0]["published"] is None and dry[0]["report"]["roles"][0]["mapped"] == 30
+    assert "transferred_from" in cli.ok("show", "gsm8k-llama3-8b--to-mistral-7b")
+    best = cli.json("best", "--task", "gsm8k", "--source", "native,transferred")
+    assert [b["ref"] for b in best] == ["gsm8k-llama3-8b:1"]
+    for args, code, words in [
+        (["transfer", "--to", "mistral-7b"], 2, "give an expert REF or --from"),
+        (["transfer", "gsm8k-llama3-8b:1", "--to", "llama3-8b"], 4, "the target is the source"),
+        (["transfer", "gsm8k-llama3-8b:1", "--to", "smollm2-135m", "--layer-align", "index"], 4, "equal depth"),
+        (["transfer", "gsm8k-llama3-8b:1", "--to", "smollm2-135m", "--rank-align", "energy"], 3, "t2reg model decompose"),
+    ]:
+        got, _, err = cli(*args)
+        assert got == code and words in err, err

@@ -1,0 +1,118 @@
+"""The registry step of a transfer: resolve, map (see :mod:`core`), publish with lineage.
+
+A transfer that was already made (same source version, target and options) is
+reused rather than published again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from t2reg.errors import NotFoundError
+from t2reg.expert_file import Expert, ExpertMeta
+from t2reg.registry import ExpertVersion, Registry
+from t2reg.registry.validation import validate_name
+from t2reg.spectra import Spectra
+from t2reg.transfer.core import transfer
+from t2reg.transfer.layout import Layout
+from t2reg.transfer.report import TransferReport
+from t2reg.transfer.similarity import similarities
+
+RELATION = "transferred_from"
+
+
+@dataclass
+class TransferResult:
+    source_ref: str
+    target_model: str
+    report: TransferReport
+    vectors: dict[str, np.ndarray]
+    version: ExpertVersion | None = None  # None for a dry run
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source_ref, "target_model": self.target_model,
+                "published": self.version.ref if self.version else None, "reused": self.reused,
+                "report": self.report.to_dict()}
+
+
+def transfer_version(
+    registry: Registry,
+    ref: str,
+    target: str,
+    *,
+    layer_align: str = "relative",
+    rank_align: str = "quantile",
+    baseline: str = "none",
+    seed: int = 0,
+    name: str | None = None,
+    dry_run: bool = False,
+) -> TransferResult:
+    """Transfer one expert version to ``target`` and publish it (unless ``dry_run``)."""
+    version = registry.get(ref)
+    if version.status != "live":
+        raise NotFoundError(f"{version.ref} is {version.status}; transfer a live version")
+    source_layout = Layout.from_config(version.model, registry.model_config(version.model))
+    target_info = registry.get_model(target)
+    target_layout = Layout.from_config(target_info.name, registry.model_config(target))
+    spectra = _spectra(registry, version.model, target, required=rank_align == "energy")
+    expert = registry.read_expert(version.ref)
+    sigmas = {} if spectra is None else {
+        "source_sigma": _sigmas(spectra[0]), "target_sigma": _sigmas(spectra[1])}
+    vectors, report = transfer(expert.vectors, source_layout, target_layout, layer_align=layer_align,
+                               rank_align=rank_align, baseline=baseline, seed=seed, **sigmas)
+    if spectra is not None:
+        report.similarity = similarities(report, source_layout, target_layout, *spectra)
+    result = TransferResult(version.ref, target_info.name, report, vectors)
+    if dry_run:
+        return result
+    params = {**report.options(), "source_model": version.model, "target_model": target_info.name}
+    existing = registry.find_derived(version.ref, RELATION, params)
+    if existing is not None:
+        result.version, result.reused = existing, True
+        return result
+    shuffled = baseline == "shuffled"
+    meta = ExpertMeta(
+        base_model=target_info.name, architecture=target_info.architecture, base_model_revision=target_info.revision,
+        renormalize=expert.meta.renormalize, task=version.task,
+        provenance={"source": "transferred-shuffled" if shuffled else "transferred", "from": version.ref, **params},
+    )
+    default = f"{version.name}--to-{target_info.handle}" + ("--shuffled" if shuffled else "")
+    result.version = registry.publish(
+        Expert(vectors, meta), model=target_info.name, task=version.task, name=validate_name(name or default),
+        description=f"{version.ref} transferred to {target_info.name}",
+        tags={"seed": str(seed)} if shuffled else None,
+        lineage=[(version.ref, RELATION, None, params)],
+    )
+    return result
+
+
+def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
+    """Transfer the latest live version of every native expert of ``source_model``."""
+    candidates = registry.list(model=source_model, task=task, sources=["native", "imported", "adapted"])
+    if not candidates:
+        scope = f" for task {task!r}" if task else ""
+        raise NotFoundError(f"model {source_model!r} has no experts{scope} to transfer")
+    return [transfer_version(registry, v.ref, target, **options) for v in candidates]
+
+
+def _spectra(registry: Registry, source: str, target: str, required: bool) -> tuple[Spectra, Spectra] | None:
+    loaded = []
+    for model in (source, target):
+        try:
+            loaded.append(Spectra.load(registry.spectra_dir(model)))
+        except NotFoundError:
+            if required:
+                raise NotFoundError(
+                    f"energy rank alignment needs the spectra of both models; {model} has none: "
+                    f"run `t2reg model decompose {model}`"
+                ) from None
+            return None
+    return loaded[0], loaded[1]
+
+
+def _sigmas(spectra: Spectra) -> dict[str, np.ndarray]:
+    return {name: spectra[name].S.numpy() for name in spectra.names()}
