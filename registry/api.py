@@ -27,7 +27,7 @@ from t2reg.registry.db import Database
 from t2reg.registry.entities import ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
-from t2reg.registry.validation import Reference, parse_metric, parse_reference, validate_name
+from t2reg.registry.validation import parse_metric, parse_reference, validate_name
 from t2reg.settings import Settings, load_settings
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-import numpy as np
 import torch
 
 from t2reg import safetensors_io

@@ -132,7 +132,6 @@ def test_serialisation_is_deterministic_and_readable_by_safetensors():
     import subprocess
     import sys
 
-    from safetensors import safe_open
 
     code = (
         "import sys, numpy as np; from t2reg.expert_file import *;"
