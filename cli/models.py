@@ -85,11 +85,16 @@ def list_(app: AppContext, as_json: bool) -> None:
 @pass_app
 def show(app: AppContext, ref: str, as_json: bool) -> None:
     """Show one base model (name or alias)."""
-    info = app.registry().get_model(ref)
+    registry = app.registry()
+    info = registry.get_model(ref)
+    scores = [e.to_dict() for e in registry.model_evaluations(ref)]
     if as_json:
-        emit_json(info.to_dict())
-    else:
-        emit_fields(info.to_dict().items())
+        emit_json({**info.to_dict(), "evaluations": scores})
+        return
+    emit_fields(info.to_dict().items())
+    if scores:
+        click.echo("\nevaluations (base model, no expert):")
+        emit_table(scores, ("task", "metric", "value", "split", "n", "source", "created_at"))
 
 
 def _label(info: ModelInfo) -> str:

@@ -24,7 +24,7 @@ from t2reg.expert_file import (
 from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
-from t2reg.registry.entities import ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
+from t2reg.registry.entities import EvaluationInfo, ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
 from t2reg.registry.validation import parse_metric, parse_reference, validate_name
@@ -344,6 +344,19 @@ class Registry:
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             return evaluations.best(session, task, metric, model_id, split, sources, limit)
+
+    def record_model_evaluation(self, model: str, metric: Metric, source: str = "eval") -> EvaluationInfo:
+        """Record a score of the base model itself (no expert): the baseline for its experts."""
+
+        def work(session) -> EvaluationInfo:
+            row = base_models.get_model(session, model)
+            return base_models.add_evaluation(session, row.id, metric, source)
+
+        return self.db.write(work)
+
+    def model_evaluations(self, model: str, task: str | None = None) -> list[EvaluationInfo]:
+        with self.db.session() as session:
+            return base_models.evaluations(session, base_models.get_model(session, model).id, task)
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:

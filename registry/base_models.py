@@ -7,9 +7,10 @@ from sqlalchemy.orm import Session
 
 from t2reg.architectures import get_architecture
 from t2reg.errors import ConflictError, NotFoundError
-from t2reg.registry.entities import ModelInfo
+from t2reg.expert_file import Metric
+from t2reg.registry.entities import EvaluationInfo, ModelInfo
 from t2reg.registry.model_sources import ModelSpec
-from t2reg.registry.orm import BaseModelRow, ModelAliasRow
+from t2reg.registry.orm import BaseModelRow, ModelAliasRow, ModelEvaluationRow
 from t2reg.registry.validation import validate_name
 
 
@@ -95,3 +96,22 @@ def to_info(session: Session, row: BaseModelRow) -> ModelInfo:
 
 def list_models(session: Session) -> list[ModelInfo]:
     return [to_info(session, row) for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.name))]
+
+
+def add_evaluation(session: Session, model_id: int, metric: Metric, source: str) -> EvaluationInfo:
+    row = ModelEvaluationRow(model_id=model_id, task=metric.task, metric=metric.metric, value=metric.value,
+                             split=metric.split, n=metric.n, source=source)
+    session.add(row)
+    session.flush()
+    return _evaluation_info(row)
+
+
+def evaluations(session: Session, model_id: int, task: str | None = None) -> list[EvaluationInfo]:
+    stmt = select(ModelEvaluationRow).where(ModelEvaluationRow.model_id == model_id)
+    if task is not None:
+        stmt = stmt.where(ModelEvaluationRow.task == task)
+    return [_evaluation_info(r) for r in session.scalars(stmt.order_by(ModelEvaluationRow.id))]
+
+
+def _evaluation_info(row: ModelEvaluationRow) -> EvaluationInfo:
+    return EvaluationInfo(row.task, row.metric, row.value, row.split, row.n, row.source, row.created_at)

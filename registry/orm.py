@@ -142,3 +142,20 @@ class VersionAliasRow(Base):
     expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True)
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)
+
+
+class ModelEvaluationRow(Base):
+    """A score of a base model itself (no expert applied): the baseline experts are compared with."""
+
+    __tablename__ = "model_evaluations"
+    __table_args__ = (Index("ix_model_evaluations_lookup", "model_id", "task", "metric", "split", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    split: Mapped[str | None] = mapped_column(String(50))
+    n: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,128 @@
+"""The transformers backend: batched greedy generation with left padding, CPU or CUDA."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from t2reg.adaptation.backends.base import Backend
+from t2reg.adaptation.patch import ExpertPatch
+from t2reg.adaptation.weights import load_model, load_tokenizer
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, model_dir: Path, device: str | None = None, dtype: str = "float32", batch_size: int = 16) -> None:
+        super().__init__(load_tokenizer(model_dir))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(model_dir, dtype=getattr(torch, dtype), device=self.device)
+        self.batch_size = batch_size
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._saved: dict[str, torch.Tensor] = {}
+
+    @property
+    def architecture(self) -> str:
+        return self.model.config.architectures[0]
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        self.tokenizer.padding_side = "left"
+        outputs = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = list(prompts[start : start + self.batch_size])
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
+            generated = self.model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id, **extra
+            )
+            for row in generated[:, enc.input_ids.shape[1] :]:
+                outputs.append(_cut(self.tokenizer.decode(row, skip_special_tokens=True), stop))
+        return outputs
+
+    @torch.no_grad()
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        encoded = [self._split(ctx, cont) for ctx, cont in requests]
+        results: list[float | None] = [None] * len(requests)
+        # Fast path: single-token continuations of one context need one forward pass together.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, cont) in enumerate(encoded):
+            if len(cont) == 1:
+                groups.setdefault(tuple(ctx), []).append(i)
+        contexts = list(groups)
+        for start in range(0, len(contexts), self.batch_size):
+            batch = contexts[start : start + self.batch_size]
+            logprobs = self._last_logprobs([list(c) for c in batch])
+            for row, ctx in zip(logprobs, batch):
+                for i in groups[ctx]:
+                    results[i] = float(row[encoded[i][1][0]])
+        rest = [i for i, r in enumerate(results) if r is None]
+        for start in range(0, len(rest), self.batch_size):
+            idx = rest[start : start + self.batch_size]
+            for i, value in zip(idx, self._sequence_logprobs([encoded[i] for i in idx])):
+                results[i] = value
+        return [float(r) for r in results]
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                param = self.model.get_parameter(name)
+                if name not in self._saved:
+                    self._saved[name] = param.detach().clone()
+                param.copy_(tensor.to(device=param.device, dtype=param.dtype))
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for name, original in self._saved.items():
+                self.model.get_parameter(name).copy_(original)
+        self._saved.clear()
+
+    @contextmanager
+    def patched(self, spectra, z, renormalize=None) -> Iterator["HFBackend"]:
+        # In place, without a temporary W' per matrix.
+        with ExpertPatch(self.model, spectra, z, renormalize):
+            yield self
+
+    def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        ctx = self.tokenizer(context, add_special_tokens=False).input_ids
+        full = self.tokenizer(context + continuation, add_special_tokens=False).input_ids
+        if full[: len(ctx)] == ctx and len(full) > len(ctx):
+            return ctx, full[len(ctx) :]
+        return ctx, self.tokenizer(continuation, add_special_tokens=False).input_ids
+
+    @torch.no_grad()
+    def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
+        ids, mask = _pad(contexts, self.tokenizer.pad_token_id, left=True)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        ids, mask = _pad([c + k for c, k in pairs], self.tokenizer.pad_token_id, left=False)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        out = []
+        for row, (ctx, cont) in enumerate(pairs):
+            positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1)
+            out.append(float(logprobs[row, positions, torch.tensor(cont)].sum()))
+        return out
+
+
+def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl] = torch.tensor(r)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def _cut(text: str, stop: Sequence[str]) -> str:
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text

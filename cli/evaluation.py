@@ -1,0 +1,76 @@
+"""``t2reg tasks`` and ``t2reg eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from t2reg.cli.context import AppContext, pass_app
+from t2reg.cli.output import emit_json, emit_table, json_option
+
+
+@click.group()
+def tasks() -> None:
+    """Evaluation tasks."""
+
+
+@tasks.command("list")
+@json_option
+def tasks_list(as_json: bool) -> None:
+    """List registered tasks."""
+    from t2reg.adaptation.tasks import all_tasks
+
+    rows = [{"name": t.name, "category": t.category, "metric": t.metric,
+             "scoring": "choice or generate" if t.multiple_choice else "generate", "description": t.description}
+            for t in all_tasks()]
+    emit_json(rows) if as_json else emit_table(rows, ("name", "category", "metric", "scoring", "description"))
+
+
+@click.command("eval")
+@click.argument("ref", required=False)
+@click.option("--base", help="Evaluate this base model with no expert (instead of REF).")
+@click.option("--task", required=True, help="Task name (see `t2reg tasks list`).")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--limit", type=int, help="Only the first N examples of the split.")
+@click.option("--backend", default="hf", show_default=True, help="Inference backend: hf or vllm.")
+@click.option("--mode", type=click.Choice(["auto", "generate", "choice"]), default="auto", show_default=True,
+              help="choice: option log-likelihood (multiple-choice tasks, no generation); auto picks it when it can.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Evaluation data [env T2REG_DATA_DIR].")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--max-new-tokens", type=int, help="Generation budget [default: the task's].")
+@click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write per-example JSONL here.")
+@json_option
+@pass_app
+def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_dir, batch_size, device, dtype,
+          max_new_tokens, save_outputs, as_json) -> None:
+    """Score an expert (or a base model) on a task; the score is recorded in the registry.
+
+    \b
+    t2reg eval gsm8k-smollm2-135m:1 --task gsm8k --limit 200
+    t2reg eval --base smollm2-135m --task arc-easy --split test
+    """
+    from tqdm import tqdm
+
+    from t2reg.adaptation.eval_runs import run_evaluation
+
+    if (ref is None) == (base is None):
+        raise click.UsageError("give an expert REF or --base MODEL (one of them)")
+    result, subject = run_evaluation(
+        app.registry(), task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
+        batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+        progress=lambda it: tqdm(it, desc=f"{task} ({split})", unit="batch"),
+    )
+    if save_outputs:
+        result.save_outputs(save_outputs)
+    if as_json:
+        emit_json({"subject": subject, **result.to_dict()})
+        return
+    low, high = result.interval
+    click.echo(f"{subject} {task}/{split}: {result.metric} {result.score:.4f} "
+               f"(95% CI {low:.3f}-{high:.3f}, n={result.n}, {result.mode}, {result.seconds:.0f}s)")
+
+
+COMMANDS = [tasks, eval_]

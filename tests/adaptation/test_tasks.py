@@ -1,0 +1,75 @@
+"""The built-in tasks on the real data in ../shared/data."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from t2reg.adaptation.datasets import LETTERS
+from t2reg.adaptation.tasks import CATEGORIES, all_tasks, get_task
+from t2reg.errors import InvalidInputError, NotFoundError
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def data():
+    if not DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{DATA} is missing on CI")
+        pytest.skip(f"{DATA} is not here")
+    return DATA
+
+
+def test_the_six_built_in_tasks_are_registered():
+    assert {t.name for t in all_tasks()} >= {"gsm8k", "math", "arc-easy", "arc-challenge", "mbpp", "humaneval"}
+    assert all(t.category in CATEGORIES for t in all_tasks())
+    with pytest.raises(NotFoundError, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("name, test_size", [("gsm8k", 1319), ("arc-easy", 2376), ("arc-challenge", 1172),
+                                             ("mbpp", 500), ("humaneval", 156), ("math", 4750)])
+def test_splits_are_deterministic_and_shots_never_touch_the_test_split(data, name, test_size):
+    task = get_task(name)
+    test = task.examples("test", data)
+    assert len(test) == test_size and [e.id for e in test] == [e.id for e in task.examples("test", data)]
+    shots = task.shots(5, seed=3, data_dir=data)
+    assert [e.id for e in shots] == [e.id for e in task.shots(5, seed=3, data_dir=data)]
+    assert not {e.id for e in shots} & {e.id for e in test}
+    with pytest.raises(InvalidInputError, match="unknown split"):
+        task.examples("dev", data)
+
+
+def _right_and_wrong(task, ex):
+    if task.name == "gsm8k":
+        return ex.solution, ex.solution.rsplit("####", 1)[0] + "#### 999999"
+    if task.multiple_choice:
+        wrong = LETTERS[(LETTERS.index(ex.answer) + 1) % len(ex.choices)]
+        return f"So the answer is ({ex.answer}).", f"So the answer is ({wrong})."
+    if task.name == "math":
+        return ex.solution, r"\boxed{-123456}"
+    return f"```python\n{ex.solution}\n```", "```python\ndef nothing():\n    return None\n```"
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "arc-easy", "arc-challenge", "math", "mbpp", "humaneval"])
+def test_reference_answers_score_right_and_wrong_ones_wrong(data, name):
+    task = get_task(name)
+    for ex in task.examples("test", data)[:4]:
+        right, wrong = _right_and_wrong(task, ex)
+        assert task.check(ex, right), ex.id
+        assert not task.check(ex, wrong), ex.id
+
+
+def test_prompts_carry_the_question_and_options(data):
+    ex = get_task("arc-easy").examples("test", data)[0]
+    prompt = get_task("arc-easy").prompt(ex)
+    assert ex.question in prompt and "(A)" in prompt and "The answer is (X)" in prompt
+
+
+def test_missing_data_dir_says_what_to_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv("T2REG_DATA_DIR", raising=False)
+    with pytest.raises(NotFoundError, match="--data-dir"):
+        get_task("gsm8k").examples("test", None)
+    with pytest.raises(NotFoundError, match="not found under the data directory"):
+        get_task("gsm8k").examples("test", tmp_path)

@@ -1,0 +1,61 @@
+"""`t2reg tasks` and `t2reg eval` on a tiny real model with a real tokenizer and the real ARC data."""
+
+import json
+
+import pytest
+
+from tests.adaptation.test_tasks import DATA
+from tests.cli.test_commands import CLI
+from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+
+
+@pytest.fixture
+def cli(tmp_path, capsys):
+    if not DATA.is_dir():
+        pytest.fail(f"{DATA} is missing")
+    save_model_with_tokenizer(tmp_path / "tiny")
+    runner = CLI(tmp_path / "home", capsys)
+    runner.ok("model", "add", str(tmp_path / "tiny"), "--alias", "tiny")
+    return runner
+
+
+def test_tasks_list(cli):
+    names = {t["name"] for t in cli.json("tasks", "list")}
+    assert {"gsm8k", "math", "arc-easy", "arc-challenge", "mbpp", "humaneval"} <= names
+
+
+def test_eval_base_and_expert_record_scores(cli, tmp_path):
+    common = ["--task", "arc-easy", "--limit", "6", "--data-dir", str(DATA)]
+    base = cli.json("eval", "--base", "tiny", *common, "--save-outputs", str(tmp_path / "out.jsonl"))
+    assert base["n"] == 6 and base["mode"] == "choice" and 0 <= base["score"] <= 1
+    low, high = base["interval95"]
+    assert low <= base["score"] <= high
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {"id", "output", "answer", "correct", "logprobs"} <= rows[0].keys()
+    shown = cli.json("model", "show", "tiny")
+    assert [(e["task"], e["n"], e["source"]) for e in shown["evaluations"]] == [("arc-easy", 6, "eval")]
+
+    cli.ok("model", "decompose", "tiny")
+    cli.ok("new-expert", "--model", "tiny", "--task", "arc-easy", "--noise", "0.3", "--out", str(tmp_path / "e.st"))
+    cli.ok("publish", str(tmp_path / "e.st"))
+    scored = cli.json("eval", "arc-easy-tiny:1", *common)
+    best = cli.json("best", "--task", "arc-easy", "--split", "test")
+    assert best[0]["ref"] == "arc-easy-tiny:1" and best[0]["value"] == scored["score"] and best[0]["n"] == 6
+    gen = cli.json("eval", "arc-easy-tiny:1", *common, "--mode", "generate", "--max-new-tokens", "4")
+    assert gen["mode"] == "generate" and gen["n"] == 6
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["eval", "--task", "arc-easy"], 2, "give an expert REF or --base"),
+        (["eval", "--base", "tiny", "--task", "nope"], 3, "unknown task 'nope'"),
+        (["eval", "--base", "tiny", "--task", "gsm8k", "--mode", "choice", "--data-dir", "DATA"], 4, "not multiple choice"),
+        (["eval", "--base", "tiny", "--task", "arc-easy", "--data-dir", "/nonexistent"], 3, "not found under"),
+        (["eval", "--base", "tiny", "--task", "arc-easy", "--limit", "0", "--data-dir", "DATA"], 4, "--limit"),
+        (["eval", "--base", "llama3-8b", "--task", "arc-easy", "--data-dir", "DATA"], 3, "no weights registered"),
+    ],
+)
+def test_eval_errors(cli, args, code, words):
+    got, _, err = cli(*[str(DATA) if a == "DATA" else a for a in args])
+    assert got == code and words in err and err.count("\n") == 1, err
