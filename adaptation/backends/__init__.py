@@ -34,6 +34,13 @@ def _hf(model_dir: Path, **options) -> Backend:
     return HFBackend(model_dir, **options)
 
 
+def _vllm(model_dir: Path, **options) -> Backend:
+    from t2reg.adaptation.backends.vllm import VLLMBackend
+
+    return VLLMBackend(model_dir, **options)
+
+
 register_backend("hf", _hf)
+register_backend("vllm", _vllm)
 
 __all__ = ["Backend", "backend_names", "open_backend", "register_backend"]

@@ -43,6 +43,14 @@ class Backend(ABC):
     def architecture(self) -> str:
         """The transformers class name of the loaded model."""
 
+    def split_continuation(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of context and continuation, cut where the joint tokenisation agrees."""
+        ctx = self.tokenizer(context, add_special_tokens=False).input_ids
+        full = self.tokenizer(context + continuation, add_special_tokens=False).input_ids
+        if full[: len(ctx)] == ctx and len(full) > len(ctx):
+            return ctx, full[len(ctx) :]
+        return ctx, self.tokenizer(continuation, add_special_tokens=False).input_ids
+
     def render(self, text: str) -> str:
         """A user turn through the tokenizer's chat template when it has one."""
         if getattr(self.tokenizer, "chat_template", None):

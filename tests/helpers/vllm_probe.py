@@ -1,0 +1,32 @@
+"""Run the vllm backend in its own process and print what it produced, as JSON.
+
+Usage: vllm_probe.py REQUEST.json   (model_dir, spectra_dir, expert file, prompts, loglik requests)
+vLLM starts worker processes by spawning, so this runs as a script under __main__.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    from t2reg.adaptation.backends import open_backend
+    from t2reg.expert_file import read_expert
+    from t2reg.spectra import Spectra
+
+    request = json.loads(Path(sys.argv[1]).read_text())
+    backend = open_backend("vllm", Path(request["model_dir"]))
+    prompts = [backend.render(p) for p in request["prompts"]]
+    pairs = [tuple(p) for p in request["loglik"]]
+    out = {"base": backend.generate(prompts, request["max_new_tokens"]), "base_loglik": backend.loglikelihood(pairs)}
+    with backend.patched(Spectra.load(Path(request["spectra_dir"])), read_expert(request["expert"])):
+        out["patched"] = backend.generate(prompts, request["max_new_tokens"])
+        out["patched_loglik"] = backend.loglikelihood(pairs)
+    out["restored"] = backend.generate(prompts, request["max_new_tokens"])
+    print("T2REG-RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
