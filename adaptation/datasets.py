@@ -52,6 +52,29 @@ def _require(root: Path | None, *parts: str) -> Path:
     return path
 
 
+def _rows(root: Path | None, parts: tuple[str, ...], hub: tuple[str, str | None, str] | None) -> Iterable[dict]:
+    """Rows of a local JSONL file, or, with no data directory, of the Hugging Face dataset ``hub``."""
+    if root is not None or hub is None:
+        return _jsonl(_require(root, *parts))
+    return hub_rows(*hub)
+
+
+def hub_rows(repo: str, config: str | None, split: str) -> list[dict]:
+    """A Hugging Face dataset split as plain dicts (needs the ``datasets`` package and the network)."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise NotFoundError(
+            f"no data directory (pass --data-dir or set {ENV_DATA_DIR}), and the `datasets` package "
+            f"that would fetch {repo} is not installed"
+        ) from None
+    try:
+        return [dict(r) for r in load_dataset(repo, config, split=split)]
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear line
+        raise NotFoundError(f"cannot load {repo} ({config}, {split}) from the Hugging Face Hub: "
+                            f"{type(exc).__name__}; offline? pass --data-dir") from None
+
+
 def _jsonl(path: Path) -> Iterable[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
@@ -72,7 +95,7 @@ def gsm8k(root: Path | None, split: str) -> list[Example]:
     rows = [
         Example(f"gsm8k/{source}/{i}", r["question"], r["answer"].split("####")[-1].strip().replace(",", ""),
                 solution=r["answer"])
-        for i, r in enumerate(_jsonl(_require(root, "gsm8k", f"{source}.jsonl")))
+        for i, r in enumerate(_rows(root, ("gsm8k", f"{source}.jsonl"), ("openai/gsm8k", "main", source)))
     ]
     if source == "test":
         return rows
@@ -86,7 +109,9 @@ def arc(level: str) -> Callable[[Path | None, str], list[Example]]:
     def load(root: Path | None, split: str) -> list[Example]:
         name = {"train": "Train", "validation": "Dev", "test": "Test"}[split]
         rows = []
-        for r in _jsonl(_require(root, "arc", folder, f"{folder}-{name}.jsonl")):
+        hub = ("allenai/ai2_arc", folder, split)
+        for r in _rows(root, ("arc", folder, f"{folder}-{name}.jsonl"), hub):
+            r = arc_from_hub(r) if isinstance(r["question"], str) else r
             labels = [c["label"] for c in r["question"]["choices"]]
             if r["answerKey"] not in labels or len(labels) > len(LETTERS):
                 continue  # a handful of malformed items in the release
@@ -97,13 +122,20 @@ def arc(level: str) -> Callable[[Path | None, str], list[Example]]:
     return load
 
 
+def arc_from_hub(row: dict) -> dict:
+    """The hub's ARC row shape turned into the original release's."""
+    choices = [{"text": t, "label": l} for t, l in zip(row["choices"]["text"], row["choices"]["label"])]
+    return {"id": row["id"], "question": {"stem": row["question"], "choices": choices}, "answerKey": row["answerKey"]}
+
+
 _MBPP_SPLITS = {"test": range(11, 511), "shots": range(1, 11), "validation": range(511, 601), "train": range(601, 975)}
 
 
 def mbpp(root: Path | None, split: str) -> list[Example]:
     ids = _MBPP_SPLITS["shots" if split == "shots" else split]
     rows = []
-    for r in _jsonl(_require(root, "mbpp", "mbpp.jsonl")):
+    hub = ("google-research-datasets/mbpp", "full", "train+validation+test+prompt")
+    for r in _rows(root, ("mbpp", "mbpp.jsonl"), hub):
         if r["task_id"] in ids:
             tests = "\n".join([r.get("test_setup_code", ""), *r["test_list"]])
             rows.append(Example(f"mbpp/{r['task_id']}", r["text"], r["code"], tests=tests, solution=r["code"],

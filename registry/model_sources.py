@@ -53,12 +53,18 @@ def with_weights(source: str, model_dir: Path) -> ModelSpec:
     return from_directory(model_dir, source)
 
 
+HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*", "special_tokens_map.json",
+             "generation_config.json", "chat_template.jinja"]
+
+
 def from_hub(repo_id: str, revision: str | None = None, name: str | None = None) -> ModelSpec:
-    from huggingface_hub import hf_hub_download
+    """Download a hub model's config, safetensors weights and tokenizer (never pickled .bin files)."""
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        config_path = hf_hub_download(repo_id, "config.json", revision=revision)
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+        config_path = folder / "config.json"
     except RepositoryNotFoundError:
         raise NotFoundError(f"no model {repo_id!r} on the Hugging Face Hub (or it is gated)") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
@@ -66,7 +72,7 @@ def from_hub(repo_id: str, revision: str | None = None, name: str | None = None)
             f"cannot fetch {repo_id}/config.json from the Hugging Face Hub ({type(exc).__name__}); "
             "offline? register a local directory instead"
         ) from None
-    return ModelSpec(name or repo_id, _read_config(Path(config_path)), "hub", revision=revision or "")
+    return ModelSpec(name or repo_id, _read_config(config_path), "hub", revision=revision or "", location=str(folder))
 
 
 def resolve_spec(source: str, name: str | None = None, revision: str | None = None) -> ModelSpec:

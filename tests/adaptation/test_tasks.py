@@ -70,6 +70,26 @@ def test_prompts_carry_the_question_and_options(data):
 def test_missing_data_dir_says_what_to_pass(tmp_path, monkeypatch):
     monkeypatch.delenv("T2REG_DATA_DIR", raising=False)
     with pytest.raises(NotFoundError, match="--data-dir"):
-        get_task("gsm8k").examples("test", None)
+        get_task("math").examples("test", None)  # MATH has no hub source here: the data dir is required
     with pytest.raises(NotFoundError, match="not found under the data directory"):
         get_task("gsm8k").examples("test", tmp_path)
+
+
+def test_hub_shaped_arc_rows_become_the_same_examples(data):
+    from t2reg.adaptation.datasets import _jsonl, arc_from_hub
+
+    original = next(iter(_jsonl(data / "arc" / "ARC-Easy" / "ARC-Easy-Test.jsonl")))
+    hub_row = {"id": original["id"], "question": original["question"]["stem"], "answerKey": original["answerKey"],
+               "choices": {"text": [c["text"] for c in original["question"]["choices"]],
+                           "label": [c["label"] for c in original["question"]["choices"]]}}
+    assert arc_from_hub(hub_row) == original
+
+
+def test_without_a_data_dir_the_hub_is_tried_and_fails_clearly(monkeypatch):
+    import importlib.util
+
+    monkeypatch.delenv("T2REG_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    expected = "cannot load openai/gsm8k" if importlib.util.find_spec("datasets") else "`datasets` package"
+    with pytest.raises(NotFoundError, match=expected):
+        get_task("gsm8k").examples("test", None)

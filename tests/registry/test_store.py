@@ -239,3 +239,9 @@ def test_version_rows_point_at_existing_blobs(registry, expert_file):
     with registry.db.session() as s:
         shas = set(s.scalars(select(VersionRow.blob_sha256)))
     assert len(shas) == 3 and all(registry.blobs.exists(sha) for sha in shas)
+
+
+def test_hub_ids_fail_clearly_when_offline(registry, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NotFoundError, match="Hugging Face Hub"):
+        registry.add_model("someone/some-model")
