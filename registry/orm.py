@@ -92,7 +92,19 @@ class VersionRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
 
 
-class EvaluationRow(Base):
+class ScoreColumns:
+    """What every score row holds: ``task:metric = value`` on ``split`` over ``n`` examples."""
+
+    task: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    split: Mapped[str | None] = mapped_column(String(50))
+    n: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvaluationRow(ScoreColumns, Base):
     """One score. ``is_latest`` marks the newest row per (version, task, metric),
     ``is_latest_in_split`` the newest per (version, task, metric, split); both are
     maintained in the inserting transaction so ``best`` is one index range scan."""
@@ -106,13 +118,6 @@ class EvaluationRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"))
-    task: Mapped[str] = mapped_column(String(100))
-    metric: Mapped[str] = mapped_column(String(100))
-    value: Mapped[float] = mapped_column(Float)
-    split: Mapped[str | None] = mapped_column(String(50))
-    n: Mapped[int | None] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
     is_latest_in_split: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -144,7 +149,7 @@ class VersionAliasRow(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)
 
 
-class ModelEvaluationRow(Base):
+class ModelEvaluationRow(ScoreColumns, Base):
     """A score of a base model itself (no expert applied): the baseline experts are compared with."""
 
     __tablename__ = "model_evaluations"
@@ -152,10 +157,3 @@ class ModelEvaluationRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
-    task: Mapped[str] = mapped_column(String(100))
-    metric: Mapped[str] = mapped_column(String(100))
-    value: Mapped[float] = mapped_column(Float)
-    split: Mapped[str | None] = mapped_column(String(50))
-    n: Mapped[int | None] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
