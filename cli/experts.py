@@ -45,11 +45,13 @@ def publish(app: AppContext, file: Path, model, task, name, description, metrics
 @click.option("--task", help="Only experts for this task.")
 @click.option("--source", help="Only these sources, comma-separated (native,transferred,...).")
 @click.option("--all-versions", is_flag=True, help="Every live version, not only the latest of each expert.")
+@click.option("--where", metavar="FILTER", help="e.g. 'model=mistral-7b,task in (gsm8k,mbpp),tag.reviewed=yes'.")
 @json_option
 @pass_app
-def list_(app: AppContext, model, task, source, all_versions, as_json) -> None:
+def list_(app: AppContext, model, task, source, all_versions, where, as_json) -> None:
     """List experts (the latest live version of each)."""
-    found = app.registry().list(model=model, task=task, sources=parse_sources(source), all_versions=all_versions)
+    found = app.registry().list(model=model, task=task, sources=parse_sources(source), all_versions=all_versions,
+                                where=where)
     if as_json:
         emit_json([v.to_dict() for v in found])
     else:

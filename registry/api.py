@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from t2reg.architectures import matrix_specs
 from t2reg.expert_file import (
     Expert,
@@ -24,6 +24,7 @@ from t2reg.expert_file import (
 from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
+from t2reg.registry.filters import parse_filter
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
@@ -266,10 +267,31 @@ class Registry:
         task: str | None = None,
         sources: Iterable[str] = (),
         all_versions: bool = False,
+        where: str | None = None,
     ) -> list[ExpertVersion]:
+        """Experts (latest live version each) matching the options and a ``where`` filter."""
+        parsed = parse_filter(where) if where else None
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
-            return versions.list_versions(session, model_id, task, sources, all_versions)
+            return versions.list_versions(session, model_id, task, sources, all_versions, parsed)
+
+    def pool(self, specs: Sequence[str]) -> list[ExpertVersion]:
+        """The union of several filters (or ``NAME:VERSION`` refs): each match's latest live version.
+
+        A filter that matches nothing is an error naming it, so a typo never
+        silently shrinks a pool.
+        """
+        chosen: dict[str, ExpertVersion] = {}
+        for spec in specs:
+            if "=" not in spec and " in " not in spec:
+                found = [self.get(spec)]
+            else:
+                found = self.list(where=spec)
+            if not found:
+                raise NotFoundError(f"pool filter {spec!r} matched no live expert")
+            for version in found:
+                chosen.setdefault(version.ref, version)
+        return list(chosen.values())
 
     def find_derived(self, parent: str, relation: str, params: Mapping[str, Any]) -> ExpertVersion | None:
         """A live version derived from ``parent`` by ``relation`` with exactly ``params``, if one exists."""

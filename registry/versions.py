@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, NotFoundError
 from t2reg.expert_file import Metric
-from t2reg.registry import evaluations
+from t2reg.registry import base_models, evaluations
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, LineageInfo
 from t2reg.registry.orm import (
     BaseModelRow,
@@ -21,6 +21,7 @@ from t2reg.registry.orm import (
     VersionRow,
     VersionTagRow,
 )
+from t2reg.registry.filters import Clause, Filter
 from t2reg.registry.validation import Reference
 
 LIVE = "live"
@@ -143,6 +144,7 @@ def list_versions(
     task: str | None = None,
     sources: Iterable[str] = (),
     all_versions: bool = False,
+    where: Filter | None = None,
 ) -> list[ExpertVersion]:
     """Latest live version of each matching expert, or every live version with ``all_versions``."""
     stmt = (
@@ -166,6 +168,8 @@ def list_versions(
     sources = tuple(sources)
     if sources:
         stmt = stmt.where(VersionRow.source.in_(sources))
+    for clause in where.clauses if where else ():
+        stmt = stmt.where(_condition(session, clause))
     stmt = stmt.order_by(ExpertRow.name, VersionRow.version)
     return [to_entity(v, e, model) for v, e, model in session.execute(stmt)]
 
@@ -182,6 +186,21 @@ def find_derived(session: Session, parent_id: int, relation: str, params: dict[s
         if recorded == params:
             return row
     return None
+
+
+def _condition(session: Session, clause: Clause):
+    if clause.key == "model":
+        ids = [base_models.get_model(session, ref).id for ref in clause.values]
+        return ExpertRow.base_model_id.in_(ids)
+    if clause.key == "task":
+        return ExpertRow.task.in_(clause.values)
+    if clause.key == "source":
+        return VersionRow.source.in_(clause.values)
+    if clause.key == "name":
+        return ExpertRow.name.in_(clause.values)
+    tag = clause.key.removeprefix("tag.")
+    return exists().where(VersionTagRow.version_id == VersionRow.id, VersionTagRow.key == tag,
+                          VersionTagRow.value.in_(clause.values))
 
 
 def soft_delete(session: Session, row: VersionRow) -> None:

@@ -191,3 +191,14 @@ def test_transfer_commands(cli, tmp_path):
     ]:
         got, _, err = cli(*args)
         assert got == code and words in err, err
+
+
+def test_list_where(cli, tmp_path):
+    path = tmp_path / "l.safetensors"
+    cli.ok("new-expert", "--model", "llama3-8b", "--task", "gsm8k", "--out", str(path))
+    cli.ok("publish", str(path), "--tag", "reviewed=yes")
+    assert [e["ref"] for e in cli.json("list", "--where", "model=llama3-8b,tag.reviewed in (yes,maybe)")] == [
+        "gsm8k-llama3-8b:1"]
+    assert cli.json("list", "--where", "task=mbpp") == []
+    code, _, err = cli("list", "--where", "colour=red")
+    assert code == 4 and "unknown filter key" in err
