@@ -16,7 +16,7 @@ def _engine():
     from t2reg.registry.db import Database
     from t2reg.settings import load_settings
 
-    return Database(context.config.get_main_option("t2reg.url") or load_settings().database_url).engine
+    return Database(load_settings().database_url).engine
 
 
 def run_migrations_online() -> None:

@@ -23,20 +23,22 @@ def _migrations_dir() -> Path:
     return Path(t2reg.migrations.__file__).resolve().parent
 
 
-def alembic_config(db: Database) -> Config:
-    """An alembic config that runs against ``db``'s engine."""
+def _script_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_migrations_dir()))
-    cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    return cfg
+
+
+def alembic_config(db: Database) -> Config:
+    """An alembic config that runs against ``db``'s engine."""
+    cfg = _script_config()
     cfg.attributes["engine"] = db.engine
     return cfg
 
 
 @lru_cache(maxsize=1)
 def head_revision() -> str:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_migrations_dir()))
-    heads = ScriptDirectory.from_config(cfg).get_heads()
+    heads = ScriptDirectory.from_config(_script_config()).get_heads()
     if len(heads) != 1:
         raise DatabaseError(f"migrations have {len(heads)} heads; expected exactly one")
     return heads[0]

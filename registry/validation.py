@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from t2reg.errors import InvalidInputError, InvalidReferenceError
-from t2reg.expert_file import Metric
+from t2reg.expert_file import SOURCES, Metric
 
 NAME_MAX = 128
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -106,8 +106,6 @@ def parse_tag(text: str) -> tuple[str, str]:
 
 def parse_sources(text: str | None) -> tuple[str, ...]:
     """Parse a comma-separated ``--source`` list."""
-    from t2reg.expert_file import SOURCES
-
     if not text:
         return ()
     sources = tuple(s.strip() for s in text.split(",") if s.strip())

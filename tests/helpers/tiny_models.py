@@ -10,7 +10,7 @@ _COMMON = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_at
                num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
 
 
-def _configs():
+def configs():
     from transformers import (
         Gemma2Config,
         Gemma3TextConfig,
@@ -42,7 +42,7 @@ def build(architecture: str, seed: int = 0):
     """A random model of ``architecture`` in float32 eval mode."""
     import transformers
 
-    config = _configs()[architecture]()
+    config = configs()[architecture]()
     config.architectures = [architecture]
     torch.manual_seed(seed)
     return getattr(transformers, architecture)(config).eval()

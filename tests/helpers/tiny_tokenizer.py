@@ -26,10 +26,10 @@ def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM"
     import torch
     import transformers
 
-    from tests.helpers.tiny_models import _configs
+    from tests.helpers.tiny_models import configs
 
     tokenizer = build()
-    config = _configs()[architecture]()
+    config = configs()[architecture]()
     config.vocab_size = len(tokenizer)
     config.architectures = [architecture]
     config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
