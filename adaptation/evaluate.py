@@ -7,12 +7,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.adaptation.backends import Backend
 from t2reg.adaptation.datasets import LETTERS, SPLIT_SEED, Example
 from t2reg.adaptation.tasks import Task
 from t2reg.errors import InvalidInputError
+from t2reg.spectra import Spectra
 
 MODES = ("auto", "generate", "choice")
 Progress = Callable[[Iterable], Iterable]
@@ -77,20 +78,51 @@ def evaluate(backend: Backend, task: Task, examples: Sequence[Example], split: s
     """Score ``examples``; every output is kept for ``--save-outputs``."""
     mode = resolve_mode(task, mode)
     start = time.monotonic()
-    run = _choice if mode == "choice" else _generate
-    outputs = run(backend, task, list(examples), progress or (lambda it: it))
+    outputs = _RUNNERS[mode](backend, task, list(examples), progress or (lambda it: it), None)
+    return _result(task, split, mode, outputs, time.monotonic() - start)
+
+
+def evaluate_population(backend: Backend, task: Task, examples: Sequence[Example], spectra: Spectra,
+                        mixtures: Sequence[Mapping[str, Any]], renormalize: str = "nuclear", split: str = "shots",
+                        mode: str = "auto") -> list[EvalResult]:
+    """Score every mixture on ``examples`` in shared batches (one forward pass serves many candidates).
+
+    Row i of a batch runs with its own mixture in factored form (see
+    :mod:`t2reg.adaptation.population`); the backend must support it.
+    """
+    mode = resolve_mode(task, mode)
+    start = time.monotonic()
+    examples = list(examples)
+    expanded = [ex for _ in mixtures for ex in examples]
+    variants = [p for p in range(len(mixtures)) for _ in examples]
+    with backend.population(spectra, mixtures, renormalize):
+        outputs = _RUNNERS[mode](backend, task, expanded, lambda it: it, variants)
+    seconds = (time.monotonic() - start) / max(1, len(mixtures))
+    n = len(examples)
+    return [_result(task, split, mode, outputs[p * n : (p + 1) * n], seconds) for p in range(len(mixtures))]
+
+
+def _result(task: Task, split: str, mode: str, outputs: list[dict], seconds: float) -> EvalResult:
     correct = sum(o["correct"] for o in outputs)
     logprobs = [o["correct_logprob"] for o in outputs if "correct_logprob" in o]
-    return EvalResult(task.name, split, task.metric, mode, len(outputs), correct, time.monotonic() - start,
+    return EvalResult(task.name, split, task.metric, mode, len(outputs), correct, seconds,
                       mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None, outputs=outputs)
 
 
-def _generate(backend: Backend, task: Task, examples: list[Example], progress: Progress) -> list[dict]:
+def _chunks(backend: Backend, n: int, least: int, progress: Progress) -> Iterable[slice]:
+    # Hand the backend at least one full batch at a time, so a population fills its batches.
+    size = max(least, getattr(backend, "batch_size", least))
+    return (slice(start, start + size) for start in progress(range(0, n, size)))
+
+
+def _generate(backend: Backend, task: Task, examples: list[Example], progress: Progress,
+              variants: list[int] | None) -> list[dict]:
     outputs = []
-    chunk = 16
-    for start in progress(range(0, len(examples), chunk)):
-        batch = examples[start : start + chunk]
-        texts = backend.generate([backend.render(task.prompt(ex)) for ex in batch], task.max_new_tokens, task.stop)
+    for part in _chunks(backend, len(examples), 16, progress):
+        batch = examples[part]
+        extra = {"variants": variants[part]} if variants is not None else {}
+        texts = backend.generate([backend.render(task.prompt(ex)) for ex in batch], task.max_new_tokens, task.stop,
+                                 **extra)
         for ex, text in zip(batch, texts):
             outputs.append({"id": ex.id, "output": text, "answer": ex.answer, "correct": bool(task.check(ex, text))})
     return outputs
@@ -100,13 +132,16 @@ def choice_prefix(backend: Backend, task: Task, ex: Example) -> str:
     return backend.render(task.prompt(ex)) + "The answer is ("
 
 
-def _choice(backend: Backend, task: Task, examples: list[Example], progress: Progress) -> list[dict]:
+def _choice(backend: Backend, task: Task, examples: list[Example], progress: Progress,
+            variants: list[int] | None) -> list[dict]:
     outputs = []
-    chunk = 32
-    for start in progress(range(0, len(examples), chunk)):
-        batch = examples[start : start + chunk]
+    for part in _chunks(backend, len(examples), 32, progress):
+        batch = examples[part]
         requests = [(choice_prefix(backend, task, ex), LETTERS[i]) for ex in batch for i in range(len(ex.choices))]
-        scores = iter(backend.loglikelihood(requests))
+        extra = {}
+        if variants is not None:
+            extra["variants"] = [v for ex, v in zip(batch, variants[part]) for _ in ex.choices]
+        scores = iter(backend.loglikelihood(requests, **extra))
         for ex in batch:
             row = [next(scores) for _ in ex.choices]
             best = max(range(len(row)), key=lambda i: (row[i], -i))
@@ -114,3 +149,6 @@ def _choice(backend: Backend, task: Task, examples: list[Example], progress: Pro
             outputs.append({"id": ex.id, "output": LETTERS[best], "answer": ex.answer, "correct": best == truth,
                             "logprobs": row, "correct_logprob": row[truth]})
     return outputs
+
+
+_RUNNERS = {"generate": _generate, "choice": _choice}

@@ -29,23 +29,30 @@ def patched_weight(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """W' in (out, in) orientation and float32, on the factors' device (written into ``out`` if given)."""
-    z = torch.as_tensor(z, dtype=torch.float32, device=f.S.device)
-    if z.shape != f.S.shape:
-        raise InvalidInputError(f"{name}: z has length {z.shape[0]}, the matrix has rank {f.S.shape[0]}")
-    scaled = f.S * z
+    scaled = scaled_spectrum(f.S, z, renormalize, name)
+    # Scale whichever factor is smaller: the same product with less memory traffic.
+    if f.U.shape[0] >= f.Vh.shape[1]:
+        return torch.matmul(f.U, scaled[:, None] * f.Vh, out=out)
+    return torch.matmul(f.U * scaled, f.Vh, out=out)
+
+
+def scaled_spectrum(S: torch.Tensor, z: "torch.Tensor | np.ndarray", renormalize: str = "nuclear",
+                    name: str = "matrix") -> torch.Tensor:
+    """sigma * z * c: the singular values of W' (c the nuclear renormalisation, or 1)."""
+    z = torch.as_tensor(z, dtype=torch.float32, device=S.device)
+    if z.shape != S.shape:
+        raise InvalidInputError(f"{name}: z has length {z.shape[0]}, the matrix has rank {S.shape[0]}")
+    scaled = S * z
     if renormalize == "nuclear":
         denominator = scaled.sum()
         if not denominator > 0:
             raise InvalidInputError(
                 f"{name}: nuclear renormalisation divides by sum(sigma * z) = {denominator.item():.3g}; z must keep it positive"
             )
-        scaled = scaled * (f.S.sum() / denominator)
-    elif renormalize != "none":
+        return scaled * (S.sum() / denominator)
+    if renormalize != "none":
         raise InvalidInputError(f"renormalize must be 'nuclear' or 'none', not {renormalize!r}")
-    # Scale whichever factor is smaller: the same product with less memory traffic.
-    if f.U.shape[0] >= f.Vh.shape[1]:
-        return torch.matmul(f.U, scaled[:, None] * f.Vh, out=out)
-    return torch.matmul(f.U * scaled, f.Vh, out=out)
+    return scaled
 
 
 def mix(experts: Sequence[Vectors], alpha: "torch.Tensor | np.ndarray | Sequence[float]") -> dict[str, torch.Tensor]:

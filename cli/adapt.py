@@ -1,10 +1,11 @@
-"""``t2reg adapt``: few-shot CEM over a pool of experts (runs in the foreground)."""
+"""``t2reg adapt``: few-shot search over a pool of experts, as a job (foreground or detached)."""
 
 from __future__ import annotations
 
 import click
 
 from t2reg.cli.context import AppContext, pass_app
+from t2reg.cli.jobs import print_adapt_result, run_in_foreground
 from t2reg.cli.output import emit_json, json_option
 
 
@@ -12,51 +13,61 @@ from t2reg.cli.output import emit_json, json_option
 @click.option("--model", required=True, help="The model to adapt.")
 @click.option("--task", required=True, help="The task to adapt to.")
 @click.option("--pool", "pool", multiple=True, required=True, metavar="FILTER",
-              help="Experts to mix (repeatable, OR'ed): 'model=llama3-8b', 'task in (gsm8k,mbpp)', or NAME:VERSION.")
+              help="Experts to mix (repeatable, OR'ed): 'model=llama3-8b', 'task in (gsm8k,mbpp)', or NAME:VERSION. "
+                   "Experts on another model are transferred first.")
 @click.option("--shots", default=10, show_default=True, help="Examples that drive the search.")
 @click.option("--heldout", default=100, show_default=True, help="Test examples the result is reported on.")
 @click.option("--per-matrix", is_flag=True, help="One coefficient per expert and matrix instead of per expert.")
-@click.option("--population", default=32, show_default=True)
-@click.option("--elite", default=0.2, show_default=True, help="Elite fraction.")
-@click.option("--iterations", default=50, show_default=True)
+@click.option("--normalize", is_flag=True, help="Rescale each candidate's alpha to sum to 1 (per matrix with --per-matrix).")
+@click.option("--optimizer", default="cem", show_default=True, help="cem or cmaes.")
+@click.option("--population", default=32, show_default=True, help="Candidates per generation.")
+@click.option("--elite", default=0.2, show_default=True, help="Elite fraction (CEM).")
+@click.option("--iterations", default=50, show_default=True, help="Most generations to run.")
+@click.option("--init-std", default=0.5, show_default=True, help="Initial spread of alpha.")
+@click.option("--patience", type=int, help="Stop after this many generations without a better best.")
+@click.option("--tolerance", default=0.0, show_default=True, help="Smaller gains do not count for --patience.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--backend", default="hf", show_default=True)
+@click.option("--backend", default="hf", show_default=True, help="hf or vllm.")
+@click.option("--population-eval", default="auto", show_default=True,
+              type=click.Choice(["auto", "batched", "sequential"]),
+              help="Score a generation in shared batches (factored experts) or one candidate at a time; "
+                   "auto measures both in the first generation.")
+@click.option("--batch-size", default=16, show_default=True, help="Rows per forward pass.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Evaluation data [env T2REG_DATA_DIR].")
 @click.option("--name", help="Name of the published expert [default: TASK-MODEL-adapted].")
+@click.option("--detach", is_flag=True, help="Only queue the job; a `t2reg worker` runs it.")
 @json_option
 @pass_app
-def adapt(app: AppContext, model, task, pool, shots, heldout, per_matrix, population, elite, iterations, seed,
-          backend, data_dir, name, as_json) -> None:
+def adapt(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     """Find the mixture of pool experts that does best on a few shots; publish it.
+
+    The search runs as a job: it survives a crash (`t2reg jobs resume ID`
+    continues from the last completed generation) and its progress is in
+    `t2reg jobs show ID`. The result is published as an `adapted` expert with
+    its held-out score, beside the base model's score on the same examples.
 
     \b
     t2reg adapt --model mistral-7b --task arc-challenge --shots 10 \\
         --pool 'model=llama3-8b' --pool 'model=mistral-7b,task in (gsm8k,mbpp,arc-easy)'
     """
-    from tqdm import tqdm
+    from t2reg.adaptation.adapt import AdaptSpec
+    from t2reg.adaptation.jobs import submit
 
-    from t2reg.adaptation.adapt import adapt as run
-    from t2reg.adaptation.cem import CEMConfig
-
-    config = CEMConfig(population=population, elite_fraction=elite, iterations=iterations, seed=seed)
-    bar = tqdm(total=iterations, desc="CEM", unit="gen")
-
-    def report(state) -> None:
-        bar.update(1)
-        bar.set_postfix(best=f"{state.best_score[0]:.3f}")
-
-    try:
-        result = run(app.registry(), model, task, pool, shots=shots, heldout=heldout, config=config,
-                     per_matrix=per_matrix, backend=backend, data_dir=data_dir, name=name, on_generation=report)
-    finally:
-        bar.close()
-    if as_json:
-        emit_json(result.to_dict())
+    spec = AdaptSpec(**{**options, "pool": tuple(options["pool"])})
+    registry = app.registry()
+    job = submit(registry, "adapt", spec.to_dict())
+    if detach:
+        if as_json:
+            emit_json(job.to_dict())
+        else:
+            click.echo(f"queued job {job.id}; start a worker with `t2reg worker` and follow it with `t2reg jobs show {job.id}`")
         return
-    click.echo(f"published {result.version.ref} from {len(result.components)} experts: {', '.join(result.components)}")
-    for label, r in (("adapted", result.heldout), ("base", result.base)):
-        low, high = r.interval
-        click.echo(f"{label:<8} {task}/test: {r.score:.4f} (95% CI {low:.3f}-{high:.3f}, n={r.n})")
+    click.echo(f"job {job.id}", err=True)
+    finished = run_in_foreground(registry, job.id, total=spec.iterations, label=spec.optimizer.upper())
+    if as_json:
+        emit_json({"job": finished.id, **finished.result})
+    else:
+        print_adapt_result(finished.result, spec.task)
 
 
 COMMANDS = [adapt]

@@ -25,6 +25,7 @@ from t2reg.registry import base_models, evaluations, labels, maintenance, schema
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.filters import parse_filter
+from t2reg.registry.jobs import JobQueue
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
@@ -46,6 +47,7 @@ class Registry:
         self.settings = settings or load_settings()
         self.db = Database(self.settings.database_url)
         self.blobs = BlobStore(self.settings.blob_root)
+        self.jobs = JobQueue(self.db, self.settings.job_timeout)
         if check_schema and schema.check_schema(self.db) == "empty":
             self._init_racing_others()
 

@@ -135,3 +135,32 @@ class GcReport(_Serialisable):
     bytes_freed: int
     kept_young: int
     dry_run: bool
+
+
+@dataclass(frozen=True)
+class JobEvent(_Serialisable):
+    seq: int
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class JobInfo(_Serialisable):
+    id: int
+    kind: str
+    status: str
+    spec: dict[str, Any]
+    state: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    worker: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    events: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")

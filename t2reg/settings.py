@@ -6,6 +6,7 @@ setting                environment             default
 home                   ``T2REG_HOME``          ``~/.t2reg``
 database URL           ``T2REG_DATABASE_URL``  ``sqlite:///<home>/registry.db``
 blob root              ``T2REG_BLOB_ROOT``     ``<home>/blobs``
+job heartbeat timeout  ``T2REG_JOB_TIMEOUT``   ``120`` seconds
 =====================  ======================  ==================================
 """
 
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from t2reg.errors import InvalidInputError
+
 ENV_HOME = "T2REG_HOME"
 ENV_DATABASE_URL = "T2REG_DATABASE_URL"
 ENV_BLOB_ROOT = "T2REG_BLOB_ROOT"
+ENV_JOB_TIMEOUT = "T2REG_JOB_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Settings:
     home: Path
     database_url: str
     blob_root: Path
+    job_timeout: float = 120.0  # a running job whose worker is silent this long may be claimed again
 
     @property
     def is_embedded(self) -> bool:
@@ -50,4 +55,17 @@ def load_settings(
     home_path = Path(home or env.get(ENV_HOME) or Path.home() / ".t2reg").expanduser().resolve()
     url = database_url or env.get(ENV_DATABASE_URL) or default_database_url(home_path)
     blobs = Path(blob_root or env.get(ENV_BLOB_ROOT) or home_path / "blobs").expanduser().resolve()
-    return Settings(home=home_path, database_url=url, blob_root=blobs)
+    return Settings(home=home_path, database_url=url, blob_root=blobs, job_timeout=_job_timeout(env))
+
+
+def _job_timeout(env: Mapping[str, str]) -> float:
+    raw = env.get(ENV_JOB_TIMEOUT)
+    if not raw:
+        return 120.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise InvalidInputError(f"{ENV_JOB_TIMEOUT} must be a positive number of seconds, not {raw!r}")
+    return value

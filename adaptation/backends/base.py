@@ -10,6 +10,7 @@ import torch
 
 from t2reg.adaptation.patch import patched_weight
 from t2reg.architectures import get_architecture
+from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
 
@@ -74,6 +75,14 @@ class Backend(ABC):
             yield self
         finally:
             self.restore()
+
+    @contextmanager
+    def population(self, spectra: Spectra, mixtures: Sequence[Mapping[str, torch.Tensor]],
+                   renormalize: str = "nuclear") -> Iterator["Backend"]:
+        """Inside the block, ``generate``/``loglikelihood`` take ``variants=``: row i runs with mixture variants[i]."""
+        raise InvalidInputError(f"the {self.name} backend cannot evaluate a population in one pass; "
+                                "use --population-eval sequential")
+        yield self  # pragma: no cover - makes this a generator
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release what the backend holds (processes, device memory)."""

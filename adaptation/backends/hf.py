@@ -10,7 +10,9 @@ import torch
 
 from t2reg.adaptation.backends.base import Backend
 from t2reg.adaptation.patch import ExpertPatch
+from t2reg.adaptation.population import FactoredPopulation
 from t2reg.adaptation.weights import load_model, load_tokenizer
+from t2reg.errors import InvalidInputError
 
 
 class HFBackend(Backend):
@@ -24,17 +26,20 @@ class HFBackend(Backend):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._saved: dict[str, torch.Tensor] = {}
+        self._factored: FactoredPopulation | None = None
 
     @property
     def architecture(self) -> str:
         return self.model.config.architectures[0]
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+                 variants: Sequence[int] | None = None) -> list[str]:
         self.tokenizer.padding_side = "left"
         outputs = []
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
+            self._select(variants, range(start, start + len(batch)))
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
             generated = self.model.generate(
@@ -45,27 +50,48 @@ class HFBackend(Backend):
         return outputs
 
     @torch.no_grad()
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], variants: Sequence[int] | None = None) -> list[float]:
         encoded = [self.split_continuation(ctx, cont) for ctx, cont in requests]
         results: list[float | None] = [None] * len(requests)
-        # Fast path: single-token continuations of one context need one forward pass together.
-        groups: dict[tuple[int, ...], list[int]] = {}
+        # Fast path: single-token continuations of one context (and variant) need one forward pass together.
+        groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         for i, (ctx, cont) in enumerate(encoded):
             if len(cont) == 1:
-                groups.setdefault(tuple(ctx), []).append(i)
+                groups.setdefault((variants[i] if variants else 0, tuple(ctx)), []).append(i)
         contexts = list(groups)
         for start in range(0, len(contexts), self.batch_size):
             batch = contexts[start : start + self.batch_size]
-            logprobs = self._last_logprobs([list(c) for c in batch])
-            for row, ctx in zip(logprobs, batch):
-                for i in groups[ctx]:
+            self._select(variants, [groups[key][0] for key in batch])
+            logprobs = self._last_logprobs([list(ctx) for _, ctx in batch])
+            for row, key in zip(logprobs, batch):
+                for i in groups[key]:
                     results[i] = float(row[encoded[i][1][0]])
         rest = [i for i, r in enumerate(results) if r is None]
         for start in range(0, len(rest), self.batch_size):
             idx = rest[start : start + self.batch_size]
+            self._select(variants, idx)
             for i, value in zip(idx, self._sequence_logprobs([encoded[i] for i in idx])):
                 results[i] = value
         return [float(r) for r in results]
+
+    @contextmanager
+    def population(self, spectra, mixtures, renormalize="nuclear") -> Iterator["HFBackend"]:
+        with FactoredPopulation(self.model, spectra, mixtures, renormalize) as factored:
+            self._factored = factored
+            try:
+                yield self
+            finally:
+                self._factored = None
+
+    def _select(self, variants: Sequence[int] | None, indices) -> None:
+        """Tell the population hooks which candidate each row of the next batch belongs to."""
+        if variants is None:
+            if self._factored is not None:
+                raise InvalidInputError("inside population(), every request needs its variant")
+            return
+        if self._factored is None:
+            raise InvalidInputError("variants are only meaningful inside population()")
+        self._factored.rows = torch.tensor([variants[i] for i in indices], dtype=torch.long)
 
     def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -86,7 +112,6 @@ class HFBackend(Backend):
         # In place, without a temporary W' per matrix.
         with ExpertPatch(self.model, spectra, z, renormalize):
             yield self
-
 
     @torch.no_grad()
     def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:

@@ -1,0 +1,170 @@
+"""Running jobs: the kinds a worker knows, one job under a claim, and the worker loop.
+
+A job kind is a function ``handler(context) -> result`` registered by name;
+the handler reads its spec from ``context.job.spec``, continues from
+``context.state`` (its last checkpoint, or None) and calls
+``context.checkpoint(state, event)`` after every completed step. A heartbeat
+thread keeps the claim alive during long steps; a checkpoint or heartbeat that
+finds the claim gone (the job was cancelled, or another worker took it over
+after a missed heartbeat) stops the handler without writing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from t2reg.errors import ConflictError, InvalidInputError, T2RegError
+from t2reg.registry import Registry
+from t2reg.registry.entities import JobInfo
+from t2reg.registry.jobs import Claim, ClaimLost
+
+Handler = Callable[["JobContext"], dict[str, Any]]
+Validator = Callable[[Registry, dict[str, Any]], None]
+_KINDS: dict[str, tuple[Handler, Validator]] = {}
+
+
+def register_job_kind(kind: str, handler: Handler, validate: Validator) -> None:
+    """Make ``kind`` runnable; ``validate(registry, spec)`` refuses a bad spec at submission."""
+    _KINDS[kind] = (handler, validate)
+
+
+def job_kinds() -> list[str]:
+    _load_builtins()
+    return sorted(_KINDS)
+
+
+def _kind(kind: str) -> tuple[Handler, Validator]:
+    _load_builtins()
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        raise InvalidInputError(f"unknown job kind {kind!r}; choose from {', '.join(sorted(_KINDS))}") from None
+
+
+@dataclass
+class JobContext:
+    """What a handler sees: the registry, its job, its last checkpoint, and a way to save the next."""
+
+    registry: Registry
+    job: JobInfo
+    claim: Claim
+    state: dict[str, Any] | None
+    on_event: Callable[[dict[str, Any]], None] | None = None
+    _seq: int = field(default=0, repr=False)
+
+    def checkpoint(self, state: dict[str, Any], event: dict[str, Any] | None = None) -> None:
+        """Store ``state`` (and one event with it) under the claim; raises ClaimLost if it is gone."""
+        seq = None
+        if event is not None:
+            self._seq = self._seq or self.job.events
+            self._seq += 1
+            seq = self._seq
+        self.registry.jobs.checkpoint(self.claim, state, event, seq)
+        self.state = state
+        if event is not None and self.on_event:
+            self.on_event(event)
+
+
+def submit(registry: Registry, kind: str, spec: dict[str, Any]) -> JobInfo:
+    """Queue a job after checking its spec."""
+    _kind(kind)[1](registry, spec)
+    return registry.jobs.submit(kind, spec)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_job(registry: Registry, job_id: int, worker: str | None = None,
+            on_event: Callable[[dict[str, Any]], None] | None = None) -> JobInfo:
+    """Claim job ``job_id`` (queued, or abandoned by a dead worker) and run it here, in the foreground."""
+    claimed = registry.jobs.claim(worker or worker_name(), job_id=job_id)
+    if claimed is None:
+        job = registry.jobs.get(job_id)
+        raise ConflictError(f"job {job_id} is {job.status}" + (f" on {job.worker}" if job.status == "running" else "")
+                            + "; only a queued job can be run (see `t2reg jobs resume`)")
+    return _execute(registry, *claimed, on_event=on_event)
+
+
+def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = False, poll: float = 2.0,
+         worker: str | None = None, stop: threading.Event | None = None,
+         on_job: Callable[[JobInfo], None] | None = None) -> int:
+    """Claim and run jobs until stopped (or, with ``once``, until the queue is empty). Returns jobs run."""
+    for kind in kinds or ():
+        _kind(kind)
+    worker = worker or worker_name()
+    stop = stop or threading.Event()
+    done = 0
+    while not stop.is_set():
+        claimed = registry.jobs.claim(worker, kinds or job_kinds())
+        if claimed is None:
+            if once:
+                break
+            stop.wait(poll)
+            continue
+        try:
+            finished = _execute(registry, *claimed)
+        except Exception:  # noqa: BLE001 - recorded on the job row; the worker goes on to the next job
+            finished = registry.jobs.get(claimed[0].job_id)
+        done += 1
+        if on_job:
+            on_job(finished)
+    return done
+
+
+def _execute(registry: Registry, claim: Claim, job: JobInfo,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> JobInfo:
+    handler, _ = _kind(job.kind)
+    context = JobContext(registry, job, claim, job.state, on_event)
+    with _Heartbeat(registry, claim):
+        try:
+            result = handler(context)
+        except ClaimLost:
+            return registry.jobs.get(job.id)
+        except KeyboardInterrupt:
+            registry.jobs.fail(claim, "interrupted")
+            raise
+        except T2RegError as exc:
+            registry.jobs.fail(claim, str(exc))
+            raise
+        except Exception as exc:
+            registry.jobs.fail(claim, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        registry.jobs.finish(claim, result)
+    return registry.jobs.get(job.id)
+
+
+class _Heartbeat:
+    """Touches the claim every timeout/4 seconds while a handler runs."""
+
+    def __init__(self, registry: Registry, claim: Claim) -> None:
+        self.registry, self.claim = registry, claim
+        self.interval = max(0.05, registry.jobs.timeout / 4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{claim.job_id}", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.registry.jobs.heartbeat(self.claim)
+            except ClaimLost:
+                return  # the handler finds out at its next checkpoint
+            except T2RegError:
+                time.sleep(self.interval)  # a busy database: try again next beat
+
+
+def _load_builtins() -> None:
+    from t2reg.adaptation import job_kinds as _builtin  # noqa: F401 - registration on import

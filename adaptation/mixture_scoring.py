@@ -1,0 +1,120 @@
+"""Scoring candidate mixtures on examples: one at a time, or a whole population per pass.
+
+``sequential`` rewrites the adapted matrices once per candidate (m*n*r
+multiply-adds per matrix) and runs the examples; ``batched`` leaves the
+weights alone and runs every candidate's examples in shared batches with each
+row's expert applied in factored form ((m+n)*r per token and matrix, see
+:mod:`t2reg.adaptation.population`). Which is faster depends on tokens per
+candidate and on whether the forward pass is memory- or compute-bound, so
+``auto`` measures: in its first generation it scores two candidates
+sequentially and the rest batched, then keeps whichever cost less per
+candidate. The choice is part of the job's checkpoint, so a resumed run
+scores the way the original did.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from t2reg.adaptation.backends import Backend
+from t2reg.adaptation.datasets import Example
+from t2reg.adaptation.evaluate import EvalResult, evaluate, evaluate_population
+from t2reg.adaptation.patch import mix, scaled_spectrum
+from t2reg.adaptation.tasks import Task
+from t2reg.errors import InvalidInputError
+from t2reg.spectra import Spectra
+
+POPULATION_EVAL_MODES = ("auto", "batched", "sequential")
+WORST = (float("-inf"), float("-inf"))
+_CALIBRATION_SEQUENTIAL = 2
+
+
+class MixtureScorer:
+    """Turns search members (flat alpha vectors) into scores on examples."""
+
+    def __init__(self, engine: Backend, task: Task, spectra: Spectra, vectors: Sequence[dict[str, Any]], rule: str,
+                 shape: tuple[int, ...], normalize: bool = False, mode: str = "auto") -> None:
+        if mode not in POPULATION_EVAL_MODES:
+            raise InvalidInputError(f"population evaluation must be one of {', '.join(POPULATION_EVAL_MODES)}")
+        self.engine, self.task, self.spectra, self.vectors = engine, task, spectra, list(vectors)
+        self.rule, self.shape, self.normalize, self.mode = rule, shape, normalize, mode
+        self.timings: dict[str, float] = {}  # seconds per candidate, as measured by auto
+
+    def alpha(self, member: np.ndarray) -> np.ndarray:
+        """The member as mixture weights: shaped (K,) or (K, M), each column summing to 1 if normalising."""
+        alpha = np.asarray(member, dtype=np.float64).reshape(self.shape)
+        if self.normalize:
+            total = alpha.sum(axis=0, keepdims=True)
+            alpha = np.divide(alpha, total, out=np.zeros_like(alpha), where=total > 0)
+        return alpha
+
+    def mixture(self, alpha: np.ndarray) -> dict[str, torch.Tensor] | None:
+        """z per matrix, or None when the mixture cannot be applied (e.g. it zeroes a matrix)."""
+        mixed = mix(self.vectors, alpha)
+        try:
+            for name, z in mixed.items():
+                scaled_spectrum(self.spectra[name].S, z, self.rule, name)
+        except InvalidInputError:
+            return None
+        return mixed
+
+    def score(self, alpha: np.ndarray, examples: Sequence[Example]) -> EvalResult:
+        """One mixture on the exact path (weights rewritten)."""
+        with self.engine.patched(self.spectra, mix(self.vectors, alpha), self.rule):
+            return evaluate(self.engine, self.task, examples)
+
+    def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[tuple[float, float]]:
+        """(accuracy, mean log-likelihood of the right answers) per member; unusable mixtures rank last."""
+        mixtures = [self.mixture(self.alpha(m)) for m in population]
+        valid = [i for i, m in enumerate(mixtures) if m is not None]
+        results: dict[int, EvalResult] = {}
+        if self.mode == "auto":
+            self._calibrate(mixtures, valid, examples, results)
+        elif self.mode == "batched":
+            results.update(self._batched(mixtures, valid, examples))
+        else:
+            results.update(self._sequential(mixtures, valid, examples))
+        return [_as_score(results[i]) if i in results else WORST for i in range(len(population))]
+
+    def _sequential(self, mixtures, indices, examples) -> dict[int, EvalResult]:
+        out = {}
+        for i in indices:
+            with self.engine.patched(self.spectra, mixtures[i], self.rule):
+                out[i] = evaluate(self.engine, self.task, examples)
+        return out
+
+    def _batched(self, mixtures, indices, examples) -> dict[int, EvalResult]:
+        if not indices:
+            return {}
+        scored = evaluate_population(self.engine, self.task, examples, self.spectra, [mixtures[i] for i in indices],
+                                     self.rule)
+        return dict(zip(indices, scored))
+
+    def _calibrate(self, mixtures, valid, examples, results) -> None:
+        first, rest = valid[:_CALIBRATION_SEQUENTIAL], valid[_CALIBRATION_SEQUENTIAL:]
+        results.update(self._timed("sequential", self._sequential, mixtures, first, examples))
+        if len(rest) < 2:  # too few to measure a batch; decide next generation
+            results.update(self._sequential(mixtures, rest, examples))
+            return
+        try:
+            results.update(self._timed("batched", self._batched, mixtures, rest, examples))
+        except InvalidInputError:  # this backend or architecture cannot batch a population
+            self.mode = "sequential"
+            results.update(self._sequential(mixtures, rest, examples))
+            return
+        self.mode = min(self.timings, key=self.timings.get)
+
+    def _timed(self, label, run, mixtures, indices, examples) -> dict[int, EvalResult]:
+        start = time.perf_counter()
+        out = run(mixtures, indices, examples)
+        if indices:
+            self.timings[label] = (time.perf_counter() - start) / len(indices)
+        return out
+
+
+def _as_score(result: EvalResult) -> tuple[float, float]:
+    return result.score, result.mean_correct_logprob if result.mean_correct_logprob is not None else 0.0

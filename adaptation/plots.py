@@ -1,0 +1,65 @@
+"""Pictures of a job from its events: search curves and alpha weights, or a training curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from t2reg.errors import InvalidInputError
+from t2reg.registry.entities import JobEvent, JobInfo
+
+
+def plot_job(job: JobInfo, events: Sequence[JobEvent], out: str | Path) -> Path:
+    """Write a PNG for ``job``; which panels depend on the job's kind."""
+    if not events:
+        raise InvalidInputError(f"job {job.id} has no completed steps to plot yet")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    rows = [e.data for e in events]
+    panels = _search_panels if "best" in rows[0] else _curve_panels
+    fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    panels(axes, rows, job)
+    axes[-1].set_xlabel("iteration")
+    fig.suptitle(f"job {job.id}: {job.kind} {job.spec.get('task', '')} on {job.spec.get('model', '')}".strip())
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _search_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
+    it = [r["iteration"] for r in rows]
+    axes[0].plot(it, [r["best"][0] for r in rows], marker="o", label="best so far")
+    axes[0].plot(it, [r["generation_best"][0] for r in rows], linestyle="--", label="generation best")
+    mean = [r["mean_score"] if r["mean_score"] is not None else np.nan for r in rows]
+    std = [r["std_score"] if r["std_score"] is not None else np.nan for r in rows]
+    axes[0].errorbar(it, mean, yerr=std, capsize=3, label="population mean ± std")
+    axes[0].set_ylabel("score on the shots")
+    axes[0].legend(loc="lower right")
+    alpha = np.asarray([r["best_alpha"] for r in rows], dtype=float)
+    components = (job.state or {}).get("components") or [f"expert {i}" for i in range(alpha.shape[1])]
+    if job.spec.get("per_matrix"):
+        alpha = alpha.reshape(len(rows), len(components), -1).mean(axis=2)
+    for k in range(alpha.shape[1]):
+        axes[1].plot(it, alpha[:, k], marker=".", label=components[k] if k < len(components) else f"expert {k}")
+    axes[1].set_ylabel("alpha of the best mixture" + (" (mean over matrices)" if job.spec.get("per_matrix") else ""))
+    axes[1].legend(loc="best", fontsize="small")
+
+
+def _curve_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
+    it = [r["iteration"] for r in rows]
+    for key in ("reward", "validation"):
+        if key in rows[0]:
+            axes[0].plot(it, [r[key] for r in rows], marker="o", label=key)
+    axes[0].set_ylabel("score")
+    axes[0].legend(loc="best")
+    if "kl" in rows[0]:
+        axes[1].plot(it, [r["kl"] for r in rows], marker=".", color="tab:red")
+        axes[1].set_ylabel("KL to the base model")

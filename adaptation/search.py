@@ -1,0 +1,171 @@
+"""Black-box search over mixture weights alpha: the shared state, settings and optimizer registry.
+
+An optimizer proposes a population of alpha vectors, the objective scores each
+one, and the optimizer refits. Scores are tuples compared lexicographically, so
+accuracy ties are broken by the second entry (the mean log-likelihood of the
+correct answers). Every optimizer is seeded and resumable: :class:`SearchState`
+is plain data (it is stored as JSON in a job row) and holds everything the next
+generation needs, so a resumed search continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from t2reg.errors import InvalidInputError
+
+Score = tuple[float, ...]
+Objective = Callable[[np.ndarray], Sequence[Score]]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    population: int = 32
+    elite_fraction: float = 0.2
+    init_std: float = 0.5
+    low: float = 0.0
+    high: float = 1.0
+    iterations: int = 50
+    seed: int = 0
+    min_std: float = 1e-3  # stop once every coordinate is this certain
+    patience: int | None = None  # stop after this many generations without a better best
+    tolerance: float = 0.0  # an improvement smaller than this does not reset patience
+
+    def validate(self) -> None:
+        if self.population < 2 or not 0 < self.elite_fraction <= 1 or self.iterations < 1 or self.low >= self.high:
+            raise InvalidInputError(f"bad search settings: {self}")
+        if self.init_std <= 0 or self.tolerance < 0 or (self.patience is not None and self.patience < 1):
+            raise InvalidInputError(f"bad search settings: {self}")
+
+
+@dataclass
+class SearchState:
+    """Where a search stands. ``internal`` is the optimizer's own plain-data state."""
+
+    mean: list[float]
+    std: list[float]
+    iteration: int = 0
+    best_alpha: list[float] | None = None
+    best_score: list[float] | None = None
+    stale: int = 0
+    evaluations: int = 0
+    internal: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchState":
+        return cls(**data)
+
+
+class Optimizer(ABC):
+    """Proposes members and refits from their scores; registered by name."""
+
+    name = "abstract"
+
+    def __init__(self, config: SearchConfig) -> None:
+        config.validate()
+        self.config = config
+
+    def start(self, dim: int) -> SearchState:
+        return SearchState(mean=[1.0 / dim] * dim, std=[self.config.init_std] * dim, internal=self._initial(dim))
+
+    def step(self, state: SearchState, objective: Objective) -> SearchState:
+        """One generation: propose, score, refit. The old state is left untouched."""
+        start = time.monotonic()
+        members, propose_state = self._propose(state)
+        scores = [tuple(float(v) for v in s) for s in objective(members)]
+        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+        mean, std, internal = self._refit(state, propose_state, members, scores, order)
+        return _record(state, members, scores, order, mean, std, internal, self.config, time.monotonic() - start)
+
+    def done(self, state: SearchState) -> bool:
+        config = self.config
+        if state.iteration >= config.iterations or max(state.std) < config.min_std:
+            return True
+        return config.patience is not None and state.stale >= config.patience
+
+    def run(self, objective: Objective, dim: int, state: SearchState | None = None,
+            on_generation: Callable[[SearchState], None] | None = None) -> SearchState:
+        """Generations until done; ``on_generation`` sees (and may persist) each new state."""
+        state = state or self.start(dim)
+        while not self.done(state):
+            state = self.step(state, objective)
+            if on_generation:
+                on_generation(state)
+        return state
+
+    @abstractmethod
+    def _initial(self, dim: int) -> dict[str, Any]:
+        """The optimizer's own starting state (plain data)."""
+
+    @abstractmethod
+    def _propose(self, state: SearchState) -> tuple[np.ndarray, Any]:
+        """The next population (inside [low, high]) and whatever ``_refit`` needs."""
+
+    @abstractmethod
+    def _refit(self, state: SearchState, proposed: Any, members: np.ndarray, scores: list[Score],
+               order: list[int]) -> tuple[list[float], list[float], dict[str, Any]]:
+        """New mean, per-coordinate std and internal state, from the scored population."""
+
+
+def _record(state: SearchState, members: np.ndarray, scores: list[Score], order: list[int], mean: list[float],
+            std: list[float], internal: dict[str, Any], config: SearchConfig, seconds: float) -> SearchState:
+    best = order[0]
+    better = state.best_score is None or scores[best] > tuple(state.best_score)
+    significant = better and (state.best_score is None or _gain(scores[best], state.best_score) > config.tolerance)
+    finite = [s[0] for s in scores if np.isfinite(s[0])]
+    new = SearchState(
+        mean=mean, std=std, iteration=state.iteration + 1,
+        best_alpha=members[best].tolist() if better else state.best_alpha,
+        best_score=list(scores[best]) if better else state.best_score,
+        stale=0 if significant else state.stale + 1,
+        evaluations=state.evaluations + len(members),
+        internal=internal,
+    )
+    event = {"iteration": new.iteration, "mean_score": float(np.mean(finite)) if finite else None,
+             "std_score": float(np.std(finite)) if finite else None, "generation_best": list(scores[best]),
+             "best": new.best_score, "best_alpha": new.best_alpha, "alpha_mean": mean,
+             "alpha_std": float(np.mean(std)), "evaluations": new.evaluations, "seconds": seconds}
+    new.history = state.history + [event]
+    return new
+
+
+def _gain(new: Score, old: Sequence[float]) -> float:
+    """How much better ``new`` is: in the first score if it moved, else in the tie-breaker."""
+    for a, b in zip(new, old):
+        if a != b:
+            return a - b if np.isfinite(a - b) else float("inf")
+    return 0.0
+
+
+_OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
+
+def register_optimizer(cls: type[Optimizer]) -> type[Optimizer]:
+    _OPTIMIZERS[cls.name] = cls
+    return cls
+
+
+def optimizer_names() -> list[str]:
+    _load_builtins()
+    return sorted(_OPTIMIZERS)
+
+
+def get_optimizer(name: str, config: SearchConfig) -> Optimizer:
+    _load_builtins()
+    try:
+        return _OPTIMIZERS[name](config)
+    except KeyError:
+        raise InvalidInputError(f"unknown optimizer {name!r}; choose from {', '.join(sorted(_OPTIMIZERS))}") from None
+
+
+def _load_builtins() -> None:
+    from t2reg.adaptation import cem, cmaes_search  # noqa: F401 - registration on import

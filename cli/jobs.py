@@ -1,0 +1,162 @@
+"""``t2reg jobs ...`` and ``t2reg worker``: the queue of long-running work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from t2reg.cli.context import AppContext, pass_app
+from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
+
+
+def run_in_foreground(registry, job_id: int, total: int | None, label: str):
+    """Run a queued job here with a progress bar per step; returns the finished job."""
+    from tqdm import tqdm
+
+    from t2reg.adaptation.jobs import run_job
+
+    job = registry.jobs.get(job_id)
+    bar = tqdm(total=total, initial=job.events, desc=label, unit="step")
+
+    def on_event(event: dict[str, Any]) -> None:
+        bar.update(1)
+        best = event.get("best")
+        if best:
+            bar.set_postfix(best=f"{best[0]:.3f}")
+
+    try:
+        return run_job(registry, job_id, on_event=on_event)
+    finally:
+        bar.close()
+
+
+def print_adapt_result(result: dict[str, Any], task: str) -> None:
+    click.echo(f"published {result['published']} from {len(result['components'])} experts: "
+               f"{', '.join(result['components'])}")
+    click.echo(f"search   {result['iterations']} generations, {result['evaluations']} candidates scored "
+               f"({result['population_eval']}), best on the shots {result['shot_score']:.4f}")
+    for label in ("heldout", "base"):
+        r = result[label]
+        low, high = r["interval95"]
+        name = "adapted" if label == "heldout" else "base"
+        click.echo(f"{name:<8} {task}/test: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})")
+
+
+@click.group()
+def jobs() -> None:
+    """Long-running work (adapt, train, ...): list, inspect, cancel, resume, plot."""
+
+
+@jobs.command("list")
+@click.option("--status", help="queued, running, succeeded, failed or cancelled.")
+@click.option("--kind", help="Only jobs of this kind.")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@pass_app
+def list_jobs(app: AppContext, status, kind, limit, as_json) -> None:
+    """Jobs, newest first."""
+    found = app.registry().jobs.list(status=status, kind=kind, limit=limit)
+    if as_json:
+        emit_json([j.to_dict() for j in found])
+        return
+    emit_table(({"id": j.id, "kind": j.kind, "status": j.status, "task": j.spec.get("task"),
+                 "model": j.spec.get("model"), "worker": j.worker, "created": j.created_at.strftime("%Y-%m-%d %H:%M")}
+                for j in found), ["id", "kind", "status", "task", "model", "worker", "created"], empty="no jobs")
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@json_option
+@pass_app
+def show(app: AppContext, job_id: int, as_json: bool) -> None:
+    """One job: its settings, progress, last step and result."""
+    registry = app.registry()
+    job = registry.jobs.get(job_id)
+    events = registry.jobs.events(job_id)
+    if as_json:
+        emit_json({**job.to_dict(), "events": [e.to_dict() for e in events]})
+        return
+    last = events[-1].data if events else {}
+    emit_fields([("id", job.id), ("kind", job.kind), ("status", job.status), ("worker", job.worker),
+                 ("attempts", job.attempts), ("created", job.created_at), ("heartbeat", job.heartbeat_at),
+                 ("finished", job.finished_at), ("steps done", len(events)), ("last step", _summary(last)),
+                 ("spec", {k: v for k, v in job.spec.items() if v not in (None, False)}),
+                 ("published", (job.result or {}).get("published")), ("error", job.error)])
+
+
+def _summary(event: dict[str, Any]) -> str | None:
+    if not event:
+        return None
+    parts = [f"{k}={v[0] if isinstance(v, list) else v:.4g}" for k, v in event.items()
+             if k in ("best", "mean_score", "reward", "validation", "kl") and v is not None]
+    return f"iteration {event.get('iteration')}: " + ", ".join(parts)
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@pass_app
+def cancel(app: AppContext, job_id: int) -> None:
+    """Stop a job: a queued one never starts, a running one stops at its next step."""
+    job = app.registry().jobs.cancel(job_id)
+    click.echo(f"cancelled job {job.id}")
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@click.option("--detach", is_flag=True, help="Only put it back in the queue; a `t2reg worker` continues it.")
+@click.option("--force", is_flag=True, help="Take over a job whose worker still looks alive (it must be dead).")
+@json_option
+@pass_app
+def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: bool) -> None:
+    """Continue a failed, cancelled or abandoned job from its last completed step."""
+    registry = app.registry()
+    job = registry.jobs.requeue(job_id, force=force)
+    if detach:
+        click.echo(f"queued job {job.id} again")
+        return
+    total = job.spec.get("iterations")
+    finished = run_in_foreground(registry, job.id, total=total, label=job.kind)
+    if as_json:
+        emit_json({"job": finished.id, **finished.result})
+    elif finished.kind == "adapt":
+        print_adapt_result(finished.result, finished.spec["task"])
+    else:
+        click.echo(f"job {finished.id} {finished.status}")
+
+
+@jobs.command()
+@click.argument("job_id", type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@pass_app
+def plot(app: AppContext, job_id: int, out: str) -> None:
+    """Plot a job's steps: best/mean score and alpha weights per generation (adapt), or its training curve."""
+    from t2reg.adaptation.plots import plot_job
+
+    registry = app.registry()
+    path = plot_job(registry.jobs.get(job_id), registry.jobs.events(job_id), out)
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Exit when the queue is empty instead of waiting for more.")
+@click.option("--kinds", help="Comma-separated job kinds to take [default: all].")
+@click.option("--poll", default=2.0, show_default=True, help="Seconds between looks at an empty queue.")
+@pass_app
+def worker(app: AppContext, once: bool, kinds: str | None, poll: float) -> None:
+    """Claim queued jobs from the registry's database and run them; several workers may share one queue."""
+    from t2reg.adaptation.jobs import work, worker_name
+
+    name = worker_name()
+    click.echo(f"worker {name} on {app.registry().db.display_url}", err=True)
+
+    def report(job) -> None:
+        tail = f": {job.error}" if job.error else ""
+        click.echo(f"job {job.id} ({job.kind}) {job.status}{tail}")
+
+    kinds_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    count = work(app.registry(), kinds_list, once=once, poll=poll, worker=name, on_job=report)
+    click.echo(f"worker {name}: {count} job(s) run", err=True)
+
+
+COMMANDS = [jobs, worker]
