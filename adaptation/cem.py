@@ -29,6 +29,7 @@ class CEM(Optimizer):
         return np.clip(mean + std * noise, self.config.low, self.config.high), rng.bit_generator.state
 
     def _refit(self, state, proposed, members, scores, order):
-        n_elite = max(1, round(self.config.elite_fraction * self.config.population))
+        # At least two elites: the spread of a single member is zero and would end the search at once.
+        n_elite = max(2, round(self.config.elite_fraction * self.config.population))
         elite = members[order[:n_elite]]
         return elite.mean(axis=0).tolist(), elite.std(axis=0).tolist(), {"rng": proposed}

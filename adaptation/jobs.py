@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from t2reg.errors import ConflictError, InvalidInputError, T2RegError
@@ -55,16 +55,10 @@ class JobContext:
     claim: Claim
     state: dict[str, Any] | None
     on_event: Callable[[dict[str, Any]], None] | None = None
-    _seq: int = field(default=0, repr=False)
 
     def checkpoint(self, state: dict[str, Any], event: dict[str, Any] | None = None) -> None:
         """Store ``state`` (and one event with it) under the claim; raises ClaimLost if it is gone."""
-        seq = None
-        if event is not None:
-            self._seq = self._seq or self.job.events
-            self._seq += 1
-            seq = self._seq
-        self.registry.jobs.checkpoint(self.claim, state, event, seq)
+        self.registry.jobs.checkpoint(self.claim, state, event)
         self.state = state
         if event is not None and self.on_event:
             self.on_event(event)

@@ -134,14 +134,14 @@ class JobQueue:
     def heartbeat(self, claim: Claim) -> None:
         self.db.write(lambda session: self._touch(session, claim))
 
-    def checkpoint(self, claim: Claim, state: dict[str, Any], event: dict[str, Any] | None = None,
-                   seq: int | None = None) -> None:
-        """Save the job's state and, with it, one event: both or neither."""
+    def checkpoint(self, claim: Claim, state: dict[str, Any], event: dict[str, Any] | None = None) -> None:
+        """Save the job's state and, with it, the next event: both or neither."""
 
         def work(session: Session) -> None:
             self._touch(session, claim, state=state)
             if event is not None:
-                session.add(JobEventRow(job_id=claim.job_id, seq=seq, data=event))
+                last = session.scalar(select(func.max(JobEventRow.seq)).where(JobEventRow.job_id == claim.job_id))
+                session.add(JobEventRow(job_id=claim.job_id, seq=(last or 0) + 1, data=event))
 
         self.db.write(work)
 

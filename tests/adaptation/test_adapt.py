@@ -8,7 +8,6 @@ import torch
 
 from t2reg.adaptation.adapt import AdaptSpec, adapt
 from t2reg.adaptation.backends import open_backend
-from t2reg.adaptation.datasets import LETTERS
 from t2reg.adaptation.evaluate import choice_prefix, evaluate
 from t2reg.adaptation.models import load_spectra, weights_dir
 from t2reg.adaptation.tasks import get_task

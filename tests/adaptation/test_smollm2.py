@@ -52,3 +52,32 @@ def test_cli_publish_and_export_round_trip(home, tmp_path, capsys):
     with torch.no_grad(), ExpertPatch(model, spectra, registry.read_expert(ref)):
         assert torch.allclose(reloaded(ids).logits, model(ids).logits, atol=1e-4)
     assert (tmp_path / "merged" / "tokenizer.json").is_file()
+
+
+def test_adapt_on_arc_easy_with_a_small_budget_batched_and_sequential_agree(home, tmp_path, capsys):
+    from tests.adaptation.test_tasks import DATA
+
+    def t2reg(*args):
+        capsys.readouterr()
+        assert _run(["--home", str(home), *args], debug=True) == 0
+        return capsys.readouterr().out
+
+    for seed in (1, 2):
+        path = tmp_path / f"e{seed}.safetensors"
+        t2reg("new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--noise", "0.1", "--seed", str(seed),
+              "--out", str(path))
+        t2reg("publish", str(path), "--name", f"smol-noise-{seed}")
+    common = ["adapt", "--model", "smollm2-135m", "--task", "arc-easy", "--pool", "name in (smol-noise-1,smol-noise-2)",
+              "--shots", "4", "--heldout", "8", "--population", "4", "--elite", "0.5", "--iterations", "2",
+              "--data-dir", str(DATA), "--json"]
+    import json
+
+    runs = {mode: json.loads(t2reg(*common, "--population-eval", mode, "--name", f"smol-{mode}"))
+            for mode in ("batched", "sequential")}
+    batched, sequential = runs["batched"], runs["sequential"]
+    assert batched["published"] == "smol-batched:1" and batched["heldout"]["n"] == 8 == batched["base"]["n"]
+    assert batched["evaluations"] == sequential["evaluations"] == 8
+    # the two paths score every candidate alike (float32 logits; tolerance in test_population.py)
+    assert batched["best_score"][0] == sequential["best_score"][0]
+    assert batched["best_score"][1] == pytest.approx(sequential["best_score"][1], abs=1e-2)
+    assert batched["alpha"] == pytest.approx(sequential["alpha"], abs=1e-6)

@@ -1,0 +1,115 @@
+"""The job queue on both databases: claims, heartbeats, checkpoints, cancel, requeue,
+and several worker processes sharing one queue without ever running a job twice."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
+from t2reg.registry.jobs import ClaimLost, JobQueue
+
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "job_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_job_goes_from_queued_to_succeeded_with_its_events(registry):
+    jobs = registry.jobs
+    job = jobs.submit("probe", {"task": "gsm8k"})
+    assert job.status == "queued" and job.attempts == 0
+    claim, claimed = jobs.claim("w1", ["probe"])
+    assert claimed.id == job.id and claimed.status == "running" and claim.attempt == 1
+    assert jobs.claim("w2", ["probe"]) is None  # nothing else is claimable
+    jobs.checkpoint(claim, {"step": 1}, {"loss": 0.5})
+    jobs.checkpoint(claim, {"step": 2}, {"loss": 0.25})
+    jobs.finish(claim, {"published": "x:1"})
+    done = jobs.get(job.id)
+    assert (done.status, done.state, done.result, done.events) == ("succeeded", {"step": 2}, {"published": "x:1"}, 2)
+    assert [e.data["loss"] for e in jobs.events(job.id)] == [0.5, 0.25]
+    assert done.finished_at >= done.started_at >= done.created_at
+
+
+def test_claims_respect_kinds_and_order(registry):
+    jobs = registry.jobs
+    first, second = jobs.submit("train", {}), jobs.submit("adapt", {})
+    third = jobs.submit("adapt", {})
+    assert jobs.claim("w", ["adapt"])[1].id == second.id
+    assert jobs.claim("w", ["adapt", "train"])[1].id == first.id
+    assert jobs.claim("w", job_id=third.id)[1].id == third.id
+    assert [j.id for j in jobs.list(status="running")] == [third.id, second.id, first.id]
+    with pytest.raises(InvalidInputError, match="unknown job status"):
+        jobs.list(status="done")
+
+
+def test_cancelling_a_running_job_stops_its_worker_at_the_next_checkpoint(registry):
+    jobs = registry.jobs
+    job = jobs.submit("probe", {})
+    claim, _ = jobs.claim("w1")
+    jobs.cancel(job.id)
+    with pytest.raises(ClaimLost, match="no longer held by w1 \\(cancelled\\)"):
+        jobs.checkpoint(claim, {"step": 9}, {"x": 1})
+    assert jobs.get(job.id).state is None and jobs.events(job.id) == []  # nothing written after the cancel
+    with pytest.raises(ConflictError, match="already been cancelled"):
+        jobs.cancel(job.id)
+    with pytest.raises(NotFoundError, match="no job 999"):
+        jobs.cancel(999)
+
+
+def test_a_silent_worker_loses_its_claim_after_the_timeout(registry):
+    jobs = JobQueue(registry.db, timeout=0.3)
+    job = jobs.submit("probe", {})
+    old, _ = jobs.claim("dead-worker")
+    jobs.checkpoint(old, {"step": 1}, {"i": 1})
+    assert jobs.claim("w2") is None  # still fresh
+    time.sleep(0.5)
+    new, taken = jobs.claim("w2")
+    assert taken.id == job.id and taken.state == {"step": 1} and new.attempt == 2 and taken.worker == "w2"
+    with pytest.raises(ClaimLost):
+        jobs.checkpoint(old, {"step": 2})
+    jobs.finish(new, {})
+    assert jobs.get(job.id).status == "succeeded"
+
+
+def test_requeue_keeps_the_checkpoint_and_refuses_live_or_finished_jobs(registry):
+    jobs = registry.jobs
+    job = jobs.submit("probe", {})
+    claim, _ = jobs.claim("w1")
+    jobs.checkpoint(claim, {"step": 2})
+    with pytest.raises(ConflictError, match="is running on w1 .*--force"):
+        jobs.requeue(job.id)
+    jobs.fail(claim, "boom")
+    assert jobs.get(job.id).error == "boom"
+    again = jobs.requeue(job.id)
+    assert (again.status, again.state, again.error) == ("queued", {"step": 2}, None)
+    claim, _ = jobs.claim("w1")
+    jobs.finish(claim, {})
+    with pytest.raises(ConflictError, match="already succeeded"):
+        jobs.requeue(job.id)
+
+
+@pytest.mark.slow
+def test_worker_processes_sharing_a_queue_never_run_a_job_twice(registry, tmp_path):
+    ids = [registry.jobs.submit("probe", {}).id for _ in range(30)]
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(WORKER), registry.settings.database_url, str(registry.blobs.root),
+                               f"worker-{i}", str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for i in range(3)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    go.touch()
+    ran = {}
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        ran[f"worker-{i}"] = [int(x) for x in out.split()]
+    assert sum(1 for done in ran.values() if done) >= 2  # they really competed
+    every = sorted(j for done in ran.values() for j in done)
+    assert every == ids  # each job ran exactly once
+    for job_id in ids:
+        job = registry.jobs.get(job_id)
+        events = registry.jobs.events(job_id)
+        assert job.status == "succeeded" and job.attempts == 1
+        assert {e.data["worker"] for e in events} == {job.result["worker"]} and len(events) == 3
+        assert job_id in ran[job.result["worker"]]
