@@ -42,10 +42,11 @@ def tasks_list(as_json: bool) -> None:
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--max-new-tokens", type=int, help="Generation budget [default: the task's].")
 @click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write per-example JSONL here.")
+@click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it and records the score.")
 @json_option
 @pass_app
 def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_dir, batch_size, device, dtype,
-          max_new_tokens, save_outputs, as_json) -> None:
+          max_new_tokens, save_outputs, detach, as_json) -> None:
     """Score an expert (or a base model) on a task; the score is recorded in the registry.
 
     \b
@@ -58,6 +59,16 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
 
     if (ref is None) == (base is None):
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
+    if detach:
+        from t2reg.adaptation.jobs import submit
+
+        if save_outputs:
+            raise click.UsageError("--save-outputs needs the foreground; drop --detach")
+        spec = dict(task=task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
+                    batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+        job = submit(app.registry(), "eval", spec)
+        emit_json(job.to_dict()) if as_json else click.echo(f"queued job {job.id}; a `t2reg worker` will run it")
+        return
     result, subject = run_evaluation(
         app.registry(), task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
         batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens,

@@ -24,10 +24,11 @@ from t2reg.errors import InvalidInputError
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffled baseline.")
 @click.option("--name", help="Name of the published expert (only with REF).")
 @click.option("--dry-run", is_flag=True, help="Compute the plan and report; publish nothing.")
+@click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it.")
 @json_option
 @pass_app
 def transfer(app: AppContext, ref, source_model, target, task, layer_align, rank_align, baseline, seed, name,
-             dry_run, as_json) -> None:
+             dry_run, detach, as_json) -> None:
     """Map experts to another base model by canonical singular-value order.
 
     \b
@@ -43,6 +44,14 @@ def transfer(app: AppContext, ref, source_model, target, task, layer_align, rank
         raise InvalidInputError("--name applies to a single REF, not to --from")
     options = dict(layer_align=layer_align, rank_align=rank_align, baseline=baseline, seed=seed, dry_run=dry_run)
     registry = app.registry()
+    if detach:
+        from t2reg.adaptation.jobs import submit
+
+        spec = {"ref": ref, "source_model": source_model, "target": target, **options,
+                **({"name": name} if ref else {"task": task})}
+        job = submit(registry, "transfer", spec)
+        emit_json(job.to_dict()) if as_json else click.echo(f"queued job {job.id}; a `t2reg worker` will run it")
+        return
     if ref:
         results = [transfer_version(registry, ref, target, name=name, **options)]
     else:

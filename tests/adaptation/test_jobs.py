@@ -80,8 +80,14 @@ def test_detached_jobs_run_on_a_worker_and_can_be_cancelled_and_plotted(tmp_path
     listed = cli.json("jobs", "list")
     assert [(j["id"], j["status"]) for j in listed] == [(doomed["id"], "cancelled"), (queued["id"], "queued")]
 
-    out = finish(t2reg(cli.base[1], "worker", "--once", "--kinds", "adapt"))
-    assert out.strip() == f"job {queued['id']} (adapt) succeeded"
+    scored = cli.json("eval", "--base", "tiny", "--task", "arc-easy", "--limit", "3", "--data-dir", str(DATA), "--detach")
+    moved = cli.json("transfer", "arc-easy-other:1", "--to", "tiny", "--detach")
+    out = finish(t2reg(cli.base[1], "worker", "--once", "--kinds", "adapt,eval,transfer"))
+    assert out.splitlines() == [f"job {queued['id']} (adapt) succeeded", f"job {scored['id']} (eval) succeeded",
+                                f"job {moved['id']} (transfer) succeeded"]
+    assert cli.json("jobs", "show", str(scored["id"]))["result"]["n"] == 3
+    assert cli.json("jobs", "show", str(moved["id"]))["result"]["transfers"][0]["published"] == \
+        "arc-easy-other--to-tiny:1"
     shown = cli.json("jobs", "show", str(queued["id"]))
     assert shown["status"] == "succeeded" and shown["result"]["published"] == "arc-easy-tiny-adapted:1"
     assert [e["data"]["iteration"] for e in shown["events"]] == [1, 2]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from t2reg.cli.main import _run
+from t2reg.registry import schema
 from tests.helpers.experts import make_expert, write
 from tests.t2reg.test_expert_file import BAD_FILES
 
@@ -83,11 +84,11 @@ def test_the_readme_tour(cli, tiny_llama_dir, tiny_expert, tmp_path):
     assert cli.json("verify")["ok"] is True
     assert "removed 0 blob(s)" in cli.ok("gc")
     assert "(head)" in cli.ok("db", "current")
-    assert "at revision 0002" in cli.ok("db", "upgrade")
+    assert f"at revision {schema.head_revision()}" in cli.ok("db", "upgrade")
     assert "at revision 0001" in cli.ok("db", "downgrade", "0001")
     code, _, err = cli("list")
     assert code == 1 and "run `t2reg db upgrade`" in err
-    assert "at revision 0002" in cli.ok("db", "upgrade")
+    assert f"at revision {schema.head_revision()}" in cli.ok("db", "upgrade")
 
 
 def test_human_output_of_show_and_best(cli, tiny_llama_dir, tiny_expert):
