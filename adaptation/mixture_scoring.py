@@ -7,8 +7,8 @@ row's expert applied in factored form ((m+n)*r per token and matrix, see
 :mod:`t2reg.adaptation.population`). Which is faster depends on tokens per
 candidate and on whether the forward pass is memory- or compute-bound, so
 ``auto`` measures: in its first generation it scores two candidates
-sequentially and the rest batched, then keeps whichever cost less per
-candidate. The choice is part of the job's checkpoint, so a resumed run
+sequentially and up to four batched, keeps whichever cost less per candidate,
+and scores the rest of that generation with it. The choice is part of the job's checkpoint, so a resumed run
 scores the way the original did.
 """
 
@@ -30,7 +30,7 @@ from t2reg.spectra import Spectra
 
 POPULATION_EVAL_MODES = ("auto", "batched", "sequential")
 WORST = (float("-inf"), float("-inf"))
-_CALIBRATION_SEQUENTIAL = 2
+_CALIBRATION_SEQUENTIAL, _CALIBRATION_BATCHED = 2, 4
 
 
 class MixtureScorer:
@@ -95,18 +95,20 @@ class MixtureScorer:
         return dict(zip(indices, scored))
 
     def _calibrate(self, mixtures, valid, examples, results) -> None:
-        first, rest = valid[:_CALIBRATION_SEQUENTIAL], valid[_CALIBRATION_SEQUENTIAL:]
+        first = valid[:_CALIBRATION_SEQUENTIAL]
+        probe = valid[_CALIBRATION_SEQUENTIAL : _CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED]
+        rest = valid[_CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED :]
         results.update(self._timed("sequential", self._sequential, mixtures, first, examples))
-        if len(rest) < 2:  # too few to measure a batch; decide next generation
-            results.update(self._sequential(mixtures, rest, examples))
+        if not first or len(probe) < 2:  # too few to measure a batch; decide next generation
+            results.update(self._sequential(mixtures, probe + rest, examples))
             return
         try:
-            results.update(self._timed("batched", self._batched, mixtures, rest, examples))
+            results.update(self._timed("batched", self._batched, mixtures, probe, examples))
         except InvalidInputError:  # this backend or architecture cannot batch a population
-            self.mode = "sequential"
-            results.update(self._sequential(mixtures, rest, examples))
-            return
+            self.timings["batched"] = float("inf")
         self.mode = min(self.timings, key=self.timings.get)
+        chosen = self._batched if self.mode == "batched" else self._sequential
+        results.update(chosen(mixtures, [i for i in probe + rest if i not in results], examples))
 
     def _timed(self, label, run, mixtures, indices, examples) -> dict[int, EvalResult]:
         start = time.perf_counter()

@@ -89,3 +89,22 @@ def test_a_mixture_that_zeroes_a_matrix_is_refused(setup):
     name = spectra.names()[0]
     with pytest.raises(InvalidInputError, match="nuclear renormalisation"):
         FactoredPopulation(backend.model, spectra, [{name: torch.zeros_like(spectra[name].S)}])
+
+
+def test_auto_measures_both_paths_then_keeps_one_with_the_same_scores(setup):
+    import numpy as np
+
+    from t2reg.adaptation.mixture_scoring import MixtureScorer
+
+    backend, spectra, mixtures = setup
+    task = get_task("arc-easy")
+    examples = task.shots(4, 0, DATA)
+    population = np.random.default_rng(0).uniform(0, 1, (8, 4))
+    auto = MixtureScorer(backend, task, spectra, mixtures[:4], "nuclear", (4,), mode="auto")
+    exact = MixtureScorer(backend, task, spectra, mixtures[:4], "nuclear", (4,), mode="sequential")
+    got, want = auto.objective(population, examples), exact.objective(population, examples)
+    assert auto.mode in ("batched", "sequential") and set(auto.timings) == {"batched", "sequential"}
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert [g[1] for g in got] == pytest.approx([w[1] for w in want], abs=LOGPROB_TOLERANCE)
+    # zero weights everywhere zero every matrix: ranked last, not an error
+    assert auto.objective(np.zeros((2, 4)), examples) == [(float("-inf"), float("-inf"))] * 2
