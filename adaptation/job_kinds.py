@@ -63,3 +63,22 @@ def _validate_transfer(registry, spec: dict[str, Any]) -> None:
 
 register_job_kind("eval", _eval, _validate_eval)
 register_job_kind("transfer", _transfer, _validate_transfer)
+
+
+def _train(context: JobContext) -> dict[str, Any]:
+    from t2reg.adaptation.training import TrainSpec, train
+
+    spec = TrainSpec.from_dict(context.job.spec)
+    return train(context.registry, spec, state=context.state, checkpoint=context.checkpoint,
+                 job_id=context.job.id).to_dict()
+
+
+def _validate_train(registry, spec: dict[str, Any]) -> None:
+    from t2reg.adaptation.training import TrainSpec
+
+    parsed = TrainSpec.from_dict(spec)
+    parsed.validate()
+    registry.get_model(parsed.model)
+
+
+register_job_kind("train", _train, _validate_train)

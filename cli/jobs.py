@@ -43,6 +43,25 @@ def print_adapt_result(result: dict[str, Any], task: str) -> None:
         click.echo(f"{name:<8} {task}/test: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})")
 
 
+def print_train_result(result: dict[str, Any], task: str) -> None:
+    click.echo(f"published {result['published']} (best of {result['iterations']} iterations: "
+               f"iteration {result['best_iteration']})")
+    for label, name in (("validation", "trained"), ("test", "trained"), ("base", "base")):
+        r = result[label]
+        low, high = r["interval95"]
+        click.echo(f"{name:<8} {task}/{r['split']}: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})")
+
+
+def print_result(job) -> None:
+    """A finished job's result, in the words of its kind."""
+    if job.kind == "adapt":
+        print_adapt_result(job.result, job.spec["task"])
+    elif job.kind == "train":
+        print_train_result(job.result, job.spec["task"])
+    else:
+        click.echo(f"job {job.id} {job.status}")
+
+
 @click.group()
 def jobs() -> None:
     """Long-running work (adapt, train, ...): list, inspect, cancel, resume, plot."""
@@ -115,14 +134,12 @@ def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: boo
     if detach:
         click.echo(f"queued job {job.id} again")
         return
-    total = job.spec.get("iterations")
+    total = job.spec.get("iterations")  # adapt and train both count iterations
     finished = run_in_foreground(registry, job.id, total=total, label=job.kind)
     if as_json:
         emit_json({"job": finished.id, **finished.result})
-    elif finished.kind == "adapt":
-        print_adapt_result(finished.result, finished.spec["task"])
     else:
-        click.echo(f"job {finished.id} {finished.status}")
+        print_result(finished)
 
 
 @jobs.command()

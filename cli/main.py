@@ -44,9 +44,9 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, blob_roo
 
 
 def _register_commands() -> None:
-    from t2reg.cli import adapt, admin, evaluation, expert_io, experts, jobs, models, transfer
+    from t2reg.cli import adapt, admin, evaluation, expert_io, experts, jobs, models, train, transfer
 
-    for module in (admin, experts, models, expert_io, transfer, evaluation, adapt, jobs):
+    for module in (admin, experts, models, expert_io, transfer, evaluation, adapt, train, jobs):
         for command in module.COMMANDS:
             cli.add_command(command)
 

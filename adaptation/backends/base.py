@@ -24,8 +24,10 @@ class Backend(ABC):
         self.tokenizer = tokenizer
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        """Greedy continuations, cut at the first stop string."""
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+                 temperature: float = 0.0, seed: int | None = None) -> list[str]:
+        """Continuations, cut at the first stop string: greedy, or sampled when ``temperature`` > 0
+        (reproducibly, given ``seed``)."""
 
     @abstractmethod
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:

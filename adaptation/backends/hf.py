@@ -34,8 +34,11 @@ class HFBackend(Backend):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
-                 variants: Sequence[int] | None = None) -> list[str]:
+                 temperature: float = 0.0, seed: int | None = None, variants: Sequence[int] | None = None) -> list[str]:
         self.tokenizer.padding_side = "left"
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        if temperature > 0 and seed is not None:
+            torch.manual_seed(seed)  # transformers samples from the global generator
         outputs = []
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
@@ -43,7 +46,7 @@ class HFBackend(Backend):
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
             generated = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id, **extra
+                **enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling, **extra
             )
             for row in generated[:, enc.input_ids.shape[1] :]:
                 outputs.append(_cut(self.tokenizer.decode(row, skip_special_tokens=True), stop))

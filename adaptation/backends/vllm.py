@@ -44,10 +44,12 @@ class VLLMBackend(Backend):
     def architecture(self) -> str:
         return self._architecture
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+                 temperature: float = 0.0, seed: int | None = None) -> list[str]:
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop) or None)
+        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, stop=list(stop) or None,
+                                seed=seed if temperature > 0 else None)
         outputs = self.llm.generate([self._tokens(p) for p in prompts], params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 

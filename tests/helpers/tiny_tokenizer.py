@@ -21,8 +21,13 @@ def build(vocab_size: int = 400):
                                    pad_token="<|endoftext|>", bos_token="<|endoftext|>")
 
 
-def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM", seed: int = 0) -> Path:
-    """A tiny random model whose vocabulary matches a trained tokenizer, saved with it."""
+def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM", seed: int = 0,
+                              initializer_range: float | None = None) -> Path:
+    """A tiny random model whose vocabulary matches a trained tokenizer, saved with it.
+
+    A larger ``initializer_range`` gives the MLPs a real say in the output (at the
+    default 0.02 the residual stream of a tiny model is almost all embedding).
+    """
     import torch
     import transformers
 
@@ -33,6 +38,8 @@ def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM"
     config.vocab_size = len(tokenizer)
     config.architectures = [architecture]
     config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+    if initializer_range is not None:
+        config.initializer_range = initializer_range
     torch.manual_seed(seed)
     model = getattr(transformers, architecture)(config).eval()
     model.save_pretrained(path, safe_serialization=True)
