@@ -54,12 +54,13 @@ def _search_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
 
 
 def _curve_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
-    it = [r["iteration"] for r in rows]
-    for key in ("reward", "validation"):
-        if key in rows[0]:
-            axes[0].plot(it, [r[key] for r in rows], marker="o", label=key)
+    for key, label in (("reward", "mean reward (+1/-1)"), ("validation", "validation score")):
+        points = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]  # validation: every k-th
+        if points:
+            axes[0].plot(*zip(*points), marker="o", label=label)
     axes[0].set_ylabel("score")
     axes[0].legend(loc="best")
-    if "kl" in rows[0]:
-        axes[1].plot(it, [r["kl"] for r in rows], marker=".", color="tab:red")
+    points = [(r["iteration"], r["kl"]) for r in rows if r.get("kl") is not None]
+    if points:
+        axes[1].plot(*zip(*points), marker=".", color="tab:red")
         axes[1].set_ylabel("KL to the base model")

@@ -138,3 +138,6 @@ for _task in [
          description="HumanEval; run against the tests."),
 ]:
     register_task(_task)
+
+# Built from the tasks above, so registered after them.
+from t2reg.adaptation import dispatch_task  # noqa: E402,F401 - registration on import

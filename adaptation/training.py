@@ -356,6 +356,8 @@ def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch
     metrics = [Metric(task.name, task.metric, validation.score, "validation", validation.n),
                Metric(task.name, task.metric, test.score, "test", test.n)]
     tags = {"trained": "reinforce", **({"job": str(job_id)} if job_id is not None else {})}
+    if task.name == "dispatch":  # the classification expert the two-pass strategies look for
+        tags["role"] = "dispatcher"
     return registry.publish(Expert(vectors, meta), model=spec.model, task=task.name,
                             name=spec.name or f"{task.name}-{info.handle}", metrics=metrics,
                             lineage=[(None, "trained_from", None, {"model": info.name, **hyper})], tags=tags)

@@ -93,3 +93,19 @@ def test_without_a_data_dir_the_hub_is_tried_and_fails_clearly(monkeypatch):
     expected = "cannot load openai/gsm8k" if importlib.util.find_spec("datasets") else "`datasets` package"
     with pytest.raises(NotFoundError, match=expected):
         get_task("gsm8k").examples("test", None)
+
+
+def test_dispatch_examples_are_labelled_with_their_source_category(data):
+    from t2reg.adaptation.tasks import CATEGORIES
+
+    task = get_task("dispatch")
+    train, test = task.examples("train", data), task.examples("test", data)
+    assert len(train) == 4 * 300 and len(test) == 4 * 100
+    assert {ex.answer for ex in train} == {"A", "B", "C"}  # code, math, reasoning; nobody is 'other'
+    assert all(ex.choices == CATEGORIES for ex in train)
+    by_source = {ex.id.split("-")[1]: ex.answer for ex in train}
+    assert by_source == {"gsm8k": "B", "mbpp": "A", "arc": "C"}
+    assert not {ex.id for ex in train} & {ex.id for ex in test}
+    prompt = task.prompt(train[0])
+    assert "classify it into one of these categories: 'code', 'math', 'reasoning', 'other'" in prompt
+    assert "(A) code" in prompt and "(D) other" in prompt

@@ -169,3 +169,10 @@ def test_vllm_sampler_trains_smollm2_with_z_pushed_in(smollm2_home):
     assert out["published"] == "smol-vllm-trained:1" and out["test"]["n"] == 2
     events = AppContext(home=str(smollm2_home)).registry().jobs.events(out["job"])
     assert [e.data["iteration"] for e in events] == [1, 2] and all(e.data["grad_norm"] > 0 for e in events)
+
+
+def test_the_classification_expert_trains_on_dispatch_and_is_tagged(tiny):
+    out = tiny.json("train", "--model", "tiny", "--task", "dispatch", "--iterations", "2", "--batch-size", "8",
+                    "--validation", "8", "--heldout", "8", "--data-dir", str(DATA))
+    assert out["published"] == "dispatch-tiny:1" and out["test"]["n"] == 8
+    assert tiny.json("list", "--where", "tag.role=dispatcher")[0]["ref"] == "dispatch-tiny:1"
