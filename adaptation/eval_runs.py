@@ -60,3 +60,28 @@ def run_evaluation(
         return result, registry.get_model(model).name
     registry.record(version.ref, [metric], source="eval")
     return result, version.ref
+
+
+def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strategy: str, pool: list[str], *,
+                            split: str = "test", limit: int | None = None, backend: str = "hf",
+                            data_dir: str | None = None, batch_size: int = 16):
+    """Evaluate ``base`` on a task with each example answered by the expert a first pass picks; recorded
+    as a base-model evaluation whose source names the strategy. Returns (EvalResult, TwoPassResult)."""
+    from t2reg.adaptation.dispatch import evaluate_two_pass, plan_routing
+
+    task = get_task(task_name)
+    examples = task.examples(split, resolve_data_dir(data_dir))
+    if limit is not None:
+        if limit < 1:
+            raise InvalidInputError("--limit must be at least 1")
+        examples = examples[:limit]
+    routing = plan_routing(registry, base, strategy, pool)
+    engine = open_backend(backend, weights_dir(registry, base), batch_size=batch_size)
+    try:
+        result, routed = evaluate_two_pass(engine, registry, routing, task, examples)
+    finally:
+        engine.close()
+    result.split = split
+    source = f"two-pass:{routing.strategy}"
+    registry.record_model_evaluation(base, Metric(task.name, task.metric, result.score, split, result.n), source=source)
+    return result, routed

@@ -64,3 +64,31 @@ def _curve_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
     if points:
         axes[1].plot(*zip(*points), marker=".", color="tab:red")
         axes[1].set_ylabel("KL to the base model")
+
+
+def plot_confusion(confusion: dict[str, dict[str, int]], out: str | Path, title: str = "") -> Path:
+    """A confusion matrix (rows: true category, columns: predicted) as a PNG heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(confusion)
+    counts = np.asarray([[confusion[t].get(p, 0) for p in labels] for t in labels])
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.0 * len(labels) + 1.5))
+    ax.imshow(counts, cmap="Blues")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("first pass says")
+    ax.set_ylabel("true category")
+    ax.set_title(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

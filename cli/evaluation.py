@@ -43,10 +43,13 @@ def tasks_list(as_json: bool) -> None:
 @click.option("--max-new-tokens", type=int, help="Generation budget [default: the task's].")
 @click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write per-example JSONL here.")
 @click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it and records the score.")
+@click.option("--strategy", metavar="prompt|classifier|fixed:REF",
+              help="With --base: two-pass inference, each example answered by the expert a first pass picks.")
+@click.option("--pool", multiple=True, metavar="FILTER", help="With --strategy: experts to route to (repeatable).")
 @json_option
 @pass_app
 def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_dir, batch_size, device, dtype,
-          max_new_tokens, save_outputs, detach, as_json) -> None:
+          max_new_tokens, save_outputs, detach, strategy, pool, as_json) -> None:
     """Score an expert (or a base model) on a task; the score is recorded in the registry.
 
     \b
@@ -59,6 +62,9 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
 
     if (ref is None) == (base is None):
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
+    if strategy:
+        _two_pass(app, task, base, strategy, list(pool), split, limit, backend, data_dir, batch_size, as_json)
+        return
     if detach:
         from t2reg.adaptation.jobs import submit
 
@@ -82,6 +88,27 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
     low, high = result.interval
     click.echo(f"{subject} {task}/{split}: {result.metric} {result.score:.4f} "
                f"(95% CI {low:.3f}-{high:.3f}, n={result.n}, {result.mode}, {result.seconds:.0f}s)")
+
+
+def _two_pass(app, task, base, strategy, pool, split, limit, backend, data_dir, batch_size, as_json) -> None:
+    from t2reg.adaptation.eval_runs import run_two_pass_evaluation
+
+    if base is None:
+        raise click.UsageError("--strategy evaluates a base model: use --base MODEL, not an expert REF")
+    result, routed = run_two_pass_evaluation(app.registry(), task, base, strategy, pool, split=split, limit=limit,
+                                             backend=backend, data_dir=data_dir, batch_size=batch_size)
+    counts: dict[str, int] = {}
+    for expert in routed.experts:
+        counts[expert or "base"] = counts.get(expert or "base", 0) + 1
+    if as_json:
+        emit_json({"subject": base, "strategy": strategy, **result.to_dict(), "routes": counts,
+                   "first_pass_seconds": routed.first_pass_seconds, "second_pass_seconds": routed.second_pass_seconds})
+        return
+    low, high = result.interval
+    click.echo(f"{base} {task}/{split} ({strategy} dispatch): {result.metric} {result.score:.4f} "
+               f"(95% CI {low:.3f}-{high:.3f}, n={result.n})")
+    click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    click.echo(f"first pass {routed.first_pass_seconds:.2f}s, second pass {routed.second_pass_seconds:.2f}s")
 
 
 COMMANDS = [tasks, eval_]

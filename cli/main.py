@@ -44,9 +44,10 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, blob_roo
 
 
 def _register_commands() -> None:
-    from t2reg.cli import adapt, admin, evaluation, expert_io, experts, jobs, models, train, transfer
+    from t2reg.cli import adapt, admin, dispatch, evaluation, expert_io, experts, jobs, models, train, transfer
 
-    for module in (admin, experts, models, expert_io, transfer, evaluation, adapt, train, jobs):
+    modules = (admin, experts, models, expert_io, transfer, evaluation, adapt, train, dispatch, jobs)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

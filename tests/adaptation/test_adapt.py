@@ -84,12 +84,12 @@ def test_empty_pool_filters_and_bad_settings_are_named(pool_registry):
 # -- a known optimum --------------------------------------------------------------------------------
 
 
-def _steered_expert(registry, model, examples, sign, steps=40):
+def steered_expert(registry, model, examples, sign, steps=40, task_name="arc-easy"):
     """z on every MLP matrix, pushed by gradient steps to raise (sign=+1) or lower (-1)
     the log-likelihood of the right letters: an expert whose effect we know."""
     backend = open_backend("hf", weights_dir(registry, model))
     spectra = load_spectra(model, registry)
-    task = get_task("arc-easy")
+    task = get_task(task_name)
     names = spectra.names()
     logits_z = {n: torch.zeros_like(spectra[n].S, requires_grad=True) for n in names}
     optimizer = torch.optim.Adam(logits_z.values(), lr=0.1)
@@ -107,7 +107,7 @@ def _steered_expert(registry, model, examples, sign, steps=40):
     z = {n: (1 + torch.tanh(logits_z[n])).detach().numpy().astype(np.float32) for n in names}
     info = registry.get_model(model)
     return Expert(z, ExpertMeta(base_model=info.name, architecture=info.architecture, renormalize="none",
-                                task="arc-easy"))
+                                task=task_name))
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def known_optimum(tmp_path, capsys):
     registry = _registry(cli)
     shots = get_task("arc-easy").shots(6, 0, DATA)
     for name, sign in (("helps", 1), ("hurts", -1)):
-        path = write_expert(_steered_expert(registry, "tiny", shots, sign), tmp_path / f"{name}.safetensors")
+        path = write_expert(steered_expert(registry, "tiny", shots, sign), tmp_path / f"{name}.safetensors")
         registry.publish(path, name=name)
     return registry
 

