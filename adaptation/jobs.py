@@ -85,6 +85,25 @@ def run_job(registry: Registry, job_id: int, worker: str | None = None,
     return _execute(registry, *claimed, on_event=on_event)
 
 
+def run_with_progress(registry: Registry, job_id: int, total: int | None = None, label: str = "job") -> JobInfo:
+    """:func:`run_job` with a progress bar per step (showing the best score or reward so far)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=registry.jobs.get(job_id).events, desc=label, unit="step")
+
+    def on_event(event: dict[str, Any]) -> None:
+        bar.update(1)
+        if event.get("best"):
+            bar.set_postfix(best=f"{event['best'][0]:.3f}")
+        elif event.get("reward") is not None:
+            bar.set_postfix(reward=f"{event['reward']:+.2f}")
+
+    try:
+        return run_job(registry, job_id, on_event=on_event)
+    finally:
+        bar.close()
+
+
 def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = False, poll: float = 2.0,
          worker: str | None = None, stop: threading.Event | None = None,
          on_job: Callable[[JobInfo], None] | None = None) -> int:

@@ -92,3 +92,41 @@ def plot_confusion(confusion: dict[str, dict[str, int]], out: str | Path, title:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_transfer(experts: dict[str, dict[str, np.ndarray]], out: str | Path, title: str = "") -> Path:
+    """z along the (descending) singular-value index for a few matrices: the source expert, its
+    ordered transfer and its shuffled control. Ranks are drawn on [0, 1] so models of different
+    widths share an axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = sorted({_kind_of(n) for n in experts["source"]})
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(8, 2.6 * len(kinds)), squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds):
+        for label, vectors in experts.items():
+            names = sorted((n for n in vectors if _kind_of(n) == kind), key=_layer_of)
+            name = names[len(names) // 2]  # the middle layer
+            z = vectors[name]
+            ax.plot(np.linspace(0, 1, len(z)), z, lw=0.8, label=f"{label} ({name.split('.')[2]})")
+        ax.set_ylabel(f"z, {kind}")
+        ax.legend(loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel("singular-value rank (0 = largest), relative")
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _kind_of(name: str) -> str:
+    return name.rsplit(".", 2)[-2]
+
+
+def _layer_of(name: str) -> int:
+    digits = [p for p in name.split(".") if p.isdigit()]
+    return int(digits[0]) if digits else 0

@@ -69,14 +69,14 @@ def main() -> None:
             scores = [scorer.objective(population, shots) for population in gens]
             return sum(len(p) for p in gens) / (time.perf_counter() - start), scores, scorer
 
+        print(f"\n[{name}] {task.name}, {'generation' if name == 'generate' else 'option log-likelihood'}", flush=True)
         seq_rate, seq_scores, _ = rate("sequential", generations[:1])
+        print(f"  sequential  {seq_rate:6.3f} candidates/s", flush=True)
         bat_rate, bat_scores, _ = rate("batched", generations[:1])
         auto_rate, _, auto = rate("auto", generations)
         agree = sum(a[0] == b[0] for a, b in zip(seq_scores[0], bat_scores[0]))
         worst = max(abs(a[1] - b[1]) for a, b in zip(seq_scores[0], bat_scores[0]))
         better = max(seq_rate, bat_rate)
-        print(f"\n[{name}] {task.name}, {'generation' if name == 'generate' else 'option log-likelihood'}")
-        print(f"  sequential  {seq_rate:6.3f} candidates/s")
         print(f"  batched     {bat_rate:6.3f} candidates/s   (same accuracy for {agree}/{args.population}; "
               f"max |d log-lik| {worst:.2e})")
         print(f"  auto        {auto_rate:6.3f} candidates/s over 2 generations; chose {auto.mode} "

@@ -12,23 +12,9 @@ from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
 
 def run_in_foreground(registry, job_id: int, total: int | None, label: str):
     """Run a queued job here with a progress bar per step; returns the finished job."""
-    from tqdm import tqdm
+    from t2reg.adaptation.jobs import run_with_progress
 
-    from t2reg.adaptation.jobs import run_job
-
-    job = registry.jobs.get(job_id)
-    bar = tqdm(total=total, initial=job.events, desc=label, unit="step")
-
-    def on_event(event: dict[str, Any]) -> None:
-        bar.update(1)
-        best = event.get("best")
-        if best:
-            bar.set_postfix(best=f"{best[0]:.3f}")
-
-    try:
-        return run_job(registry, job_id, on_event=on_event)
-    finally:
-        bar.close()
+    return run_with_progress(registry, job_id, total, label)
 
 
 def print_adapt_result(result: dict[str, Any], task: str) -> None:

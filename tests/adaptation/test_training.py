@@ -165,7 +165,8 @@ def test_vllm_sampler_trains_smollm2_with_z_pushed_in(smollm2_home):
                            "--data-dir", str(DATA), "--name", "smol-vllm-trained", "--json"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+    lines = proc.stdout.splitlines()  # vLLM logs to stdout too; our JSON is the block that opens with "{"
+    out = json.loads("\n".join(lines[lines.index("{"):]))
     assert out["published"] == "smol-vllm-trained:1" and out["test"]["n"] == 2
     events = AppContext(home=str(smollm2_home)).registry().jobs.events(out["job"])
     assert [e.data["iteration"] for e in events] == [1, 2] and all(e.data["grad_norm"] > 0 for e in events)
