@@ -211,10 +211,10 @@ def _recorded(registry: Registry, plan: DemoPlan, ref: str | None) -> tuple[floa
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'condition':<10}{'expert':<44}{'score':>7}{'n':>6}  95% interval"]
+    lines = [f"{'condition':<10}{'expert':<52}{'score':>7}{'n':>6}  95% interval"]
     for r in rows:
         low, high = r["interval95"]
-        lines.append(f"{r['condition']:<10}{r['expert']:<44}{r['score']:>7.3f}{r['n']:>6}  {low:.3f}-{high:.3f}")
+        lines.append(f"{r['condition']:<10}{r['expert']:<52}{r['score']:>7.3f}{r['n']:>6}  {low:.3f}-{high:.3f}")
     return lines
 
 

@@ -193,7 +193,7 @@ class _Trainer:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.spec.clip))
         self.optimizer.step()
         self.iteration = iteration
-        event = {"iteration": iteration, "reward": reward, "kl": kl, "loss": float(loss), "lr": lr,
+        event = {"iteration": iteration, "reward": reward, "kl": kl, "loss": float(loss.detach()), "lr": lr,
                  "grad_norm": grad_norm}
         if iteration % self.spec.eval_every == 0 or iteration == self.spec.iterations:
             event["validation"] = self.score(self._z(), val_examples).score
