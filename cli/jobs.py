@@ -63,7 +63,7 @@ def list_jobs(app: AppContext, status, kind, limit, as_json) -> None:
     """Jobs, newest first."""
     found = app.registry().jobs.list(status=status, kind=kind, limit=limit)
     if as_json:
-        emit_json([j.to_dict() for j in found])
+        emit_json([{k: v for k, v in j.to_dict().items() if k != "state"} for j in found])  # checkpoints: `jobs show`
         return
     emit_table(({"id": j.id, "kind": j.kind, "status": j.status, "task": j.spec.get("task"),
                  "model": j.spec.get("model"), "worker": j.worker, "created": j.created_at.strftime("%Y-%m-%d %H:%M")}
@@ -80,7 +80,7 @@ def show(app: AppContext, job_id: int, as_json: bool) -> None:
     job = registry.jobs.get(job_id)
     events = registry.jobs.events(job_id)
     if as_json:
-        emit_json({**job.to_dict(), "events": [e.to_dict() for e in events]})
+        emit_json({**job.to_dict(), "state": _readable(job.state), "events": [e.to_dict() for e in events]})
         return
     last = events[-1].data if events else {}
     emit_fields([("id", job.id), ("kind", job.kind), ("status", job.status), ("worker", job.worker),
@@ -88,6 +88,13 @@ def show(app: AppContext, job_id: int, as_json: bool) -> None:
                  ("finished", job.finished_at), ("steps done", len(events)), ("last step", _summary(last)),
                  ("spec", {k: v for k, v in job.spec.items() if v not in (None, False)}),
                  ("published", (job.result or {}).get("published")), ("error", job.error)])
+
+
+def _readable(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint without its binary payload (training keeps tensors as base64 text)."""
+    if state is None:
+        return None
+    return {k: f"<{len(v)} characters>" if isinstance(v, str) and len(v) > 256 else v for k, v in state.items()}
 
 
 def _summary(event: dict[str, Any]) -> str | None:

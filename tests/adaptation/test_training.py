@@ -177,3 +177,6 @@ def test_the_classification_expert_trains_on_dispatch_and_is_tagged(tiny):
                     "--validation", "8", "--heldout", "8", "--data-dir", str(DATA))
     assert out["published"] == "dispatch-tiny:1" and out["test"]["n"] == 8
     assert tiny.json("list", "--where", "tag.role=dispatcher")[0]["ref"] == "dispatch-tiny:1"
+    shown = tiny.json("jobs", "show", str(out["job"]))
+    assert shown["state"]["tensors"].endswith(" characters>") and shown["state"]["iteration"] == 2
+    assert "state" not in tiny.json("jobs", "list")[0]
