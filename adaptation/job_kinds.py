@@ -1,4 +1,4 @@
-"""The job kinds t2reg ships: adapt, eval and transfer (each a thin layer over its library call)."""
+"""The job kinds t2reg ships: adapt, train, eval and transfer (each a thin layer over its library call)."""
 
 from __future__ import annotations
 

@@ -27,11 +27,7 @@ def plot_job(job: JobInfo, events: Sequence[JobEvent], out: str | Path) -> Path:
     axes[-1].set_xlabel("iteration")
     fig.suptitle(f"job {job.id}: {job.kind} {job.spec.get('task', '')} on {job.spec.get('model', '')}".strip())
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _search_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
@@ -87,11 +83,7 @@ def plot_confusion(confusion: dict[str, dict[str, int]], out: str | Path, title:
     ax.set_ylabel("true category")
     ax.set_title(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_transfer(experts: dict[str, dict[str, np.ndarray]], out: str | Path, title: str = "") -> Path:
@@ -116,11 +108,7 @@ def plot_transfer(experts: dict[str, dict[str, np.ndarray]], out: str | Path, ti
     axes[-1, 0].set_xlabel("singular-value rank (0 = largest), relative")
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _kind_of(name: str) -> str:
@@ -130,3 +118,13 @@ def _kind_of(name: str) -> str:
 def _layer_of(name: str) -> int:
     digits = [p for p in name.split(".") if p.isdigit()]
     return int(digits[0]) if digits else 0
+
+
+def _save(fig, out: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)  # pyplot keeps every open figure alive otherwise
+    return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.jobs import print_adapt_result, run_in_foreground
-from t2reg.cli.output import emit_json, json_option
+from t2reg.cli.jobs import queue_job, run_here
+from t2reg.cli.output import json_option
 
 
 @click.command()
@@ -51,23 +51,12 @@ def adapt(app: AppContext, detach: bool, as_json: bool, **options) -> None:
         --pool 'model=llama3-8b' --pool 'model=mistral-7b,task in (gsm8k,mbpp,arc-easy)'
     """
     from t2reg.adaptation.adapt import AdaptSpec
-    from t2reg.adaptation.jobs import submit
 
     spec = AdaptSpec(**{**options, "pool": tuple(options["pool"])})
-    registry = app.registry()
-    job = submit(registry, "adapt", spec.to_dict())
     if detach:
-        if as_json:
-            emit_json(job.to_dict())
-        else:
-            click.echo(f"queued job {job.id}; start a worker with `t2reg worker` and follow it with `t2reg jobs show {job.id}`")
+        queue_job(app, "adapt", spec.to_dict(), as_json)
         return
-    click.echo(f"job {job.id}", err=True)
-    finished = run_in_foreground(registry, job.id, total=spec.iterations, label=spec.optimizer.upper())
-    if as_json:
-        emit_json({"job": finished.id, **finished.result})
-    else:
-        print_adapt_result(finished.result, spec.task)
+    run_here(app, "adapt", spec.to_dict(), label=spec.optimizer.upper(), as_json=as_json)
 
 
 COMMANDS = [adapt]

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
+from t2reg.cli.jobs import queue_job
 from t2reg.cli.output import emit_json, emit_table, json_option
 
 
@@ -66,14 +67,11 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
         _two_pass(app, task, base, strategy, list(pool), split, limit, backend, data_dir, batch_size, as_json)
         return
     if detach:
-        from t2reg.adaptation.jobs import submit
-
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")
         spec = dict(task=task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
                     batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
-        job = submit(app.registry(), "eval", spec)
-        emit_json(job.to_dict()) if as_json else click.echo(f"queued job {job.id}; a `t2reg worker` will run it")
+        queue_job(app, "eval", spec, as_json)
         return
     result, subject = run_evaluation(
         app.registry(), task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,

@@ -10,11 +10,40 @@ from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
 
 
-def run_in_foreground(registry, job_id: int, total: int | None, label: str):
-    """Run a queued job here with a progress bar per step; returns the finished job."""
+def queue_job(app: AppContext, kind: str, spec: dict[str, Any], as_json: bool):
+    """Queue a job for a worker and say how to follow it (the ``--detach`` path of every long command)."""
+    from t2reg.adaptation.jobs import submit
+
+    job = submit(app.registry(), kind, spec)
+    if as_json:
+        emit_json(job.to_dict())
+    else:
+        click.echo(f"queued job {job.id}; start a worker with `t2reg worker` and follow it with `t2reg jobs show {job.id}`")
+    return job
+
+
+def run_here(app: AppContext, kind: str, spec: dict[str, Any], *, label: str, as_json: bool) -> None:
+    """Queue a job and run it in this process with a progress bar per step, then print its result.
+
+    Going through the queue (rather than calling the library directly) is what lets
+    ``t2reg jobs resume`` continue a foreground run that crashed."""
+    from t2reg.adaptation.jobs import submit
+
+    registry = app.registry()
+    job = submit(registry, kind, spec)
+    click.echo(f"job {job.id}", err=True)
+    _follow(registry, job, label, as_json)
+
+
+def _follow(registry, job, label: str, as_json: bool) -> None:
     from t2reg.adaptation.jobs import run_with_progress
 
-    return run_with_progress(registry, job_id, total, label)
+    total = job.spec.get("iterations")  # adapt and train both count iterations
+    finished = run_with_progress(registry, job.id, total, label)
+    if as_json:
+        emit_json({"job": finished.id, **finished.result})
+    else:
+        print_result(finished)
 
 
 def print_adapt_result(result: dict[str, Any], task: str) -> None:
@@ -127,12 +156,7 @@ def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: boo
     if detach:
         click.echo(f"queued job {job.id} again")
         return
-    total = job.spec.get("iterations")  # adapt and train both count iterations
-    finished = run_in_foreground(registry, job.id, total=total, label=job.kind)
-    if as_json:
-        emit_json({"job": finished.id, **finished.result})
-    else:
-        print_result(finished)
+    _follow(registry, job, job.kind, as_json)
 
 
 @jobs.command()

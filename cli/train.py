@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.jobs import print_train_result, run_in_foreground
-from t2reg.cli.output import emit_json, json_option
+from t2reg.cli.jobs import queue_job, run_here
+from t2reg.cli.output import json_option
 
 
 @click.command()
@@ -47,24 +47,13 @@ def train(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     \b
     t2reg train --model smollm2-135m --task arc-easy --iterations 40 --batch-size 16
     """
-    from t2reg.adaptation.jobs import submit
     from t2reg.adaptation.training import TrainSpec
 
     spec = TrainSpec(**options)
-    registry = app.registry()
-    job = submit(registry, "train", spec.to_dict())
     if detach:
-        if as_json:
-            emit_json(job.to_dict())
-        else:
-            click.echo(f"queued job {job.id}; start a worker with `t2reg worker` and follow it with `t2reg jobs show {job.id}`")
+        queue_job(app, "train", spec.to_dict(), as_json)
         return
-    click.echo(f"job {job.id}", err=True)
-    finished = run_in_foreground(registry, job.id, total=spec.iterations, label="train")
-    if as_json:
-        emit_json({"job": finished.id, **finished.result})
-    else:
-        print_train_result(finished.result, spec.task)
+    run_here(app, "train", spec.to_dict(), label="train", as_json=as_json)
 
 
 COMMANDS = [train]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
+from t2reg.cli.jobs import queue_job
 from t2reg.cli.output import emit_json, json_option
 from t2reg.errors import InvalidInputError
 
@@ -45,12 +46,9 @@ def transfer(app: AppContext, ref, source_model, target, task, layer_align, rank
     options = dict(layer_align=layer_align, rank_align=rank_align, baseline=baseline, seed=seed, dry_run=dry_run)
     registry = app.registry()
     if detach:
-        from t2reg.adaptation.jobs import submit
-
         spec = {"ref": ref, "source_model": source_model, "target": target, **options,
                 **({"name": name} if ref else {"task": task})}
-        job = submit(registry, "transfer", spec)
-        emit_json(job.to_dict()) if as_json else click.echo(f"queued job {job.id}; a `t2reg worker` will run it")
+        queue_job(app, "transfer", spec, as_json)
         return
     if ref:
         results = [transfer_version(registry, ref, target, name=name, **options)]

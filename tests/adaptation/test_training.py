@@ -82,9 +82,9 @@ def test_kl_is_zero_when_z_reproduces_the_base_weights(tiny, param, init):
     mask = torch.ones_like(ids)
     kl = token_kl(forward(engine.model, policy.weights(engine.model), ids, mask), forward(engine.model, None, ids, mask))
     if param == "logits" or init == 1.0:  # a constant z under nuclear renormalisation, or z = 1, is the base model
-        assert float(kl.max()) < 1e-6
+        assert float(kl.detach().max()) < 1e-6
     else:  # z = 0.3 without renormalisation shrinks every matrix: a different model
-        assert float(kl.max()) > 1e-5  # (a tiny random model moves little, but far from zero)
+        assert float(kl.detach().max()) > 1e-5  # (a tiny random model moves little, but far from zero)
     kl.sum().backward()  # and the gradient reaches the vectors
     assert all(p.grad is not None for p in policy.vectors)
 
