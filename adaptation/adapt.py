@@ -29,7 +29,7 @@ from t2reg.adaptation.patch import mix
 from t2reg.adaptation.search import SearchConfig, SearchState, get_optimizer, optimizer_names
 from t2reg.adaptation.tasks import get_task
 from t2reg.errors import InvalidInputError
-from t2reg.expert_file import Expert, ExpertMeta, Metric
+from t2reg.expert_file import Expert, ExpertMeta
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.transfer.publishing import transfer_version
 
@@ -171,8 +171,8 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     finally:
         engine.close()
     version = _publish(registry, spec, members, vectors, best, held, scorer.rule, job_id)
-    registry.record_model_evaluation(spec.model, Metric(task.name, task.metric, base.score, "test", base.n),
-                                     source="adapt-base")
+    for metric in base.metrics("test"):
+        registry.record_model_evaluation(spec.model, metric, source="adapt-base")
     return AdaptResult(version, [v.ref for v in members], best.tolist(), spec.shots, best_shot, held, base,
                        scorer.mode, search)
 
@@ -197,5 +197,5 @@ def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], 
     mixed = {n: v.numpy() for n, v in mix(vectors, best).items()}
     return registry.publish(Expert(mixed, meta), model=spec.model, task=task.name,
                             name=spec.name or f"{task.name}-{info.handle}-adapted",
-                            metrics=[Metric(task.name, task.metric, held.score, "test", held.n)],
+                            metrics=held.metrics("test"),
                             lineage=lineage, tags=tags)

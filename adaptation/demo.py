@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from t2reg.adaptation.adapt import AdaptSpec
-from t2reg.adaptation.evaluate import wilson_interval
+from t2reg.adaptation.evaluate import LOGPROB_METRIC, wilson_interval
 from t2reg.adaptation.jobs import run_with_progress, submit
 from t2reg.adaptation.models import add_gguf_model, decompose_model
 from t2reg.adaptation.tasks import get_task
@@ -59,9 +59,9 @@ QUICK = DemoPlan(
 )
 FULL = DemoPlan(
     name="full",
-    train={"arc-easy": dict(iterations=16, batch_size=16, validation=64, eval_every=4, heldout=200),
-           "gsm8k": dict(iterations=3, batch_size=4, max_new_tokens=64, validation=8, heldout=20)},
-    adapt=dict(shots=10, heldout=200, population=12, elite=0.25, iterations=6),
+    train={"arc-easy": dict(iterations=12, batch_size=16, validation=48, eval_every=4, heldout=200),
+           "gsm8k": dict(iterations=2, batch_size=4, max_new_tokens=64, validation=4, heldout=10)},
+    adapt=dict(shots=10, heldout=200, population=10, elite=0.3, iterations=5),
     heldout=200,
 )
 
@@ -195,26 +195,35 @@ def _table(registry: Registry, plan: DemoPlan, moved: dict[str, ExpertVersion], 
             run_evaluation(registry, task.name, ref=ref, base=None if ref else plan.target, limit=plan.heldout,
                            data_dir=data_dir)
             score = _recorded(registry, plan, ref)
-        value, n = score
+        value, n, logprob = score
         low, high = wilson_interval(round(value * n), n)
         rows.append({"condition": condition, "expert": ref or "-", "task": task.name, "score": value, "n": n,
-                     "interval95": [low, high]})
+                     "interval95": [low, high], "logprob": logprob})
     return rows
 
 
-def _recorded(registry: Registry, plan: DemoPlan, ref: str | None) -> tuple[float, int] | None:
-    """The latest recorded test score on the adaptation task over exactly ``plan.heldout`` questions."""
+def _recorded(registry: Registry, plan: DemoPlan, ref: str | None) -> tuple[float, int, float | None] | None:
+    """The latest recorded test score on the adaptation task over exactly ``plan.heldout`` questions,
+    with the mean log-probability of the right answers recorded beside it (None if there is none)."""
     task = get_task(plan.adapt_task)
     scores = registry.get(ref).evaluations if ref else registry.model_evaluations(plan.target, task.name)
-    matching = [e for e in scores if e.task == task.name and e.split == "test" and e.n == plan.heldout]
-    return (matching[-1].value, matching[-1].n) if matching else None
+    scores = [e for e in scores if e.task == task.name and e.split == "test" and e.n == plan.heldout]
+    accuracy = [e for e in scores if e.metric == task.metric]
+    logprob = [e for e in scores if e.metric == LOGPROB_METRIC]
+    if not accuracy:
+        return None
+    return accuracy[-1].value, accuracy[-1].n, logprob[-1].value if logprob else None
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'condition':<10}{'expert':<52}{'score':>7}{'n':>6}  95% interval"]
+    lines = [f"{'condition':<10}{'expert':<52}{'score':>7}{'n':>6}  95% interval  log p(right)"]
     for r in rows:
         low, high = r["interval95"]
-        lines.append(f"{r['condition']:<10}{r['expert']:<52}{r['score']:>7.3f}{r['n']:>6}  {low:.3f}-{high:.3f}")
+        logprob = "-" if r.get("logprob") is None else f"{r['logprob']:.4f}"
+        lines.append(f"{r['condition']:<10}{r['expert']:<52}{r['score']:>7.3f}{r['n']:>6}  {low:.3f}-{high:.3f}"
+                     f"  {logprob:>12}")
+    lines.append("log p(right): mean log-probability of the right option; it moves with the weights even when "
+                 "no answer flips")
     return lines
 
 

@@ -54,11 +54,11 @@ def run_evaluation(
                 result = evaluate(engine, task, examples, split, mode, progress)
     finally:
         engine.close()
-    metric = Metric(task.name, task.metric, result.score, split, result.n)
     if version is None:
-        registry.record_model_evaluation(model, metric)
+        for metric in result.metrics(split):
+            registry.record_model_evaluation(model, metric)
         return result, registry.get_model(model).name
-    registry.record(version.ref, [metric], source="eval")
+    registry.record(version.ref, result.metrics(split), source="eval")
     return result, version.ref
 
 

@@ -13,9 +13,11 @@ from t2reg.adaptation.backends import Backend
 from t2reg.adaptation.datasets import LETTERS, SPLIT_SEED, Example
 from t2reg.adaptation.tasks import Task
 from t2reg.errors import InvalidInputError
+from t2reg.expert_file import Metric
 from t2reg.spectra import Spectra
 
 MODES = ("auto", "generate", "choice")
+LOGPROB_METRIC = "logprob"
 Progress = Callable[[Iterable], Iterable]
 
 
@@ -45,6 +47,15 @@ class EvalResult:
         return {"task": self.task, "split": self.split, "metric": self.metric, "mode": self.mode, "n": self.n,
                 "correct": self.correct, "score": self.score, "interval95": [low, high], "seconds": self.seconds,
                 "split_seed": self.split_seed, "mean_correct_logprob": self.mean_correct_logprob}
+
+    def metrics(self, split: str | None = None) -> list[Metric]:
+        """What the registry records: the task's metric and, in choice mode, ``logprob`` (the mean
+        log-probability of the right option), which moves even when no answer flips."""
+        split = split or self.split
+        out = [Metric(self.task, self.metric, self.score, split, self.n)]
+        if self.mean_correct_logprob is not None:
+            out.append(Metric(self.task, LOGPROB_METRIC, self.mean_correct_logprob, split, self.n))
+        return out
 
     def save_outputs(self, path: Path) -> None:
         with Path(path).open("w") as fh:

@@ -40,7 +40,7 @@ from t2reg.adaptation.policy import PARAMETRIZATIONS, SVFPolicy, forward, token_
 from t2reg.adaptation.tasks import Task, get_task
 from t2reg.architectures import matrix_specs
 from t2reg.errors import InvalidInputError
-from t2reg.expert_file import Expert, ExpertMeta, Metric
+from t2reg.expert_file import Expert, ExpertMeta
 from t2reg.registry import ExpertVersion, Registry
 
 Checkpoint = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
@@ -148,8 +148,8 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
             sampler.close()
         engine.close()
     version = _publish(registry, spec, task, best, trainer, validation, test, job_id)
-    registry.record_model_evaluation(spec.model, Metric(task.name, task.metric, base.score, "test", base.n),
-                                     source="train-base")
+    for metric in base.metrics("test"):
+        registry.record_model_evaluation(spec.model, metric, source="train-base")
     return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve)
 
 
@@ -353,8 +353,7 @@ def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch
                                   "curve": [{k: e[k] for k in ("iteration", "reward", "kl", "validation") if k in e}
                                             for e in trainer.curve]})
     vectors = {n: v.detach().cpu().numpy().astype(np.float32) for n, v in z.items()}
-    metrics = [Metric(task.name, task.metric, validation.score, "validation", validation.n),
-               Metric(task.name, task.metric, test.score, "test", test.n)]
+    metrics = validation.metrics("validation") + test.metrics("test")
     tags = {"trained": "reinforce", **({"job": str(job_id)} if job_id is not None else {})}
     if task.name == "dispatch":  # the classification expert the two-pass strategies look for
         tags["role"] = "dispatcher"

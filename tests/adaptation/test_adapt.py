@@ -54,8 +54,11 @@ def test_adapt_mixes_native_and_transferred_experts(pool_registry):
     assert sorted(link.parent for link in v.lineage) == sorted(result.components)
     assert all(link.relation == "mixture_component" for link in v.lineage)
     assert len(result.alpha) == 3 and all(0 <= a <= 1 for a in result.alpha)
-    assert [(e.split, e.n, e.value) for e in v.evaluations] == [("test", 6, result.heldout.score)]
-    assert registry.model_evaluations("tiny", "arc-easy")[-1].n == 6
+    assert [(e.metric, e.split, e.n, e.value) for e in v.evaluations] == [
+        ("accuracy", "test", 6, result.heldout.score), ("logprob", "test", 6, result.heldout.mean_correct_logprob)]
+    base = {e.metric: e.value for e in registry.model_evaluations("tiny", "arc-easy") if e.n == 6}
+    assert base == {"accuracy": result.base.score, "logprob": result.base.mean_correct_logprob}
+    assert result.base.mean_correct_logprob < 0
     assert result.state.iteration == 2 and len(result.state.history) == 2 and result.state.evaluations == 8
 
 

@@ -50,7 +50,10 @@ def test_quick_demo_runs_end_to_end_and_reruns_from_cache(tmp_path):
             recorded = registry.model_evaluations("gemma3-270m", "arc-challenge")
         else:
             recorded = registry.get(row["expert"]).evaluations
-        assert any(e.value == row["score"] and e.n == 40 and e.split == "test" for e in recorded), row
+        assert any(e.metric == "accuracy" and e.value == row["score"] and e.n == 40 and e.split == "test"
+                   for e in recorded), row
+        assert any(e.metric == "logprob" and e.value == row["logprob"] and e.n == 40 for e in recorded), row
+    assert rows[1]["logprob"] != rows[0]["logprob"]  # the transferred expert reached Gemma's weights
     assert registry.get(rows[1]["expert"]).source == "transferred"
     assert registry.get(rows[3]["expert"]).source == "adapted"
     jobs = registry.jobs.list()

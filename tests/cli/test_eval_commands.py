@@ -33,7 +33,9 @@ def test_eval_base_and_expert_record_scores(cli, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {"id", "output", "answer", "correct", "logprobs"} <= rows[0].keys()
     shown = cli.json("model", "show", "tiny")
-    assert [(e["task"], e["n"], e["source"]) for e in shown["evaluations"]] == [("arc-easy", 6, "eval")]
+    assert [(e["task"], e["metric"], e["n"], e["source"]) for e in shown["evaluations"]] == [
+        ("arc-easy", "accuracy", 6, "eval"), ("arc-easy", "logprob", 6, "eval")]
+    assert shown["evaluations"][1]["value"] == base["mean_correct_logprob"] < 0
 
     cli.ok("model", "decompose", "tiny")
     cli.ok("new-expert", "--model", "tiny", "--task", "arc-easy", "--noise", "0.3", "--out", str(tmp_path / "e.st"))
