@@ -25,7 +25,6 @@ from t2reg.adaptation.datasets import data_dir as resolve_data_dir
 from t2reg.adaptation.evaluate import EvalResult, evaluate
 from t2reg.adaptation.mixture_scoring import POPULATION_EVAL_MODES, MixtureScorer
 from t2reg.adaptation.models import load_spectra, weights_dir
-from t2reg.adaptation.patch import mix
 from t2reg.adaptation.search import SearchConfig, SearchState, get_optimizer, optimizer_names
 from t2reg.adaptation.tasks import get_task
 from t2reg.errors import InvalidInputError
@@ -147,7 +146,8 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     vectors = [e.vectors for e in experts]
     n_matrices = len(set().union(*vectors))
     shape = (len(vectors), n_matrices) if spec.per_matrix else (len(vectors),)
-    optimizer = get_optimizer(spec.optimizer, spec.search_config())
+    # Every coordinate starts at 1/K: the uniform mixture, per vector or per matrix column.
+    optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(), start=1.0 / len(vectors)))
     engine = open_backend(spec.backend, weights_dir(registry, spec.model), batch_size=spec.batch_size)
     try:
         scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rules.pop(), shape,
@@ -170,14 +170,14 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         base = evaluate(engine, task, test_examples)
     finally:
         engine.close()
-    version = _publish(registry, spec, members, vectors, best, held, scorer.rule, job_id)
+    version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.rule, job_id)
     for metric in base.metrics("test"):
         registry.record_model_evaluation(spec.model, metric, source="adapt-base")
     return AdaptResult(version, [v.ref for v in members], best.tolist(), spec.shots, best_shot, held, base,
                        scorer.mode, search)
 
 
-def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], vectors, best: np.ndarray,
+def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: np.ndarray,
              held: EvalResult, rule: str, job_id: int | None) -> ExpertVersion:
     if job_id is not None:  # a resumed job that already published must not publish twice
         done = registry.list(where=f"tag.job={job_id}", all_versions=True)
@@ -194,8 +194,7 @@ def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], 
     lineage = [(v.ref, "mixture_component", float(w), {"alpha": best[i].tolist() if spec.per_matrix else float(best[i])})
                for i, (v, w) in enumerate(zip(members, weights))]
     tags = {"shots": str(spec.shots), **({"job": str(job_id)} if job_id is not None else {})}
-    mixed = {n: v.numpy() for n, v in mix(vectors, best).items()}
-    return registry.publish(Expert(mixed, meta), model=spec.model, task=task.name,
+    return registry.publish(Expert({n: v.numpy() for n, v in mixed.items()}, meta), model=spec.model, task=task.name,
                             name=spec.name or f"{task.name}-{info.handle}-adapted",
                             metrics=held.metrics("test"),
                             lineage=lineage, tags=tags)

@@ -49,7 +49,7 @@ class CMAES(Optimizer):
         from cmaes import CMA
 
         dim, config = internal["dim"], self.config
-        cma = CMA(mean=np.full(dim, 1.0 / dim), sigma=config.init_std, bounds=np.tile([config.low, config.high], (dim, 1)),
+        cma = CMA(mean=config.initial_mean(dim), sigma=config.init_std, bounds=np.tile([config.low, config.high], (dim, 1)),
                   seed=config.seed, population_size=config.population)
         for ranks in internal["ranks"]:
             members = [cma.ask() for _ in ranks]

@@ -53,8 +53,18 @@ class MixtureScorer:
         return alpha
 
     def mixture(self, alpha: np.ndarray) -> dict[str, torch.Tensor] | None:
-        """z per matrix, or None when the mixture cannot be applied (e.g. it zeroes a matrix)."""
+        """z per matrix, or None when the mixture cannot be applied (e.g. it zeroes a matrix).
+
+        In per-matrix mode a matrix whose column of alpha is all zero keeps its
+        base weights (z = 1): with K experts and M matrices in the hundreds, some
+        column of a sampled member is nearly always clamped to zero, and ruling
+        every such member out would leave nothing to search.
+        """
         mixed = mix(self.vectors, alpha)
+        if alpha.ndim == 2:
+            names = list(mixed)
+            for m in np.flatnonzero(~alpha.any(axis=0)):
+                mixed[names[m]] = torch.ones_like(mixed[names[m]])
         try:
             for name, z in mixed.items():
                 scaled_spectrum(self.spectra[name].S, z, self.rule, name)
@@ -64,7 +74,10 @@ class MixtureScorer:
 
     def score(self, alpha: np.ndarray, examples: Sequence[Example]) -> EvalResult:
         """One mixture on the exact path (weights rewritten)."""
-        with self.engine.patched(self.spectra, mix(self.vectors, alpha), self.rule):
+        mixed = self.mixture(alpha)
+        if mixed is None:
+            raise InvalidInputError("the mixture zeroes some matrix; it cannot be applied")
+        with self.engine.patched(self.spectra, mixed, self.rule):
             return evaluate(self.engine, self.task, examples)
 
     def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[tuple[float, float]]:

@@ -35,11 +35,18 @@ class SearchConfig:
     min_std: float = 1e-3  # stop once every coordinate is this certain
     patience: int | None = None  # stop after this many generations without a better best
     tolerance: float = 0.0  # an improvement smaller than this does not reset patience
+    # Where every coordinate starts; None means 1/dim. A per-matrix search over K experts
+    # starts at 1/K so each matrix's column begins as the uniform mixture, not at 1/(K*M).
+    start: float | None = None
+
+    def initial_mean(self, dim: int) -> np.ndarray:
+        return np.full(dim, self.start if self.start is not None else 1.0 / dim)
 
     def validate(self) -> None:
         if self.population < 2 or not 0 < self.elite_fraction <= 1 or self.iterations < 1 or self.low >= self.high:
             raise InvalidInputError(f"bad search settings: {self}")
-        if self.init_std <= 0 or self.tolerance < 0 or (self.patience is not None and self.patience < 1):
+        if self.init_std <= 0 or self.tolerance < 0 or (self.patience is not None and self.patience < 1) or (
+                self.start is not None and not self.low <= self.start <= self.high):
             raise InvalidInputError(f"bad search settings: {self}")
 
 
@@ -75,7 +82,7 @@ class Optimizer(ABC):
         self.config = config
 
     def start(self, dim: int) -> SearchState:
-        return SearchState(mean=[1.0 / dim] * dim, std=[self.config.init_std] * dim, internal=self._initial(dim))
+        return SearchState(mean=self.config.initial_mean(dim).tolist(), std=[self.config.init_std] * dim, internal=self._initial(dim))
 
     def step(self, state: SearchState, objective: Objective) -> SearchState:
         """One generation: propose, score, refit. The old state is left untouched."""

@@ -139,3 +139,16 @@ def test_the_search_finds_the_expert_that_helps(known_optimum, optimizer):
     base = open_backend("hf", weights_dir(known_optimum, "tiny"))
     base_shot = evaluate(base, get_task("arc-easy"), get_task("arc-easy").shots(6, 0, DATA))
     assert result.best_shot.mean_correct_logprob > base_shot.mean_correct_logprob + 0.5
+
+
+def test_a_per_matrix_search_finds_the_expert_that_helps(known_optimum):
+    spec = AdaptSpec("tiny", "arc-easy", ("helps:1", "hurts:1"), shots=6, heldout=4, population=10, iterations=8,
+                     per_matrix=True, normalize=True, data_dir=str(DATA), population_eval="batched")
+    result = adapt(known_optimum, spec)
+    helps, hurts = np.asarray(result.alpha)  # one weight per matrix each
+    assert helps.shape == (6,) and helps.mean() > 0.7 and helps.mean() > hurts.mean()
+    base = open_backend("hf", weights_dir(known_optimum, "tiny"))
+    base_shot = evaluate(base, get_task("arc-easy"), get_task("arc-easy").shots(6, 0, DATA))
+    # accuracy decides first: the best member answers more shots right, and more surely
+    assert result.best_shot.score > base_shot.score
+    assert result.best_shot.mean_correct_logprob > base_shot.mean_correct_logprob
