@@ -25,7 +25,7 @@ from t2reg.adaptation.datasets import data_dir as resolve_data_dir
 from t2reg.adaptation.evaluate import EvalResult, evaluate
 from t2reg.adaptation.mixture_scoring import POPULATION_EVAL_MODES, MixtureScorer
 from t2reg.adaptation.models import load_spectra, weights_dir
-from t2reg.adaptation.search import SearchConfig, SearchState, get_optimizer, optimizer_names
+from t2reg.adaptation.search import FLOOR, SearchConfig, SearchState, get_optimizer, optimizer_names
 from t2reg.adaptation.tasks import get_task
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert, ExpertMeta
@@ -162,7 +162,7 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         resumed = SearchState.from_dict(saved["search"]) if "search" in saved else None
         search = optimizer.run(lambda population: scorer.objective(population, shot_examples), int(np.prod(shape)),
                                state=resumed, on_generation=on_state)
-        if search.best_score[0] == float("-inf"):
+        if search.best_score[0] <= FLOOR:
             raise InvalidInputError("every mixture tried zeroed some matrix; widen the pool or use per-expert alpha")
         best = scorer.alpha(np.asarray(search.best_alpha))
         best_shot = scorer.score(best, shot_examples)  # the best member, re-evaluated on the exact path

@@ -24,7 +24,7 @@ import numpy as np
 
 from t2reg.adaptation.adapt import AdaptSpec
 from t2reg.adaptation.evaluate import LOGPROB_METRIC, wilson_interval
-from t2reg.adaptation.jobs import run_with_progress, submit
+from t2reg.adaptation.jobs import run_with_progress, submit_here
 from t2reg.adaptation.models import add_gguf_model, decompose_model
 from t2reg.adaptation.tasks import get_task
 from t2reg.adaptation.training import TrainSpec
@@ -177,8 +177,8 @@ def _adapt(registry: Registry, plan: DemoPlan, pool: list[str], data_dir: str | 
 
 
 def _run(registry: Registry, kind: str, spec: dict[str, Any], label: str):
-    job = submit(registry, kind, spec)
-    return run_with_progress(registry, job.id, total=spec.get("iterations"), label=label)
+    claim, job = submit_here(registry, kind, spec)
+    return run_with_progress(registry, job.id, total=spec.get("iterations"), label=label, claim=claim)
 
 
 def _table(registry: Registry, plan: DemoPlan, moved: dict[str, ExpertVersion], adapt_job, data_dir, say: Say):

@@ -70,22 +70,40 @@ def submit(registry: Registry, kind: str, spec: dict[str, Any]) -> JobInfo:
     return registry.jobs.submit(kind, spec)
 
 
+def submit_here(registry: Registry, kind: str, spec: dict[str, Any]) -> tuple[Claim, JobInfo]:
+    """Queue a job claimed by this process, to run here with :func:`run_job` (no worker can take it first)."""
+    _kind(kind)[1](registry, spec)
+    return registry.jobs.submit_claimed(kind, spec, worker_name())
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_job(registry: Registry, job_id: int, worker: str | None = None,
-            on_event: Callable[[dict[str, Any]], None] | None = None) -> JobInfo:
-    """Claim job ``job_id`` (queued, or abandoned by a dead worker) and run it here, in the foreground."""
-    claimed = registry.jobs.claim(worker or worker_name(), job_id=job_id)
-    if claimed is None:
-        job = registry.jobs.get(job_id)
-        raise ConflictError(f"job {job_id} is {job.status}" + (f" on {job.worker}" if job.status == "running" else "")
-                            + "; only a queued job can be run (see `t2reg jobs resume`)")
-    return _execute(registry, *claimed, on_event=on_event)
+            on_event: Callable[[dict[str, Any]], None] | None = None, claim: Claim | None = None) -> JobInfo:
+    """Run job ``job_id`` here, in the foreground, to success; raises if it ends any other way.
+
+    Without ``claim`` the job is claimed first (it must be queued, or abandoned by a dead worker)."""
+    if claim is None:
+        claimed = registry.jobs.claim(worker or worker_name(), job_id=job_id)
+        if claimed is None:
+            job = registry.jobs.get(job_id)
+            raise ConflictError(f"job {job_id} is {job.status}" + _where(job)
+                                + "; only a queued job can be run (see `t2reg jobs resume`)")
+        claim = claimed[0]
+    finished = _execute(registry, claim, registry.jobs.get(job_id), on_event=on_event)
+    if finished.status != "succeeded":  # cancelled, or taken over after a missed heartbeat, while it ran here
+        raise ConflictError(f"job {job_id} stopped here without a result: it is {finished.status}{_where(finished)}")
+    return finished
 
 
-def run_with_progress(registry: Registry, job_id: int, total: int | None = None, label: str = "job") -> JobInfo:
+def _where(job: JobInfo) -> str:
+    return f" on {job.worker}" if job.status == "running" else ""
+
+
+def run_with_progress(registry: Registry, job_id: int, total: int | None = None, label: str = "job",
+                      claim: Claim | None = None) -> JobInfo:
     """:func:`run_job` with a progress bar per step (showing the best score or reward so far)."""
     from tqdm import tqdm
 
@@ -99,7 +117,7 @@ def run_with_progress(registry: Registry, job_id: int, total: int | None = None,
             bar.set_postfix(reward=f"{event['reward']:+.2f}")
 
     try:
-        return run_job(registry, job_id, on_event=on_event)
+        return run_job(registry, job_id, on_event=on_event, claim=claim)
     finally:
         bar.close()
 
@@ -136,20 +154,26 @@ def _execute(registry: Registry, claim: Claim, job: JobInfo,
     context = JobContext(registry, job, claim, job.state, on_event)
     with _Heartbeat(registry, claim):
         try:
-            result = handler(context)
+            registry.jobs.finish(claim, handler(context))
         except ClaimLost:
-            return registry.jobs.get(job.id)
+            pass  # cancelled, or taken over after a missed heartbeat: the row already says which
         except KeyboardInterrupt:
-            registry.jobs.fail(claim, "interrupted")
+            _fail(registry, claim, "interrupted")
             raise
         except T2RegError as exc:
-            registry.jobs.fail(claim, str(exc))
+            _fail(registry, claim, str(exc))
             raise
         except Exception as exc:
-            registry.jobs.fail(claim, f"internal error: {type(exc).__name__}: {exc}")
+            _fail(registry, claim, f"internal error: {type(exc).__name__}: {exc}")
             raise
-        registry.jobs.finish(claim, result)
     return registry.jobs.get(job.id)
+
+
+def _fail(registry: Registry, claim: Claim, error: str) -> None:
+    try:
+        registry.jobs.fail(claim, error)
+    except ClaimLost:  # the job was cancelled or taken over meanwhile; that status stands
+        pass
 
 
 class _Heartbeat:

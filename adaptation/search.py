@@ -10,6 +10,7 @@ generation needs, so a resumed search continues exactly where it stopped.
 
 from __future__ import annotations
 
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,9 @@ import numpy as np
 from t2reg.errors import InvalidInputError
 
 Score = tuple[float, ...]
+# The state is stored as JSON and PostgreSQL's json has no infinities, so a member that could not be
+# scored (-inf, NaN) is recorded as the lowest finite float: it still ranks below every real score.
+FLOOR = -sys.float_info.max
 Objective = Callable[[np.ndarray], Sequence[Score]]
 
 
@@ -88,7 +92,7 @@ class Optimizer(ABC):
         """One generation: propose, score, refit. The old state is left untouched."""
         start = time.monotonic()
         members, propose_state = self._propose(state)
-        scores = [tuple(float(v) for v in s) for s in objective(members)]
+        scores = [_finite(s) for s in objective(members)]
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
         mean, std, internal = self._refit(state, propose_state, members, scores, order)
         return _record(state, members, scores, order, mean, std, internal, self.config, time.monotonic() - start)
@@ -128,7 +132,7 @@ def _record(state: SearchState, members: np.ndarray, scores: list[Score], order:
     best = order[0]
     better = state.best_score is None or scores[best] > tuple(state.best_score)
     significant = better and (state.best_score is None or _gain(scores[best], state.best_score) > config.tolerance)
-    finite = [s[0] for s in scores if np.isfinite(s[0])]
+    finite = [s[0] for s in scores if s[0] > FLOOR]
     new = SearchState(
         mean=mean, std=std, iteration=state.iteration + 1,
         best_alpha=members[best].tolist() if better else state.best_alpha,
@@ -143,6 +147,10 @@ def _record(state: SearchState, members: np.ndarray, scores: list[Score], order:
              "alpha_std": float(np.mean(std)), "evaluations": new.evaluations, "seconds": seconds}
     new.history = state.history + [event]
     return new
+
+
+def _finite(score: Sequence[float]) -> Score:
+    return tuple(FLOOR if np.isnan(v) else float(np.clip(v, FLOOR, sys.float_info.max)) for v in score)
 
 
 def _gain(new: Score, old: Sequence[float]) -> float:

@@ -172,7 +172,6 @@ class _Trainer:
         self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
         self.stale, self.curve = 0, []
         self._best = [p.detach().clone() for p in self.policy.vectors]
-        self._base_cache: dict[str, torch.Tensor] = {}
         if state:
             self._restore(state)
 
@@ -208,11 +207,14 @@ class _Trainer:
         ids, mask = self._encode(prefixes)
         options = [self._letter_ids(len(ex.choices)) for ex in batch]
         logits = forward(self.model, self.policy.weights(self.model), ids, mask, keep=1)[:, -1, :]
-        base = self._base_last_logits(batch, ids, mask)
+        # The KL reference, recomputed per batch: a cache keyed by example would grow with the data
+        # and make a resumed run differ from an uninterrupted one.
+        base = forward(self.model, None, ids, mask, keep=1)[:, -1, :]
         loss, rewards, kls = 0.0, [], []
         for row, (ex, opts) in enumerate(zip(batch, options)):
             logp = torch.log_softmax(logits[row, opts], -1)
-            action = int(torch.multinomial(logp.detach().exp(), 1, generator=generator))
+            # sampled on the CPU: the seeded generator lives there whatever device the model is on
+            action = int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
             reward = 1.0 if LETTERS[action] == ex.answer else -1.0
             kl = token_kl(logits[row, opts], base[row, opts])
             loss = loss - reward * logp[action] + self.spec.kl * kl
@@ -261,15 +263,6 @@ class _Trainer:
         prefix = "The answer is ("
         return [self.engine.split_continuation(prefix, LETTERS[i])[1][0] for i in range(n)]
 
-    def _base_last_logits(self, batch, ids, mask) -> torch.Tensor:
-        """The base model's last-position logits, computed once per example (the base never changes)."""
-        todo = [i for i, ex in enumerate(batch) if ex.id not in self._base_cache]
-        if todo:
-            fresh = forward(self.model, None, ids, mask, keep=1)[:, -1, :]
-            for i in todo:
-                self._base_cache[batch[i].id] = fresh[i]
-        return torch.stack([self._base_cache[ex.id] for ex in batch])
-
     def _z(self) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return {n: v.detach().clone() for n, v in self.policy.z().items()}
@@ -307,7 +300,9 @@ class _Trainer:
         for index, slots in optim["state"].items():
             tensors |= {f"optim.{index}.{key}": value.cpu() for key, value in slots.items()}
         blob = base64.b64encode(save_tensors({k: v.contiguous() for k, v in tensors.items()})).decode()
-        return {"iteration": self.iteration, "best_iteration": self.best_iteration, "best_score": self.best_score,
+        # None until a validation has run: PostgreSQL's json cannot store -inf
+        best = self.best_score if math.isfinite(self.best_score) else None
+        return {"iteration": self.iteration, "best_iteration": self.best_iteration, "best_score": best,
                 "stale": self.stale, "curve": self.curve, "tensors": blob,
                 "param_groups": optim["param_groups"]}
 
@@ -324,7 +319,8 @@ class _Trainer:
                 slots.setdefault(int(index), {})[slot] = value
         self.optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
         self.iteration, self.best_iteration = state["iteration"], state["best_iteration"]
-        self.best_score, self.stale, self.curve = state["best_score"], state["stale"], state["curve"]
+        self.best_score = state["best_score"] if state["best_score"] is not None else float("-inf")
+        self.stale, self.curve = state["stale"], state["curve"]
 
 
 def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,19 +27,19 @@ def run_here(app: AppContext, kind: str, spec: dict[str, Any], *, label: str, as
 
     Going through the queue (rather than calling the library directly) is what lets
     ``t2reg jobs resume`` continue a foreground run that crashed."""
-    from t2reg.adaptation.jobs import submit
+    from t2reg.adaptation.jobs import submit_here
 
     registry = app.registry()
-    job = submit(registry, kind, spec)
+    claim, job = submit_here(registry, kind, spec)
     click.echo(f"job {job.id}", err=True)
-    _follow(registry, job, label, as_json)
+    _follow(registry, job, label, as_json, claim)
 
 
-def _follow(registry, job, label: str, as_json: bool) -> None:
+def _follow(registry, job, label: str, as_json: bool, claim=None) -> None:
     from t2reg.adaptation.jobs import run_with_progress
 
     total = job.spec.get("iterations")  # adapt and train both count iterations
-    finished = run_with_progress(registry, job.id, total, label)
+    finished = run_with_progress(registry, job.id, total, label, claim=claim)
     if as_json:
         emit_json({"job": finished.id, **finished.result})
     else:

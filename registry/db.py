@@ -8,6 +8,7 @@ process, a locked file) is rolled back and retried.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from contextlib import contextmanager
@@ -113,13 +114,18 @@ def _make_engine(url: str) -> Engine:
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed)
-        return create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed))
+        return create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed), json_serializer=_strict_json)
     except NoSuchModuleError:
         raise InvalidInputError(f"no SQLAlchemy driver for {parsed.drivername!r} in {redact(url)}") from None
     except ModuleNotFoundError as exc:
         raise InvalidInputError(
             f"the driver for {redact(url)} is not installed ({exc.name}); for PostgreSQL: pip install 't2reg[postgres]'"
         ) from None
+
+
+def _strict_json(value: object) -> str:
+    # PostgreSQL's json type has no NaN or Infinity; refusing them on SQLite too keeps the two stores alike.
+    return json.dumps(value, allow_nan=False)
 
 
 def _connect_args(parsed) -> dict[str, object]:
@@ -134,7 +140,7 @@ def _sqlite_engine(parsed) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"database {redact(str(parsed))}: cannot create its folder ({exc.strerror})") from None
-    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, json_serializer=_strict_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

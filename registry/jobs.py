@@ -59,6 +59,19 @@ class JobQueue:
 
         return self.db.write(work)
 
+    def submit_claimed(self, kind: str, spec: dict[str, Any], worker: str) -> tuple[Claim, JobInfo]:
+        """Queue a job already claimed by ``worker``: no other worker can take it before it starts."""
+
+        def work(session: Session) -> tuple[Claim, JobInfo]:
+            now = utcnow()
+            row = JobRow(kind=kind, status="running", spec=spec, attempts=1, worker=worker, started_at=now,
+                         heartbeat_at=now)
+            session.add(row)
+            session.flush()
+            return Claim(row.id, worker, 1), _info(row)
+
+        return self.db.write(work)
+
     def get(self, job_id: int) -> JobInfo:
         with self.db.session() as session:
             return _info(_row(session, job_id), _event_count(session, job_id))

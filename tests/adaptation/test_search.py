@@ -77,3 +77,16 @@ def test_initial_mean_is_uniform_and_bad_settings_are_refused():
         get_optimizer("adam", SearchConfig())
     with pytest.raises(InvalidInputError, match="at least two coefficients"):
         get_optimizer("cmaes", SearchConfig()).start(1)
+
+
+@pytest.mark.parametrize("name", ["cem", "cmaes"])
+def test_unscorable_members_rank_last_and_the_state_stays_plain_json(name):
+    def half_unusable(members):
+        return [(float("-inf"), float("nan")) if m[0] < 0.5 else (float(m[0]), 0.0) for m in members]
+
+    state = get_optimizer(name, SearchConfig(population=12, iterations=4, seed=0)).run(half_unusable, 2)
+    assert state.best_alpha[0] >= 0.5
+    json.dumps(state.to_dict(), allow_nan=False)  # as PostgreSQL's json must store it
+    first = get_optimizer(name, SearchConfig(population=4, iterations=1, seed=0)).run(lambda m: [(float("-inf"),)] * 4, 2)
+    json.dumps(first.to_dict(), allow_nan=False)
+    assert first.history[0]["mean_score"] is None

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import StatementError
 
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
 from t2reg.registry.jobs import ClaimLost, JobQueue
@@ -29,6 +30,25 @@ def test_a_job_goes_from_queued_to_succeeded_with_its_events(registry):
     assert (done.status, done.state, done.result, done.events) == ("succeeded", {"step": 2}, {"published": "x:1"}, 2)
     assert [e.data["loss"] for e in jobs.events(job.id)] == [0.5, 0.25]
     assert done.finished_at >= done.started_at >= done.created_at
+
+
+def test_a_job_submitted_claimed_is_never_taken_by_a_polling_worker(registry):
+    jobs = registry.jobs
+    claim, job = jobs.submit_claimed("probe", {"task": "gsm8k"}, "here")
+    assert (job.status, job.worker, job.attempts, claim.attempt) == ("running", "here", 1, 1)
+    assert jobs.claim("poller") is None
+    jobs.checkpoint(claim, {"step": 1}, {"loss": 0.5})
+    jobs.finish(claim, {})
+    assert jobs.get(job.id).status == "succeeded"
+
+
+def test_checkpoints_refuse_infinities_on_both_databases(registry):
+    # PostgreSQL's json has no Infinity or NaN, so neither store takes them: a slip shows on SQLite too
+    jobs = registry.jobs
+    claim, job = jobs.submit_claimed("probe", {}, "here")
+    with pytest.raises((StatementError, ValueError), match="Out of range float values are not JSON compliant"):
+        jobs.checkpoint(claim, {"best": float("-inf")})
+    assert jobs.get(job.id).state is None
 
 
 def test_claims_respect_kinds_and_order(registry):
