@@ -63,6 +63,10 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
     """The experts per category (the pool's best by ``best``), and the dispatcher for ``classifier``."""
     if strategy.startswith("fixed:"):
         version = registry.get(strategy.removeprefix("fixed:"))
+        target = registry.get_model(model).name
+        if version.model != target:
+            raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}; "
+                                    f"transfer it first (`t2reg transfer {version.ref} --to {model}`)")
         return Routing("fixed", {"fixed": version})
     if strategy not in ("prompt", "classifier"):
         raise InvalidInputError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")

@@ -21,13 +21,16 @@ SOURCES = ("gsm8k", "mbpp", "arc-easy", "arc-challenge")
 PER_SOURCE = {"train": 300, "validation": 60, "test": 100}
 
 
+HINTS = {"code": "writing or fixing a program", "math": "a calculation or a math word problem",
+         "reasoning": "commonsense or scientific reasoning, usually multiple choice", "other": "anything else"}
+
+
 def dispatch_prompt(question: str, categories: tuple[str, ...] = CATEGORIES) -> str:
-    """The first-pass question: which category does this prompt belong to."""
+    """The first-pass question: which of ``categories`` (those of the pool's experts) this prompt belongs to."""
     names = ", ".join(f"'{c}'" for c in categories)
+    hints = "".join(f"- {c}: {HINTS[c]}\n" for c in categories if c in HINTS)
     return (f"Analyze the given question and classify it into one of these categories: {names}.\n"
-            f"- code: writing or fixing a program\n- math: a calculation or a math word problem\n"
-            f"- reasoning: commonsense or scientific reasoning, usually multiple choice\n"
-            f"- other: anything else\n\nQuestion:\n{question}")
+            f"{hints}\nQuestion:\n{question}")
 
 
 def _load(root: Path | None, split: str) -> list[Example]:

@@ -7,6 +7,7 @@ import pytest
 from t2reg.adaptation.backends import open_backend
 from t2reg.adaptation.datasets import Example
 from t2reg.adaptation.dispatch import classify, dispatch_report, plan_routing, two_pass
+from t2reg.adaptation.dispatch_task import dispatch_prompt
 from t2reg.adaptation.models import weights_dir
 from t2reg.adaptation.tasks import CATEGORIES, get_task
 from t2reg.cli.context import AppContext
@@ -62,6 +63,24 @@ def test_categories_come_from_the_pool_and_the_best_expert_wins(pool):
         plan_routing(registry, "tiny", "vote", ["model=tiny"])
     with pytest.raises(NotFoundError, match="train one with `t2reg train --model tiny --task dispatch`"):
         plan_routing(registry, "tiny", "classifier", ["model=tiny"])
+
+
+def test_the_dispatch_prompt_names_and_explains_only_the_pools_categories():
+    text = dispatch_prompt("What is 2 + 2?", ("math", "other"))
+    assert "categories: 'math', 'other'." in text and "- math: " in text and "- other: " in text
+    assert "code" not in text and "reasoning" not in text
+
+
+def test_a_fixed_expert_must_be_on_the_model_it_runs_on(pool, tmp_path):
+    save_model_with_tokenizer(tmp_path / "other", "MistralForCausalLM", seed=1)
+    pool.ok("model", "add", str(tmp_path / "other"), "--alias", "other")
+    path = tmp_path / "foreign.safetensors"
+    pool.ok("new-expert", "--model", "other", "--task", "gsm8k", "--seed", "5", "--out", str(path))
+    pool.ok("publish", str(path), "--name", "foreign")
+    registry = _registry(pool)
+    assert plan_routing(registry, "tiny", "fixed:coder:1").experts["fixed"].name == "coder"
+    with pytest.raises(InvalidInputError, match="foreign:1 is an expert for other, not tiny; transfer it first"):
+        plan_routing(registry, "tiny", "fixed:foreign:1")
 
 
 def test_a_forced_classifier_routes_everything_to_one_expert_in_one_batched_pass(pool, tmp_path):
