@@ -64,7 +64,8 @@ def run_evaluation(
 
 def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strategy: str, pool: list[str], *,
                             split: str = "test", limit: int | None = None, backend: str = "hf",
-                            data_dir: str | None = None, batch_size: int = 16):
+                            data_dir: str | None = None, batch_size: int = 16, device: str | None = None,
+                            dtype: str = "float32"):
     """Evaluate ``base`` on a task with each example answered by the expert a first pass picks; recorded
     as a base-model evaluation whose source names the strategy. Returns (EvalResult, TwoPassResult)."""
     from t2reg.adaptation.dispatch import evaluate_two_pass, plan_routing
@@ -76,7 +77,7 @@ def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strat
             raise InvalidInputError("--limit must be at least 1")
         examples = examples[:limit]
     routing = plan_routing(registry, base, strategy, pool)
-    engine = open_backend(backend, weights_dir(registry, base), batch_size=batch_size)
+    engine = open_backend(backend, weights_dir(registry, base), device=device, dtype=dtype, batch_size=batch_size)
     try:
         result, routed = evaluate_two_pass(engine, registry, routing, task, examples)
     finally:

@@ -64,8 +64,13 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
     if (ref is None) == (base is None):
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
     if strategy:
-        _two_pass(app, task, base, strategy, list(pool), split, limit, backend, data_dir, batch_size, as_json)
+        _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
+                              max_new_tokens=max_new_tokens)
+        _two_pass(app, task, base, strategy, list(pool), split, limit, backend, data_dir, batch_size, device, dtype,
+                  as_json)
         return
+    if pool:
+        raise click.UsageError("--pool chooses the experts of a two-pass --strategy; add --strategy or drop --pool")
     if detach:
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")
@@ -88,13 +93,22 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
                f"(95% CI {low:.3f}-{high:.3f}, n={result.n}, {result.mode}, {result.seconds:.0f}s)")
 
 
-def _two_pass(app, task, base, strategy, pool, split, limit, backend, data_dir, batch_size, as_json) -> None:
+def _refuse_with_strategy(**given: object) -> None:
+    # Two-pass evaluation runs in the foreground and each task scores its own way in the second pass.
+    used = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if used:
+        raise click.UsageError(f"{', '.join(used)} cannot be used with --strategy")
+
+
+def _two_pass(app, task, base, strategy, pool, split, limit, backend, data_dir, batch_size, device, dtype,
+              as_json) -> None:
     from t2reg.adaptation.eval_runs import run_two_pass_evaluation
 
     if base is None:
         raise click.UsageError("--strategy evaluates a base model: use --base MODEL, not an expert REF")
     result, routed = run_two_pass_evaluation(app.registry(), task, base, strategy, pool, split=split, limit=limit,
-                                             backend=backend, data_dir=data_dir, batch_size=batch_size)
+                                             backend=backend, data_dir=data_dir, batch_size=batch_size,
+                                             device=device, dtype=dtype)
     counts: dict[str, int] = {}
     for expert in routed.experts:
         counts[expert or "base"] = counts.get(expert or "base", 0) + 1

@@ -134,4 +134,9 @@ def test_cli_run_eval_and_report(pool, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     code, _, err = pool("eval", "gsm8k-x:1", "--task", "gsm8k", "--strategy", "prompt")
     assert code == 2 and "use --base MODEL" in err
+    code, _, err = pool("eval", "--base", "tiny", "--task", "gsm8k", "--strategy", "prompt", "--pool", "model=tiny",
+                        "--detach", "--mode", "choice")
+    assert code == 2 and "--detach, --mode cannot be used with --strategy" in err and registry.jobs.list() == []
+    code, _, err = pool("eval", "--base", "tiny", "--task", "gsm8k", "--pool", "model=tiny")
+    assert code == 2 and "add --strategy or drop --pool" in err
     assert get_task("dispatch").category == "other"
