@@ -95,13 +95,21 @@ def run_demo(registry: Registry, plan: DemoPlan, data_dir: str | None, say: Say 
             say(f"      {task:<10} #{row['rank']} {row['ref']:<32} {row['value']:.3f} ({row['split']}, n={row['n']})")
     say(f"[4/6] transfers to {plan.target}, ordered and shuffled")
     moved = {task: _transfer(registry, plan, version, say) for task, version in trained.items()}
-    say(f"[5/6] few-shot CEM on {plan.target} for {plan.adapt_task} over the transferred pool")
-    adapt_job = _adapt(registry, plan, [m["ordered"].ref for m in moved.values()], data_dir, say)
+    pool = adaptation_pool(registry, plan, [m["ordered"] for m in moved.values()])
+    say(f"[5/6] few-shot CEM on {plan.target} for {plan.adapt_task} over {len(pool)} experts: {', '.join(pool)}")
+    adapt_job = _adapt(registry, plan, pool, data_dir, say)
     say(f"[6/6] {plan.adapt_task} on {plan.target}: held-out test questions")
     rows = _table(registry, plan, moved[plan.table_expert_task], adapt_job, data_dir, say)
     result = DemoResult(rows, best, report)
     result.files = _write_report(registry, plan, rows, best, trained, adapt_job, moved, report)
     return result
+
+
+def adaptation_pool(registry: Registry, plan: DemoPlan, transferred: list[ExpertVersion]) -> list[str]:
+    """The transferred experts plus the target's own (native or imported) ones, if it has any, except
+    those trained on the adaptation task: the search must reach it from other tasks' experts."""
+    native = registry.list(model=plan.target, sources=("native", "imported"))
+    return [v.ref for v in native if v.task != plan.adapt_task] + [v.ref for v in transferred]
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -206,7 +214,10 @@ def _recorded(registry: Registry, plan: DemoPlan, ref: str | None) -> tuple[floa
     """The latest recorded test score on the adaptation task over exactly ``plan.heldout`` questions,
     with the mean log-probability of the right answers recorded beside it (None if there is none)."""
     task = get_task(plan.adapt_task)
-    scores = registry.get(ref).evaluations if ref else registry.model_evaluations(plan.target, task.name)
+    if ref:
+        scores = registry.get(ref).evaluations
+    else:  # the base weights alone: not a two-pass run, which applies experts to some questions
+        scores = [e for e in registry.model_evaluations(plan.target, task.name) if not e.source.startswith("two-pass")]
     scores = [e for e in scores if e.task == task.name and e.split == "test" and e.n == plan.heldout]
     accuracy = [e for e in scores if e.metric == task.metric]
     logprob = [e for e in scores if e.metric == LOGPROB_METRIC]
