@@ -85,17 +85,26 @@ def resolve_mode(task: Task, mode: str) -> str:
 
 
 def evaluate(backend: Backend, task: Task, examples: Sequence[Example], split: str = "test", mode: str = "auto",
-             progress: Progress | None = None) -> EvalResult:
-    """Score ``examples``; every output is kept for ``--save-outputs``."""
+             progress: Progress | None = None, reference_logprob: bool = False) -> EvalResult:
+    """Score ``examples``; every output is kept for ``--save-outputs``.
+
+    Choice mode always records the log-probability of the right option. With
+    ``reference_logprob``, generation records the reference answer's mean
+    per-token log-probability too (one more forward pass per example), so a
+    search can break ties on accuracy there as well.
+    """
     mode = resolve_mode(task, mode)
     start = time.monotonic()
-    outputs = _RUNNERS[mode](backend, task, list(examples), progress or (lambda it: it), None)
+    examples = list(examples)
+    outputs = _RUNNERS[mode](backend, task, examples, progress or (lambda it: it), None)
+    if reference_logprob and mode == "generate":
+        _reference_logprobs(backend, task, examples, outputs, None)
     return _result(task, split, mode, outputs, time.monotonic() - start)
 
 
 def evaluate_population(backend: Backend, task: Task, examples: Sequence[Example], spectra: Spectra,
                         mixtures: Sequence[Mapping[str, Any]], renormalize: str = "nuclear", split: str = "shots",
-                        mode: str = "auto") -> list[EvalResult]:
+                        mode: str = "auto", reference_logprob: bool = False) -> list[EvalResult]:
     """Score every mixture on ``examples`` in shared batches (one forward pass serves many candidates).
 
     Row i of a batch runs with its own mixture in factored form (see
@@ -108,6 +117,8 @@ def evaluate_population(backend: Backend, task: Task, examples: Sequence[Example
     variants = [p for p in range(len(mixtures)) for _ in examples]
     with backend.population(spectra, mixtures, renormalize):
         outputs = _RUNNERS[mode](backend, task, expanded, lambda it: it, variants)
+        if reference_logprob and mode == "generate":
+            _reference_logprobs(backend, task, expanded, outputs, variants)
     seconds = (time.monotonic() - start) / max(1, len(mixtures))
     n = len(examples)
     return [_result(task, split, mode, outputs[p * n : (p + 1) * n], seconds) for p in range(len(mixtures))]
@@ -137,6 +148,14 @@ def _generate(backend: Backend, task: Task, examples: list[Example], progress: P
         for ex, text in zip(batch, texts):
             outputs.append({"id": ex.id, "output": text, "answer": ex.answer, "correct": bool(task.check(ex, text))})
     return outputs
+
+
+def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], outputs: list[dict],
+                        variants: list[int] | None) -> None:
+    requests = [(backend.render(task.prompt(ex)), ex.solution or ex.answer) for ex in examples]
+    extra = {"variants": variants} if variants is not None else {}
+    for out, (context, reference), total in zip(outputs, requests, backend.loglikelihood(requests, **extra)):
+        out["correct_logprob"] = total / max(1, len(backend.split_continuation(context, reference)[1]))
 
 
 def choice_prefix(backend: Backend, task: Task, ex: Example) -> str:

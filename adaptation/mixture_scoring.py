@@ -9,7 +9,12 @@ candidate and on whether the forward pass is memory- or compute-bound, so
 ``auto`` measures: in its first generation it scores two candidates
 sequentially and up to four batched, keeps whichever cost less per candidate,
 and scores the rest of that generation with it. The choice is part of the job's checkpoint, so a resumed run
-scores the way the original did.
+scores the way the original did. Timings are not reproducible, so two fresh runs (or a run killed
+before its first generation was stored) may choose differently; the paths agree to float32 summation
+order (~1e-4 in log-likelihood), which can reorder near-ties. Name a mode for bit-identical reruns.
+
+Scores are (accuracy, tie-breaker): the mean log-probability of the right option in choice mode, and
+of the reference answer's tokens (one more forward pass per example) in generation mode.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ class MixtureScorer:
         if mixed is None:
             raise InvalidInputError("the mixture zeroes some matrix; it cannot be applied")
         with self.engine.patched(self.spectra, mixed, self.rule):
-            return evaluate(self.engine, self.task, examples)
+            return evaluate(self.engine, self.task, examples, reference_logprob=True)
 
     def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[tuple[float, float]]:
         """(accuracy, mean log-likelihood of the right answers) per member; unusable mixtures rank last."""
@@ -97,14 +102,14 @@ class MixtureScorer:
         out = {}
         for i in indices:
             with self.engine.patched(self.spectra, mixtures[i], self.rule):
-                out[i] = evaluate(self.engine, self.task, examples)
+                out[i] = evaluate(self.engine, self.task, examples, reference_logprob=True)
         return out
 
     def _batched(self, mixtures, indices, examples) -> dict[int, EvalResult]:
         if not indices:
             return {}
         scored = evaluate_population(self.engine, self.task, examples, self.spectra, [mixtures[i] for i in indices],
-                                     self.rule)
+                                     self.rule, reference_logprob=True)
         return dict(zip(indices, scored))
 
     def _calibrate(self, mixtures, valid, examples, results) -> None:

@@ -84,6 +84,8 @@ class TrainSpec:
             raise InvalidInputError("--lr, --clip, --temperature and --max-mult must be positive and --kl not negative")
         if self.sampler not in backend_names():
             raise InvalidInputError(f"unknown sampler {self.sampler!r}; choose from {', '.join(backend_names())}")
+        if self.patience is not None and self.patience < 1:
+            raise InvalidInputError("--patience must be at least 1 (validation rounds without improvement)")
         if self.modules not in ("mlp", "attn", "all"):
             raise InvalidInputError("--modules must be mlp, attn or all")
 

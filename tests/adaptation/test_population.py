@@ -36,11 +36,11 @@ def setup(tmp_path_factory):
     return open_backend("hf", model_dir, batch_size=8), spectra, mixtures
 
 
-def _sequential(backend, spectra, mixtures, task, examples):
+def _sequential(backend, spectra, mixtures, task, examples, **options):
     results = []
     for mixture in mixtures:
         with backend.patched(spectra, mixture, "nuclear"):
-            results.append(evaluate(backend, task, examples))
+            results.append(evaluate(backend, task, examples, **options))
     return results
 
 
@@ -64,10 +64,16 @@ def test_generation_outputs_match_the_sequential_path(setup):
     backend, spectra, mixtures = setup
     task = get_task("gsm8k")
     examples = task.shots(3, 0, DATA)
-    batched = evaluate_population(backend, task, examples, spectra, mixtures)
-    sequential = _sequential(backend, spectra, mixtures, task, examples)
+    batched = evaluate_population(backend, task, examples, spectra, mixtures, reference_logprob=True)
+    sequential = _sequential(backend, spectra, mixtures, task, examples, reference_logprob=True)
     assert [[o["output"] for o in r.outputs] for r in batched] == [[o["output"] for o in r.outputs] for r in sequential]
     assert [r.score for r in batched] == [r.score for r in sequential]
+    # generation's tie-breaker: the reference answer's mean per-token log-probability, alike on both paths
+    for b, s in zip(batched, sequential):
+        assert b.mean_correct_logprob < 0
+        assert b.mean_correct_logprob == pytest.approx(s.mean_correct_logprob, abs=LOGPROB_TOLERANCE)
+    assert len({round(r.mean_correct_logprob, 4) for r in batched}) == len(mixtures)
+    assert evaluate(backend, task, examples).mean_correct_logprob is None  # only when asked: it costs a pass
 
 
 def test_hooks_are_removed_and_rows_are_required(setup):

@@ -95,6 +95,8 @@ def test_bad_settings_are_refused_before_anything_runs(tiny):
         train(registry, TrainSpec("tiny", "arc-easy", param="sigmoid", data_dir=str(DATA)))
     with pytest.raises(InvalidInputError, match="must be positive"):
         train(registry, TrainSpec("tiny", "arc-easy", lr=0, data_dir=str(DATA)))
+    with pytest.raises(InvalidInputError, match="--patience must be at least 1"):
+        train(registry, TrainSpec("tiny", "arc-easy", patience=0, data_dir=str(DATA)))
     code, _, err = tiny("train", "--model", "tiny", "--task", "arc-easy", "--batch-size", "0", "--detach")
     assert code == 4 and "must be positive" in err and registry.jobs.list() == []
 
