@@ -66,7 +66,9 @@ def forward(model: torch.nn.Module, weights: dict[str, torch.Tensor] | None, inp
 
     ``weights=None`` is the base model, without gradients.
     """
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "logits_to_keep": keep}
+    # positions count real tokens only, so left padding shifts nothing (GPT-2's positions are absolute)
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": positions, "logits_to_keep": keep}
     if weights is None:
         with torch.no_grad():
             return model(**inputs).logits.float()

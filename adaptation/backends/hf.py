@@ -119,19 +119,30 @@ class HFBackend(Backend):
     @torch.no_grad()
     def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
         ids, mask = _pad(contexts, self.tokenizer.pad_token_id, left=True)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=1).logits
+        logits = self._forward(ids, mask, keep=1)
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
     @torch.no_grad()
     def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        ids, mask = _pad([c + k for c, k in pairs], self.tokenizer.pad_token_id, left=False)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        # Left padding puts every continuation at the end of its row, so only the last positions' logits
+        # are computed (the vocabulary projection and softmax dominate memory on long contexts).
+        ids, mask = _pad([c + k for c, k in pairs], self.tokenizer.pad_token_id, left=True)
+        keep = max(len(k) for _, k in pairs) + 1
+        logits = self._forward(ids, mask, keep)
         out = []
-        for row, (ctx, cont) in enumerate(pairs):
-            positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1)
-            out.append(float(logprobs[row, positions, torch.tensor(cont)].sum()))
+        for row, (_, cont) in enumerate(pairs):
+            start = keep - len(cont) - 1
+            logprobs = torch.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
+            picked = logprobs.gather(1, torch.tensor(cont, device=logprobs.device)[:, None])
+            out.append(float(picked.sum()))
         return out
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.Tensor:
+        # Positions count real tokens only, so a left-padded row scores as it would alone
+        # (models with absolute position embeddings, e.g. GPT-2, depend on it).
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=positions.to(self.device), logits_to_keep=keep).logits
 
 
 def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

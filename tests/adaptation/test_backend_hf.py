@@ -84,3 +84,16 @@ def test_patched_backend_equals_expert_patch(backend, spectra):
         via_backend = backend.loglikelihood([("The answer is (", "A")])
     assert via_set_weights == pytest.approx(via_patch, abs=1e-5) == via_backend
     assert backend.loglikelihood([("The answer is (", "A")]) != pytest.approx(via_patch, abs=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel"])
+def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture, tmp_path):
+    # GPT-2's positions are absolute, so this also checks that padding does not shift them
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
+                          batch_size=4)
+    requests = [("Question: what do plants need to grow well?", " light and water"), ("The answer", " is B"),
+                ("Solve", " the following math problem now")]
+    batched = engine.loglikelihood(requests)
+    alone = [engine.loglikelihood([r])[0] for r in requests]
+    assert batched == pytest.approx(alone, abs=1e-4)
+    assert len(set(round(v, 3) for v in batched)) == 3 and all(v < 0 for v in batched)
