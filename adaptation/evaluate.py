@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import time
@@ -148,6 +150,14 @@ def _generate(backend: Backend, task: Task, examples: list[Example], progress: P
         for ex, text in zip(batch, texts):
             outputs.append({"id": ex.id, "output": text, "answer": ex.answer, "correct": bool(task.check(ex, text))})
     return outputs
+
+
+def add_reference_logprobs(backend: Backend, task: Task, examples: Sequence[Example], result: EvalResult) -> EvalResult:
+    """``result`` (a generation run on ``examples``) with its tie-breaker filled in, scored with the
+    backend's current weights."""
+    _reference_logprobs(backend, task, list(examples), result.outputs, None)
+    logprobs = [o["correct_logprob"] for o in result.outputs]
+    return dataclasses.replace(result, mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None)
 
 
 def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], outputs: list[dict],

@@ -27,7 +27,7 @@ import torch
 
 from t2reg.adaptation.backends import Backend
 from t2reg.adaptation.datasets import Example
-from t2reg.adaptation.evaluate import EvalResult, evaluate, evaluate_population
+from t2reg.adaptation.evaluate import EvalResult, add_reference_logprobs, evaluate, evaluate_population
 from t2reg.adaptation.patch import mix, scaled_spectrum
 from t2reg.adaptation.tasks import Task
 from t2reg.errors import InvalidInputError
@@ -108,9 +108,15 @@ class MixtureScorer:
     def _batched(self, mixtures, indices, examples) -> dict[int, EvalResult]:
         if not indices:
             return {}
-        scored = evaluate_population(self.engine, self.task, examples, self.spectra, [mixtures[i] for i in indices],
-                                     self.rule, reference_logprob=True)
-        return dict(zip(indices, scored))
+        scored = dict(zip(indices, evaluate_population(self.engine, self.task, examples, self.spectra,
+                                                       [mixtures[i] for i in indices], self.rule)))
+        for i in indices:
+            if scored[i].mode == "generate":
+                # The tie-breaker is prefill over prompt + reference (~thousands of tokens per candidate), far
+                # past the factored path's break-even: score it with the weights rewritten, as sequential does.
+                with self.engine.patched(self.spectra, mixtures[i], self.rule):
+                    scored[i] = add_reference_logprobs(self.engine, self.task, examples, scored[i])
+        return scored
 
     def _calibrate(self, mixtures, valid, examples, results) -> None:
         first = valid[:_CALIBRATION_SEQUENTIAL]

@@ -114,3 +114,20 @@ def test_auto_measures_both_paths_then_keeps_one_with_the_same_scores(setup):
     assert [g[1] for g in got] == pytest.approx([w[1] for w in want], abs=LOGPROB_TOLERANCE)
     # zero weights everywhere zero every matrix: ranked last, not an error
     assert auto.objective(np.zeros((2, 4)), examples) == [(float("-inf"), float("-inf"))] * 2
+
+
+def test_generation_tie_breakers_agree_between_the_scorers_modes(setup):
+    import numpy as np
+
+    from t2reg.adaptation.mixture_scoring import MixtureScorer
+
+    backend, spectra, mixtures = setup
+    task = get_task("gsm8k")
+    examples = task.shots(2, 0, DATA)
+    population = np.random.default_rng(1).uniform(0.1, 1, (3, 4))
+    batched = MixtureScorer(backend, task, spectra, mixtures[:4], "nuclear", (4,), mode="batched")
+    exact = MixtureScorer(backend, task, spectra, mixtures[:4], "nuclear", (4,), mode="sequential")
+    got, want = batched.objective(population, examples), exact.objective(population, examples)
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert all(w[1] < 0 for w in want) and len({round(w[1], 4) for w in want}) == 3
+    assert [g[1] for g in got] == pytest.approx([w[1] for w in want], abs=LOGPROB_TOLERANCE)
