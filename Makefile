@@ -38,7 +38,7 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare (about 15 minutes on 2 CPU cores).
-# DEMO_ARGS=--quick for the 3-minute version.
+# DEMO_ARGS=--quick for the short version (about 4.5 minutes from an empty home).
 demo: venv
 	$(BIN)/t2reg --home $(DEMO_HOME) demo $(DEMO_ARGS)
 
