@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -157,7 +155,7 @@ def add_reference_logprobs(backend: Backend, task: Task, examples: Sequence[Exam
     backend's current weights."""
     _reference_logprobs(backend, task, list(examples), result.outputs, None)
     logprobs = [o["correct_logprob"] for o in result.outputs]
-    return dataclasses.replace(result, mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None)
+    return replace(result, mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None)
 
 
 def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], outputs: list[dict],
