@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from t2reg.adaptation import ExpertPatch, add_gguf_model, decompose_model, load_model
-from t2reg.adaptation.weights import matrix_loader
+from t2reg.adaptation.models.files import matrix_loader
 from t2reg.architectures import matrix_specs
 from t2reg.registry import Registry
 from t2reg.settings import load_settings

@@ -34,9 +34,9 @@ def main() -> None:
     from apply import setup  # noqa: E402 - the same cached SmolLM2 registry as bench/apply.py
     from safetensors import safe_open
 
-    from t2reg.adaptation.backends import open_backend
-    from t2reg.adaptation.datasets import data_dir
-    from t2reg.adaptation.tasks import get_task
+    from t2reg.adaptation.backends import GenerationRequest, Sampling, open_backend
+    from t2reg.adaptation.patching import patched_weight
+    from t2reg.adaptation.tasks import data_dir, get_task
 
     registry, spectra = setup()
     model_dir = Path(registry.get_model("smollm2-135m").location)
@@ -46,15 +46,16 @@ def main() -> None:
     texts = [task.prompt(ex) for ex in examples[: args.prompts]]
 
     hf = open_backend("hf", model_dir, batch_size=16)
-    prompts = [hf.render(t) for t in texts]
+    sampling = Sampling(args.max_new_tokens)
+    prompts = [GenerationRequest(hf.render(t), sampling) for t in texts]
     start = time.perf_counter()
-    hf_out = hf.generate(prompts, args.max_new_tokens)
+    hf_out = hf.generate(prompts)
     hf_seconds = time.perf_counter() - start
     del hf
 
     vllm = open_backend("vllm", model_dir)
     start = time.perf_counter()
-    vllm_out = vllm.generate(prompts, args.max_new_tokens)
+    vllm_out = vllm.generate(prompts)
     vllm_seconds = time.perf_counter() - start
     same = sum(a == b for a, b in zip(hf_out, vllm_out))
     print(f"{len(prompts)} GSM8K prompts, {args.max_new_tokens} new tokens, greedy")
@@ -64,8 +65,6 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(0)
     z = {n: 0.5 + torch.rand(spectra[n].S.shape[0], generator=g) for n in spectra.names()}
-    from t2reg.adaptation.patch import patched_weight
-
     changed = {n: patched_weight(spectra[n], z[n], "nuclear", n) for n in spectra.names()}
     with safe_open(str(model_dir / "model.safetensors"), "pt") as fh:
         everything = {k: fh.get_tensor(k) for k in fh.keys()}

@@ -40,9 +40,8 @@ def main() -> None:
     from apply import setup  # noqa: E402 - the same cached SmolLM2 registry as bench/apply.py
 
     from t2reg.adaptation.backends import open_backend
-    from t2reg.adaptation.datasets import data_dir
-    from t2reg.adaptation.mixture_scoring import MixtureScorer
-    from t2reg.adaptation.tasks import get_task
+    from t2reg.adaptation.search.objective import MixtureScorer
+    from t2reg.adaptation.tasks import data_dir, get_task
 
     registry, spectra = setup()
     root = data_dir(os.environ.get("T2REG_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -34,14 +34,14 @@ def main() -> None:
     from apply import setup  # noqa: E402 - the same cached SmolLM2 registry as bench/apply.py
 
     from t2reg.adaptation.jobs import run_job, submit
-    from t2reg.adaptation.training import TrainSpec
+    from t2reg.adaptation.training.spec import TrainSpec
 
     registry, _ = setup()
     data = os.environ.get("T2REG_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     spec = TrainSpec("smollm2-135m", "arc-easy", iterations=args.iterations, batch_size=args.batch_size,
                      validation=args.validation, eval_every=args.eval_every, heldout=args.test, lr=args.lr,
                      kl=args.kl, seed=args.seed, data_dir=data, name="arc-easy-smollm2-135m-bench")
-    job = submit(registry, "train", spec.to_dict())
+    job = submit(registry, spec)
     wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     done = run_job(registry, job.id, on_event=lambda e: print(
         f"  iteration {e['iteration']:3d}  reward {e['reward']:+.3f}  kl {e['kl']:.2e}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_json, json_option
+from t2reg.cli.options import json_option
+from t2reg.cli.output import emit_json
 from t2reg.errors import IntegrityCheckError
 from t2reg.registry import schema
 

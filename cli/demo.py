@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_json, json_option
+from t2reg.cli.options import data_dir_option, json_option
+from t2reg.cli.output import emit_json
 
 
 @click.command()
@@ -14,8 +15,7 @@ from t2reg.cli.output import emit_json, json_option
               help="The model experts are trained on (the paper's: llama3-8b, registered with weights).")
 @click.option("--target", default="gemma3-270m", show_default=True,
               help="The model experts are transferred to and adapted (the paper's: mistral-7b).")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Evaluation data [env T2REG_DATA_DIR; without it, Hugging Face datasets].")
+@data_dir_option
 @json_option
 @pass_app
 def demo(app: AppContext, quick: bool, source: str, target: str, data_dir: str | None, as_json: bool) -> None:
@@ -27,7 +27,7 @@ def demo(app: AppContext, quick: bool, source: str, target: str, data_dir: str |
     """
     import dataclasses
 
-    from t2reg.adaptation.demo import FULL, QUICK, format_table, run_demo
+    from t2reg.adaptation.reporting.demo import FULL, QUICK, format_table, run_demo
 
     registry = app.registry()
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo

@@ -5,14 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_json, emit_table, json_option
-
-strategy_option = click.option(
-    "--strategy", default="prompt", show_default=True, metavar="prompt|classifier|fixed:REF",
-    help="First pass: prompt (the model names the category in \\boxed{}), classifier (the trained "
-         "dispatch expert picks it), or fixed:REF (always that expert).")
-pool_option = click.option("--pool", multiple=True, metavar="FILTER",
-                           help="Experts to route to (repeatable); the best per task category is used.")
+from t2reg.cli.options import backend_option, data_dir_option, json_option, pool_option, strategy_option
+from t2reg.cli.output import emit_json, emit_table
 
 
 @click.command("run")
@@ -20,7 +14,7 @@ pool_option = click.option("--pool", multiple=True, metavar="FILTER",
 @click.option("--model", required=True, help="Base model (name or alias).")
 @strategy_option
 @pool_option
-@click.option("--backend", default="hf", show_default=True, help="hf or vllm.")
+@backend_option()
 @click.option("--max-new-tokens", default=256, show_default=True)
 @json_option
 @pass_app
@@ -30,17 +24,10 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
     \b
     t2reg run --model smollm2-135m --strategy prompt --pool 'model=smollm2-135m' "What is 12*7?"
     """
-    from t2reg.adaptation.backends import open_backend
-    from t2reg.adaptation.dispatch import generate_answers, plan_routing, two_pass
-    from t2reg.adaptation.models import weights_dir
+    from t2reg.adaptation.routing import answer_questions
 
-    registry = app.registry()
-    routing = plan_routing(registry, model, strategy, pool)
-    engine = open_backend(backend, weights_dir(registry, model))
-    try:
-        result = two_pass(engine, registry, routing, list(questions), generate_answers(questions, max_new_tokens))
-    finally:
-        engine.close()
+    result = answer_questions(app.registry(), model, strategy, pool, questions, backend=backend,
+                              max_new_tokens=max_new_tokens)
     rows = [{"question": q, "category": c, "expert": e, "answer": a}
             for q, c, e, a in zip(questions, result.categories, result.experts, result.outputs)]
     if as_json:
@@ -57,28 +44,19 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
 @strategy_option
 @pool_option
 @click.option("--per-task", default=20, show_default=True, help="Test prompts per task.")
-@click.option("--backend", default="hf", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Evaluation data [env T2REG_DATA_DIR].")
+@backend_option()
+@data_dir_option
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG here.")
 @json_option
 @pass_app
 def dispatch_report(app: AppContext, model, tasks, strategy, pool, per_task, backend, data_dir, out, as_json) -> None:
     """How the first pass sorts prompts of known tasks: the confusion matrix over categories."""
-    from t2reg.adaptation.backends import open_backend
-    from t2reg.adaptation.dispatch import dispatch_report as report
-    from t2reg.adaptation.dispatch import plan_routing
-    from t2reg.adaptation.models import weights_dir
+    from t2reg.adaptation.routing import report_dispatch
 
-    registry = app.registry()
-    routing = plan_routing(registry, model, strategy, pool or ["model=" + model])
-    engine = open_backend(backend, weights_dir(registry, model))
-    try:
-        result = report(engine, registry, routing, [t.strip() for t in tasks.split(",") if t.strip()], per_task,
-                        data_dir)
-    finally:
-        engine.close()
+    result = report_dispatch(app.registry(), model, strategy, pool, [t.strip() for t in tasks.split(",") if t.strip()],
+                             per_task=per_task, backend=backend, data_dir=data_dir)
     if out:
-        from t2reg.adaptation.plots import plot_confusion
+        from t2reg.adaptation.reporting.plots import plot_confusion
 
         plot_confusion(result.confusion, out, f"{model}: {strategy} dispatch, accuracy {result.accuracy:.2f}")
     if as_json:

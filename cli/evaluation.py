@@ -6,9 +6,18 @@ from pathlib import Path
 
 import click
 
+from t2reg.adaptation.evaluation.spec import MODES, EvalSpec
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import queue_job
-from t2reg.cli.output import emit_json, emit_table, json_option
+from t2reg.cli.options import (
+    backend_option,
+    data_dir_option,
+    default_of,
+    device_option,
+    dtype_option,
+    json_option,
+)
+from t2reg.cli.output import emit_json, emit_table
 
 
 @click.group()
@@ -32,15 +41,15 @@ def tasks_list(as_json: bool) -> None:
 @click.argument("ref", required=False)
 @click.option("--base", help="Evaluate this base model with no expert (instead of REF).")
 @click.option("--task", required=True, help="Task name (see `t2reg tasks list`).")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@default_of(EvalSpec, "split", type=click.Choice(["train", "validation", "test"]))
 @click.option("--limit", type=int, help="Only the first N examples of the split.")
-@click.option("--backend", default="hf", show_default=True, help="Inference backend: hf or vllm.")
-@click.option("--mode", type=click.Choice(["auto", "generate", "choice"]), default="auto", show_default=True,
-              help="choice: option log-likelihood (multiple-choice tasks, no generation); auto picks it when it can.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Evaluation data [env T2REG_DATA_DIR].")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@backend_option(EvalSpec.default("backend"))
+@default_of(EvalSpec, "mode", type=click.Choice(MODES),
+            help="choice: option log-likelihood (multiple-choice tasks, no generation); auto picks it when it can.")
+@data_dir_option
+@default_of(EvalSpec, "batch_size")
+@device_option
+@dtype_option
 @click.option("--max-new-tokens", type=int, help="Generation budget [default: the task's].")
 @click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write per-example JSONL here.")
 @click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it and records the score.")
@@ -59,7 +68,7 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
     """
     from tqdm import tqdm
 
-    from t2reg.adaptation.eval_runs import run_evaluation
+    from t2reg.adaptation.evaluation.runs import run_evaluation
 
     if (ref is None) == (base is None):
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
@@ -71,25 +80,22 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
         return
     if pool:
         raise click.UsageError("--pool chooses the experts of a two-pass --strategy; add --strategy or drop --pool")
+    spec = EvalSpec(task=task, ref=ref, base=base, split=split, limit=limit, backend=backend, mode=mode,
+                    data_dir=data_dir, batch_size=batch_size, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
     if detach:
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")
-        spec = dict(task=task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
-                    batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
-        queue_job(app, "eval", spec, as_json)
+        queue_job(app, spec, as_json)
         return
-    result, subject = run_evaluation(
-        app.registry(), task, ref=ref, base=base, split=split, limit=limit, backend=backend, data_dir=data_dir,
-        batch_size=batch_size, mode=mode, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-        progress=lambda it: tqdm(it, desc=f"{task} ({split})", unit="batch"),
-    )
+    run = run_evaluation(app.registry(), spec, progress=lambda it: tqdm(it, desc=f"{task} ({split})", unit="batch"))
+    result = run.result
     if save_outputs:
         result.save_outputs(save_outputs)
     if as_json:
-        emit_json({"subject": subject, **result.to_dict()})
+        emit_json(run.to_dict())
         return
     low, high = result.interval
-    click.echo(f"{subject} {task}/{split}: {result.metric} {result.score:.4f} "
+    click.echo(f"{run.subject} {task}/{split}: {result.metric} {result.score:.4f} "
                f"(95% CI {low:.3f}-{high:.3f}, n={result.n}, {result.mode}, {result.seconds:.0f}s)")
 
 
@@ -102,7 +108,7 @@ def _refuse_with_strategy(**given: object) -> None:
 
 def _two_pass(app, task, base, strategy, pool, split, limit, backend, data_dir, batch_size, device, dtype,
               as_json) -> None:
-    from t2reg.adaptation.eval_runs import run_two_pass_evaluation
+    from t2reg.adaptation.routing import run_two_pass_evaluation
 
     if base is None:
         raise click.UsageError("--strategy evaluates a base model: use --base MODEL, not an expert REF")

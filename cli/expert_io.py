@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_json, json_option
+from t2reg.cli.options import json_option
+from t2reg.cli.output import emit_json
 
 
 @click.command("import-reference")
@@ -25,7 +26,7 @@ def import_reference(app: AppContext, file: Path, model, task, name, max_mult, m
     Read with torch.load(weights_only=True) only: a file that needs full
     unpickling is refused.
     """
-    from t2reg.adaptation.importer import import_reference as run
+    from t2reg.adaptation.interop.reference import import_reference as run
 
     version = run(app.registry(), file, model, task, name=name, max_mult=max_mult, metrics=metrics)
     emit_json(version.to_dict()) if as_json else click.echo(version.ref)
@@ -40,7 +41,7 @@ def export(app: AppContext, ref: str, out: Path, dtype: str) -> None:
     """Save the base model with the expert merged in (loads with from_pretrained)."""
     import torch
 
-    from t2reg.adaptation.export import export_merged
+    from t2reg.adaptation.interop.export import export_merged
 
     click.echo(str(export_merged(app.registry(), ref, out, dtype=getattr(torch, dtype))))
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
+from t2reg.cli.options import json_option, modules_option
+from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.registry.entities import ExpertVersion
 from t2reg.registry.validation import parse_sources, parse_tag
 
@@ -177,8 +178,7 @@ COMMANDS = [publish, list_, show, record, best, alias, tag, download, delete]
 @click.option("--model", required=True, help="Base model (name or alias).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
 @click.option("--task", help="Task to record in the file.")
-@click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
-              help="Which matrices get a vector (the paper adapts the MLP).")
+@modules_option
 @click.option("--value", default=1.0, show_default=True, help="Every z starts at this value (1 = identity).")
 @click.option("--noise", default=0.0, show_default=True, help="Standard deviation of Gaussian noise added to z.")
 @click.option("--seed", default=0, show_default=True, help="Seed for the noise.")

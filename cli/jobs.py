@@ -6,15 +6,19 @@ from typing import Any
 
 import click
 
+from t2reg.adaptation.jobs import run_with_progress, spec_of, submit, submit_here, work, worker_name
+from t2reg.adaptation.search.spec import AdaptSpec
+from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
+from t2reg.cli.options import json_option
+from t2reg.cli.output import emit_fields, emit_json, emit_table
+from t2reg.specs import JobSpec
+from t2reg.vocabulary import JobStatus
 
 
-def queue_job(app: AppContext, kind: str, spec: dict[str, Any], as_json: bool):
+def queue_job(app: AppContext, spec: JobSpec, as_json: bool):
     """Queue a job for a worker and say how to follow it (the ``--detach`` path of every long command)."""
-    from t2reg.adaptation.jobs import submit
-
-    job = submit(app.registry(), kind, spec)
+    job = submit(app.registry(), spec)
     if as_json:
         emit_json(job.to_dict())
     else:
@@ -22,23 +26,22 @@ def queue_job(app: AppContext, kind: str, spec: dict[str, Any], as_json: bool):
     return job
 
 
-def run_here(app: AppContext, kind: str, spec: dict[str, Any], *, label: str, as_json: bool) -> None:
-    """Queue a job and run it in this process with a progress bar per step, then print its result.
+def run_or_queue(app: AppContext, spec: JobSpec, *, detach: bool, as_json: bool, label: str) -> None:
+    """Queue the job (``--detach``), or run it in this process with a progress bar per step and print its result.
 
     Going through the queue (rather than calling the library directly) is what lets
     ``t2reg jobs resume`` continue a foreground run that crashed."""
-    from t2reg.adaptation.jobs import submit_here
-
+    if detach:
+        queue_job(app, spec, as_json)
+        return
     registry = app.registry()
-    claim, job = submit_here(registry, kind, spec)
+    claim, job = submit_here(registry, spec)
     click.echo(f"job {job.id}", err=True)
     _follow(registry, job, label, as_json, claim)
 
 
 def _follow(registry, job, label: str, as_json: bool, claim=None) -> None:
-    from t2reg.adaptation.jobs import run_with_progress
-
-    total = job.spec.get("iterations")  # adapt and train both count iterations
+    total = getattr(spec_of(job), "iterations", None)  # adapt and train count iterations
     finished = run_with_progress(registry, job.id, total, label, claim=claim)
     if as_json:
         emit_json({"job": finished.id, **finished.result})
@@ -46,35 +49,37 @@ def _follow(registry, job, label: str, as_json: bool, claim=None) -> None:
         print_result(finished)
 
 
-def print_adapt_result(result: dict[str, Any], task: str) -> None:
+def _score_line(name: str, task: str, r: dict[str, Any]) -> str:
+    low, high = r["interval95"]
+    return f"{name:<8} {task}/{r['split']}: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})"
+
+
+def _print_adapt(result: dict[str, Any], task: str) -> None:
     click.echo(f"published {result['published']} from {len(result['components'])} experts: "
                f"{', '.join(result['components'])}")
     click.echo(f"search   {result['iterations']} generations, {result['evaluations']} candidates scored "
                f"({result['population_eval']}), best on the shots {result['shot_score']:.4f}")
-    for label in ("heldout", "base"):
-        r = result[label]
-        low, high = r["interval95"]
-        name = "adapted" if label == "heldout" else "base"
-        click.echo(f"{name:<8} {task}/test: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})")
+    click.echo(_score_line("adapted", task, result["heldout"]))
+    click.echo(_score_line("base", task, result["base"]))
 
 
-def print_train_result(result: dict[str, Any], task: str) -> None:
+def _print_train(result: dict[str, Any], task: str) -> None:
     click.echo(f"published {result['published']} (best of {result['iterations']} iterations: "
                f"iteration {result['best_iteration']})")
     for label, name in (("validation", "trained"), ("test", "trained"), ("base", "base")):
-        r = result[label]
-        low, high = r["interval95"]
-        click.echo(f"{name:<8} {task}/{r['split']}: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})")
+        click.echo(_score_line(name, task, result[label]))
+
+
+_PRINTERS = {AdaptSpec.kind: _print_adapt, TrainSpec.kind: _print_train}
 
 
 def print_result(job) -> None:
     """A finished job's result, in the words of its kind."""
-    if job.kind == "adapt":
-        print_adapt_result(job.result, job.spec["task"])
-    elif job.kind == "train":
-        print_train_result(job.result, job.spec["task"])
-    else:
+    printer = _PRINTERS.get(job.kind)
+    if printer is None:
         click.echo(f"job {job.id} {job.status}")
+    else:
+        printer(job.result, job.spec["task"])
 
 
 @click.group()
@@ -83,7 +88,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--status", help="queued, running, succeeded, failed or cancelled.")
+@click.option("--status", type=click.Choice(JobStatus.values()), help="Only jobs in this state.")
 @click.option("--kind", help="Only jobs of this kind.")
 @click.option("--limit", default=50, show_default=True)
 @json_option
@@ -165,7 +170,7 @@ def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: boo
 @pass_app
 def plot(app: AppContext, job_id: int, out: str) -> None:
     """Plot a job's steps: best/mean score and alpha weights per generation (adapt), or its training curve."""
-    from t2reg.adaptation.plots import plot_job
+    from t2reg.adaptation.reporting.plots import plot_job
 
     registry = app.registry()
     path = plot_job(registry.jobs.get(job_id), registry.jobs.events(job_id), out)
@@ -179,8 +184,6 @@ def plot(app: AppContext, job_id: int, out: str) -> None:
 @pass_app
 def worker(app: AppContext, once: bool, kinds: str | None, poll: float) -> None:
     """Claim queued jobs from the registry's database and run them; several workers may share one queue."""
-    from t2reg.adaptation.jobs import work, worker_name
-
     name = worker_name()
     click.echo(f"worker {name} on {app.registry().db.display_url}", err=True)
 

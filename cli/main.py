@@ -15,6 +15,7 @@ import click
 
 from t2reg import __version__
 from t2reg.cli.context import AppContext
+from t2reg.cli.options import flag
 from t2reg.errors import T2RegError
 
 EXIT_USAGE = 2
@@ -76,7 +77,7 @@ def _run(args: list[str], debug: bool) -> int:
     except (click.Abort, KeyboardInterrupt):
         return _fail("interrupted", EXIT_INTERRUPTED, debug)
     except T2RegError as exc:
-        return _fail(str(exc), exc.exit_code, debug)
+        return _fail(exc.render(flag), exc.exit_code, debug)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users

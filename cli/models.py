@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.output import emit_fields, emit_json, emit_table, json_option
+from t2reg.cli.options import device_option, json_option, modules_option
+from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.registry.entities import ModelInfo
 
 
@@ -48,9 +49,8 @@ def add(app: AppContext, source: str, aliases, name, revision, gguf, as_json) ->
 
 @model.command("decompose")
 @click.argument("ref")
-@click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
-              help="Which matrices to decompose (the paper adapts the MLP).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the SVD [default: cuda if present].")
+@modules_option
+@device_option
 @pass_app
 def decompose(app: AppContext, ref: str, modules: str, device: str | None) -> None:
     """Compute the SVD of the model's matrices once and cache it (resumable).

@@ -7,7 +7,6 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def emit_json(value: Any) -> None:

@@ -4,37 +4,39 @@ from __future__ import annotations
 
 import click
 
+from t2reg.adaptation.training.spec import PARAMETRIZATIONS, TrainSpec
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.jobs import queue_job, run_here
-from t2reg.cli.output import json_option
+from t2reg.cli.jobs import run_or_queue
+from t2reg.cli.options import backend_option, data_dir_option, default_of, detach_option, json_option
 
 
 @click.command()
 @click.option("--model", required=True, help="The base model (name or alias); its spectra must be decomposed.")
 @click.option("--task", required=True, help="The task to train for (see `t2reg tasks list`).")
-@click.option("--iterations", default=40, show_default=True)
-@click.option("--batch-size", default=16, show_default=True, help="Training examples per iteration.")
-@click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
-              help="Which matrices get a learnable vector.")
-@click.option("--kl", default=0.1, show_default=True, help="Weight lambda of the KL penalty to the base model.")
-@click.option("--lr", default=2e-3, show_default=True, help="AdamW learning rate (cosine decay to 0).")
-@click.option("--param", type=click.Choice(["logits", "scale"]), default="logits", show_default=True,
-              help="logits: z = sigmoid(p) * max_mult with nuclear renormalisation (the reference code's rule); "
-                   "scale: learn z directly.")
-@click.option("--init", default=0.1, show_default=True, help="Initial logit p (--param logits).")
-@click.option("--init-scale", default=1.0, show_default=True, help="Initial z (--param scale).")
-@click.option("--clip", default=1.0, show_default=True, help="Gradient norm clipping.")
-@click.option("--validation", default=32, show_default=True, help="Validation examples for checkpoint selection.")
-@click.option("--eval-every", default=1, show_default=True, help="Iterations between validation scores.")
+@default_of(TrainSpec, "iterations")
+@default_of(TrainSpec, "batch_size", help="Training examples per iteration.")
+@default_of(TrainSpec, "modules", type=click.Choice(["mlp", "attn", "all"]), help="Which matrices get a learnable vector.")
+@default_of(TrainSpec, "kl", help="Weight lambda of the KL penalty to the base model.")
+@default_of(TrainSpec, "lr", help="AdamW learning rate (cosine decay to 0).")
+@default_of(TrainSpec, "param", type=click.Choice(PARAMETRIZATIONS),
+            help="logits: z = sigmoid(p) * max_mult with nuclear renormalisation (the reference code's rule); "
+                 "scale: learn z directly.")
+@default_of(TrainSpec, "init", help="Initial logit p (--param logits).")
+@default_of(TrainSpec, "init_scale", help="Initial z (--param scale).")
+@default_of(TrainSpec, "max_mult", help="z = sigmoid(p) * max_mult (--param logits).")
+@default_of(TrainSpec, "clip", help="Gradient norm clipping.")
+@default_of(TrainSpec, "temperature", help="Sampling temperature of the rollouts.")
+@default_of(TrainSpec, "validation", help="Validation examples for checkpoint selection.")
+@default_of(TrainSpec, "eval_every", help="Iterations between validation scores.")
 @click.option("--patience", type=int, help="Stop after this many validation rounds without a better score.")
-@click.option("--heldout", default=100, show_default=True, help="Test examples the result is reported on.")
+@default_of(TrainSpec, "heldout", help="Test examples the result is reported on.")
 @click.option("--max-new-tokens", type=int, help="Sampling budget for generation tasks [default: the task's].")
-@click.option("--sampler", default="hf", show_default=True, help="Where completions are sampled: hf or vllm.")
+@backend_option(TrainSpec.default("sampler"), "--sampler", help="Where completions are sampled: hf or vllm.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Evaluation data [env T2REG_DATA_DIR].")
+@default_of(TrainSpec, "seed")
+@data_dir_option
 @click.option("--name", help="Name of the published expert [default: TASK-MODEL].")
-@click.option("--detach", is_flag=True, help="Only queue the job; a `t2reg worker` runs it.")
+@detach_option
 @json_option
 @pass_app
 def train(app: AppContext, detach: bool, as_json: bool, **options) -> None:
@@ -47,13 +49,7 @@ def train(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     \b
     t2reg train --model smollm2-135m --task arc-easy --iterations 40 --batch-size 16
     """
-    from t2reg.adaptation.training import TrainSpec
-
-    spec = TrainSpec(**options)
-    if detach:
-        queue_job(app, "train", spec.to_dict(), as_json)
-        return
-    run_here(app, "train", spec.to_dict(), label="train", as_json=as_json)
+    run_or_queue(app, TrainSpec(**options), detach=detach, as_json=as_json, label="train")
 
 
 COMMANDS = [train]

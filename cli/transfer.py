@@ -6,8 +6,11 @@ import click
 
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import queue_job
-from t2reg.cli.output import emit_json, json_option
-from t2reg.errors import InvalidInputError
+from t2reg.cli.options import default_of, json_option
+from t2reg.cli.output import emit_json
+from t2reg.transfer.alignment import LAYER_ALIGNMENTS, RANK_ALIGNMENTS
+from t2reg.transfer.core import BASELINES
+from t2reg.transfer.spec import TransferSpec
 
 
 @click.command()
@@ -15,21 +18,20 @@ from t2reg.errors import InvalidInputError
 @click.option("--from", "source_model", help="Transfer every latest expert of this model (instead of REF).")
 @click.option("--to", "target", required=True, help="Target base model (name or alias).")
 @click.option("--task", help="With --from: only experts for this task.")
-@click.option("--layer-align", type=click.Choice(["relative", "index"]), default="relative", show_default=True,
-              help="relative: interpolate between the nearest source layers; index: equal depth, layer j to j.")
-@click.option("--rank-align", type=click.Choice(["quantile", "index", "energy"]), default="quantile", show_default=True,
-              help="How singular-value indices correspond: by position i/r, one to one, or by cumulative energy "
-                   "(needs both models' spectra).")
-@click.option("--baseline", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
-              help="shuffled: permute each vector (the control showing the canonical order carries the skill).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the shuffled baseline.")
+@default_of(TransferSpec, "layer_align", type=click.Choice(LAYER_ALIGNMENTS),
+            help="relative: interpolate between the nearest source layers; index: equal depth, layer j to j.")
+@default_of(TransferSpec, "rank_align", type=click.Choice(RANK_ALIGNMENTS),
+            help="How singular-value indices correspond: by position i/r, one to one, or by cumulative energy "
+                 "(needs both models' spectra).")
+@default_of(TransferSpec, "baseline", type=click.Choice(BASELINES),
+            help="shuffled: permute each vector (the control showing the canonical order carries the skill).")
+@default_of(TransferSpec, "seed", help="Seed of the shuffled baseline.")
 @click.option("--name", help="Name of the published expert (only with REF).")
 @click.option("--dry-run", is_flag=True, help="Compute the plan and report; publish nothing.")
 @click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it.")
 @json_option
 @pass_app
-def transfer(app: AppContext, ref, source_model, target, task, layer_align, rank_align, baseline, seed, name,
-             dry_run, detach, as_json) -> None:
+def transfer(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     """Map experts to another base model by canonical singular-value order.
 
     \b
@@ -37,23 +39,15 @@ def transfer(app: AppContext, ref, source_model, target, task, layer_align, rank
     t2reg transfer --from llama3-8b --to mistral-7b --task gsm8k
     t2reg transfer gsm8k-llama3-8b:2 --to mistral-7b --baseline shuffled --seed 7
     """
-    from t2reg.transfer.publishing import transfer_model, transfer_version
+    from t2reg.transfer.publishing import run_transfer
 
-    if (ref is None) == (source_model is None):
+    if (options["ref"] is None) == (options["source_model"] is None):
         raise click.UsageError("give an expert REF or --from MODEL (one of them)")
-    if name and source_model:
-        raise InvalidInputError("--name applies to a single REF, not to --from")
-    options = dict(layer_align=layer_align, rank_align=rank_align, baseline=baseline, seed=seed, dry_run=dry_run)
-    registry = app.registry()
+    spec = TransferSpec(**options)
     if detach:
-        spec = {"ref": ref, "source_model": source_model, "target": target, **options,
-                **({"name": name} if ref else {"task": task})}
-        queue_job(app, "transfer", spec, as_json)
+        queue_job(app, spec, as_json)
         return
-    if ref:
-        results = [transfer_version(registry, ref, target, name=name, **options)]
-    else:
-        results = transfer_model(registry, source_model, target, task=task, **options)
+    results = run_transfer(app.registry(), spec).results
     if as_json:
         emit_json([r.to_dict() for r in results])
         return

@@ -26,11 +26,21 @@ from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
-from t2reg.registry.entities import EvaluationInfo, ExpertVersion, GcReport, ModelInfo, RankedVersion, VerifyReport
+from t2reg.registry.derived import DerivedExpert, publish_derived
+from t2reg.registry.entities import (
+    EvaluationInfo,
+    ExpertVersion,
+    GcReport,
+    Lineage,
+    ModelInfo,
+    RankedVersion,
+    VerifyReport,
+)
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
 from t2reg.registry.validation import parse_metric, parse_reference, validate_name
 from t2reg.settings import Settings, load_settings
+from t2reg.vocabulary import Relation, Source
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
@@ -155,7 +165,8 @@ class Registry:
             row = base_models.get_model(session, model)
             specs = matrix_specs(row.config, modules)
             meta = ExpertMeta(base_model=row.name, architecture=row.architecture, base_model_revision=row.revision,
-                              task=task, provenance={"source": "native", "init": {"value": value, "noise": noise, "seed": seed}})
+                              task=task, provenance={"source": Source.NATIVE.value,
+                                                         "init": {"value": value, "noise": noise, "seed": seed}})
         return write_expert(constant_expert({s.name: s.rank for s in specs}, meta, value, noise, seed), out)
 
     # -- experts --------------------------------------------------------------
@@ -172,14 +183,14 @@ class Registry:
         split: str | None = None,
         n: int | None = None,
         tags: Mapping[str, str] | None = None,
-        lineage: Iterable[tuple[str | None, str, float | None, Mapping[str, Any]]] = (),
+        lineage: Iterable[Lineage] = (),
     ) -> ExpertVersion:
         """Validate an expert file and store it as the next version of its expert.
 
         The name defaults to ``TASK-MODEL`` (the model's alias); ``model`` and
         ``task`` default to the file's own metadata. Metrics given as text
-        (``TASK:METRIC=VALUE``) get ``split`` and ``n``. ``lineage`` rows are
-        ``(parent ref or None, relation, weight, params)``.
+        (``TASK:METRIC=VALUE``) get ``split`` and ``n``. ``lineage`` edges name
+        their parent by reference.
         """
         data, expert, origin = _load_source(source)
         with self.db.session() as session:
@@ -197,7 +208,7 @@ class Registry:
                 n_params=expert.n_params,
                 parametrization=expert.meta.parametrization,
                 renormalize=expert.meta.renormalize,
-                source=expert.meta.source,
+                source=Source(expert.meta.source),
                 metadata=expert.meta.to_header(),
                 metrics=expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics),
                 tags=tuple((validate_name(k, "tag key"), str(v)) for k, v in (tags or {}).items()),
@@ -205,6 +216,10 @@ class Registry:
             )
             versions.check_owner(session, name, model_row.id)
         return self._store(data, new)
+
+    def publish_derived(self, derived: DerivedExpert) -> ExpertVersion:
+        """Publish an expert t2reg made (see :mod:`t2reg.registry.derived`); once per job."""
+        return publish_derived(self, derived)
 
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
         sha, created = self.blobs.put(data)
@@ -233,13 +248,15 @@ class Registry:
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None
         if model is None and file_model is None:
-            raise InvalidInputError("the file names no base_model: pass --model")
+            raise InvalidInputError("the file names no base_model: say which model it is for ({model})",
+                                    options=["model"])
         row = base_models.get_model(session, model or file_model)
         if model is not None and file_model is not None:
             claimed = base_models.find_model(session, file_model)
             if claimed is not None and claimed.id != row.id:
                 raise ConflictError(
-                    f"--model {model} is {row.name!r}, but the file says its base model is {claimed.name!r}"
+                    f"{{model}} {model} is {row.name!r}, but the file says its base model is {claimed.name!r}",
+                    options=["model"],
                 )
         ref = model or file_model
         aliases = base_models.aliases_of(session, row.id)
@@ -249,13 +266,14 @@ class Registry:
     @staticmethod
     def _default_name(task: str | None, handle: str) -> str:
         if not task:
-            raise InvalidInputError("no task: pass --task or set 'task' in the file's metadata (or pass --name)")
+            raise InvalidInputError("no task: give one ({task}), set 'task' in the file's metadata, or name the "
+                                    "expert ({name})", options=["task", "name"])
         return f"{task}-{handle}"
 
-    def _lineage_rows(self, session, lineage: Iterable[tuple[str | None, str, float | None, Mapping[str, Any]]]):
-        for parent, relation, weight, params in lineage:
-            parent_id = None if parent is None else versions.resolve(session, parse_reference(parent)).id
-            yield parent_id, relation, weight, dict(params)
+    def _lineage_rows(self, session, lineage: Iterable[Lineage]):
+        for edge in lineage:
+            parent_id = None if edge.parent is None else versions.resolve(session, parse_reference(edge.parent)).id
+            yield parent_id, edge
 
     def get(self, ref: str) -> ExpertVersion:
         """A version with its tags, aliases, evaluations and lineage."""
@@ -295,12 +313,12 @@ class Registry:
                 chosen.setdefault(version.ref, version)
         return list(chosen.values())
 
-    def find_derived(self, parent: str, relation: str, params: Mapping[str, Any]) -> ExpertVersion | None:
+    def find_derived(self, parent: str, relation: Relation, params: Mapping[str, Any]) -> ExpertVersion | None:
         """A live version derived from ``parent`` by ``relation`` with exactly ``params``, if one exists."""
         parsed = parse_reference(parent)
         with self.db.session() as session:
             parent_row = versions.resolve(session, parsed)
-            row = versions.find_derived(session, parent_row.id, relation, dict(params))
+            row = versions.find_derived(session, parent_row.id, Relation(relation).value, dict(params))
             return None if row is None else versions.describe(session, row)
 
     def read_expert(self, ref: str) -> Expert:
@@ -346,7 +364,8 @@ class Registry:
             task = versions.describe(session, row).task
             parsed_metrics = [_as_metric(m, task, split, n) for m in metrics]
             if not parsed_metrics:
-                raise InvalidInputError("give at least one --metric TASK:METRIC=VALUE")
+                raise InvalidInputError("give at least one score ({metrics}), e.g. gsm8k:accuracy=0.79",
+                                        options=["metrics"])
             for metric in parsed_metrics:
                 evaluations.add(session, row.id, metric, source)
             return versions.describe(session, row)
@@ -364,7 +383,7 @@ class Registry:
     ) -> list[RankedVersion]:
         """Live versions ranked by their most recent ``task``/``metric`` score, best first."""
         if limit < 1:
-            raise InvalidInputError("--limit must be at least 1")
+            raise InvalidInputError("{limit} must be at least 1", options=["limit"])
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             return evaluations.best(session, task, metric, model_id, split, sources, limit)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.architectures import get_architecture
 from t2reg.errors import ConflictError, NotFoundError
 from t2reg.expert_file import Metric
 from t2reg.registry.entities import EvaluationInfo, ModelInfo
@@ -30,7 +29,8 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
         session.add(row)
         session.flush()
     elif row.shapes != spec.shapes():
-        raise ConflictError(f"model {spec.name!r} is already registered with other shapes; pass another --name")
+        raise ConflictError(f"model {spec.name!r} is already registered with other shapes; choose another {{name}}",
+                            options=["name"])
     elif spec.location and spec.location != row.location:
         # Same model, now with weights (e.g. a built-in shape table gets its converted GGUF).
         row.location, row.source, row.config = spec.location, spec.source, dict(spec.config)
@@ -78,20 +78,7 @@ def aliases_of(session: Session, model_id: int) -> tuple[str, ...]:
 
 
 def to_info(session: Session, row: BaseModelRow) -> ModelInfo:
-    arch = get_architecture(row.architecture)
-    layers = {arch.locate(name)[0] for name in row.shapes}
-    return ModelInfo(
-        name=row.name,
-        aliases=aliases_of(session, row.id),
-        architecture=row.architecture,
-        revision=row.revision,
-        source=row.source,
-        location=row.location,
-        num_layers=len(layers),
-        num_matrices=len(row.shapes),
-        created_at=row.created_at,
-        spectra_fingerprint=row.spectra_fingerprint,
-    )
+    return row.to_entity(aliases_of(session, row.id))
 
 
 def list_models(session: Session) -> list[ModelInfo]:
@@ -99,19 +86,14 @@ def list_models(session: Session) -> list[ModelInfo]:
 
 
 def add_evaluation(session: Session, model_id: int, metric: Metric, source: str) -> EvaluationInfo:
-    row = ModelEvaluationRow(model_id=model_id, task=metric.task, metric=metric.metric, value=metric.value,
-                             split=metric.split, n=metric.n, source=source)
+    row = ModelEvaluationRow(model_id=model_id, **ModelEvaluationRow.columns_of(metric, source))
     session.add(row)
     session.flush()
-    return _evaluation_info(row)
+    return row.to_entity()
 
 
 def evaluations(session: Session, model_id: int, task: str | None = None) -> list[EvaluationInfo]:
     stmt = select(ModelEvaluationRow).where(ModelEvaluationRow.model_id == model_id)
     if task is not None:
         stmt = stmt.where(ModelEvaluationRow.task == task)
-    return [_evaluation_info(r) for r in session.scalars(stmt.order_by(ModelEvaluationRow.id))]
-
-
-def _evaluation_info(row: ModelEvaluationRow) -> EvaluationInfo:
-    return EvaluationInfo(row.task, row.metric, row.value, row.split, row.n, row.source, row.created_at)
+    return [r.to_entity() for r in session.scalars(stmt.order_by(ModelEvaluationRow.id))]

@@ -1,7 +1,7 @@
 """Content-addressed blob store: ``<root>/sha256/<2 hex>/<64 hex>``.
 
-A blob is written to a temp file under ``<root>/tmp``, fsynced, then renamed
-into place, so a reader never sees a partial blob and the same bytes are
+A blob lands like every file t2reg writes (:mod:`t2reg.files`), its temp file
+under ``<root>/tmp``, so a reader never sees a partial blob and the same bytes are
 stored once. Rows point to blobs; blobs never point to rows, so a crash leaves
 at worst an unreferenced blob or temp file, which ``gc`` removes.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 from t2reg.errors import IntegrityCheckError, NotFoundError
+from t2reg.files import land_bytes
 
 _CHUNK = 1 << 20
 
@@ -41,10 +41,8 @@ class BlobStore:
         if final.is_file():
             os.utime(final)  # a fresh mtime keeps a concurrent gc's grace period from taking it
             return sha, False
-        tmp = self._write_temp(data)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        land_bytes(final, data, temp_dir=self._tmp)  # temp files live in tmp/, where gc finds strays
         return sha, True
 
     def read(self, sha256: str) -> bytes:
@@ -59,15 +57,7 @@ class BlobStore:
 
     def copy_to(self, sha256: str, out: Path) -> Path:
         """Copy a blob to ``out`` atomically, refusing to write a corrupt copy."""
-        data = self.read(sha256)
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
+        return land_bytes(out, self.read(sha256))
 
     def hash_file(self, sha256: str) -> str | None:
         """The actual sha256 of the stored bytes, or None when the blob is missing."""
@@ -107,23 +97,3 @@ class BlobStore:
         except FileNotFoundError:
             return 0.0
 
-    def _write_temp(self, data: bytes) -> Path:
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
-        try:
-            with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
+
+from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
 
 
 def _plain(value: Any) -> Any:
@@ -62,11 +64,13 @@ class EvaluationInfo(_Serialisable):
 
 
 @dataclass(frozen=True)
-class LineageInfo(_Serialisable):
-    relation: str
-    parent: str | None  # NAME:VERSION of the parent version
-    weight: float | None
-    params: dict[str, Any]
+class Lineage(_Serialisable):
+    """One edge from a version to what it came from: given to ``publish``, read back by ``get``."""
+
+    parent: str | None  # a reference to the parent version (NAME:VERSION when read back); None: no version
+    relation: Relation
+    weight: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,8 @@ class ExpertVersion(_Serialisable):
     version: int
     model: str
     task: str | None
-    source: str
-    status: str
+    source: Source
+    status: VersionStatus
     sha256: str
     size: int
     n_params: int
@@ -88,7 +92,7 @@ class ExpertVersion(_Serialisable):
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     evaluations: tuple[EvaluationInfo, ...] = ()
-    lineage: tuple[LineageInfo, ...] = ()
+    lineage: tuple[Lineage, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -107,7 +111,7 @@ class RankedVersion(_Serialisable):
     name: str
     version: int
     model: str
-    source: str
+    source: Source
     task: str
     metric: str
     value: float
@@ -148,7 +152,7 @@ class JobEvent(_Serialisable):
 class JobInfo(_Serialisable):
     id: int
     kind: str
-    status: str
+    status: JobStatus
     spec: dict[str, Any]
     state: dict[str, Any] | None
     result: dict[str, Any] | None
@@ -163,4 +167,4 @@ class JobInfo(_Serialisable):
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled")
+        return self.status.finished

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from t2reg.expert_file import Metric
 from t2reg.registry.entities import RankedVersion
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
+from t2reg.registry.validation import source_values
+from t2reg.vocabulary import VersionStatus
 
 
 def add(session: Session, version_id: int, metric: Metric, source: str) -> EvaluationRow:
@@ -32,17 +34,8 @@ def add(session: Session, version_id: int, metric: Metric, source: str) -> Evalu
         .where(*same, same_split, EvaluationRow.is_latest_in_split == true())
         .values(is_latest_in_split=False)
     )
-    row = EvaluationRow(
-        version_id=version_id,
-        task=metric.task,
-        metric=metric.metric,
-        value=metric.value,
-        split=metric.split,
-        n=metric.n,
-        source=source,
-        is_latest=True,
-        is_latest_in_split=True,
-    )
+    row = EvaluationRow(version_id=version_id, is_latest=True, is_latest_in_split=True,
+                        **EvaluationRow.columns_of(metric, source))
     session.add(row)
     session.flush()
     return row
@@ -63,7 +56,7 @@ def best(
         .join(VersionRow, VersionRow.id == EvaluationRow.version_id)
         .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
         .join(BaseModelRow, BaseModelRow.id == ExpertRow.base_model_id)
-        .where(EvaluationRow.task == task, EvaluationRow.metric == metric, VersionRow.status == "live")
+        .where(EvaluationRow.task == task, EvaluationRow.metric == metric, VersionRow.status == VersionStatus.LIVE.value)
     )
     if split is None:
         stmt = stmt.where(EvaluationRow.is_latest == true())
@@ -71,27 +64,12 @@ def best(
         stmt = stmt.where(EvaluationRow.split == split, EvaluationRow.is_latest_in_split == true())
     if model_id is not None:
         stmt = stmt.where(ExpertRow.base_model_id == model_id)
-    sources = tuple(sources)
+    sources = tuple(s.value for s in source_values(sources))
     if sources:
         stmt = stmt.where(VersionRow.source.in_(sources))
     stmt = stmt.order_by(EvaluationRow.value.desc(), EvaluationRow.id.desc()).limit(limit)
-    return [
-        RankedVersion(
-            rank=i,
-            ref=f"{name}:{version}",
-            name=name,
-            version=version,
-            model=model,
-            source=source,
-            task=ev.task,
-            metric=ev.metric,
-            value=ev.value,
-            split=ev.split,
-            n=ev.n,
-            evaluated_at=ev.created_at,
-        )
-        for i, (ev, version, source, name, model) in enumerate(session.execute(stmt), start=1)
-    ]
+    return [ev.to_ranked(i, name, version, source, model)
+            for i, (ev, version, source, name, model) in enumerate(session.execute(stmt), start=1)]
 
 
 def metrics_for_task(session: Session, task: str) -> list[str]:

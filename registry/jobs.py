@@ -21,13 +21,15 @@ from typing import Any, Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, NotFoundError
 from t2reg.registry.db import Database
 from t2reg.registry.entities import JobEvent, JobInfo, as_utc
 from t2reg.registry.orm import JobEventRow, JobRow, utcnow
+from t2reg.vocabulary import JobStatus
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 DEFAULT_TIMEOUT = 120.0
+QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+FINISHED = tuple(s.value for s in JobStatus if s.finished)
 
 
 class ClaimLost(ConflictError):
@@ -52,10 +54,10 @@ class JobQueue:
 
     def submit(self, kind: str, spec: dict[str, Any]) -> JobInfo:
         def work(session: Session) -> JobInfo:
-            row = JobRow(kind=kind, status="queued", spec=spec, attempts=0)
+            row = JobRow(kind=kind, status=QUEUED, spec=spec, attempts=0)
             session.add(row)
             session.flush()
-            return _info(row)
+            return row.to_entity()
 
         return self.db.write(work)
 
@@ -64,44 +66,44 @@ class JobQueue:
 
         def work(session: Session) -> tuple[Claim, JobInfo]:
             now = utcnow()
-            row = JobRow(kind=kind, status="running", spec=spec, attempts=1, worker=worker, started_at=now,
+            row = JobRow(kind=kind, status=RUNNING, spec=spec, attempts=1, worker=worker, started_at=now,
                          heartbeat_at=now)
             session.add(row)
             session.flush()
-            return Claim(row.id, worker, 1), _info(row)
+            return Claim(row.id, worker, 1), row.to_entity()
 
         return self.db.write(work)
 
     def get(self, job_id: int) -> JobInfo:
         with self.db.session() as session:
-            return _info(_row(session, job_id), _event_count(session, job_id))
+            return _row(session, job_id).to_entity(_event_count(session, job_id))
 
     def list(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[JobInfo]:
-        if status is not None and status not in STATUSES:
-            raise InvalidInputError(f"unknown job status {status!r}; choose from {', '.join(STATUSES)}")
+        if status is not None:
+            status = JobStatus.parse(status, "job status").value
         query = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
         if status:
             query = query.where(JobRow.status == status)
         if kind:
             query = query.where(JobRow.kind == kind)
         with self.db.session() as session:
-            return [_info(row) for row in session.scalars(query)]
+            return [row.to_entity() for row in session.scalars(query)]
 
     def events(self, job_id: int) -> list[JobEvent]:
         with self.db.session() as session:
             _row(session, job_id)
             rows = session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.seq))
-            return [JobEvent(r.seq, r.data, as_utc(r.created_at)) for r in rows]
+            return [r.to_entity() for r in rows]
 
     def cancel(self, job_id: int) -> JobInfo:
         """Stop a job: a queued one never starts, a running one stops at its next checkpoint."""
 
         def work(session: Session) -> JobInfo:
             row = _row(session, job_id)
-            if row.status in ("succeeded", "failed", "cancelled"):
+            if row.status in FINISHED:
                 raise ConflictError(f"job {job_id} has already {row.status.replace('cancelled', 'been cancelled')}")
-            row.status, row.finished_at = "cancelled", utcnow()
-            return _info(row)
+            row.status, row.finished_at = JobStatus.CANCELLED.value, utcnow()
+            return row.to_entity()
 
         return self.db.write(work)
 
@@ -110,14 +112,14 @@ class JobQueue:
 
         def work(session: Session) -> JobInfo:
             row = _row(session, job_id)
-            if row.status == "succeeded":
+            if row.status == JobStatus.SUCCEEDED.value:
                 raise ConflictError(f"job {job_id} has already succeeded")
-            if row.status == "running" and not force and not self._lapsed(row):
+            if row.status == RUNNING and not force and not self._lapsed(row):
                 age = (utcnow() - as_utc(row.heartbeat_at)).total_seconds()
                 raise ConflictError(f"job {job_id} is running on {row.worker} (heartbeat {age:.0f}s ago); "
-                                    "use --force if that worker is dead")
-            row.status, row.error, row.finished_at, row.worker = "queued", None, None, None
-            return _info(row)
+                                    "if that worker is dead, take the job over ({force})", options=["force"])
+            row.status, row.error, row.finished_at, row.worker = QUEUED, None, None, None
+            return row.to_entity()
 
         return self.db.write(work)
 
@@ -127,8 +129,7 @@ class JobQueue:
         """Take the oldest queued (or abandoned) job of ``kinds``, or job ``job_id``; None when there is none."""
 
         def work(session: Session):
-            claimable = or_(JobRow.status == "queued",
-                            (JobRow.status == "running") & (JobRow.heartbeat_at < self._cutoff()))
+            claimable = or_(JobRow.status == QUEUED, (JobRow.status == RUNNING) & (JobRow.heartbeat_at < self._cutoff()))
             query = select(JobRow).where(claimable).order_by(JobRow.id).limit(1).with_for_update(skip_locked=True)
             if kinds:
                 query = query.where(JobRow.kind.in_(list(kinds)))
@@ -138,9 +139,9 @@ class JobQueue:
             if row is None:
                 return None
             now = utcnow()
-            row.status, row.worker, row.attempts = "running", worker, row.attempts + 1
+            row.status, row.worker, row.attempts = RUNNING, worker, row.attempts + 1
             row.started_at, row.heartbeat_at = row.started_at or now, now
-            return Claim(row.id, worker, row.attempts), _info(row)
+            return Claim(row.id, worker, row.attempts), row.to_entity()
 
         return self.db.write(work)
 
@@ -159,14 +160,14 @@ class JobQueue:
         self.db.write(work)
 
     def finish(self, claim: Claim, result: dict[str, Any]) -> None:
-        self.db.write(lambda s: self._touch(s, claim, status="succeeded", result=result, finished_at=utcnow()))
+        self.db.write(lambda s: self._touch(s, claim, status=JobStatus.SUCCEEDED.value, result=result, finished_at=utcnow()))
 
     def fail(self, claim: Claim, error: str) -> None:
-        self.db.write(lambda s: self._touch(s, claim, status="failed", error=error[:4000], finished_at=utcnow()))
+        self.db.write(lambda s: self._touch(s, claim, status=JobStatus.FAILED.value, error=error[:4000], finished_at=utcnow()))
 
     def _touch(self, session: Session, claim: Claim, **values: Any) -> None:
         held = update(JobRow).where(JobRow.id == claim.job_id, JobRow.worker == claim.worker,
-                                    JobRow.attempts == claim.attempt, JobRow.status == "running")
+                                    JobRow.attempts == claim.attempt, JobRow.status == RUNNING)
         if session.execute(held.values(heartbeat_at=utcnow(), **values)).rowcount != 1:
             raise ClaimLost(f"job {claim.job_id} is no longer held by {claim.worker} "
                             f"({_row(session, claim.job_id).status})")
@@ -188,9 +189,3 @@ def _row(session: Session, job_id: int) -> JobRow:
 def _event_count(session: Session, job_id: int) -> int:
     return session.scalar(select(func.count()).select_from(JobEventRow).where(JobEventRow.job_id == job_id)) or 0
 
-
-def _info(row: JobRow, events: int = 0) -> JobInfo:
-    times = {k: as_utc(getattr(row, k)) if getattr(row, k) else None
-             for k in ("created_at", "started_at", "heartbeat_at", "finished_at")}
-    return JobInfo(id=row.id, kind=row.kind, status=row.status, spec=row.spec, state=row.state, result=row.result,
-                   error=row.error, worker=row.worker, attempts=row.attempts, events=events, **times)

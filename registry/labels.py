@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, NotFoundError
 from t2reg.registry.orm import ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.registry.validation import validate_name
+from t2reg.vocabulary import VersionStatus
 
 
 def set_tags(session: Session, row: VersionRow, tags: dict[str, str]) -> None:
@@ -31,7 +32,7 @@ def set_alias(session: Session, row: VersionRow, alias: str, move: bool = False)
     validate_name(alias, "alias")
     if alias.isdigit():
         raise ConflictError(f"alias {alias!r} would read as a version number")
-    if row.status != "live":
+    if row.status != VersionStatus.LIVE.value:
         raise ConflictError("cannot alias a deleted version")
     existing = session.get(VersionAliasRow, (row.expert_id, alias))
     if existing is None:
@@ -43,15 +44,8 @@ def set_alias(session: Session, row: VersionRow, alias: str, move: bool = False)
         other = session.get(VersionRow, existing.version_id)
         expert = session.get(ExpertRow, row.expert_id)
         raise ConflictError(
-            f"alias {alias!r} already points at {expert.name}:{other.version}; pass --force to move it"
+            f"alias {alias!r} already points at {expert.name}:{other.version}; move it explicitly ({{force}})",
+            options=["force"],
         )
     existing.version_id = row.id
 
-
-def remove_alias(session: Session, expert_id: int, alias: str) -> None:
-    existing = session.scalar(
-        select(VersionAliasRow).where(VersionAliasRow.expert_id == expert_id, VersionAliasRow.alias == alias)
-    )
-    if existing is None:
-        raise NotFoundError(f"no alias {alias!r}")
-    session.delete(existing)

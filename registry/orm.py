@@ -21,6 +21,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from t2reg.architectures import get_architecture
+from t2reg.registry.entities import (
+    EvaluationInfo,
+    ExpertVersion,
+    JobEvent,
+    JobInfo,
+    Lineage,
+    ModelInfo,
+    RankedVersion,
+    as_utc,
+)
+from t2reg.expert_file import Metric
+from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
+
 # Named constraints keep alembic's SQLite batch mode able to find them again.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -53,6 +67,21 @@ class BaseModelRow(Base):
     shapes: Mapped[dict[str, list[int]]] = mapped_column(JSON)
     spectra_fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_entity(self, aliases: tuple[str, ...]) -> ModelInfo:
+        arch = get_architecture(self.architecture)
+        return ModelInfo(
+            name=self.name,
+            aliases=aliases,
+            architecture=self.architecture,
+            revision=self.revision,
+            source=self.source,
+            location=self.location,
+            num_layers=len({arch.locate(name)[0] for name in self.shapes}),
+            num_matrices=len(self.shapes),
+            created_at=self.created_at,
+            spectra_fingerprint=self.spectra_fingerprint,
+        )
 
 
 class ModelAliasRow(Base):
@@ -87,9 +116,29 @@ class VersionRow(Base):
     parametrization: Mapped[str] = mapped_column(String(20))
     renormalize: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="live")
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.LIVE.value)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+
+    def to_entity(self, expert: ExpertRow, model_name: str, **extra: Any) -> ExpertVersion:
+        """The version as handed out; ``extra`` adds tags, aliases, evaluations and lineage."""
+        return ExpertVersion(
+            name=expert.name,
+            version=self.version,
+            model=model_name,
+            task=expert.task,
+            source=Source(self.source),
+            status=VersionStatus(self.status),
+            sha256=self.blob_sha256,
+            size=self.size,
+            n_params=self.n_params,
+            parametrization=self.parametrization,
+            renormalize=self.renormalize,
+            created_at=self.created_at,
+            description=expert.description,
+            metadata=self.meta,
+            **extra,
+        )
 
 
 class ScoreColumns:
@@ -102,6 +151,15 @@ class ScoreColumns:
     n: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_entity(self) -> EvaluationInfo:
+        return EvaluationInfo(self.task, self.metric, self.value, self.split, self.n, self.source, self.created_at)
+
+    @staticmethod
+    def columns_of(metric: Metric, source: str) -> dict[str, Any]:
+        """The score columns of a new row recording ``metric``."""
+        return {"task": metric.task, "metric": metric.metric, "value": metric.value, "split": metric.split,
+                "n": metric.n, "source": source}
 
 
 class EvaluationRow(ScoreColumns, Base):
@@ -121,6 +179,11 @@ class EvaluationRow(ScoreColumns, Base):
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
     is_latest_in_split: Mapped[bool] = mapped_column(Boolean, default=True)
 
+    def to_ranked(self, rank: int, name: str, version: int, source: str, model: str) -> RankedVersion:
+        """This score as one row of ``best``, for version ``name:version`` of ``model``."""
+        return RankedVersion(rank, f"{name}:{version}", name, version, model, Source(source), self.task, self.metric,
+                             self.value, self.split, self.n, self.created_at)
+
 
 class LineageRow(Base):
     __tablename__ = "lineage"
@@ -131,6 +194,10 @@ class LineageRow(Base):
     relation: Mapped[str] = mapped_column(String(40))
     weight: Mapped[float | None] = mapped_column(Float)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    def to_entity(self, parent: str | None) -> Lineage:
+        """``parent`` is the parent's NAME:VERSION (None for an edge to no version, e.g. trained_from)."""
+        return Lineage(parent, Relation(self.relation), self.weight, self.params)
 
 
 class VersionTagRow(Base):
@@ -169,7 +236,7 @@ class JobRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -180,6 +247,13 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def to_entity(self, events: int = 0) -> JobInfo:
+        times = {k: as_utc(getattr(self, k)) if getattr(self, k) else None
+                 for k in ("created_at", "started_at", "heartbeat_at", "finished_at")}
+        return JobInfo(id=self.id, kind=self.kind, status=JobStatus(self.status), spec=self.spec, state=self.state,
+                       result=self.result, error=self.error, worker=self.worker, attempts=self.attempts,
+                       events=events, **times)
 
 
 class JobEventRow(Base):
@@ -193,3 +267,6 @@ class JobEventRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_entity(self) -> JobEvent:
+        return JobEvent(self.seq, self.data, as_utc(self.created_at))

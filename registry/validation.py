@@ -8,9 +8,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 from t2reg.errors import InvalidInputError, InvalidReferenceError
-from t2reg.expert_file import SOURCES, Metric
+from t2reg.expert_file import Metric
+from t2reg.vocabulary import Source
 
 NAME_MAX = 128
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -104,12 +106,13 @@ def parse_tag(text: str) -> tuple[str, str]:
     return validate_name(key.strip(), "tag key"), value
 
 
-def parse_sources(text: str | None) -> tuple[str, ...]:
-    """Parse a comma-separated ``--source`` list."""
+def parse_sources(text: str | None) -> tuple[Source, ...]:
+    """Parse a comma-separated list of sources (``native,transferred``)."""
     if not text:
         return ()
-    sources = tuple(s.strip() for s in text.split(",") if s.strip())
-    for source in sources:
-        if source not in SOURCES:
-            raise InvalidInputError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
-    return sources
+    return source_values(s.strip() for s in text.split(",") if s.strip())
+
+
+def source_values(sources: Iterable[str]) -> tuple[Source, ...]:
+    """Each of ``sources`` as a :class:`Source`, refusing unknown ones by name."""
+    return tuple(Source.parse(s, "source") for s in sources)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from t2reg.errors import ConflictError, NotFoundError
 from t2reg.expert_file import Metric
 from t2reg.registry import base_models, evaluations
-from t2reg.registry.entities import EvaluationInfo, ExpertVersion, LineageInfo
+from t2reg.registry.entities import ExpertVersion, Lineage
 from t2reg.registry.orm import (
     BaseModelRow,
     EvaluationRow,
@@ -22,10 +22,10 @@ from t2reg.registry.orm import (
     VersionTagRow,
 )
 from t2reg.registry.filters import Clause, Filter
-from t2reg.registry.validation import Reference
+from t2reg.registry.validation import Reference, source_values
+from t2reg.vocabulary import Source, VersionStatus
 
-LIVE = "live"
-DELETED = "deleted"
+LIVE = VersionStatus.LIVE.value
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ class NewVersion:
     n_params: int
     parametrization: str
     renormalize: str
-    source: str
+    source: Source
     metadata: dict[str, Any]
     metrics: tuple[Metric, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
-    lineage: tuple[tuple[int | None, str, float | None, dict[str, Any]], ...] = ()
+    lineage: tuple[tuple[int | None, Lineage], ...] = ()  # (parent version id, edge)
 
 
 def insert_version(session: Session, new: NewVersion) -> VersionRow:
@@ -71,7 +71,7 @@ def insert_version(session: Session, new: NewVersion) -> VersionRow:
             n_params=new.n_params,
             parametrization=new.parametrization,
             renormalize=new.renormalize,
-            source=new.source,
+            source=new.source.value,
             status=LIVE,
             meta=new.metadata,
         )
@@ -82,8 +82,9 @@ def insert_version(session: Session, new: NewVersion) -> VersionRow:
         evaluations.add(session, row.id, metric, source="publish")
     for key, value in new.tags:
         session.add(VersionTagRow(version_id=row.id, key=key, value=value))
-    for parent_id, relation, weight, params in new.lineage:
-        session.add(LineageRow(child_id=row.id, parent_id=parent_id, relation=relation, weight=weight, params=params))
+    for parent_id, edge in new.lineage:
+        session.add(LineageRow(child_id=row.id, parent_id=parent_id, relation=edge.relation.value, weight=edge.weight,
+                               params=dict(edge.params)))
     return row
 
 
@@ -104,7 +105,8 @@ def check_owner(session: Session, name: str, model_id: int) -> None:
     owner = session.scalar(select(ExpertRow.base_model_id).where(ExpertRow.name == name))
     if owner is not None and owner != model_id:
         model = session.get(BaseModelRow, owner)
-        raise ConflictError(f"expert {name!r} belongs to model {model.name!r}; pass another --name")
+        raise ConflictError(f"expert {name!r} belongs to model {model.name!r}; choose another {{name}}",
+                            options=["name"])
 
 
 def resolve(session: Session, ref: Reference, live_only: bool = False) -> VersionRow:
@@ -165,13 +167,13 @@ def list_versions(
         stmt = stmt.where(ExpertRow.base_model_id == model_id)
     if task is not None:
         stmt = stmt.where(ExpertRow.task == task)
-    sources = tuple(sources)
+    sources = tuple(s.value for s in source_values(sources))
     if sources:
         stmt = stmt.where(VersionRow.source.in_(sources))
     for clause in where.clauses if where else ():
         stmt = stmt.where(_condition(session, clause))
     stmt = stmt.order_by(ExpertRow.name, VersionRow.version)
-    return [to_entity(v, e, model) for v, e, model in session.execute(stmt)]
+    return [v.to_entity(e, model) for v, e, model in session.execute(stmt)]
 
 
 def find_derived(session: Session, parent_id: int, relation: str, params: dict[str, Any]) -> VersionRow | None:
@@ -205,7 +207,7 @@ def _condition(session: Session, clause: Clause):
 
 def soft_delete(session: Session, row: VersionRow) -> None:
     """Mark a version deleted and drop its aliases; its number is never reused."""
-    row.status = DELETED
+    row.status = VersionStatus.DELETED.value
     session.query(VersionAliasRow).filter(VersionAliasRow.version_id == row.id).delete()
 
 
@@ -218,39 +220,17 @@ def describe(session: Session, row: VersionRow) -> ExpertVersion:
         session.scalars(select(VersionAliasRow.alias).where(VersionAliasRow.version_id == row.id).order_by(VersionAliasRow.alias))
     )
     evals = tuple(
-        EvaluationInfo(e.task, e.metric, e.value, e.split, e.n, e.source, e.created_at)
+        e.to_entity()
         for e in session.scalars(
             select(EvaluationRow).where(EvaluationRow.version_id == row.id).order_by(EvaluationRow.id)
         )
     )
-    return to_entity(row, expert, model.name, tags=tags, aliases=aliases, evaluations=evals, lineage=_lineage(session, row))
+    return row.to_entity(expert, model.name, tags=tags, aliases=aliases, evaluations=evals, lineage=_lineage(session, row))
 
 
-def _lineage(session: Session, row: VersionRow) -> tuple[LineageInfo, ...]:
+def _lineage(session: Session, row: VersionRow) -> tuple[Lineage, ...]:
     parents = select(LineageRow, VersionRow.version, ExpertRow.name).outerjoin(
         VersionRow, VersionRow.id == LineageRow.parent_id
     ).outerjoin(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(LineageRow.child_id == row.id).order_by(LineageRow.id)
-    return tuple(
-        LineageInfo(link.relation, f"{name}:{version}" if name else None, link.weight, link.params)
-        for link, version, name in session.execute(parents)
-    )
+    return tuple(link.to_entity(f"{name}:{version}" if name else None) for link, version, name in session.execute(parents))
 
-
-def to_entity(row: VersionRow, expert: ExpertRow, model_name: str, **extra: Any) -> ExpertVersion:
-    return ExpertVersion(
-        name=expert.name,
-        version=row.version,
-        model=model_name,
-        task=expert.task,
-        source=row.source,
-        status=row.status,
-        sha256=row.blob_sha256,
-        size=row.size,
-        n_params=row.n_params,
-        parametrization=row.parametrization,
-        renormalize=row.renormalize,
-        created_at=row.created_at,
-        description=expert.description,
-        metadata=row.meta,
-        **extra,
-    )

@@ -3,15 +3,41 @@
 Every error subclasses both :class:`T2RegError` and the builtin it resembles, so
 callers can catch either (``except LookupError`` works on a missing expert).
 Each class carries the process exit code the CLI uses for it.
+
+Errors speak the library's language, not the command line's: a message names
+the parameters it is about as ``{name}`` placeholders and lists them in
+``options``. ``str(error)`` fills them with the parameter names
+(``batch_size must be positive``); the CLI fills them with its own flags
+(``--batch-size must be positive``) through :meth:`T2RegError.render`.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 class T2RegError(Exception):
     """Base class of every error t2reg raises on purpose."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, options: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.template = message
+        self.options = tuple(options)
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The message with each ``{option}`` written as ``name(option)``."""
+        if not self.options:
+            return self.template
+        return _PLACEHOLDER.sub(lambda m: name(m.group(1)) if m.group(1) in self.options else m.group(0),
+                                self.template)
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class InvalidInputError(T2RegError, ValueError):
@@ -33,8 +59,8 @@ class NotFoundError(T2RegError, LookupError):
 
     exit_code = 3
 
-    def __str__(self) -> str:  # LookupError/KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return self.render()
 
 
 class ConflictError(T2RegError):

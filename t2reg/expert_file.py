@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,13 +20,14 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 
 from t2reg import __version__, safetensors_io
+from t2reg.files import land_bytes
 from t2reg.errors import ExpertFileError
+from t2reg.vocabulary import Source
 
 FORMAT = "t2reg.expert"
 FORMAT_VERSION = "1"
 PARAMETRIZATIONS = ("scale",)
 RENORMALIZATIONS = ("nuclear", "none")
-SOURCES = ("native", "transferred", "transferred-shuffled", "adapted", "imported")
 _REQUIRED_KEYS = ("format", "format_version", "base_model", "parametrization", "renormalize")
 
 
@@ -55,13 +55,13 @@ class ExpertMeta:
     parametrization: str = "scale"
     renormalize: str = "nuclear"
     task: str | None = None
-    provenance: Mapping[str, Any] = field(default_factory=lambda: {"source": "native"})
+    provenance: Mapping[str, Any] = field(default_factory=lambda: {"source": Source.NATIVE.value})
     metrics: tuple[Metric, ...] = ()
     created_by: str = f"t2reg {__version__}"
 
     @property
     def source(self) -> str:
-        return str(self.provenance.get("source", "native"))
+        return str(self.provenance.get("source", Source.NATIVE.value))
 
     def to_header(self) -> dict[str, str]:
         header = {
@@ -125,18 +125,8 @@ def dumps_expert(expert: Expert) -> bytes:
 
 
 def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:
-    """Write an expert file atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    data = dumps_expert(expert)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write an expert file atomically (see :mod:`t2reg.files`)."""
+    return land_bytes(path, dumps_expert(expert))
 
 
 def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -231,7 +221,7 @@ def _parse_meta(raw: Mapping[str, str], origin: str) -> ExpertMeta:
         parametrization=raw["parametrization"],
         renormalize=raw["renormalize"],
         task=raw.get("task") or None,
-        provenance=_json_field(raw, "provenance", dict, origin) or {"source": "native"},
+        provenance=_json_field(raw, "provenance", dict, origin) or {"source": Source.NATIVE.value},
         metrics=tuple(_parse_metric(m, origin) for m in _json_field(raw, "metrics", list, origin) or []),
         created_by=raw.get("created_by", ""),
     )
@@ -244,8 +234,8 @@ def _check_meta_values(meta: ExpertMeta, origin: str) -> None:
         raise ExpertFileError(f"{origin}: parametrization {meta.parametrization!r} is not one of {PARAMETRIZATIONS}")
     if meta.renormalize not in RENORMALIZATIONS:
         raise ExpertFileError(f"{origin}: renormalize {meta.renormalize!r} is not one of {RENORMALIZATIONS}")
-    if meta.source not in SOURCES:
-        raise ExpertFileError(f"{origin}: provenance source {meta.source!r} is not one of {SOURCES}")
+    if meta.source not in Source.values():
+        raise ExpertFileError(f"{origin}: provenance source {meta.source!r} is not one of {Source.values()}")
 
 
 def _json_field(raw: Mapping[str, str], key: str, kind: type, origin: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,18 +22,20 @@ import torch
 
 from t2reg.architectures import MatrixSpec
 from t2reg.errors import ExpertFileError
-from t2reg.expert_file import Expert, ExpertMeta
 
 _POSITIONAL = re.compile(r"^learnable_params_module_list\.(\d+)$")
 
 
-def read_reference(
-    path: Path,
-    mlp_specs: Sequence[MatrixSpec],
-    meta: ExpertMeta,
-    max_mult: float = 1.0,
-) -> Expert:
-    """Convert a reference-code file into a format v1 expert for the model ``mlp_specs`` describes."""
+@dataclass(frozen=True)
+class ReferenceExpert:
+    """A reference-code file's vectors as z (``renormalize = nuclear``), and where they came from."""
+
+    vectors: dict[str, np.ndarray]
+    provenance: dict[str, Any]
+
+
+def read_reference(path: Path, mlp_specs: Sequence[MatrixSpec], max_mult: float = 1.0) -> ReferenceExpert:
+    """Convert a reference-code file into z vectors for the model ``mlp_specs`` describes."""
     state = _safe_load(Path(path))
     if not isinstance(state, dict) or not state:
         raise ExpertFileError(f"{path}: expected a non-empty dict of tensors")
@@ -48,9 +51,8 @@ def read_reference(
         if not isinstance(p, torch.Tensor) or p.dim() != 1 or not p.is_floating_point():
             raise ExpertFileError(f"{path}: entry {name!r} is not a 1-D float tensor")
         vectors[name] = (torch.sigmoid(p.float()) * max_mult).numpy().astype(np.float32)
-    provenance = {**dict(meta.provenance), "source": "imported", "reference_layout": layout,
-                  "reference_file": Path(path).name, "max_mult": max_mult}
-    return Expert(vectors, ExpertMeta(**{**meta.__dict__, "provenance": provenance, "renormalize": "nuclear"}))
+    provenance = {"reference_layout": layout, "reference_file": Path(path).name, "max_mult": max_mult}
+    return ReferenceExpert(vectors, provenance)
 
 
 def _positional(path: Path, state: dict[str, Any], mlp_specs: Sequence[MatrixSpec]) -> dict[str, torch.Tensor]:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from t2reg.errors import InvalidInputError
+from t2reg.files import landing
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
 
@@ -45,23 +44,15 @@ def dumps(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> byt
 
 
 def write_file(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> str:
-    """Write atomically (temp file, fsync, rename); return the file's sha256."""
+    """Write atomically (see :mod:`t2reg.files`); return the file's sha256."""
     head, arrays = encode(tensors, metadata)
     digest = hashlib.sha256(head)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head)
-            for arr in arrays:
-                view = memoryview(arr).cast("B")
-                fh.write(view)
-                digest.update(view)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with landing(path) as fh:
+        fh.write(head)
+        for arr in arrays:
+            view = memoryview(arr).cast("B")
+            fh.write(view)
+            digest.update(view)
     return digest.hexdigest()
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -28,6 +26,7 @@ import torch
 from t2reg import safetensors_io
 from t2reg.architectures import MatrixSpec
 from t2reg.errors import IntegrityCheckError, NotFoundError
+from t2reg.files import land_text
 
 MANIFEST = "manifest.json"
 SVD_ROUTINE = "torch.linalg.svd(full_matrices=False), float32"
@@ -186,12 +185,7 @@ def _new_manifest(model: str, revision: str) -> dict:
 
 def _write_manifest(root: Path, manifest: dict) -> None:
     manifest["fingerprint"] = fingerprint(manifest["shards"])
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=root)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, root / MANIFEST)
+    land_text(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def fingerprint(shards: Mapping[str, Mapping]) -> str:

@@ -28,11 +28,12 @@ def layer_sources(target_layer: int, source_layers: int, target_layers: int, mod
         if source_layers != target_layers:
             raise InvalidInputError(
                 f"index layer alignment needs equal depth; the models have {source_layers} and {target_layers} layers "
-                "(use --layer-align relative)"
+                "(align them by relative position: {layer_align} relative)", options=["layer_align"]
             )
         return [(target_layer, 1.0)]
     if mode != "relative":
-        raise InvalidInputError(f"unknown layer alignment {mode!r}; choose from {', '.join(LAYER_ALIGNMENTS)}")
+        raise InvalidInputError(f"unknown {{layer_align}} {mode!r}; choose from {', '.join(LAYER_ALIGNMENTS)}",
+                                options=["layer_align"])
     position = source_position(target_layer, source_layers, target_layers)
     low = math.floor(position)
     frac = position - low
@@ -72,7 +73,7 @@ def resample(z: np.ndarray, target_rank: int, mode: str, source_sigma=None, targ
         if len(z) != target_rank:
             raise InvalidInputError(
                 f"index rank alignment needs equal ranks; {what} has {len(z)} in the source and {target_rank} "
-                "in the target (use --rank-align quantile)"
+                "in the target (resample by position: {rank_align} quantile)", options=["rank_align"]
             )
         return z
     if mode == "quantile":
@@ -83,7 +84,8 @@ def resample(z: np.ndarray, target_rank: int, mode: str, source_sigma=None, targ
             raise InvalidInputError(f"energy rank alignment of {what} needs both models' singular values")
         positions = lambda: (energy_positions(source_sigma), energy_positions(target_sigma))  # noqa: E731
     else:
-        raise InvalidInputError(f"unknown rank alignment {mode!r}; choose from {', '.join(RANK_ALIGNMENTS)}")
+        raise InvalidInputError(f"unknown {{rank_align}} {mode!r}; choose from {', '.join(RANK_ALIGNMENTS)}",
+                                options=["rank_align"])
     if len(z) == target_rank and mode == "quantile":
         return z  # identical positions: a copy, not an interpolation
     src, dst = positions()

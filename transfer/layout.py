@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from t2reg.architectures import ATTN_ROLES, MLP_ROLES, MatrixSpec, matrix_specs
+from t2reg.architectures import MLP_ROLES, MatrixSpec, matrix_specs
 
 # A fused role and the split roles it stands for, in concatenation order.
 FUSED = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
@@ -27,10 +27,6 @@ class Layout:
     def from_config(cls, name: str, config: Mapping[str, Any]) -> "Layout":
         specs = matrix_specs(config, "all")
         return cls(name, 1 + max(s.layer for s in specs), {(s.layer, s.role): s for s in specs})
-
-    @property
-    def roles(self) -> set[str]:
-        return {role for _, role in self.matrices}
 
     def by_name(self) -> dict[str, MatrixSpec]:
         return {s.name: s for s in self.matrices.values()}
@@ -89,6 +85,3 @@ def read_role(
     i = parts.index(role)
     return fused[bounds[i] : max(bounds[i + 1], bounds[i] + 1)]
 
-
-def all_roles() -> set[str]:
-    return set(MLP_ROLES | ATTN_ROLES)

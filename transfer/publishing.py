@@ -12,16 +12,17 @@ from typing import Any
 import numpy as np
 
 from t2reg.errors import NotFoundError
-from t2reg.expert_file import Expert, ExpertMeta
 from t2reg.registry import ExpertVersion, Registry
+from t2reg.registry.derived import DerivedExpert
+from t2reg.registry.entities import Lineage
 from t2reg.registry.validation import validate_name
 from t2reg.spectra import Spectra
 from t2reg.transfer.core import transfer
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.report import TransferReport
 from t2reg.transfer.similarity import similarities
-
-RELATION = "transferred_from"
+from t2reg.transfer.spec import TransferSpec
+from t2reg.vocabulary import Relation, Source, VersionStatus
 
 
 @dataclass
@@ -53,7 +54,7 @@ def transfer_version(
 ) -> TransferResult:
     """Transfer one expert version to ``target`` and publish it (unless ``dry_run``)."""
     version = registry.get(ref)
-    if version.status != "live":
+    if version.status != VersionStatus.LIVE:
         raise NotFoundError(f"{version.ref} is {version.status}; transfer a live version")
     source_layout = Layout.from_config(version.model, registry.model_config(version.model))
     target_info = registry.get_model(target)
@@ -70,33 +71,48 @@ def transfer_version(
     if dry_run:
         return result
     params = {**report.options(), "source_model": version.model, "target_model": target_info.name}
-    existing = registry.find_derived(version.ref, RELATION, params)
+    existing = registry.find_derived(version.ref, Relation.TRANSFERRED_FROM, params)
     if existing is not None:
         result.version, result.reused = existing, True
         return result
     shuffled = baseline == "shuffled"
-    meta = ExpertMeta(
-        base_model=target_info.name, architecture=target_info.architecture, base_model_revision=target_info.revision,
-        renormalize=expert.meta.renormalize, task=version.task,
-        provenance={"source": "transferred-shuffled" if shuffled else "transferred", "from": version.ref, **params},
-    )
     default = f"{version.name}--to-{target_info.handle}" + ("--shuffled" if shuffled else "")
-    result.version = registry.publish(
-        Expert(vectors, meta), model=target_info.name, task=version.task, name=validate_name(name or default),
+    result.version = registry.publish_derived(DerivedExpert(
+        vectors, model=target_info.name, task=version.task,
+        source=Source.TRANSFERRED_SHUFFLED if shuffled else Source.TRANSFERRED, name=validate_name(name or default),
+        renormalize=expert.meta.renormalize, provenance={"from": version.ref, **params},
         description=f"{version.ref} transferred to {target_info.name}",
-        tags={"seed": str(seed)} if shuffled else None,
-        lineage=[(version.ref, RELATION, None, params)],
-    )
+        tags={"seed": str(seed)} if shuffled else {},
+        lineage=(Lineage(version.ref, Relation.TRANSFERRED_FROM, None, params),),
+    ))
     return result
 
 
 def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
     """Transfer the latest live version of every native expert of ``source_model``."""
-    candidates = registry.list(model=source_model, task=task, sources=["native", "imported", "adapted"])
+    candidates = registry.list(model=source_model, task=task, sources=[Source.NATIVE, Source.IMPORTED, Source.ADAPTED])
     if not candidates:
         scope = f" for task {task!r}" if task else ""
         raise NotFoundError(f"model {source_model!r} has no experts{scope} to transfer")
     return [transfer_version(registry, v.ref, target, **options) for v in candidates]
+
+
+@dataclass
+class TransferRun:
+    """What one transfer job did: a result per expert carried."""
+
+    results: list[TransferResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfers": [r.to_dict() for r in self.results]}
+
+
+def run_transfer(registry: Registry, spec: TransferSpec) -> TransferRun:
+    """Run a transfer spec. Transfers are reused when they exist, so a rerun redoes only what is missing."""
+    spec.validate()
+    if spec.ref:
+        return TransferRun([transfer_version(registry, spec.ref, spec.target, name=spec.name, **spec.options())])
+    return TransferRun(transfer_model(registry, spec.source_model, spec.target, task=spec.task, **spec.options()))
 
 
 def _spectra(registry: Registry, source: str, target: str, required: bool) -> tuple[Spectra, Spectra] | None:

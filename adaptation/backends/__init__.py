@@ -1,12 +1,26 @@
-"""Inference backends behind one interface (:class:`Backend`), chosen by name."""
+"""Inference backends behind one contract (:class:`Backend`), chosen by name.
+
+``open_backend`` loads a model folder into a named backend; ``open_for`` does
+the same for a registered model. Both return a context manager that closes it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from t2reg.adaptation.backends.base import Backend
+from t2reg.adaptation.backends.base import (
+    Backend,
+    Capability,
+    DifferentiableBackend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    Sampling,
+    WeightLayout,
+)
+from t2reg.adaptation.models import weights_dir
 from t2reg.errors import InvalidInputError
+from t2reg.registry import Registry
 
 _BACKENDS: dict[str, Callable[..., Backend]] = {}
 
@@ -19,13 +33,23 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def check_backend(name: str, option: str = "backend") -> None:
+    """Refuse a backend name nobody registered, naming the option it came from."""
+    if name not in _BACKENDS:
+        raise InvalidInputError(f"unknown {{{option}}} {name!r}; choose from {', '.join(backend_names())}",
+                                options=[option])
+
+
 def open_backend(name: str, model_dir: Path, **options) -> Backend:
-    """Load ``model_dir`` into the named backend."""
-    try:
-        factory = _BACKENDS[name]
-    except KeyError:
-        raise InvalidInputError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}") from None
-    return factory(model_dir, **options)
+    """Load ``model_dir`` into the named backend (use it as ``with open_backend(...) as engine``)."""
+    check_backend(name)
+    return _BACKENDS[name](model_dir, **options)
+
+
+def open_for(registry: Registry, model: str, name: str = "hf", **options) -> Backend:
+    """Load a registered model into the named backend."""
+    check_backend(name)
+    return open_backend(name, weights_dir(registry, model), **options)
 
 
 def _hf(model_dir: Path, **options) -> Backend:
@@ -43,4 +67,5 @@ def _vllm(model_dir: Path, **options) -> Backend:
 register_backend("hf", _hf)
 register_backend("vllm", _vllm)
 
-__all__ = ["Backend", "backend_names", "open_backend", "register_backend"]
+__all__ = ["Backend", "Capability", "DifferentiableBackend", "GenerationRequest", "LoglikelihoodRequest", "Sampling",
+           "WeightLayout", "backend_names", "check_backend", "open_backend", "open_for", "register_backend"]

@@ -1,36 +1,85 @@
-"""The inference backend interface: generate, score continuations, swap matrices."""
+"""The inference backend contract: everything a caller of a backend may use.
+
+A backend is one loaded model. Callers hand it typed requests —
+:class:`GenerationRequest` (a prompt and its :class:`Sampling`) and
+:class:`LoglikelihoodRequest` (a context and a continuation) — and may swap
+named matrices (:meth:`Backend.patched`). Inside :meth:`Backend.population`
+each request's ``variant`` says which candidate mixture its row runs with.
+
+What a backend can do beyond that is declared, not discovered:
+:attr:`Backend.capabilities` holds :attr:`Capability.POPULATION` when it can
+evaluate many mixtures in one batch, and :attr:`Capability.GRADIENTS` when it
+is a :class:`DifferentiableBackend` (what training needs).
+
+Backends are context managers: ``with open_backend(...) as engine:`` closes it.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
-from t2reg.adaptation.patch import patched_weight
+from t2reg.adaptation.patching import patched_weight
 from t2reg.architectures import get_architecture
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
+from t2reg.vocabulary import Word
+
+
+class Capability(Word):
+    POPULATION = "population"  # population(): each row of a batch with its own mixture
+    GRADIENTS = "gradients"  # a DifferentiableBackend: forward passes with weights that carry gradients
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to continue a prompt: greedy (``temperature`` 0) or sampled, reproducibly given ``seed``."""
+
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str  # already rendered (see Backend.render)
+    sampling: Sampling
+    variant: int | None = None  # inside population(): the candidate this row runs with
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+    variant: int | None = None
 
 
 class Backend(ABC):
-    """One loaded model that can generate, score, and take new weights for named matrices."""
+    """One loaded model that can generate, score continuations, and take new weights for named matrices."""
 
-    name = "abstract"
+    name: ClassVar[str] = "abstract"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, batch_size: int = 16) -> None:
+        if batch_size < 1:
+            raise InvalidInputError("{batch_size} must be at least 1", options=["batch_size"])
         self.tokenizer = tokenizer
+        self.batch_size = batch_size  # rows per forward pass
+
+    # -- what every backend does ---------------------------------------------------------------
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
-                 temperature: float = 0.0, seed: int | None = None) -> list[str]:
-        """Continuations, cut at the first stop string: greedy, or sampled when ``temperature`` > 0
-        (reproducibly, given ``seed``)."""
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """One continuation per request, cut at the first of its stop strings."""
 
     @abstractmethod
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Summed log-probability of each continuation after its context."""
 
     @abstractmethod
@@ -45,6 +94,25 @@ class Backend(ABC):
     @abstractmethod
     def architecture(self) -> str:
         """The transformers class name of the loaded model."""
+
+    @property
+    def device(self) -> str:
+        """Where the model's tensors live (``cpu``, ``cuda``)."""
+        return "cpu"
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
+        """Release what the backend holds (processes, device memory)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- built on the above ----------------------------------------------------------------------
 
     def split_continuation(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Token ids of context and continuation, cut where the joint tokenisation agrees."""
@@ -63,7 +131,8 @@ class Backend(ABC):
         return f"{text}\n\n"
 
     @contextmanager
-    def patched(self, spectra: Spectra, z: "Expert | Mapping[str, torch.Tensor]", renormalize: str | None = None) -> Iterator["Backend"]:
+    def patched(self, spectra: Spectra, z: "Expert | Mapping[str, torch.Tensor]",
+                renormalize: str | None = None) -> Iterator["Backend"]:
         """The backend with W' for the expert's matrices inside the block."""
         if isinstance(z, Expert):
             renormalize, z = renormalize or z.meta.renormalize, z.vectors
@@ -81,10 +150,43 @@ class Backend(ABC):
     @contextmanager
     def population(self, spectra: Spectra, mixtures: Sequence[Mapping[str, torch.Tensor]],
                    renormalize: str = "nuclear") -> Iterator["Backend"]:
-        """Inside the block, ``generate``/``loglikelihood`` take ``variants=``: row i runs with mixture variants[i]."""
-        raise InvalidInputError(f"the {self.name} backend cannot evaluate a population in one pass; "
-                                "use --population-eval sequential")
+        """Inside the block, a request's ``variant`` i runs with ``mixtures[i]`` (needs Capability.POPULATION)."""
+        raise InvalidInputError(f"the {self.name} backend cannot evaluate a population in one pass")
         yield self  # pragma: no cover - makes this a generator
 
-    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
-        """Release what the backend holds (processes, device memory)."""
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """How a model stores one adapted matrix."""
+
+    dtype: torch.dtype
+    transposed: bool  # stored (in, out), like GPT-2's Conv1D
+
+
+class DifferentiableBackend(Backend):
+    """A backend whose forward pass training can differentiate (Capability.GRADIENTS).
+
+    The model's own weights never change here: :meth:`logits` takes
+    replacement matrices (built from z, carrying gradients) for one call, so
+    the same backend without them is the frozen base policy.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.GRADIENTS})
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask of ``texts``, left-padded, on the backend's device."""
+
+    @abstractmethod
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id rows left-padded into ids and mask, on the backend's device."""
+
+    @abstractmethod
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0,
+               weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Float32 logits of the last ``keep`` positions (0: all). With ``weights``, those matrices stand in
+        for the model's own and gradients flow into them; without, it is the base model, without gradients."""
+
+    @abstractmethod
+    def weight_layout(self, names: Sequence[str]) -> dict[str, WeightLayout]:
+        """Dtype and orientation of each named matrix, so replacements match the model's own."""

@@ -1,28 +1,41 @@
-"""The transformers backend: batched greedy generation with left padding, CPU or CUDA."""
+"""The transformers backend: batched generation and scoring with left padding, CPU or CUDA.
+
+It is the one :class:`~t2reg.adaptation.backends.base.DifferentiableBackend`
+(training runs here) and the one that evaluates a population in one pass (each
+row of a batch with its own mixture, in factored form).
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
-from t2reg.adaptation.backends.base import Backend
-from t2reg.adaptation.patch import ExpertPatch
-from t2reg.adaptation.population import FactoredPopulation
-from t2reg.adaptation.weights import load_model, load_tokenizer
+from t2reg.adaptation.backends.base import (
+    Capability,
+    DifferentiableBackend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    Sampling,
+    WeightLayout,
+)
+from t2reg.adaptation.backends.tokens import cut_at_stop, left_pad
+from t2reg.adaptation.models.files import load_model, load_tokenizer
+from t2reg.adaptation.patching import ExpertPatch, FactoredPopulation, transposed_names
 from t2reg.errors import InvalidInputError
 
 
-class HFBackend(Backend):
+class HFBackend(DifferentiableBackend):
     name = "hf"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POPULATION, Capability.GRADIENTS})
 
     def __init__(self, model_dir: Path, device: str | None = None, dtype: str = "float32", batch_size: int = 16) -> None:
-        super().__init__(load_tokenizer(model_dir))
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_model(model_dir, dtype=getattr(torch, dtype), device=self.device)
-        self.batch_size = batch_size
+        super().__init__(load_tokenizer(model_dir), batch_size)
+        self._device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(model_dir, dtype=getattr(torch, dtype), device=self._device)
+        self.model.requires_grad_(False)  # gradients flow only into replacement weights (see logits)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._saved: dict[str, torch.Tensor] = {}
@@ -32,39 +45,57 @@ class HFBackend(Backend):
     def architecture(self) -> str:
         return self.model.config.architectures[0]
 
-    @torch.no_grad()
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
-                 temperature: float = 0.0, seed: int | None = None, variants: Sequence[int] | None = None) -> list[str]:
-        self.tokenizer.padding_side = "left"
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
-        if temperature > 0 and seed is not None:
-            torch.manual_seed(seed)  # transformers samples from the global generator
-        outputs = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = list(prompts[start : start + self.batch_size])
-            self._select(variants, range(start, start + len(batch)))
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
-            generated = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling, **extra
-            )
-            for row in generated[:, enc.input_ids.shape[1] :]:
-                outputs.append(_cut(self.tokenizer.decode(row, skip_special_tokens=True), stop))
-        return outputs
+    @property
+    def device(self) -> str:
+        return self._device
+
+    # -- generation ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def loglikelihood(self, requests: Sequence[tuple[str, str]], variants: Sequence[int] | None = None) -> list[float]:
-        encoded = [self.split_continuation(ctx, cont) for ctx, cont in requests]
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        outputs: list[str] = [""] * len(requests)
+        groups: dict[Sampling, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.sampling, []).append(i)
+        for sampling, indices in groups.items():
+            if sampling.temperature > 0 and sampling.seed is not None:
+                torch.manual_seed(sampling.seed)  # transformers samples from the global generator
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                texts = self._generate_batch([requests[i] for i in batch], sampling)
+                for i, text in zip(batch, texts):
+                    outputs[i] = text
+        return outputs
+
+    def _generate_batch(self, batch: list[GenerationRequest], sampling: Sampling) -> list[str]:
+        self.tokenizer.padding_side = "left"
+        self._select([r.variant for r in batch])
+        enc = self.tokenizer([r.prompt for r in batch], return_tensors="pt", padding=True,
+                             add_special_tokens=False).to(self._device)
+        options = ({"do_sample": True, "temperature": sampling.temperature, "top_k": 0}
+                   if sampling.temperature > 0 else {"do_sample": False})
+        if sampling.stop:
+            options |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
+        generated = self.model.generate(**enc, max_new_tokens=sampling.max_new_tokens,
+                                        pad_token_id=self.tokenizer.pad_token_id, **options)
+        return [cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), sampling.stop)
+                for row in generated[:, enc.input_ids.shape[1] :]]
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        encoded = [self.split_continuation(r.context, r.continuation) for r in requests]
         results: list[float | None] = [None] * len(requests)
         # Fast path: single-token continuations of one context (and variant) need one forward pass together.
-        groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+        groups: dict[tuple[int | None, tuple[int, ...]], list[int]] = {}
         for i, (ctx, cont) in enumerate(encoded):
             if len(cont) == 1:
-                groups.setdefault((variants[i] if variants else 0, tuple(ctx)), []).append(i)
+                groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
         contexts = list(groups)
         for start in range(0, len(contexts), self.batch_size):
             batch = contexts[start : start + self.batch_size]
-            self._select(variants, [groups[key][0] for key in batch])
+            self._select([variant for variant, _ in batch])
             logprobs = self._last_logprobs([list(ctx) for _, ctx in batch])
             for row, key in zip(logprobs, batch):
                 for i in groups[key]:
@@ -72,29 +103,31 @@ class HFBackend(Backend):
         rest = [i for i, r in enumerate(results) if r is None]
         for start in range(0, len(rest), self.batch_size):
             idx = rest[start : start + self.batch_size]
-            self._select(variants, idx)
+            self._select([requests[i].variant for i in idx])
             for i, value in zip(idx, self._sequence_logprobs([encoded[i] for i in idx])):
                 results[i] = value
         return [float(r) for r in results]
 
-    @contextmanager
-    def population(self, spectra, mixtures, renormalize="nuclear") -> Iterator["HFBackend"]:
-        with FactoredPopulation(self.model, spectra, mixtures, renormalize) as factored:
-            self._factored = factored
-            try:
-                yield self
-            finally:
-                self._factored = None
+    def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
+        ids, mask = self.pad(contexts)
+        logits = self._forward(ids, mask, keep=1)
+        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
-    def _select(self, variants: Sequence[int] | None, indices) -> None:
-        """Tell the population hooks which candidate each row of the next batch belongs to."""
-        if variants is None:
-            if self._factored is not None:
-                raise InvalidInputError("inside population(), every request needs its variant")
-            return
-        if self._factored is None:
-            raise InvalidInputError("variants are only meaningful inside population()")
-        self._factored.rows = torch.tensor([variants[i] for i in indices], dtype=torch.long)
+    def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        # Left padding puts every continuation at the end of its row, so only the last positions' logits
+        # are computed (the vocabulary projection and softmax dominate memory on long contexts).
+        ids, mask = self.pad([c + k for c, k in pairs])
+        keep = max(len(k) for _, k in pairs) + 1
+        logits = self._forward(ids, mask, keep)
+        out = []
+        for row, (_, cont) in enumerate(pairs):
+            start = keep - len(cont) - 1
+            logprobs = torch.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
+            picked = logprobs.gather(1, torch.tensor(cont, device=logprobs.device)[:, None])
+            out.append(float(picked.sum()))
+        return out
+
+    # -- weights -------------------------------------------------------------------------------
 
     def set_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -116,46 +149,50 @@ class HFBackend(Backend):
         with ExpertPatch(self.model, spectra, z, renormalize):
             yield self
 
-    @torch.no_grad()
-    def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
-        ids, mask = _pad(contexts, self.tokenizer.pad_token_id, left=True)
-        logits = self._forward(ids, mask, keep=1)
-        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
+    @contextmanager
+    def population(self, spectra, mixtures, renormalize="nuclear") -> Iterator["HFBackend"]:
+        with FactoredPopulation(self.model, spectra, mixtures, renormalize) as factored:
+            self._factored = factored
+            try:
+                yield self
+            finally:
+                self._factored = None
 
-    @torch.no_grad()
-    def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        # Left padding puts every continuation at the end of its row, so only the last positions' logits
-        # are computed (the vocabulary projection and softmax dominate memory on long contexts).
-        ids, mask = _pad([c + k for c, k in pairs], self.tokenizer.pad_token_id, left=True)
-        keep = max(len(k) for _, k in pairs) + 1
-        logits = self._forward(ids, mask, keep)
-        out = []
-        for row, (_, cont) in enumerate(pairs):
-            start = keep - len(cont) - 1
-            logprobs = torch.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
-            picked = logprobs.gather(1, torch.tensor(cont, device=logprobs.device)[:, None])
-            out.append(float(picked.sum()))
-        return out
+    def _select(self, variants: Sequence[int | None]) -> None:
+        """Tell the population hooks which candidate each row of the next batch belongs to."""
+        inside = self._factored is not None
+        if any((v is None) == inside for v in variants):
+            raise InvalidInputError("inside population() every request names its variant; outside, none does")
+        if inside:
+            self._factored.rows = torch.tensor(list(variants), dtype=torch.long)
+
+    # -- what training needs -------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pad([self.tokenizer(t, add_special_tokens=False).input_ids for t in texts])
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = left_pad(rows, self.tokenizer.pad_token_id)
+        return ids.to(self._device), mask.to(self._device)
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0,
+               weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if weights is None:
+            with torch.no_grad():
+                return self._forward(ids, mask, keep).float()
+        inputs = self._inputs(ids, mask, keep)
+        return torch.func.functional_call(self.model, dict(weights), (), inputs).logits.float()
+
+    def weight_layout(self, names: Sequence[str]) -> dict[str, WeightLayout]:
+        transposed = transposed_names(self.model)
+        return {n: WeightLayout(self.model.get_parameter(n).dtype, n in transposed) for n in names}
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.Tensor:
+        return self.model(**self._inputs(ids, mask, keep)).logits
+
+    def _inputs(self, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> dict:
         # Positions count real tokens only, so a left-padded row scores as it would alone
         # (models with absolute position embeddings, e.g. GPT-2, depend on it).
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                          position_ids=positions.to(self.device), logits_to_keep=keep).logits
-
-
-def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        sl = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, sl] = torch.tensor(r)
-        mask[i, sl] = 1
-    return ids, mask
-
-
-def _cut(text: str, stop: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return text[: min(cuts)] if cuts else text
+        return {"input_ids": ids.to(self._device), "attention_mask": mask.to(self._device),
+                "position_ids": positions.to(self._device), "logits_to_keep": keep}

@@ -15,9 +15,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from t2reg.adaptation.backends.base import Backend
-from t2reg.adaptation.weights import safetensors_files
-from t2reg.errors import T2RegError
+from t2reg.adaptation.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
+from t2reg.adaptation.models.files import safetensors_files
+from t2reg.errors import InvalidInputError, T2RegError
 
 EXTENSION = "t2reg.adaptation.backends.vllm_worker.WeightSwapExtension"
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
@@ -36,7 +36,7 @@ class VLLMBackend(Backend):
         self.model_dir = Path(model_dir)
         self.llm = LLM(model=str(model_dir), dtype=dtype, seed=0, enforce_eager=True, max_model_len=max_model_len,
                        worker_extension_cls=EXTENSION, enable_prefix_caching=True)
-        super().__init__(self.llm.get_tokenizer())
+        super().__init__(self.llm.get_tokenizer(), batch_size)
         self._changed: set[str] = set()
         self._architecture = self.llm.llm_engine.model_config.hf_config.architectures[0]
 
@@ -44,19 +44,25 @@ class VLLMBackend(Backend):
     def architecture(self) -> str:
         return self._architecture
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
-                 temperature: float = 0.0, seed: int | None = None) -> list[str]:
+    @property
+    def device(self) -> str:
+        return "cuda" if torch.cuda.is_available() else "cpu"  # vLLM places the model on the best device
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=temperature, max_tokens=max_new_tokens, stop=list(stop) or None,
-                                seed=seed if temperature > 0 else None)
-        outputs = self.llm.generate([self._tokens(p) for p in prompts], params, use_tqdm=False)
+        _refuse_variants(requests)
+        params = [SamplingParams(temperature=r.sampling.temperature, max_tokens=r.sampling.max_new_tokens,
+                                 stop=list(r.sampling.stop) or None,
+                                 seed=r.sampling.seed if r.sampling.temperature > 0 else None) for r in requests]
+        outputs = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         from vllm import SamplingParams
 
-        pairs = [self.split_continuation(ctx, cont) for ctx, cont in requests]
+        _refuse_variants(requests)
+        pairs = [self.split_continuation(r.context, r.continuation) for r in requests]
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outputs = self.llm.generate([{"prompt_token_ids": c + k} for c, k in pairs], params, use_tqdm=False)
         results = []
@@ -99,3 +105,8 @@ class VLLMBackend(Backend):
 
     def _tokens(self, prompt: str) -> dict:
         return {"prompt_token_ids": self.tokenizer(prompt, add_special_tokens=False).input_ids}
+
+
+def _refuse_variants(requests: Sequence[GenerationRequest | LoglikelihoodRequest]) -> None:
+    if any(r.variant is not None for r in requests):
+        raise InvalidInputError("the vllm backend runs every request with its current weights; it has no population")

@@ -55,7 +55,7 @@ def test_cli_publish_and_export_round_trip(home, tmp_path, capsys):
 
 
 def test_adapt_on_arc_easy_with_a_small_budget_batched_and_sequential_agree(home, tmp_path, capsys):
-    from tests.adaptation.test_tasks import DATA
+    from tests.helpers.data import DATA
 
     def t2reg(*args):
         capsys.readouterr()
@@ -90,7 +90,7 @@ def test_two_pass_dispatch_with_the_prompt_strategy_on_both_backends(home, tmp_p
     import subprocess
     import sys
 
-    from tests.adaptation.test_tasks import DATA
+    from tests.helpers.data import DATA
 
     def t2reg(*args):
         capsys.readouterr()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.adaptation.test_tasks import DATA
+from tests.helpers.data import DATA
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 

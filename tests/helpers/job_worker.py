@@ -1,6 +1,6 @@
 """A separate worker process on a shared queue, running a cheap "probe" job kind.
 
-Usage: job_worker.py DATABASE_URL BLOB_ROOT NAME GO_FILE
+Usage: python -m tests.helpers.job_worker DATABASE_URL BLOB_ROOT NAME GO_FILE (from the repository root)
 Prints "ready", waits until GO_FILE exists (so all workers start claiming together),
 The real claim/heartbeat/checkpoint machinery runs; only the work is a stand-in
 (three short steps, each checkpointed with the worker's name), then prints the
@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from t2reg.adaptation.jobs import register_job_kind, work
+from t2reg.adaptation.jobs import work
 from t2reg.registry import Registry
 from t2reg.settings import load_settings
+from tests.helpers.jobs import register_test_kind
 
 
 def probe(context):
@@ -29,7 +30,7 @@ def probe(context):
 def main() -> None:
     url, blob_root, name, go = sys.argv[1:5]
     registry = Registry(load_settings(home=blob_root, database_url=url, blob_root=blob_root))
-    register_job_kind("probe", probe, lambda _registry, _spec: None)
+    register_test_kind("probe", probe)
     print("ready", flush=True)
     while not Path(go).exists():
         time.sleep(0.01)

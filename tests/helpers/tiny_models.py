@@ -52,3 +52,9 @@ def save(architecture: str, path: Path, seed: int = 0) -> Path:
     model = build(architecture, seed)
     model.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def register_tiny(registry, folder: Path, architecture: str = "LlamaForCausalLM", alias: str = "tiny"):
+    """A tiny random model saved under ``folder`` and registered with ``alias``; returns the registry."""
+    registry.add_model(str(save(architecture, folder / "tiny-llama")), aliases=[alias])
+    return registry

@@ -12,19 +12,20 @@ from pathlib import Path
 
 
 def main() -> None:
-    from t2reg.adaptation.backends import open_backend
+    from t2reg.adaptation.backends import GenerationRequest, LoglikelihoodRequest, Sampling, open_backend
     from t2reg.expert_file import read_expert
     from t2reg.spectra import Spectra
 
     request = json.loads(Path(sys.argv[1]).read_text())
     backend = open_backend("vllm", Path(request["model_dir"]))
-    prompts = [backend.render(p) for p in request["prompts"]]
-    pairs = [tuple(p) for p in request["loglik"]]
-    out = {"base": backend.generate(prompts, request["max_new_tokens"]), "base_loglik": backend.loglikelihood(pairs)}
+    sampling = Sampling(request["max_new_tokens"])
+    prompts = [GenerationRequest(backend.render(p), sampling) for p in request["prompts"]]
+    pairs = [LoglikelihoodRequest(*p) for p in request["loglik"]]
+    out = {"base": backend.generate(prompts), "base_loglik": backend.loglikelihood(pairs)}
     with backend.patched(Spectra.load(Path(request["spectra_dir"])), read_expert(request["expert"])):
-        out["patched"] = backend.generate(prompts, request["max_new_tokens"])
+        out["patched"] = backend.generate(prompts)
         out["patched_loglik"] = backend.loglikelihood(pairs)
-    out["restored"] = backend.generate(prompts, request["max_new_tokens"])
+    out["restored"] = backend.generate(prompts)
     print("T2REG-RESULT " + json.dumps(out), flush=True)
 
 

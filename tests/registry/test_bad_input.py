@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from t2reg.registry.entities import Lineage
+from t2reg.vocabulary import Relation
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
 from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionRow, VersionTagRow
@@ -85,7 +87,7 @@ def test_shape_mismatches_leave_nothing_behind(registry, tmp_path, mutate, words
         ({"name": "has space"}, InvalidInputError, "no '/', ':', '@' or spaces"),
         ({"name": "x" * 200}, InvalidInputError, "at most 128"),
         ({"tags": {"bad key": "v"}}, InvalidInputError, "tag key"),
-        ({"lineage": [("nope:1", "derived", None, {})]}, NotFoundError, "no expert named 'nope'"),
+        ({"lineage": [Lineage("nope:1", Relation.TRANSFERRED_FROM)]}, NotFoundError, "no expert named 'nope'"),
     ],
 )
 def test_bad_publish_arguments_leave_nothing_behind(registry, good, kwargs, error, words):

@@ -2,15 +2,14 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from t2reg.registry.orm import ExpertRow, VersionRow
+from tests.helpers.paths import HELPERS, ROOT
 
-WORKER = Path(__file__).resolve().parents[1] / "helpers" / "publish_worker.py"
-ROOT = Path(__file__).resolve().parents[2]
+WORKER = HELPERS / "publish_worker.py"
 PROCESSES, EACH = 8, 50
 
 

@@ -4,16 +4,14 @@ and several worker processes sharing one queue without ever running a job twice.
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import StatementError
 
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
 from t2reg.registry.jobs import ClaimLost, JobQueue
+from tests.helpers.paths import ROOT
 
-WORKER = Path(__file__).resolve().parents[1] / "helpers" / "job_worker.py"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_job_goes_from_queued_to_succeeded_with_its_events(registry):
@@ -97,8 +95,10 @@ def test_requeue_keeps_the_checkpoint_and_refuses_live_or_finished_jobs(registry
     job = jobs.submit("probe", {})
     claim, _ = jobs.claim("w1")
     jobs.checkpoint(claim, {"step": 2})
-    with pytest.raises(ConflictError, match="is running on w1 .*--force"):
+    with pytest.raises(ConflictError, match="is running on w1 .*force") as refused:
         jobs.requeue(job.id)
+    assert refused.value.options == ("force",)  # the CLI words it as its flag
+    assert refused.value.render(lambda option: f"--{option}").endswith("take the job over (--force)")
     jobs.fail(claim, "boom")
     assert jobs.get(job.id).error == "boom"
     again = jobs.requeue(job.id)
@@ -113,7 +113,7 @@ def test_requeue_keeps_the_checkpoint_and_refuses_live_or_finished_jobs(registry
 def test_worker_processes_sharing_a_queue_never_run_a_job_twice(registry, tmp_path):
     ids = [registry.jobs.submit("probe", {}).id for _ in range(30)]
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), registry.settings.database_url, str(registry.blobs.root),
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.helpers.job_worker", registry.settings.database_url, str(registry.blobs.root),
                                f"worker-{i}", str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT) for i in range(3)]
     for proc in procs:

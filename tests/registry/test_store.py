@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from t2reg.registry.entities import Lineage
+from t2reg.vocabulary import Relation
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
 from t2reg.expert_file import Metric, read_expert
 from t2reg.registry.orm import EvaluationRow, VersionRow
@@ -86,7 +88,7 @@ def test_references_latest_version_and_alias(registry, expert_file):
     assert registry.get("gsm8k-smollm2-135m").version == 2
     registry.alias("gsm8k-smollm2-135m:1", "production")
     assert registry.get("gsm8k-smollm2-135m@production").version == 1
-    with pytest.raises(ConflictError, match="--force"):
+    with pytest.raises(ConflictError, match=r"move it explicitly \(force\)"):
         registry.alias("gsm8k-smollm2-135m:2", "production")
     registry.alias("gsm8k-smollm2-135m:2", "production", force=True)
     assert registry.get("gsm8k-smollm2-135m@production").version == 2
@@ -228,7 +230,7 @@ def test_gc_removes_only_unreferenced_blobs_past_the_grace_period(registry, expe
 def test_lineage_is_recorded_and_shown(registry, expert_file):
     parent = registry.publish(expert_file(0))
     child = registry.publish(expert_file(1, source="transferred"), name="child",
-                             lineage=[(parent.ref, "transferred_from", None, {"rank_align": "quantile"})])
+                             lineage=[Lineage(parent.ref, Relation.TRANSFERRED_FROM, None, {"rank_align": "quantile"})])
     assert [(l.relation, l.parent, l.params) for l in child.lineage] == [
         ("transferred_from", parent.ref, {"rank_align": "quantile"})]
 

@@ -6,7 +6,7 @@ import torch
 from t2reg.architectures import matrix_specs
 from t2reg.errors import IntegrityCheckError, NotFoundError
 from t2reg.spectra import MANIFEST, Spectra, decompose, svd
-from t2reg.adaptation.weights import matrix_loader
+from t2reg.adaptation.models.files import matrix_loader
 from tests.helpers.tiny_models import save
 
 

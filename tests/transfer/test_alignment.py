@@ -51,7 +51,7 @@ def test_energy_positions_follow_the_spectrum():
 
 
 def test_index_rank_alignment_needs_equal_ranks():
-    with pytest.raises(InvalidInputError, match="use --rank-align quantile"):
+    with pytest.raises(InvalidInputError, match="resample by position: rank_align quantile"):
         resample(np.ones(3, np.float32), 4, "index", what="up")
 
 

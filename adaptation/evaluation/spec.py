@@ -1,0 +1,60 @@
+"""What defines one evaluation run (the ``eval`` job kind's spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from t2reg.errors import InvalidInputError
+from t2reg.specs import JobSpec, positive
+
+if TYPE_CHECKING:
+    from t2reg.registry import Registry
+
+MODES = ("auto", "generate", "choice")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class EvalSpec(JobSpec):
+    """Score an expert (``ref``) or a base model alone (``base``) on ``task``."""
+
+    kind: ClassVar[str] = "eval"
+
+    task: str
+    ref: str | None = None
+    base: str | None = None
+    split: str = "test"
+    limit: int | None = None
+    backend: str = "hf"
+    mode: str = "auto"
+    data_dir: str | None = None
+    batch_size: int = 16
+    device: str | None = None
+    dtype: str = "float32"
+    max_new_tokens: int | None = None
+
+    def validate(self) -> None:
+        # Registries are imported here, not at the top: this module stays light for the CLI.
+        from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.tasks import SPLITS, get_task
+
+        if (self.ref is None) == (self.base is None):
+            raise InvalidInputError("evaluate an expert ({ref}) or a base model ({base}): one of them",
+                                    options=["ref", "base"])
+        get_task(self.task)
+        if self.split not in SPLITS:
+            raise InvalidInputError(f"unknown {{split}} {self.split!r}; choose from {', '.join(SPLITS)}",
+                                    options=["split"])
+        positive(self, "batch_size", *(["limit"] if self.limit is not None else []),
+                 *(["max_new_tokens"] if self.max_new_tokens is not None else []))
+        if self.mode not in MODES:
+            raise InvalidInputError(f"unknown {{mode}} {self.mode!r}; choose from {', '.join(MODES)}", options=["mode"])
+        if self.dtype not in DTYPES:
+            raise InvalidInputError(f"unknown {{dtype}} {self.dtype!r}; choose from {', '.join(DTYPES)}",
+                                    options=["dtype"])
+        check_backend(self.backend)
+
+    def check(self, registry: Registry) -> None:
+        self.validate()
+        registry.get(self.ref) if self.ref else registry.get_model(self.base)

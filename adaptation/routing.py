@@ -1,0 +1,277 @@
+"""Two-pass inference: classify each prompt, then answer it with its category's expert
+(the paper's strategies A and B; ``fixed:REF`` is the single-expert control).
+
+First pass: ``prompt`` asks the model itself which category a prompt belongs
+to (answer in ``\\boxed{}``); ``classifier`` applies the trained
+classification expert (``t2reg train --task dispatch``, tagged
+``role=dispatcher``) and reads the category off the option log-likelihoods.
+Second pass: prompts are grouped by the chosen expert and each group runs in
+batches with that expert applied; ``other`` runs on the base weights.
+
+The categories are those of the pool's experts' tasks, not a fixed list: each
+category's expert is the pool's best for it by the registry's ``best``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from t2reg.adaptation.backends import Backend, GenerationRequest, LoglikelihoodRequest, Sampling, open_for
+from t2reg.adaptation.evaluation.results import EvalResult
+from t2reg.adaptation.evaluation.runs import first
+from t2reg.adaptation.evaluation.scoring import choice_prefix, evaluate
+from t2reg.adaptation.models import load_spectra
+from t2reg.adaptation.tasks import CATEGORIES, LETTERS, Example, Task, get_task
+from t2reg.adaptation.tasks import data_dir as resolve_data_dir
+from t2reg.adaptation.tasks.answers import last_boxed
+from t2reg.adaptation.tasks.dispatch import dispatch_prompt
+from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.expert_file import Metric
+from t2reg.registry import ExpertVersion, Registry
+
+OTHER = "other"
+STRATEGIES = ("prompt", "classifier", "fixed:REF")
+_BOXED = "\nPut the category name in \\boxed{}."
+
+
+@dataclass
+class Routing:
+    """Which expert answers which category, and how prompts are classified."""
+
+    strategy: str
+    experts: dict[str, ExpertVersion]  # category -> expert; categories without one use the base weights
+    dispatcher: ExpertVersion | None = None
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(sorted(self.experts)) + (OTHER,)
+
+
+@dataclass
+class TwoPassResult:
+    categories: list[str]  # per prompt
+    experts: list[str | None]  # per prompt: the ref applied in the second pass
+    first_pass_seconds: float
+    second_pass_seconds: float
+    outputs: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"categories": self.categories, "experts": self.experts,
+                "first_pass_seconds": self.first_pass_seconds, "second_pass_seconds": self.second_pass_seconds}
+
+
+def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[str] = ()) -> Routing:
+    """The experts per category (the pool's best by ``best``), and the dispatcher for ``classifier``."""
+    if strategy.startswith("fixed:"):
+        version = registry.get(strategy.removeprefix("fixed:"))
+        target = registry.get_model(model).name
+        if version.model != target:
+            raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}; "
+                                    f"transfer it first (`t2reg transfer {version.ref} --to {model}`)")
+        return Routing("fixed", {"fixed": version})
+    if strategy not in ("prompt", "classifier"):
+        raise InvalidInputError(f"unknown {{strategy}} {strategy!r}; choose from {', '.join(STRATEGIES)}",
+                                options=["strategy"])
+    if not pool:
+        raise InvalidInputError("the prompt and classifier strategies need a pool of experts to choose from ({pool})",
+                                options=["pool"])
+    target = registry.get_model(model).name
+    candidates = [v for v in registry.pool(pool) if v.model == target and v.task and v.task != "dispatch"]
+    experts = _best_per_category(registry, target, candidates)
+    if not experts:
+        raise InvalidInputError(f"no expert of the pool is on {target} with a registered task; nothing to route to")
+    dispatcher = None
+    if strategy == "classifier":
+        found = registry.list(model=target, where="tag.role=dispatcher")
+        if not found:
+            raise NotFoundError(f"no classification expert for {target}: train one with "
+                                f"`t2reg train --model {model} --task dispatch`")
+        dispatcher = found[0]
+    return Routing(strategy, experts, dispatcher)
+
+
+def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVersion]) -> dict[str, ExpertVersion]:
+    by_ref = {v.ref: v for v in candidates}
+    scored: dict[str, tuple[float, ExpertVersion]] = {}
+    unscored: dict[str, ExpertVersion] = {}
+    for task_name in sorted({v.task for v in candidates}):
+        try:
+            task = get_task(task_name)
+        except NotFoundError:
+            continue  # an expert for a task t2reg does not know has no category
+        ranked = [r for r in registry.best(task_name, task.metric, model=model, limit=1000) if r.ref in by_ref]
+        if ranked and (task.category not in scored or ranked[0].value > scored[task.category][0]):
+            scored[task.category] = (ranked[0].value, by_ref[ranked[0].ref])
+        for v in candidates:
+            if v.task == task_name:
+                unscored.setdefault(task.category, v)
+    return {c: scored[c][1] if c in scored else unscored[c] for c in unscored}
+
+
+def classify(engine: Backend, registry: Registry, routing: Routing, questions: Sequence[str]) -> list[str]:
+    """First pass: a category per question (``other`` when the answer is not one of them)."""
+    if routing.strategy == "fixed":
+        return ["fixed"] * len(questions)
+    if routing.strategy == "prompt":
+        names = routing.categories
+        sampling = Sampling(max_new_tokens=32)
+        answers = engine.generate([GenerationRequest(engine.render(dispatch_prompt(q, names) + _BOXED), sampling)
+                                   for q in questions])
+        return [_category(last_boxed(a) or a, names) for a in answers]
+    dispatch = get_task("dispatch")
+    examples = [Example(f"q{i}", q, "A", CATEGORIES) for i, q in enumerate(questions)]
+    spectra = load_spectra(routing.dispatcher.model, registry)
+    with engine.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
+        requests = [LoglikelihoodRequest(choice_prefix(engine, dispatch, ex), LETTERS[i])
+                    for ex in examples for i in range(len(CATEGORIES))]
+        scores = engine.loglikelihood(requests)
+    picked = []
+    for i in range(len(questions)):
+        row = scores[i * len(CATEGORIES) : (i + 1) * len(CATEGORIES)]
+        category = CATEGORIES[max(range(len(row)), key=lambda j: (row[j], -j))]
+        picked.append(category if category in routing.experts else OTHER)
+    return picked
+
+
+def _category(text: str, names: Sequence[str]) -> str:
+    cleaned = text.strip().strip("'\"`.").lower()
+    for name in names:
+        if cleaned == name or cleaned.rstrip("s") == name:  # 'others' is 'other'
+            return name
+    return OTHER
+
+
+def two_pass(engine: Backend, registry: Registry, routing: Routing, questions: Sequence[str],
+             answer: Callable[[Backend, list[int]], list[Any]]) -> TwoPassResult:
+    """Classify ``questions``, then call ``answer(engine, indices)`` once per expert, with it applied."""
+    start = time.perf_counter()
+    categories = classify(engine, registry, routing, questions)
+    first = time.perf_counter() - start
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, category in enumerate(categories):
+        groups[category if category in routing.experts else OTHER].append(i)
+    outputs: list[Any] = [None] * len(questions)
+    experts: list[str | None] = [None] * len(questions)
+    start = time.perf_counter()
+    spectra = None
+    for category, indices in sorted(groups.items()):
+        version = routing.experts.get(category)
+        if version is None:
+            results = answer(engine, indices)
+        else:
+            spectra = spectra or load_spectra(version.model, registry)
+            with engine.patched(spectra, registry.read_expert(version.ref)):
+                results = answer(engine, indices)
+        for i, out in zip(indices, results):
+            outputs[i], experts[i] = out, version.ref if version else None
+    return TwoPassResult(categories, experts, first, time.perf_counter() - start, outputs)
+
+
+def generate_answers(questions: Sequence[str], max_new_tokens: int) -> Callable[[Backend, list[int]], list[str]]:
+    """The ``answer`` step of ``t2reg run``: a completion per question."""
+    sampling = Sampling(max_new_tokens)
+
+    def answer(engine: Backend, indices: list[int]) -> list[str]:
+        return engine.generate([GenerationRequest(engine.render(questions[i]), sampling) for i in indices])
+
+    return answer
+
+
+def evaluate_two_pass(engine: Backend, registry: Registry, routing: Routing, task: Task,
+                      examples: Sequence[Example]) -> tuple[EvalResult, TwoPassResult]:
+    """Score ``task`` with each example answered by its routed expert."""
+    examples = list(examples)
+
+    def answer(backend: Backend, indices: list[int]) -> list[dict]:
+        return evaluate(backend, task, [examples[i] for i in indices]).outputs
+
+    routed = two_pass(engine, registry, routing, [task.prompt(ex) for ex in examples], answer)
+    mode = "choice" if any("correct_logprob" in o for o in routed.outputs) else "generate"
+    result = EvalResult.from_outputs(task.name, "test", task.metric, mode, routed.outputs,
+                                     routed.first_pass_seconds + routed.second_pass_seconds)
+    return result, routed
+
+
+@dataclass
+class DispatchReport:
+    """How the first pass sorts prompts of known tasks: a confusion matrix over categories."""
+
+    strategy: str
+    categories: list[str]
+    confusion: dict[str, dict[str, int]]  # true category -> predicted category -> count
+    per_task: dict[str, dict[str, int]]  # task -> predicted category -> count
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        total = sum(sum(row.values()) for row in self.confusion.values())
+        right = sum(row.get(c, 0) for c, row in self.confusion.items())
+        return right / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "categories": self.categories, "accuracy": self.accuracy,
+                "confusion": self.confusion, "per_task": self.per_task, "seconds": self.seconds}
+
+
+def dispatch_report(engine: Backend, registry: Registry, routing: Routing, tasks: Sequence[str],
+                    per_task: int = 20, data_dir=None) -> DispatchReport:
+    """Classify ``per_task`` test prompts of each task and count where they land."""
+    root = resolve_data_dir(data_dir)
+    questions, truth, sources = [], [], []
+    for name in tasks:
+        task = get_task(name)
+        for ex in first(task.examples("test", root), per_task):
+            questions.append(task.prompt(ex))
+            truth.append(task.category)
+            sources.append(name)
+    start = time.perf_counter()
+    predicted = classify(engine, registry, routing, questions)
+    seconds = time.perf_counter() - start
+    labels = sorted(set(routing.categories) | set(truth))
+    confusion = {t: {p: 0 for p in labels} for t in labels}
+    by_task: dict[str, dict[str, int]] = {n: {p: 0 for p in labels} for n in tasks}
+    for t, p, n in zip(truth, predicted, sources):
+        confusion[t][p] += 1
+        by_task[n][p] += 1
+    return DispatchReport(routing.strategy, labels, confusion, by_task, seconds)
+
+
+# -- runs: open the model, route, close ------------------------------------------------------------
+
+
+def answer_questions(registry: Registry, model: str, strategy: str, pool: Sequence[str], questions: Sequence[str],
+                     *, backend: str = "hf", max_new_tokens: int = 256) -> TwoPassResult:
+    """``t2reg run``: each question answered by the expert its first pass picks."""
+    routing = plan_routing(registry, model, strategy, pool)
+    with open_for(registry, model, backend) as engine:
+        return two_pass(engine, registry, routing, list(questions), generate_answers(questions, max_new_tokens))
+
+
+def report_dispatch(registry: Registry, model: str, strategy: str, pool: Sequence[str], tasks: Sequence[str], *,
+                    per_task: int = 20, backend: str = "hf", data_dir: str | None = None) -> DispatchReport:
+    """``t2reg dispatch-report``: where the first pass sends test prompts of known tasks."""
+    routing = plan_routing(registry, model, strategy, pool or ["model=" + model])
+    with open_for(registry, model, backend) as engine:
+        return dispatch_report(engine, registry, routing, tasks, per_task, data_dir)
+
+
+def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strategy: str, pool: Sequence[str], *,
+                            split: str = "test", limit: int | None = None, backend: str = "hf",
+                            data_dir: str | None = None, batch_size: int = 16, device: str | None = None,
+                            dtype: str = "float32") -> tuple[EvalResult, TwoPassResult]:
+    """Evaluate ``base`` on a task with each example answered by the expert a first pass picks; recorded
+    as a base-model evaluation whose source names the strategy."""
+    task = get_task(task_name)
+    if limit is not None and limit < 1:
+        raise InvalidInputError("{limit} must be at least 1", options=["limit"])
+    examples = first(task.examples(split, resolve_data_dir(data_dir)), limit)
+    routing = plan_routing(registry, base, strategy, pool)
+    with open_for(registry, base, backend, device=device, dtype=dtype, batch_size=batch_size) as engine:
+        result, routed = evaluate_two_pass(engine, registry, routing, task, examples)
+    result.split = split
+    source = f"two-pass:{routing.strategy}"
+    registry.record_model_evaluation(base, Metric(task.name, task.metric, result.score, split, result.n), source=source)
+    return result, routed

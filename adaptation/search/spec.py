@@ -1,0 +1,80 @@
+"""What defines one few-shot adaptation run (the ``adapt`` job kind's spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from t2reg.errors import InvalidInputError
+from t2reg.specs import JobSpec, positive
+
+if TYPE_CHECKING:
+    from t2reg.adaptation.search.base import SearchConfig
+    from t2reg.registry import Registry
+
+POPULATION_EVAL_MODES = ("auto", "batched", "sequential")
+
+
+@dataclass(frozen=True)
+class AdaptSpec(JobSpec):
+    """A search over mixtures of the ``pool``'s experts for ``model`` on ``task``, driven by ``shots`` examples."""
+
+    kind: ClassVar[str] = "adapt"
+
+    model: str
+    task: str
+    pool: tuple[str, ...]
+    shots: int = 10
+    heldout: int = 100
+    per_matrix: bool = False
+    normalize: bool = False
+    optimizer: str = "cem"
+    population: int = 32
+    elite: float = 0.2
+    iterations: int = 50
+    init_std: float = 0.5
+    patience: int | None = None
+    tolerance: float = 0.0
+    seed: int = 0
+    backend: str = "hf"
+    population_eval: str = "auto"
+    batch_size: int = 16
+    data_dir: str | None = None
+    name: str | None = None
+
+    def search_config(self) -> SearchConfig:
+        from t2reg.adaptation.search.base import SearchConfig
+
+        return SearchConfig(population=self.population, elite_fraction=self.elite, init_std=self.init_std,
+                            iterations=self.iterations, seed=self.seed, patience=self.patience,
+                            tolerance=self.tolerance)
+
+    def validate(self) -> None:
+        # Registries are imported here, not at the top: this module stays light for the CLI.
+        from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.search.base import check_optimizer
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task)
+        if not self.pool:
+            raise InvalidInputError("the pool is empty: give at least one filter ({pool})", options=["pool"])
+        positive(self, "shots", "heldout", "batch_size", "iterations")
+        if self.population < 2:
+            raise InvalidInputError("{population} must be at least 2", options=["population"])
+        if not 0 < self.elite <= 1:
+            raise InvalidInputError("{elite} must lie in (0, 1]", options=["elite"])
+        if self.init_std <= 0 or self.tolerance < 0:
+            raise InvalidInputError("{init_std} must be positive and {tolerance} not negative",
+                                    options=["init_std", "tolerance"])
+        if self.patience is not None and self.patience < 1:
+            raise InvalidInputError("{patience} must be at least 1", options=["patience"])
+        if self.population_eval not in POPULATION_EVAL_MODES:
+            raise InvalidInputError(f"{{population_eval}} must be one of {', '.join(POPULATION_EVAL_MODES)}",
+                                    options=["population_eval"])
+        check_backend(self.backend)
+        check_optimizer(self.optimizer)
+
+    def check(self, registry: Registry) -> None:
+        self.validate()
+        registry.get_model(self.model)
+        registry.pool(self.pool)  # names a filter that matches nothing now, not when a worker gets to it

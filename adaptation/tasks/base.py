@@ -1,0 +1,80 @@
+"""What a task is, and the registry of tasks.
+
+A :class:`Task` says how to load, prompt, extract and score; register new ones
+with :func:`register_task`. Scoring modes: ``generate`` (greedy generation,
+then the task's checker) and, for multiple choice, ``choice`` (log-likelihood
+of each option letter after the prompt: one forward pass per question, no
+generation).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from t2reg.adaptation.tasks.datasets import Example
+from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.vocabulary import Word
+
+
+class Category(Word):
+    """The kind of expert a task needs: what two-pass dispatch routes by."""
+
+    CODE = "code"
+    MATH = "math"
+    REASONING = "reasoning"
+    OTHER = "other"
+
+
+CATEGORIES = Category.values()
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    category: Category
+    loader: Callable[[Path | None, str], list[Example]]
+    prompt: Callable[[Example], str]
+    check: Callable[[Example, str], bool]
+    metric: str = "accuracy"
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    multiple_choice: bool = False
+    shot_split: str = "train"
+    description: str = ""
+
+    def examples(self, split: str, data_dir: Path | None = None) -> list[Example]:
+        if split not in SPLITS:
+            raise InvalidInputError(f"unknown {{split}} {split!r}; choose from {', '.join(SPLITS)}", options=["split"])
+        return self.loader(data_dir, split)
+
+    def shots(self, k: int, seed: int, data_dir: Path | None = None) -> list[Example]:
+        """``k`` seeded examples from the shot pool, which never overlaps the test split."""
+        pool = self.loader(data_dir, self.shot_split)
+        if k > len(pool):
+            raise InvalidInputError(f"{self.name}: asked for {k} {{shots}}, the pool has {len(pool)}", options=["shots"])
+        return random.Random(seed).sample(pool, k)
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.category not in CATEGORIES:
+        raise InvalidInputError(f"task {task.name!r}: category must be one of {', '.join(CATEGORIES)}")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise NotFoundError(f"unknown task {name!r}; registered: {', '.join(sorted(_TASKS))}") from None
+
+
+def all_tasks() -> list[Task]:
+    return [_TASKS[n] for n in sorted(_TASKS)]

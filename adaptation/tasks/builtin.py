@@ -1,0 +1,78 @@
+"""The tasks t2reg ships: GSM8K, MATH, ARC (easy and challenge), MBPP and HumanEval."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from t2reg.adaptation.tasks import answers
+from t2reg.adaptation.tasks import datasets as ds
+from t2reg.adaptation.tasks.base import Category, Task, register_task
+from t2reg.adaptation.tasks.datasets import LETTERS, Example
+from t2reg.adaptation.tasks.sandbox import Limits, run_program
+
+
+# -- prompts and checkers -----------------------------------------------------
+
+def _gsm8k_prompt(ex: Example) -> str:
+    return (f"Solve the following math problem step by step. End with the final answer as '#### <number>'.\n\n"
+            f"{ex.question}")
+
+
+def _gsm8k_check(ex: Example, output: str) -> bool:
+    return answers.numbers_match(answers.final_number(output), answers.parse_number(ex.answer))
+
+
+def choice_prompt(ex: Example) -> str:
+    options = "\n".join(f"({LETTERS[i]}) {text}" for i, text in enumerate(ex.choices))
+    return (f"Answer the following multiple-choice question. End with 'The answer is (X)' where X is the letter.\n\n"
+            f"{ex.question}\n{options}")
+
+
+def _choice_check(ex: Example, output: str) -> bool:
+    # Unparseable output is wrong, never a guess.
+    return answers.choice_letter(output, LETTERS[: len(ex.choices)]) == ex.answer
+
+
+def _math_prompt(ex: Example) -> str:
+    return f"Solve the following problem. Put the final answer in \\boxed{{}}.\n\n{ex.question}"
+
+
+def _math_check(ex: Example, output: str) -> bool:
+    predicted = answers.normalise_math(answers.last_boxed(output))
+    return predicted is not None and predicted == answers.normalise_math(ex.answer)
+
+
+def _mbpp_prompt(ex: Example) -> str:
+    return (f"You are an expert Python programmer. {ex.question}\nYour code should pass these tests:\n"
+            f"{ex.entry_point}\nWrite the code in a ```python block.")
+
+
+def _humaneval_prompt(ex: Example) -> str:
+    return f"Complete the following Python function. Write the whole function in a ```python block.\n\n```python\n{ex.question}```"
+
+
+def code_check(limits: Limits = Limits()) -> Callable[[Example, str], bool]:
+    def check(ex: Example, output: str) -> bool:
+        code = answers.extract_code(output)
+        if ex.id.startswith("HumanEval") and f"def {ex.entry_point}" not in code:
+            code = ex.question + code  # a bare body completes the prompt's signature
+        return run_program(f"{code}\n\n{ex.tests}", limits).passed
+
+    return check
+
+
+for _task in [
+    Task("gsm8k", Category.MATH, ds.gsm8k, _gsm8k_prompt, _gsm8k_check, max_new_tokens=320,
+         description="Grade-school math word problems; numeric final answer."),
+    Task("math", Category.MATH, ds.math, _math_prompt, _math_check, max_new_tokens=512, shot_split="shots",
+         description="MATH competition problems (test set); \\boxed{} answer."),
+    Task("arc-easy", Category.REASONING, ds.arc("easy"), choice_prompt, _choice_check, max_new_tokens=64,
+         multiple_choice=True, description="AI2 ARC Easy; multiple choice."),
+    Task("arc-challenge", Category.REASONING, ds.arc("challenge"), choice_prompt, _choice_check, max_new_tokens=64,
+         multiple_choice=True, description="AI2 ARC Challenge; multiple choice."),
+    Task("mbpp", Category.CODE, ds.mbpp, _mbpp_prompt, code_check(), max_new_tokens=384, shot_split="shots",
+         description="Mostly Basic Python Problems; run against the tests."),
+    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384, shot_split="shots",
+         description="HumanEval; run against the tests."),
+]:
+    register_task(_task)

@@ -1,0 +1,285 @@
+"""SVF expert training by policy gradient (Transformer², section 3 and appendix A.1).
+
+One learnable vector per adapted matrix; REINFORCE with reward +1/-1 for a
+correct/incorrect answer, a KL penalty to the base model weighted by lambda,
+AdamW with cosine decay and gradient clipping; the best checkpoint on a
+validation split is published, with its validation and test scores and the
+training curve.
+
+Actions: a multiple-choice task's action is the option letter after "The
+answer is (", sampled from the policy restricted to the options (one forward
+pass serves sampling, the gradient and the KL); any other task's action is a
+sampled completion (from the ``hf`` or ``vllm`` sampler with the current z
+pushed in), scored by the task's checker.
+
+Resumable: each iteration's randomness derives from (seed, iteration), and the
+checkpoint holds z, the optimizer state and the best-so-far, so a killed run
+continues to the same z as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from t2reg.adaptation.backends import Backend, DifferentiableBackend, GenerationRequest, Sampling, open_for
+from t2reg.adaptation.evaluation.results import EvalResult
+from t2reg.adaptation.evaluation.scoring import choice_prefix, evaluate
+from t2reg.adaptation.models import load_spectra
+from t2reg.adaptation.tasks import LETTERS, Example, Task, get_task
+from t2reg.adaptation.tasks import data_dir as resolve_data_dir
+from t2reg.adaptation.training.policy import SVFPolicy, token_kl
+from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.architectures import matrix_specs
+from t2reg.errors import InvalidInputError
+from t2reg.registry import ExpertVersion, Registry
+from t2reg.registry.derived import DerivedExpert
+from t2reg.registry.entities import Lineage
+from t2reg.specs import Checkpoint
+from t2reg.vocabulary import Relation, Source
+
+
+@dataclass
+class TrainResult:
+    version: ExpertVersion
+    iterations: int
+    best_iteration: int
+    validation: EvalResult
+    test: EvalResult
+    base: EvalResult
+    curve: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"published": self.version.ref, "iterations": self.iterations, "best_iteration": self.best_iteration,
+                "validation": self.validation.to_dict(), "test": self.test.to_dict(), "base": self.base.to_dict()}
+
+
+def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None = None,
+          checkpoint: Checkpoint | None = None, on_iteration: Callable[[dict[str, Any]], None] | None = None,
+          job_id: int | None = None) -> TrainResult:
+    """Train (or continue, from ``state``) an SVF expert and publish the best checkpoint."""
+    spec.validate()
+    task = get_task(spec.task)
+    if spec.max_new_tokens:
+        task = dataclasses.replace(task, max_new_tokens=spec.max_new_tokens)
+    root = resolve_data_dir(spec.data_dir)
+    train_examples = task.examples("train", root)
+    val_examples = task.examples("validation", root)[: spec.validation]
+    test_examples = task.examples("test", root)[: spec.heldout]
+    if len(train_examples) < spec.batch_size:
+        raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
+                                f"{spec.batch_size}", options=["batch_size"])
+    with ExitStack() as stack:
+        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device))
+        sampler = engine if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
+            open_for(registry, spec.model, spec.sampler))
+        trainer = _Trainer(registry, spec, task, engine, sampler, state)
+        for iteration in range(trainer.iteration + 1, spec.iterations + 1):
+            event = trainer.step(iteration, train_examples, val_examples)
+            (checkpoint or (lambda _s, _e: None))(trainer.state(), event)
+            if on_iteration:
+                on_iteration(event)
+            if trainer.should_stop():
+                break
+        best = trainer.best_z()
+        validation = trainer.score(best, val_examples)
+        test = trainer.score(best, test_examples)
+        base = evaluate(engine, task, test_examples)
+    version = _publish(registry, spec, task, best, trainer, validation, test, job_id)
+    for metric in base.metrics("test"):
+        registry.record_model_evaluation(spec.model, metric, source="train-base")
+    return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve)
+
+
+class _Trainer:
+    """The policy, its optimizer and the bookkeeping of one run; ``state()`` is its checkpoint."""
+
+    def __init__(self, registry: Registry, spec: TrainSpec, task: Task, engine: Backend, sampler: Backend,
+                 state: dict | None) -> None:
+        if not isinstance(engine, DifferentiableBackend):
+            raise InvalidInputError(f"the {engine.name} backend cannot take gradients; training needs hf")
+        self.spec, self.task, self.engine, self.sampler = spec, task, engine, sampler
+        self.spectra = load_spectra(spec.model, registry)
+        names = [m.name for m in matrix_specs(registry.model_config(spec.model), spec.modules)]
+        missing = [n for n in names if n not in self.spectra]
+        if missing:
+            raise InvalidInputError(f"no spectra for {len(missing)} {spec.modules} matrices of {spec.model}: "
+                                    f"run `t2reg model decompose {spec.model} --modules {spec.modules}`")
+        self.layout = engine.weight_layout(names)
+        init = spec.init if spec.param == "logits" else spec.init_scale
+        self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr)
+        self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
+        self.stale, self.curve = 0, []
+        self._best = [p.detach().clone() for p in self.policy.vectors]
+        if state:
+            self._restore(state)
+
+    # -- one iteration ----------------------------------------------------------------
+
+    def step(self, iteration: int, train_examples: list[Example], val_examples: list[Example]) -> dict[str, Any]:
+        start = time.monotonic()
+        lr = self.spec.lr * 0.5 * (1 + math.cos(math.pi * (iteration - 1) / self.spec.iterations))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        rng = np.random.default_rng([self.spec.seed, iteration])
+        batch = [train_examples[i] for i in rng.choice(len(train_examples), self.spec.batch_size, replace=False)]
+        generator = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + iteration)
+        rollout = self._choice_rollout if self.task.multiple_choice else self._generation_rollout
+        loss, reward, kl = rollout(batch, generator, iteration)
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.spec.clip))
+        self.optimizer.step()
+        self.iteration = iteration
+        event = {"iteration": iteration, "reward": reward, "kl": kl, "loss": float(loss.detach()), "lr": lr,
+                 "grad_norm": grad_norm}
+        if iteration % self.spec.eval_every == 0 or iteration == self.spec.iterations:
+            event["validation"] = self.score(self._z(), val_examples).score
+            self._track(event["validation"], iteration)
+        event["seconds"] = time.monotonic() - start
+        self.curve.append(event)
+        return event
+
+    def _choice_rollout(self, batch, generator, _iteration):
+        """Sample an option letter per question from the policy restricted to the options."""
+        prefixes = [choice_prefix(self.engine, self.task, ex) for ex in batch]
+        ids, mask = self.engine.encode(prefixes)
+        options = [self._letter_ids(len(ex.choices)) for ex in batch]
+        logits = self.engine.logits(ids, mask, keep=1, weights=self.policy.weights(self.layout))[:, -1, :]
+        # The KL reference, recomputed per batch: a cache keyed by example would grow with the data
+        # and make a resumed run differ from an uninterrupted one.
+        base = self.engine.logits(ids, mask, keep=1)[:, -1, :]
+        loss, rewards, kls = 0.0, [], []
+        for row, (ex, opts) in enumerate(zip(batch, options)):
+            logp = torch.log_softmax(logits[row, opts], -1)
+            # sampled on the CPU: the seeded generator lives there whatever device the model is on
+            action = int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
+            reward = 1.0 if LETTERS[action] == ex.answer else -1.0
+            kl = token_kl(logits[row, opts], base[row, opts])
+            loss = loss - reward * logp[action] + self.spec.kl * kl
+            rewards.append(reward)
+            kls.append(float(kl.detach()))
+        return loss / len(batch), float(np.mean(rewards)), float(np.mean(kls))
+
+    def _generation_rollout(self, batch, _generator, iteration):
+        """Sample completions with the current z, score them, and weight their log-likelihood by the reward."""
+        prompts = [self.engine.render(self.task.prompt(ex)) for ex in batch]
+        z = self._z()
+        sampling = Sampling(self.task.max_new_tokens, self.task.stop, temperature=self.spec.temperature,
+                            seed=self.spec.seed * 1_000_003 + iteration)
+        with self.sampler.patched(self.spectra, z, self.policy.renormalize):
+            texts = self.sampler.generate([GenerationRequest(p, sampling) for p in prompts])
+        rewards = [1.0 if self.task.check(ex, text) else -1.0 for ex, text in zip(batch, texts)]
+        pairs = [self.engine.split_continuation(p, t) if t else (self.engine.split_continuation(p, " ")[0], [])
+                 for p, t in zip(prompts, texts)]
+        keep = max(1, max(len(c) for _, c in pairs))
+        ids, mask = self.engine.pad([c + k for c, k in pairs])
+        logits = self.engine.logits(ids, mask, keep=keep + 1, weights=self.policy.weights(self.layout))
+        base = self.engine.logits(ids, mask, keep=keep + 1)
+        loss, kls = 0.0, []
+        for row, (_, cont) in enumerate(pairs):
+            if not cont:
+                continue
+            # logits at position t predict token t+1; the continuation is the last len(cont) tokens
+            positions = torch.arange(keep - len(cont), keep)
+            logp = torch.log_softmax(logits[row, positions], -1)[torch.arange(len(cont)), torch.tensor(cont)]
+            kl = token_kl(logits[row, positions], base[row, positions]).mean()
+            loss = loss - rewards[row] * logp.mean() + self.spec.kl * kl
+            kls.append(float(kl.detach()))
+        if isinstance(loss, float):  # every completion was empty: nothing to learn from this batch
+            loss = sum(p.sum() * 0 for p in self.policy.parameters())
+        return loss / len(batch), float(np.mean(rewards)), float(np.mean(kls)) if kls else 0.0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _letter_ids(self, n: int) -> list[int]:
+        prefix = "The answer is ("
+        return [self.engine.split_continuation(prefix, LETTERS[i])[1][0] for i in range(n)]
+
+    def _z(self) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {n: v.detach().clone() for n, v in self.policy.z().items()}
+
+    def score(self, z: dict[str, torch.Tensor], examples: list[Example]) -> EvalResult:
+        with self.engine.patched(self.spectra, z, self.policy.renormalize):
+            return evaluate(self.engine, self.task, examples)
+
+    def _track(self, score: float, iteration: int) -> None:
+        if score > self.best_score:
+            self.best_score, self.best_iteration, self.stale = score, iteration, 0
+            self._best = [p.detach().clone() for p in self.policy.vectors]
+        else:
+            self.stale += 1
+
+    def should_stop(self) -> bool:
+        return self.spec.patience is not None and self.stale >= self.spec.patience
+
+    def best_z(self) -> dict[str, torch.Tensor]:
+        current = [p.detach().clone() for p in self.policy.vectors]
+        with torch.no_grad():
+            for p, b in zip(self.policy.vectors, self._best):
+                p.copy_(b)
+            best = self._z()
+            for p, c in zip(self.policy.vectors, current):
+                p.copy_(c)
+        return best
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        optim = self.optimizer.state_dict()
+        tensors = {f"param.{i}": p.detach().cpu() for i, p in enumerate(self.policy.vectors)}
+        tensors |= {f"best.{i}": b.cpu() for i, b in enumerate(self._best)}
+        for index, slots in optim["state"].items():
+            tensors |= {f"optim.{index}.{key}": value.cpu() for key, value in slots.items()}
+        blob = base64.b64encode(save_tensors({k: v.contiguous() for k, v in tensors.items()})).decode()
+        # None until a validation has run: PostgreSQL's json cannot store -inf
+        best = self.best_score if math.isfinite(self.best_score) else None
+        return {"iteration": self.iteration, "best_iteration": self.best_iteration, "best_score": best,
+                "stale": self.stale, "curve": self.curve, "tensors": blob,
+                "param_groups": optim["param_groups"]}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        tensors = load_tensors(base64.b64decode(state["tensors"]))
+        with torch.no_grad():
+            for i, p in enumerate(self.policy.vectors):
+                p.copy_(tensors[f"param.{i}"])
+        self._best = [tensors[f"best.{i}"].to(self.engine.device) for i in range(len(self.policy.vectors))]
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, slot = key.split(".", 2)
+                slots.setdefault(int(index), {})[slot] = value
+        self.optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
+        self.iteration, self.best_iteration = state["iteration"], state["best_iteration"]
+        self.best_score = state["best_score"] if state["best_score"] is not None else float("-inf")
+        self.stale, self.curve = state["stale"], state["curve"]
+
+
+def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch.Tensor], trainer: _Trainer,
+             validation: EvalResult, test: EvalResult, job_id: int | None) -> ExpertVersion:
+    info = registry.get_model(spec.model)
+    hyper = {k: v for k, v in spec.to_dict().items() if k not in ("model", "task", "data_dir", "name", "device")}
+    provenance = {"method": "reinforce", "hyperparameters": hyper, "best_iteration": trainer.best_iteration,
+                  "curve": [{k: e[k] for k in ("iteration", "reward", "kl", "validation") if k in e}
+                            for e in trainer.curve]}
+    tags = {"trained": "reinforce"}
+    if task.name == "dispatch":  # the classification expert the two-pass strategies look for
+        tags["role"] = "dispatcher"
+    return registry.publish_derived(DerivedExpert(
+        {n: v.detach().cpu().numpy() for n, v in z.items()}, model=spec.model, task=task.name, source=Source.NATIVE,
+        name=spec.name or f"{task.name}-{info.handle}", renormalize=trainer.policy.renormalize, provenance=provenance,
+        metrics=tuple(validation.metrics("validation") + test.metrics("test")),
+        lineage=(Lineage(None, Relation.TRAINED_FROM, None, {"model": info.name, **hyper}),), tags=tags,
+        job_id=job_id))

@@ -1,0 +1,71 @@
+"""What defines one SVF training run (the ``train`` job kind's spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from t2reg.architectures import MODULE_GROUPS
+from t2reg.errors import InvalidInputError
+from t2reg.specs import JobSpec, positive
+
+if TYPE_CHECKING:
+    from t2reg.registry import Registry
+
+PARAMETRIZATIONS = ("logits", "scale")
+
+
+@dataclass(frozen=True)
+class TrainSpec(JobSpec):
+    """Policy-gradient training of one expert for ``model`` on ``task``."""
+
+    kind: ClassVar[str] = "train"
+
+    model: str
+    task: str
+    iterations: int = 40
+    batch_size: int = 16
+    modules: str = "mlp"
+    kl: float = 0.1
+    lr: float = 2e-3
+    param: str = "logits"
+    init: float = 0.1  # initial logit (param logits)
+    init_scale: float = 1.0  # initial z (param scale)
+    max_mult: float = 1.0
+    clip: float = 1.0
+    temperature: float = 1.0
+    max_new_tokens: int | None = None
+    validation: int = 32  # validation examples scored for checkpoint selection
+    eval_every: int = 1
+    patience: int | None = None  # validation rounds without a better score before stopping
+    heldout: int = 100  # test examples in the report
+    sampler: str = "hf"
+    device: str | None = None
+    seed: int = 0
+    data_dir: str | None = None
+    name: str | None = None
+
+    def validate(self) -> None:
+        # Registries are imported here, not at the top: this module stays light for the CLI.
+        from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task)
+        if self.param not in PARAMETRIZATIONS:
+            raise InvalidInputError(f"{{param}} must be one of {', '.join(PARAMETRIZATIONS)}", options=["param"])
+        positive(self, "iterations", "batch_size", "validation", "heldout", "eval_every")
+        if self.lr <= 0 or self.clip <= 0 or self.temperature <= 0 or self.max_mult <= 0:
+            raise InvalidInputError("{lr}, {clip}, {temperature} and {max_mult} must be positive",
+                                    options=["lr", "clip", "temperature", "max_mult"])
+        if self.kl < 0:
+            raise InvalidInputError("{kl} must not be negative", options=["kl"])
+        check_backend(self.sampler, "sampler")
+        if self.patience is not None and self.patience < 1:
+            raise InvalidInputError("{patience} must be at least 1 (validation rounds without improvement)",
+                                    options=["patience"])
+        if self.modules not in MODULE_GROUPS:
+            raise InvalidInputError(f"{{modules}} must be one of {', '.join(MODULE_GROUPS)}", options=["modules"])
+
+    def check(self, registry: Registry) -> None:
+        self.validate()
+        registry.get_model(self.model)

@@ -1,0 +1,45 @@
+"""Options more than one command takes, declared once; defaults come from the job specs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from t2reg.specs import JobSpec
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+# How the library's parameter names are written on the command line, where that is not --name-with-dashes.
+FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER"}
+
+
+def flag(parameter: str) -> str:
+    """The command-line spelling of a library parameter (for error messages)."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def default_of(spec: type[JobSpec], name: str, *decls: str, **kwargs: Any) -> Decorator:
+    """An option whose default is the spec's (shown in --help)."""
+    return click.option(*(decls or (flag(name),)), default=spec.default(name), show_default=True, **kwargs)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
+                               help="Evaluation data [env T2REG_DATA_DIR].")
+detach_option = click.option("--detach", is_flag=True, help="Only queue the job; a `t2reg worker` runs it.")
+device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
+dtype_option = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+                            show_default=True)
+modules_option = click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
+                              help="Which matrices (the paper adapts the MLP).")
+strategy_option = click.option(
+    "--strategy", default="prompt", show_default=True, metavar="prompt|classifier|fixed:REF",
+    help="First pass: prompt (the model names the category in \\boxed{}), classifier (the trained "
+         "dispatch expert picks it), or fixed:REF (always that expert).")
+pool_option = click.option("--pool", multiple=True, metavar="FILTER",
+                           help="Experts to route to (repeatable); the best per task category is used.")
+
+
+def backend_option(default: str = "hf", name: str = "--backend", help: str = "Inference backend: hf or vllm.") -> Decorator:
+    return click.option(name, default=default, show_default=True, help=help)

@@ -1,0 +1,67 @@
+"""The words the data model is made of: where an expert came from, how versions relate,
+what state a version or a job is in.
+
+Each is a ``str`` enum, so a member compares equal to the text stored in the
+database and the expert file (``Source.NATIVE == "native"``) and serialises as
+that text.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from t2reg.errors import InvalidInputError
+
+
+class Word(str, Enum):
+    """A member that prints as its value (``str(Source.NATIVE) == "native"``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+    @classmethod
+    def parse(cls, text: str, what: str):
+        """The member spelled ``text``, or an error listing the choices."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise InvalidInputError(f"unknown {what} {text!r}; choose from {', '.join(cls.values())}") from None
+
+
+class Source(Word):
+    """How an expert version came to be (``provenance.source`` in the file, ``source`` in the row)."""
+
+    NATIVE = "native"  # trained on its own base model
+    TRANSFERRED = "transferred"  # carried from another base model in canonical order
+    TRANSFERRED_SHUFFLED = "transferred-shuffled"  # the same, each vector permuted: the control
+    ADAPTED = "adapted"  # a few-shot mixture of other experts
+    IMPORTED = "imported"  # converted from the reference code's files
+
+
+class Relation(Word):
+    """What a lineage edge says about a child version and its parent."""
+
+    TRANSFERRED_FROM = "transferred_from"
+    MIXTURE_COMPONENT = "mixture_component"
+    TRAINED_FROM = "trained_from"
+
+
+class VersionStatus(Word):
+    LIVE = "live"
+    DELETED = "deleted"
+
+
+class JobStatus(Word):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -1,0 +1,100 @@
+"""The transformers backend on a tiny real model with a real tokenizer."""
+
+import json
+
+import pytest
+import torch
+
+from t2reg.adaptation import ExpertPatch
+from t2reg.adaptation.backends import backend_names, open_backend
+from t2reg.adaptation.models.files import matrix_loader
+from t2reg.architectures import matrix_specs
+from t2reg.errors import InvalidInputError
+from t2reg.spectra import Spectra, decompose
+from tests.helpers.backend_calls import generate, loglikelihood
+from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+
+PROMPTS = ["Question: what do plants need?", "Solve the following math problem", "The answer is", "(A) light (B)"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_model_with_tokenizer(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir):
+    return open_backend("hf", model_dir, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def spectra(model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("spectra")
+    decompose(matrix_specs(json.loads((model_dir / "config.json").read_text()), "mlp"), matrix_loader(model_dir), root,
+              model="tiny")
+    return Spectra.load(root)
+
+
+def test_registered_backends_and_unknown_ones():
+    assert "hf" in backend_names()
+    with pytest.raises(InvalidInputError, match="unknown backend 'nope'"):
+        open_backend("nope", None)
+
+
+def test_batched_left_padded_generation_equals_one_by_one(backend):
+    batched = generate(backend, PROMPTS, 8)
+    single = [generate(backend, [p], 8)[0] for p in PROMPTS]
+    assert batched == single and all(isinstance(t, str) for t in batched)
+    assert generate(backend, PROMPTS, 8) == batched  # greedy: deterministic
+
+
+def test_stop_strings_cut_the_output(backend):
+    free = generate(backend, PROMPTS[:1], 12)[0]
+    assert len(free) > 2
+    stop = free[1:3]
+    cut = generate(backend, PROMPTS[:1], 12, stop=[stop])[0]
+    assert stop not in cut and free.startswith(cut) and len(cut) < len(free)
+
+
+def test_single_token_fast_path_equals_full_sequence_scoring(backend):
+    ctx = "The answer is ("
+    requests = [(ctx, "A"), (ctx, "B"), ("Question: what", " do plants need")]
+    fast = loglikelihood(backend, requests)
+    slow = backend._sequence_logprobs([backend.split_continuation(c, k) for c, k in requests[:2]])
+    assert fast[:2] == pytest.approx(slow, abs=1e-4)
+    assert fast[2] < 0 and all(v <= 0 for v in fast)
+
+
+def test_set_weights_and_restore(backend):
+    name = "model.layers.0.mlp.up_proj.weight"
+    before = backend.model.get_parameter(name).detach().clone()
+    backend.set_weights({name: torch.zeros_like(before)})
+    assert torch.count_nonzero(backend.model.get_parameter(name)) == 0
+    backend.restore()
+    assert torch.equal(backend.model.get_parameter(name), before)
+
+
+def test_patched_backend_equals_expert_patch(backend, spectra):
+    z = {n: torch.rand(spectra[n].S.shape[0], generator=torch.Generator().manual_seed(1)) + 0.5 for n in spectra.names()}
+    generic = type(backend).__mro__[1].patched  # the Backend base class's set_weights route
+    with generic(backend, spectra, z):
+        via_set_weights = loglikelihood(backend, [("The answer is (", "A")])
+    with ExpertPatch(backend.model, spectra, z):
+        via_patch = loglikelihood(backend, [("The answer is (", "A")])
+    with backend.patched(spectra, z):
+        via_backend = loglikelihood(backend, [("The answer is (", "A")])
+    assert via_set_weights == pytest.approx(via_patch, abs=1e-5) == via_backend
+    assert loglikelihood(backend, [("The answer is (", "A")]) != pytest.approx(via_patch, abs=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel"])
+def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture, tmp_path):
+    # GPT-2's positions are absolute, so this also checks that padding does not shift them
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
+                          batch_size=4)
+    requests = [("Question: what do plants need to grow well?", " light and water"), ("The answer", " is B"),
+                ("Solve", " the following math problem now")]
+    batched = loglikelihood(engine, requests)
+    alone = [loglikelihood(engine, [r])[0] for r in requests]
+    assert batched == pytest.approx(alone, abs=1e-4)
+    assert len(set(round(v, 3) for v in batched)) == 3 and all(v < 0 for v in batched)

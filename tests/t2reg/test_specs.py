@@ -1,0 +1,48 @@
+"""Job specs: plain data in and out, defaults in one place, unknown or missing settings refused by name."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from t2reg.errors import InvalidInputError
+from t2reg.specs import JobSpec, positive
+
+
+@dataclass(frozen=True)
+class ToySpec(JobSpec):
+    kind: ClassVar[str] = "toy"
+
+    model: str
+    pool: tuple[str, ...] = ()
+    shots: int = 10
+    name: str | None = None
+
+    def validate(self) -> None:
+        positive(self, "shots")
+
+
+def test_round_trip_through_json_shapes():
+    spec = ToySpec("tiny", pool=("model=a", "task=b"), shots=3)
+    data = spec.to_dict()
+    assert data == {"model": "tiny", "pool": ["model=a", "task=b"], "shots": 3, "name": None}
+    assert ToySpec.from_dict(data) == spec  # lists come back as tuples
+
+
+def test_unknown_and_missing_settings_are_named():
+    with pytest.raises(InvalidInputError, match="unknown toy settings: colour, size"):
+        ToySpec.from_dict({"model": "tiny", "size": 1, "colour": "red"})
+    with pytest.raises(InvalidInputError, match="toy settings lack model"):
+        ToySpec.from_dict({"shots": 2})
+
+
+def test_defaults_come_from_the_fields():
+    assert ToySpec.default("shots") == 10 and ToySpec.default("pool") == ()
+    with pytest.raises(KeyError):
+        ToySpec.default("model")  # required: no default
+
+
+def test_positive_names_each_offending_option():
+    with pytest.raises(InvalidInputError, match="shots must be at least 1") as refused:
+        ToySpec("tiny", shots=0).validate()
+    assert refused.value.options == ("shots",)

@@ -1,0 +1,150 @@
+"""The package's seams: no import cycles, every module imports alone, the CLI and the job specs load
+without torch, every package folder is packaged, and the tests mirror the layout."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.helpers.paths import ROOT
+
+# Import name of each top-level folder (pyproject's package-dir).
+ROOTS = {"t2reg": "t2reg", "registry": "t2reg.registry", "transfer": "t2reg.transfer",
+         "adaptation": "t2reg.adaptation", "cli": "t2reg.cli", "migrations": "t2reg.migrations"}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by import name (a package by its __init__.py)."""
+    found = {}
+    for folder, name in ROOTS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join((name, *parts))] = path
+    return found
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _top_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module is imported (not inside functions, not under TYPE_CHECKING)."""
+    out, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.append(node)
+        elif isinstance(node, ast.If) and not _is_type_checking(node):
+            todo.extend(node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            todo.extend(node.body + node.orelse + node.finalbody + [n for h in node.handlers for n in h.body])
+    return out
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in _top_level_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                # `from pkg import sub` imports the submodule; `from pkg import name` runs pkg's __init__.
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = _import_graph()
+    assert len(graph) > 60  # the walk found the package
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_module_imports_alone():
+    """Each module imported first, as if in a fresh interpreter (t2reg's modules are dropped between imports;
+    third-party ones stay loaded, which is what keeps this fast)."""
+    script = (
+        "import importlib, sys\n"
+        f"names = {sorted(n for n in _modules() if not n.startswith('t2reg.migrations') and '__main__' not in n)!r}\n"
+        "failed = []\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m == 't2reg' or m.startswith('t2reg.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as exc:\n"
+        "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+        "print('\\n'.join(failed))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_the_cli_and_the_job_specs_load_without_torch():
+    light = ["t2reg.cli.main", "t2reg.adaptation.jobs", "t2reg.adaptation.search.spec",
+             "t2reg.adaptation.training.spec", "t2reg.adaptation.evaluation.spec", "t2reg.transfer.spec",
+             "t2reg.adaptation.tasks"]
+    for name in light:
+        script = f"import sys, {name}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]", f"{name} loads {done.stdout.strip()}"
+
+
+def test_every_package_folder_is_packaged():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert listed == folders
+
+
+def test_the_tests_mirror_the_adaptation_layout():
+    packages = {p.parent.name for p in (ROOT / "adaptation").glob("*/__init__.py")}
+    modules = {p.stem for p in (ROOT / "adaptation").glob("*.py")} - {"__init__"}
+    tests = ROOT / "tests" / "adaptation"
+    assert {p for p in packages if not (tests / p).is_dir()} == set()
+    assert {m for m in modules if not (tests / f"test_{m}.py").is_file()} == set()
