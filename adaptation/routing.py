@@ -117,19 +117,42 @@ def classify(engine: Backend, registry: Registry, routing: Routing, questions: S
         return ["fixed"] * len(questions)
     if routing.strategy == "prompt":
         names = routing.categories
-        sampling = Sampling(max_new_tokens=32)
-        answers = engine.generate([GenerationRequest(engine.render(dispatch_prompt(q, names) + _BOXED), sampling)
-                                   for q in questions])
-        return [_category(last_boxed(a) or a, names) for a in answers]
-    dispatch = get_task("dispatch")
-    examples = [Example(f"q{i}", q, "A", CATEGORIES) for i, q in enumerate(questions)]
+        answers = engine.generate([dispatch_request(engine, q, names) for q in questions])
+        return [category_of(a, names) for a in answers]
     spectra = load_spectra(routing.dispatcher.model, registry)
     with engine.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
-        requests = [LoglikelihoodRequest(choice_prefix(engine, dispatch, ex), LETTERS[i])
-                    for ex in examples for i in range(len(CATEGORIES))]
-        scores = engine.loglikelihood(requests)
+        scores = engine.loglikelihood(classifier_requests(engine, questions))
+    return categories_from_scores(routing, scores)
+
+
+# The first pass in pieces, for callers that batch it themselves (the server).
+
+
+def dispatch_request(engine: Backend, question: str, names: Sequence[str]) -> GenerationRequest:
+    """The ``prompt`` strategy's first pass for one question: the model names its category in ``\\boxed{}``."""
+    return GenerationRequest(engine.render(dispatch_prompt(question, tuple(names)) + _BOXED), Sampling(max_new_tokens=32))
+
+
+def category_of(answer: str, names: Sequence[str]) -> str:
+    """The category a first-pass answer names (``other`` when it names none of ``names``)."""
+    return _category(last_boxed(answer) or answer, names)
+
+
+def classifier_requests(engine: Backend, questions: Sequence[str],
+                        variant: int | None = None) -> list[LoglikelihoodRequest]:
+    """The ``classifier`` strategy's first pass: each category's option letter after each question
+    (scored with the dispatcher applied)."""
+    dispatch = get_task("dispatch")
+    examples = [Example(f"q{i}", q, "A", CATEGORIES) for i, q in enumerate(questions)]
+    return [LoglikelihoodRequest(choice_prefix(engine, dispatch, ex), LETTERS[i], variant)
+            for ex in examples for i in range(len(CATEGORIES))]
+
+
+def categories_from_scores(routing: Routing, scores: Sequence[float]) -> list[str]:
+    """Each question's most likely category from :func:`classifier_requests`' scores, ``other`` when it has
+    no expert."""
     picked = []
-    for i in range(len(questions)):
+    for i in range(len(scores) // len(CATEGORIES)):
         row = scores[i * len(CATEGORIES) : (i + 1) * len(CATEGORIES)]
         category = CATEGORIES[max(range(len(row)), key=lambda j: (row[j], -j))]
         picked.append(category if category in routing.experts else OTHER)

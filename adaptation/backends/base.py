@@ -130,6 +130,20 @@ class Backend(ABC):
             )
         return f"{text}\n\n"
 
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """A conversation (``role``/``content`` dicts) ready for the assistant's turn, through the chat template.
+
+        Without a template, a lone user turn renders as :meth:`render` does (so a
+        server's answer equals ``t2reg run``'s); longer conversations become
+        ``role: content`` paragraphs ending in ``assistant:``.
+        """
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False,
+                                                      add_generation_prompt=True)
+        if len(messages) == 1 and messages[0]["role"] == "user":
+            return self.render(messages[0]["content"])
+        return "".join(f"{m['role']}: {m['content']}\n\n" for m in messages) + "assistant:"
+
     @contextmanager
     def patched(self, spectra: Spectra, z: "Expert | Mapping[str, torch.Tensor]",
                 renormalize: str | None = None) -> Iterator["Backend"]:

@@ -166,6 +166,24 @@ class HFBackend(DifferentiableBackend):
         if inside:
             self._factored.rows = torch.tensor(list(variants), dtype=torch.long)
 
+    # -- what serving needs: one step of a decode loop the caller owns ------------------------------
+
+    @torch.no_grad()
+    def forward_cached(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
+                       variants: Sequence[int | None]) -> torch.Tensor:
+        """Float32 logits of each row's last position after feeding ``ids`` on top of ``cache``.
+
+        ``cache`` (a transformers ``DynamicCache``) grows in place; ``mask`` covers
+        the cached and the new columns, left-padded; ``positions`` are the new
+        tokens' positions (real tokens only). Inside :meth:`population` each row
+        names its mixture in ``variants``, as requests do.
+        """
+        self._select(variants)
+        out = self.model(input_ids=ids.to(self._device), attention_mask=mask.to(self._device),
+                         position_ids=positions.to(self._device), past_key_values=cache, use_cache=True,
+                         logits_to_keep=1)
+        return out.logits[:, -1, :].float()
+
     # -- what training needs -------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,23 +24,30 @@ from t2reg.spectra import Spectra
 
 
 class FactoredPopulation:
-    """Context manager: forward hooks that add row b's expert delta on the adapted matrices."""
+    """Context manager: forward hooks that add row b's expert delta on the adapted matrices.
+
+    ``renormalize`` is one rule for every mixture, or one per mixture (experts
+    served side by side each keep their own file's rule).
+    """
 
     def __init__(self, model: torch.nn.Module, spectra: Spectra, mixtures: Sequence[Mapping[str, torch.Tensor]],
-                 renormalize: str = "nuclear") -> None:
+                 renormalize: str | Sequence[str] = "nuclear") -> None:
         self.model = model
         self.rows: torch.Tensor | None = None
-        self._layers = [self._layer(name, spectra, mixtures, renormalize) for name in sorted(set().union(*mixtures))]
+        rules = [renormalize] * len(mixtures) if isinstance(renormalize, str) else list(renormalize)
+        if len(rules) != len(mixtures):
+            raise InvalidInputError(f"{len(rules)} renormalisation rules for {len(mixtures)} mixtures")
+        self._layers = [self._layer(name, spectra, mixtures, rules) for name in sorted(set().union(*mixtures))]
         self._handles: list = []
 
-    def _layer(self, name: str, spectra: Spectra, mixtures, renormalize: str):
+    def _layer(self, name: str, spectra: Spectra, mixtures, rules: Sequence[str]):
         module = self.model.get_submodule(name.removesuffix(".weight"))
         if not isinstance(module, torch.nn.Linear):
             raise InvalidInputError(f"{name}: population evaluation needs nn.Linear layers, not {type(module).__name__}")
         device = module.weight.device
         f = spectra[name].to(device)
-        deltas = torch.stack([scaled_spectrum(f.S, m[name], renormalize, name) - f.S if name in m
-                              else torch.zeros_like(f.S) for m in mixtures])
+        deltas = torch.stack([scaled_spectrum(f.S, m[name], rule, name) - f.S if name in m
+                              else torch.zeros_like(f.S) for m, rule in zip(mixtures, rules)])
         return module, f.U.to(module.weight.dtype), f.Vh.to(module.weight.dtype), deltas.to(module.weight.dtype)
 
     def __enter__(self) -> "FactoredPopulation":

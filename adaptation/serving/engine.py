@@ -1,0 +1,494 @@
+"""The thread that owns the model: requests in, text out, many experts in one batch.
+
+Callers (the HTTP layer, tests, the benchmark) hand an engine :class:`Job`\\ s
+from any thread; the engine's own thread runs the model and reports each job's
+progress through the job's ``sink`` as :class:`Delta`, :class:`Finished` or
+:class:`Failed` events. Work that must not interleave with decoding (reloading
+the pool, scoring for the classifier's first pass) runs in the same thread
+between steps through :meth:`Engine.call`.
+
+Two engines:
+
+* :class:`FactoredEngine` (backends with ``Capability.POPULATION``: hf) is
+  continuous batching: up to ``max_batch`` rows decode together, each row with
+  its own expert in factored form (``y = Wx + U((σ⊙(z c − 1))⊙(Vᵀx))``, see
+  :class:`~t2reg.adaptation.patching.FactoredPopulation`), rows join as soon as
+  a slot is free and leave as soon as they finish. No weights are rewritten per
+  request; a row's greedy output is the one it gets alone.
+* :class:`GroupedEngine` (any backend: vllm) takes the waiting requests, groups
+  them by expert, pushes each group's matrices into the model and runs the
+  group as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import Future
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import torch
+
+from t2reg.adaptation.backends import Backend, Capability, GenerationRequest, LoglikelihoodRequest, Sampling
+from t2reg.adaptation.backends.tokens import left_pad
+from t2reg.adaptation.serving.decoding import RowCache, RowSampling, TextStream, pick_tokens, prefill_positions
+from t2reg.errors import InvalidInputError, T2RegError
+from t2reg.expert_file import Expert
+from t2reg.spectra import Spectra
+
+log = logging.getLogger("t2reg.serve")
+
+
+# -- what a caller hands in and gets back ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delta:
+    """More text of a streaming job."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A job's whole text, why it ended (``stop`` or ``length``) and its token counts."""
+
+    text: str
+    reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: BaseException
+
+
+Event = Union[Delta, Finished, Failed]
+
+
+class BusyError(T2RegError):
+    """The queue of waiting requests is full."""
+
+
+class StoppedError(T2RegError):
+    """The engine is shutting down and takes no more work."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One completion to produce: prompt tokens, the expert (a ref; ``None`` for the base weights), sampling."""
+
+    prompt_ids: list[int]
+    expert: str | None
+    max_tokens: int
+    sink: Callable[[Event], None]
+    prompt: str = ""  # the text ``prompt_ids`` encode (backends that take text: vllm)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False  # send Delta events as text becomes safe to release
+    cancelled: bool = False  # set by Engine.cancel (the client went away); the engine drops the job
+    done: bool = field(default=False, init=False)
+
+    def finish(self, event: Event) -> None:
+        if not self.done:
+            self.done = True
+            self.sink(event)
+
+
+# -- the engine thread ----------------------------------------------------------------------------------
+
+
+class Engine(ABC):
+    """A model behind a thread: :meth:`submit` jobs, :meth:`call` work between steps, :meth:`stop`."""
+
+    def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
+                 max_batch: int = 32, max_queue: int = 256, on_step: Callable[[int], None] | None = None) -> None:
+        if max_batch < 1 or max_queue < 1:
+            raise InvalidInputError("{max_batch} and {max_queue} must be at least 1", options=["max_batch", "max_queue"])
+        if experts and spectra is None:
+            raise InvalidInputError("serving experts needs the model's spectra (t2reg model decompose)")
+        self.backend = backend
+        self.spectra = spectra
+        self.experts: dict[str, Expert] = dict(experts)
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.on_step = on_step or (lambda rows: None)
+        # transformers' fast tokenizers must not be used from two threads at once ("Already borrowed").
+        self.tokenizer_lock = threading.Lock()
+        self._waiting: deque[Job] = deque()
+        self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- from any thread -------------------------------------------------------------------------------
+
+    def start(self) -> "Engine":
+        self._thread = threading.Thread(target=self._run, name="t2reg-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, job: Job) -> None:
+        if job.expert is not None and job.expert not in self.experts:
+            raise InvalidInputError(f"the engine does not hold expert {job.expert!r}")
+        with self._lock:
+            if self._stopping:
+                raise StoppedError("the server is shutting down")
+            if len(self._waiting) >= self.max_queue:
+                raise BusyError(f"{len(self._waiting)} requests are already waiting; try again later")
+            self._waiting.append(job)
+        self._wake.set()
+
+    def cancel(self, job: Job) -> None:
+        """Drop ``job`` at the next step (its row, if it has one, is freed); it gets no more events."""
+        job.cancelled = True
+        self._wake.set()
+
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` in the engine thread between two steps; its result (or error) arrives in the future."""
+        future: Future = Future()
+        with self._lock:
+            if self._stopping:
+                raise StoppedError("the server is shutting down")
+            self._commands.append((fn, future))
+        self._wake.set()
+        return future
+
+    def reload(self, experts: Mapping[str, Expert]) -> Future:
+        """Serve ``experts`` from the next step on; requests already admitted keep the expert they named."""
+        if experts and self.spectra is None:
+            raise InvalidInputError("serving experts needs the model's spectra (t2reg model decompose)")
+        return self.call(lambda: self._reload(dict(experts)))
+
+    def score(self, requests: Sequence[tuple[str, str]], expert: str | None) -> Future:
+        """Log-likelihoods of (context, continuation) pairs with ``expert`` applied (the classifier's pass)."""
+        return self.call(lambda: self._score(list(requests), expert))
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking work, let the thread end, and fail whatever is left (waiting or running)."""
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._fail_all(StoppedError("the server is shutting down"))
+        self.close()
+
+    def encode(self, text: str) -> list[int]:
+        with self.tokenizer_lock:
+            return self.backend.tokenizer(text, add_special_tokens=False).input_ids
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    @abstractmethod
+    def running(self) -> int:
+        """Jobs being decoded now."""
+
+    # -- the engine thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()  # before looking for work: a submit from now on wakes the wait below
+            self._run_commands()
+            try:
+                worked = self._work()
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not take the server down
+                log.exception("engine step failed")
+                self._fail_running(exc)
+                worked = True
+            if not worked:
+                self._wake.wait(0.5)
+        self._run_commands()
+
+    def _run_commands(self) -> None:
+        while True:
+            with self._lock:
+                if not self._commands:
+                    return
+                fn, future = self._commands.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+
+    def _take(self, limit: int) -> list[Job]:
+        """Up to ``limit`` waiting jobs, oldest first (cancelled ones are dropped on the way)."""
+        taken: list[Job] = []
+        with self._lock:
+            while self._waiting and len(taken) < limit:
+                job = self._waiting.popleft()
+                if not job.cancelled:
+                    taken.append(job)
+        return taken
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), deque()
+            commands, self._commands = list(self._commands), deque()
+        for job in waiting:
+            job.finish(Failed(error))
+        for _, future in commands:
+            if not future.done():
+                future.set_exception(error)
+        self._fail_running(error)
+
+    @abstractmethod
+    def _work(self) -> bool:
+        """One step of work; False when there was nothing to do."""
+
+    @abstractmethod
+    def _fail_running(self, error: BaseException) -> None:
+        """End every admitted job with ``error`` and forget them."""
+
+    @abstractmethod
+    def _reload(self, experts: dict[str, Expert]) -> None: ...
+
+    @abstractmethod
+    def _score(self, requests: list[tuple[str, str]], expert: str | None) -> list[float]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the engine put into the backend."""
+
+
+# -- continuous batching with per-row experts (hf) ---------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Row:
+    job: Job
+    sampling: RowSampling
+    text: TextStream
+    pending: int = -1  # the token sampled last, fed at the next step
+    generated: int = 0
+
+
+class FactoredEngine(Engine):
+    """Continuous batching on a backend that runs each row of a batch with its own mixture (hf)."""
+
+    def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
+        if not backend.supports(Capability.POPULATION):
+            raise InvalidInputError(f"the {backend.name} backend cannot run a different expert per row")
+        super().__init__(backend, spectra, experts, **options)
+        self._rows: list[_Row] = []
+        self._cache = RowCache()
+        self._population = ExitStack()
+        self._variant: dict[str | None, int] = {}
+        self._eos = _eos_ids(backend)
+        self._install(self.experts)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    def _install(self, experts: dict[str, Expert]) -> None:
+        """Enter the backend's population over the base weights (variant 0) and ``experts``."""
+        # The old hooks go first: the backend holds one population at a time.
+        self._population.close()
+        refs = sorted(experts)
+        mixtures = [{}] + [experts[r].vectors for r in refs]
+        rules = ["none"] + [experts[r].meta.renormalize for r in refs]
+        stack = ExitStack()
+        stack.enter_context(self.backend.population(self.spectra, mixtures, rules))
+        self._population, self.experts = stack, experts
+        self._variant = {None: 0, **{r: i + 1 for i, r in enumerate(refs)}}
+
+    def _reload(self, experts: dict[str, Expert]) -> None:
+        # Rows and waiting jobs keep the expert they were admitted with, even one the new pool dropped.
+        in_use = {r.job.expert for r in self._rows} | {j.expert for j in list(self._waiting)}
+        kept = {ref: self.experts[ref] for ref in in_use if ref is not None and ref not in experts}
+        old = self.experts
+        try:
+            self._install({**experts, **kept})
+        except BaseException:
+            self._install(old)
+            raise
+
+    def _score(self, requests: list[tuple[str, str]], expert: str | None) -> list[float]:
+        variant = self._variant[expert]
+        with self.tokenizer_lock:
+            return self.backend.loglikelihood([LoglikelihoodRequest(c, k, variant) for c, k in requests])
+
+    def close(self) -> None:
+        self._population.close()
+
+    def _work(self) -> bool:
+        self._drop_cancelled()
+        admitted = self._admit()
+        if not self._rows:
+            return admitted
+        if not admitted:  # rows admitted this step already got their first token from the prefill
+            self._decode()
+        return True
+
+    def _drop_cancelled(self) -> None:
+        if any(r.job.cancelled for r in self._rows):
+            self._keep([i for i, r in enumerate(self._rows) if not r.job.cancelled])
+
+    def _admit(self) -> bool:
+        jobs = self._take(self.max_batch - len(self._rows))
+        if not jobs:
+            return False
+        rows = [_Row(j, RowSampling(j.temperature, j.top_p, j.seed), TextStream(self.backend.tokenizer, j.stop))
+                for j in jobs]
+        try:
+            ids, mask = left_pad([j.prompt_ids for j in jobs], self.backend.tokenizer.pad_token_id)
+            cache = _new_cache()
+            logits = self.backend.forward_cached(ids, mask, prefill_positions(mask), cache,
+                                                 [self._variant[j.expert] for j in jobs])
+        except Exception as exc:  # noqa: BLE001 - these jobs fail; the rows already running go on
+            log.exception("prefill failed")
+            for job in jobs:
+                job.finish(Failed(exc))
+            return True
+        self.on_step(len(jobs))
+        self._cache.join(cache, mask)
+        self._rows.extend(rows)
+        self._advance(pick_tokens(logits, [r.sampling for r in rows]), start=len(self._rows) - len(rows))
+        return True
+
+    def _decode(self) -> None:
+        ids = torch.tensor([[r.pending] for r in self._rows], dtype=torch.long)
+        mask, positions = self._cache.grow()
+        logits = self.backend.forward_cached(ids, mask, positions, self._cache.cache,
+                                             [self._variant[r.job.expert] for r in self._rows])
+        self.on_step(len(self._rows))
+        self._advance(pick_tokens(logits, [r.sampling for r in self._rows]))
+
+    def _advance(self, tokens: list[int], start: int = 0) -> None:
+        """Hand rows ``start:`` their new tokens; rows that end leave the batch."""
+        ended = {start + i for i, token in enumerate(tokens) if self._emit(self._rows[start + i], token)}
+        if ended:
+            self._keep([i for i in range(len(self._rows)) if i not in ended])
+
+    def _emit(self, row: _Row, token: int) -> bool:
+        """Record ``token`` for ``row``; True when the row has ended."""
+        row.generated += 1
+        row.pending = token
+        job = row.job
+        if token in self._eos:
+            reason = "stop"
+        else:
+            with self.tokenizer_lock:
+                delta, stopped = row.text.push(token)
+            if delta and job.stream and not job.cancelled:
+                job.sink(Delta(delta))
+            if not stopped and row.generated < job.max_tokens:
+                return False
+            reason = "stop" if stopped else "length"
+        tail = row.text.flush()
+        if tail and job.stream and not job.cancelled:
+            job.sink(Delta(tail))
+        if not job.cancelled:
+            job.finish(Finished(row.text.text, reason, len(job.prompt_ids), row.generated))
+        return True
+
+    def _keep(self, indices: list[int]) -> None:
+        self._rows = [self._rows[i] for i in indices]
+        self._cache.keep(indices)
+
+    def _fail_running(self, error: BaseException) -> None:
+        rows, self._rows, self._cache = self._rows, [], RowCache()
+        for row in rows:
+            row.job.finish(Failed(error))
+
+
+def _new_cache():
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def _eos_ids(backend: Backend) -> frozenset[int]:
+    """The tokens that end a row: the generation config's (one or several) and the tokenizer's."""
+    ids: set[int] = set()
+    config = getattr(getattr(backend, "model", None), "generation_config", None)
+    found = getattr(config, "eos_token_id", None)
+    ids.update([found] if isinstance(found, int) else list(found or []))
+    if backend.tokenizer.eos_token_id is not None:
+        ids.add(backend.tokenizer.eos_token_id)
+    return frozenset(ids)
+
+
+# -- one expert per group, weights pushed between groups (vllm, or any backend) --------------------------------
+
+
+class GroupedEngine(Engine):
+    """Waiting jobs grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
+
+    def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
+        super().__init__(backend, spectra, experts, **options)
+        self._group: list[Job] = []
+
+    @property
+    def running(self) -> int:
+        return len(self._group)
+
+    def _reload(self, experts: dict[str, Expert]) -> None:
+        in_use = {j.expert for j in list(self._waiting)}
+        self.experts = {**experts, **{r: self.experts[r] for r in in_use if r is not None and r not in experts}}
+
+    def _score(self, requests: list[tuple[str, str]], expert: str | None) -> list[float]:
+        with self._applied(expert), self.tokenizer_lock:
+            return self.backend.loglikelihood([LoglikelihoodRequest(c, k) for c, k in requests])
+
+    def _applied(self, expert: str | None):
+        if expert is None:
+            return ExitStack()
+        return self.backend.patched(self.spectra, self.experts[expert])
+
+    def _work(self) -> bool:
+        jobs = self._take(self.max_batch)
+        if not jobs:
+            return False
+        groups: dict[str | None, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.expert, []).append(job)
+        for expert, group in groups.items():
+            self._group = [j for j in group if not j.cancelled]
+            if self._group:
+                self._run_group(expert)
+            self._group = []
+            self._run_commands()  # a reload or a score waits one group at most
+        return True
+
+    def _run_group(self, expert: str | None) -> None:
+        requests = [GenerationRequest(j.prompt, Sampling(j.max_tokens, j.stop, j.temperature, j.seed))
+                    for j in self._group]
+        with self._applied(expert):
+            started = time.perf_counter()
+            texts = self.backend.generate(requests)
+        log.debug("group of %d with %s in %.2fs", len(requests), expert or "base", time.perf_counter() - started)
+        self.on_step(len(requests))
+        for job, text in zip(self._group, texts):
+            with self.tokenizer_lock:
+                n = len(self.backend.tokenizer(text, add_special_tokens=False).input_ids)
+            if job.cancelled:
+                continue
+            if job.stream and text:
+                job.sink(Delta(text))
+            job.finish(Finished(text, "length" if n >= job.max_tokens else "stop", len(job.prompt_ids), n))
+
+    def _fail_running(self, error: BaseException) -> None:
+        group, self._group = self._group, []
+        for job in group:
+            job.finish(Failed(error))
+
+
+def make_engine(backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> Engine:
+    """The best engine the backend allows: per-row experts where it can, groups of one expert otherwise."""
+    if backend.supports(Capability.POPULATION):
+        return FactoredEngine(backend, spectra, experts, **options)
+    return GroupedEngine(backend, spectra, experts, **options)

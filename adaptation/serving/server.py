@@ -1,0 +1,118 @@
+"""Loading a server and running it: ``serve(registry, spec)`` is all of ``t2reg serve``.
+
+The model is loaded and the pool read before the socket accepts anything; a
+line ``t2reg: serving MODEL on http://HOST:PORT/v1`` on stdout says the server
+is ready (``port`` 0 picks a free one, and the line says which). SIGTERM (or
+SIGINT) stops accepting connections, lets requests in flight finish for up to
+``grace`` seconds, stops the engine and returns, so the process exits 0.
+SIGHUP re-reads the pool, as ``POST /v1/reload`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from typing import Callable
+
+from t2reg.adaptation.backends import Backend, open_for
+from t2reg.adaptation.models import load_spectra
+from t2reg.adaptation.serving.catalog import load_catalog
+from t2reg.adaptation.serving.engine import make_engine
+from t2reg.adaptation.serving.metrics import Metrics
+from t2reg.adaptation.serving.service import Service
+from t2reg.adaptation.serving.spec import ServeSpec
+from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.registry import Registry
+from t2reg.spectra import Spectra
+
+log = logging.getLogger("t2reg.serve")
+
+
+def open_service(registry: Registry, spec: ServeSpec) -> Service:
+    """Read the pool, load the model into the backend, start the engine."""
+    spec.check(registry)
+    catalog, experts = load_catalog(registry, spec.model, spec.pool, spec.strategy)
+    spectra = _spectra(registry, spec.model, needed=bool(experts))
+    options = {"dtype": spec.dtype, "batch_size": spec.max_batch, **({"device": spec.device} if spec.device else {})}
+    backend = open_for(registry, spec.model, spec.backend, **options)
+    metrics = Metrics()
+    try:
+        engine = make_engine(backend, spectra, experts, max_batch=spec.max_batch, max_queue=spec.max_queue,
+                             on_step=metrics.batch_rows.observe)
+    except BaseException:
+        backend.close()
+        raise
+    return Service(registry, spec, engine.start(), catalog, metrics, context_length(backend))
+
+
+def _spectra(registry: Registry, model: str, needed: bool) -> Spectra | None:
+    """The model's spectra; a model without experts to serve may lack them (a reload then asks for them)."""
+    try:
+        return load_spectra(model, registry)
+    except NotFoundError:
+        if needed:
+            raise
+        return None
+
+
+def context_length(backend: Backend) -> int | None:
+    """How many tokens (prompt and completion) one row may hold."""
+    config = getattr(getattr(backend, "model", None), "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    llm = getattr(backend, "llm", None)  # vllm
+    if llm is not None:
+        limit = llm.llm_engine.model_config.max_model_len
+    return int(limit) if limit else None
+
+
+def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT; returns normally after a graceful shutdown."""
+    import uvicorn
+
+    from t2reg.adaptation.serving.app import create_app
+
+    logging.basicConfig(level=spec.log_level.upper(), format="t2reg serve %(levelname)s %(message)s")
+    sock = bind(spec.host, spec.port)  # before loading: a taken port fails fast
+    try:
+        service = open_service(registry, spec)
+    except BaseException:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/v1"
+    announce = announce or (lambda line: print(line, flush=True))
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                announce(f"t2reg: serving {spec.model} ({len(service.catalog.experts)} experts) on {url}")
+
+    config = uvicorn.Config(create_app(service), log_level=spec.log_level, timeout_graceful_shutdown=spec.grace,
+                            access_log=spec.log_level in ("debug", "info"), lifespan="on")
+    # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes that
+    # a normal return (exit 0 after a graceful SIGTERM) instead of death by the default handler.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+        service.engine.backend.close()
+    print("t2reg: server stopped", file=sys.stderr, flush=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (0: any free port)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock

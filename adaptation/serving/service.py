@@ -1,0 +1,378 @@
+"""Answering one request: resolve its model, check its limits, route ``:auto``, run it, shape the answer.
+
+The HTTP layer (:mod:`app`) hands bodies to a :class:`Service`; the service
+turns them into engine :class:`~t2reg.adaptation.serving.engine.Job`\\ s whose
+events come back into the event loop through an ``asyncio.Queue``, and builds
+the OpenAI response, or the stream of server-sent events, from them. A client
+that goes away (mid-stream, or while waiting for a whole answer) has its jobs
+cancelled, which frees their rows at the engine's next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from t2reg.adaptation import routing as two_pass
+from t2reg.adaptation.serving import protocol as wire
+from t2reg.adaptation.serving.catalog import Catalog, Target, load_catalog
+from t2reg.adaptation.serving.engine import BusyError, Delta, Engine, Event, Failed, Finished, Job, StoppedError
+from t2reg.adaptation.serving.metrics import Metrics
+from t2reg.adaptation.serving.protocol import ApiError
+from t2reg.adaptation.serving.spec import ServeSpec
+from t2reg.errors import InvalidInputError, NotFoundError, T2RegError
+from t2reg.registry import Registry
+
+log = logging.getLogger("t2reg.serve")
+FIRST_PASS_TOKENS = 32  # what the prompt strategy's dispatch answer may take (as in `t2reg run`)
+DISCONNECT_POLL = 0.25  # seconds between checks that a client waiting for a whole answer is still there
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which expert answers one prompt, and for ``:auto`` the category the first pass chose."""
+
+    expert: str | None
+    category: str | None = None
+
+
+class _Gone(Exception):
+    """The client disconnected while its answer was being made."""
+
+
+class Service:
+    """The server's state (catalog, engine, metrics) and the work behind each endpoint."""
+
+    def __init__(self, registry: Registry, spec: ServeSpec, engine: Engine, catalog: Catalog, metrics: Metrics,
+                 context_length: int | None) -> None:
+        self.registry = registry
+        self.spec = spec
+        self.engine = engine
+        self.catalog = catalog
+        self.metrics = metrics
+        self.context_length = context_length
+        self._reload_lock = asyncio.Lock()
+        metrics.watch(lambda: engine.running, lambda: engine.waiting, lambda: len(self.catalog.experts))
+
+    # -- models and reload ----------------------------------------------------------------------------------
+
+    def resolve(self, model: str) -> Target:
+        try:
+            return self.catalog.resolve(model)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the pool from the registry again and serve it from the engine's next step."""
+        async with self._reload_lock:
+            before = set(self.catalog.ids())
+            try:
+                catalog, experts = await asyncio.to_thread(load_catalog, self.registry, self.spec.model,
+                                                           self.spec.pool, self.spec.strategy)
+                await asyncio.wrap_future(self.engine.reload(experts))
+            except T2RegError as exc:
+                self.metrics.reloads.labels("failed").inc()
+                raise ApiError(400 if isinstance(exc, InvalidInputError) else 500, f"reload failed: {exc}") from None
+            self.catalog = catalog
+            self.metrics.reloads.labels("ok").inc()
+            after = set(catalog.ids())
+            log.info("reloaded: %d models (%d added, %d removed)", len(after), len(after - before), len(before - after))
+            return {"object": "reload", "models": catalog.ids(), "added": sorted(after - before),
+                    "removed": sorted(before - after)}
+
+    # -- completions ----------------------------------------------------------------------------------------
+
+    async def chat(self, body: wire.ChatRequest, request: Request) -> Response:
+        target = self.resolve(body.model)
+        with self.engine.tokenizer_lock:
+            prompt = self.engine.backend.render_chat(body.conversation())
+        return await self._answer("chat", body, target, [prompt], [body.question()], "messages", request)
+
+    async def completion(self, body: wire.CompletionRequest, request: Request) -> Response:
+        target = self.resolve(body.model)
+        prompts = body.prompts()
+        if not prompts or len(prompts) > self.spec.max_batch:
+            raise ApiError(400, f"prompt must be a string or a list of 1 to {self.spec.max_batch} strings",
+                           param="prompt")
+        return await self._answer("completions", body, target, prompts, prompts, "prompt", request)
+
+    async def _answer(self, endpoint: str, body, target: Target, prompts: list[str], questions: list[str],
+                      prompt_param: str, request: Request) -> Response:
+        started = time.perf_counter()
+        unsupported = body.unsupported()
+        if unsupported:
+            raise ApiError(400, f"{unsupported} is not supported by this server", param=unsupported)
+        encoded = [self.engine.encode(p) for p in prompts]
+        limits = [self._max_tokens(body, len(ids), prompt_param) for ids in encoded]
+        routes = await self._route(target, questions)
+        queue: asyncio.Queue = asyncio.Queue()
+        sink = _sink(asyncio.get_running_loop(), queue)
+        jobs = [Job(ids, route.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
+                    top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream)
+                for i, (ids, route, limit, prompt) in enumerate(zip(encoded, routes, limits, prompts))]
+        self._submit(jobs)
+        answer = _Answer(endpoint, wire.new_id("chatcmpl" if endpoint == "chat" else "cmpl"), self.catalog.model,
+                         target, routes, self.catalog.routing.strategy if target.auto and self.catalog.routing else None)
+        headers = answer.headers()
+        if body.stream:
+            return StreamingResponse(self._stream(answer, body, jobs, queue, started), media_type="text/event-stream",
+                                     headers={**headers, "cache-control": "no-cache"})
+        try:
+            finished = await self._collect(jobs, queue, request, answer, started)
+        except _Gone:
+            return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
+        return JSONResponse(answer.response(finished), headers=headers)
+
+    def _max_tokens(self, body, prompt_tokens: int, prompt_param: str) -> int:
+        """The request's token budget: what it asked for (at most the server's limit), else all there is room for."""
+        param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) is not None else "max_tokens"
+        asked = body.limit
+        if asked is not None and asked > self.spec.max_tokens:
+            raise ApiError(400, f"{param} is {asked}; this server allows at most {self.spec.max_tokens}", param=param)
+        room = None if self.context_length is None else self.context_length - prompt_tokens
+        if room is not None and room < 1:
+            raise ApiError(400, f"the prompt has {prompt_tokens} tokens; the model's context holds "
+                                f"{self.context_length}", param=prompt_param)
+        if asked is None:
+            return min(self.spec.max_tokens, room) if room is not None else self.spec.max_tokens
+        if room is not None and asked > room:
+            raise ApiError(400, f"the prompt ({prompt_tokens} tokens) plus {param} ({asked}) exceeds the model's "
+                                f"context of {self.context_length} tokens", param=param)
+        return asked
+
+    def _submit(self, jobs: Sequence[Job]) -> None:
+        for n, job in enumerate(jobs):
+            try:
+                self.engine.submit(job)
+            except (BusyError, StoppedError, InvalidInputError) as exc:
+                for earlier in jobs[:n]:
+                    self.engine.cancel(earlier)
+                if isinstance(exc, InvalidInputError):  # an expert a reload has just dropped
+                    raise ApiError(404, f"{job.expert} is no longer served", param="model",
+                                   code="model_not_found") from None
+                raise ApiError(503, str(exc), kind="server_error", code="overloaded") from None
+
+    # -- two-pass routing for :auto --------------------------------------------------------------------------
+
+    async def _route(self, target: Target, questions: list[str]) -> list[Route]:
+        if not target.auto:
+            return [Route(target.expert)] * len(questions)
+        routing = self.catalog.routing
+        if routing.strategy == "classifier":
+            with self.engine.tokenizer_lock:
+                requests = two_pass.classifier_requests(self.engine.backend, questions)
+            scores = await asyncio.wrap_future(self.engine.score([(r.context, r.continuation) for r in requests],
+                                                                 routing.dispatcher.ref))
+            categories = two_pass.categories_from_scores(routing, scores)
+        else:
+            categories = await asyncio.gather(*(self._ask_category(q, routing.categories) for q in questions))
+        routes = []
+        for category in categories:
+            version = routing.experts.get(category)
+            routes.append(Route(version.ref if version else None, category))
+            self.metrics.routes.labels(category, version.ref if version else "base").inc()
+        return routes
+
+    async def _ask_category(self, question: str, names: Sequence[str]) -> str:
+        """The prompt strategy's first pass for one question, decoded in the shared batch on the base weights."""
+        with self.engine.tokenizer_lock:
+            prompt = two_pass.dispatch_request(self.engine.backend, question, names).prompt
+        ids = self.engine.encode(prompt)
+        queue: asyncio.Queue = asyncio.Queue()
+        job = Job(ids, None, FIRST_PASS_TOKENS, _sink(asyncio.get_running_loop(), queue)(0), prompt=prompt)
+        self._submit([job])
+        try:
+            while True:
+                _, event = await queue.get()
+                if isinstance(event, Finished):
+                    return two_pass.category_of(event.text, names)
+                if isinstance(event, Failed):
+                    raise _as_api_error(event.error)
+        finally:
+            if not job.done:
+                self.engine.cancel(job)
+
+    # -- collecting events ------------------------------------------------------------------------------------
+
+    async def _collect(self, jobs: list[Job], queue: asyncio.Queue, request: Request, answer: "_Answer",
+                       started: float) -> list[Finished]:
+        watcher = asyncio.create_task(self._watch(request, queue))
+        finished: list[Finished | None] = [None] * len(jobs)
+        try:
+            while any(f is None for f in finished):
+                index, event = await queue.get()
+                if index is None:
+                    raise _Gone()
+                if isinstance(event, Failed):
+                    raise _as_api_error(event.error)
+                if isinstance(event, Finished):
+                    finished[index] = event
+        except _Gone:
+            self.metrics.cancelled.inc()
+            raise
+        finally:
+            watcher.cancel()
+            for job in jobs:
+                if not job.done:
+                    self.engine.cancel(job)
+        self._account(answer, finished, started)
+        return finished
+
+    async def _watch(self, request: Request, queue: asyncio.Queue) -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL)
+        queue.put_nowait((None, None))
+
+    async def _stream(self, answer: "_Answer", body, jobs: list[Job], queue: asyncio.Queue,
+                      started: float) -> AsyncIterator[str]:
+        finished: list[Finished | None] = [None] * len(jobs)
+        first = True
+        try:
+            for chunk in answer.opening():
+                yield _sse(chunk)
+            while any(f is None for f in finished):
+                index, event = await queue.get()
+                if isinstance(event, Failed):
+                    self.metrics.request(answer.endpoint, answer.label, 500)  # the 200 header is already sent
+                    yield _sse(_as_api_error(event.error).body())
+                    return
+                if first and (isinstance(event, Delta) or (isinstance(event, Finished) and event.text)):
+                    first = False
+                    self.metrics.first_token.labels(answer.label).observe(time.perf_counter() - started)
+                if isinstance(event, Delta):
+                    yield _sse(answer.delta(index, event.text))
+                elif isinstance(event, Finished):
+                    finished[index] = event
+                    yield _sse(answer.closing(index, event.reason))
+            if body.include_usage:
+                yield _sse(answer.usage_chunk(finished))
+            yield "data: [DONE]\n\n"
+            self._account(answer, finished, started)
+        finally:
+            gone = [job for job in jobs if not job.done]
+            for job in gone:
+                self.engine.cancel(job)
+            if gone:
+                self.metrics.cancelled.inc()
+
+    def _account(self, answer: "_Answer", finished: Sequence[Finished], started: float) -> None:
+        self.metrics.request(answer.endpoint, answer.label, 200)
+        self.metrics.latency.labels(answer.label).observe(time.perf_counter() - started)
+        for route, event in zip(answer.routes, finished):
+            self.metrics.tokens(route.expert, event.prompt_tokens, event.completion_tokens)
+
+
+@dataclass
+class _Answer:
+    """What one request's response says about itself, and how its chunks look."""
+
+    endpoint: str
+    id: str
+    base: str  # the base model's id
+    target: Target
+    routes: list[Route]
+    strategy: str | None
+    created: int = 0
+
+    def __post_init__(self) -> None:
+        self.created = int(time.time())
+
+    @property
+    def uniform(self) -> bool:
+        return len(set(self.routes)) == 1
+
+    @property
+    def expert(self) -> str | None:
+        return self.routes[0].expert if self.uniform else None
+
+    @property
+    def label(self) -> str:
+        return self.expert or "base"
+
+    @property
+    def model(self) -> str:
+        """The expert that answered (OpenAI names the snapshot that served an alias), or what was asked for."""
+        if not self.uniform:
+            return self.target.id
+        return self.routes[0].expert or self.base
+
+    def routed(self, route: Route | None = None) -> dict[str, Any]:
+        """The ``t2reg`` object: the expert (None: the base weights) and, for ``:auto``, the category and strategy.
+        Without ``route``, the whole response's (``mixed`` when its prompts went different ways)."""
+        if route is None:
+            if not self.uniform:
+                return {"expert": None, "category": None, "strategy": self.strategy, "mixed": True}
+            route = self.routes[0]
+        return {"expert": route.expert, "category": route.category, "strategy": self.strategy}
+
+    def headers(self) -> dict[str, str]:
+        if not self.uniform:
+            return {}
+        route = self.routes[0]
+        return {"x-t2reg-expert": route.expert or "base",
+                **({"x-t2reg-category": route.category} if route.category else {})}
+
+    def response(self, finished: Sequence[Finished]) -> dict[str, Any]:
+        used = wire.usage(sum(f.prompt_tokens for f in finished), sum(f.completion_tokens for f in finished))
+        if self.endpoint == "chat":
+            return wire.chat_response(self.id, self.model, finished[0].text, finished[0].reason, used, self.routed())
+        choices = [wire.completion_choice(i, f.text, f.reason, self.routed(route))
+                   for i, (f, route) in enumerate(zip(finished, self.routes))]
+        return wire.completion_response(self.id, self.model, choices, used, self.routed())
+
+    def opening(self) -> list[dict[str, Any]]:
+        if self.endpoint != "chat":
+            return []
+        return [wire.chat_chunk(self.id, self.model, self.created, {"role": "assistant", "content": ""}, None,
+                                self.routed())]
+
+    def delta(self, index: int, text: str) -> dict[str, Any]:
+        if self.endpoint == "chat":
+            return wire.chat_chunk(self.id, self.model, self.created, {"content": text}, None, self.routed())
+        return wire.completion_chunk(self.id, self.model, self.created,
+                                     wire.completion_choice(index, text, None, self.routed(self.routes[index])))
+
+    def closing(self, index: int, reason: str) -> dict[str, Any]:
+        if self.endpoint == "chat":
+            return wire.chat_chunk(self.id, self.model, self.created, {}, reason, self.routed())
+        return wire.completion_chunk(self.id, self.model, self.created,
+                                     wire.completion_choice(index, "", reason, self.routed(self.routes[index])))
+
+    def usage_chunk(self, finished: Sequence[Finished]) -> dict[str, Any]:
+        used = wire.usage(sum(f.prompt_tokens for f in finished), sum(f.completion_tokens for f in finished))
+        kind = "chat.completion.chunk" if self.endpoint == "chat" else "text_completion"
+        return wire.usage_chunk(self.id, self.model, self.created, kind, used)
+
+
+def _sink(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Callable[[int], Callable[[Event], None]]:
+    """Per job index, a callback the engine thread may call: it hands the event to the event loop."""
+
+    def for_index(index: int) -> Callable[[Event], None]:
+        def deliver(event: Event) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (index, event))
+            except RuntimeError:  # the loop has closed: the server is gone, nobody is waiting
+                pass
+
+        return deliver
+
+    return for_index
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _as_api_error(error: BaseException) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, StoppedError):
+        return ApiError(503, str(error), kind="server_error", code="shutting_down")
+    return ApiError(500, f"generation failed: {type(error).__name__}: {error}", kind="server_error")

@@ -1,0 +1,223 @@
+"""The engine thread on a tiny real model: requests for different experts share batches and each gets the
+answer it gets alone (and the one rewritten weights give); reloads, cancellations and failures leave the
+engine serving."""
+
+import json
+import threading
+
+import pytest
+
+from t2reg.adaptation.backends import GenerationRequest, Sampling, open_backend
+from t2reg.adaptation.models.files import matrix_loader
+from t2reg.adaptation.serving.engine import (
+    BusyError,
+    Delta,
+    FactoredEngine,
+    Failed,
+    Finished,
+    GroupedEngine,
+    Job,
+    StoppedError,
+    make_engine,
+)
+from t2reg.architectures import matrix_specs
+from t2reg.errors import InvalidInputError
+from t2reg.expert_file import ExpertMeta, constant_expert
+from t2reg.spectra import Spectra, decompose
+from tests.helpers.backend_calls import loglikelihood
+from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+
+PROMPTS = ["Answer the following question.\n\n", "Solve", "Question: what do plants need? (A) light", "The answer is"]
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    model_dir = save_model_with_tokenizer(tmp_path_factory.mktemp("tiny") / "model", seed=0, initializer_range=0.3)
+    root = tmp_path_factory.mktemp("spectra")
+    decompose(matrix_specs(json.loads((model_dir / "config.json").read_text()), "mlp"), matrix_loader(model_dir), root,
+              model="tiny")
+    spectra = Spectra.load(root)
+    ranks = {n: spectra[n].S.shape[0] for n in spectra.names()}
+    experts = {f"e{i}:1": constant_expert(ranks, ExpertMeta("tiny", renormalize=rule), noise=0.5, seed=i)
+               for i, rule in enumerate(["nuclear", "none", "nuclear"])}
+    return model_dir, spectra, experts
+
+
+@pytest.fixture(scope="module")
+def backend(parts):
+    return open_backend("hf", parts[0])
+
+
+@pytest.fixture(scope="module")
+def reference(parts):
+    """A second copy of the model, for answers computed the way `t2reg run` does (weights rewritten)."""
+    return open_backend("hf", parts[0])
+
+
+class Collector:
+    """Gathers one job's events (the engine calls it from its own thread)."""
+
+    def __init__(self):
+        self.events, self.done = [], threading.Event()
+
+    def __call__(self, event):
+        self.events.append(event)
+        if isinstance(event, (Finished, Failed)):
+            self.done.set()
+
+    def result(self):
+        assert self.done.wait(TIMEOUT), "the job never ended"
+        return self.events[-1]
+
+
+def job(engine, prompt, expert, max_tokens=10, **options):
+    sink = Collector()
+    return Job(engine.encode(prompt), expert, max_tokens, sink, prompt=prompt, **options), sink
+
+
+def run_all(engine, specs):
+    """Submit (prompt, expert) pairs at once; their Finished events in order."""
+    made = [job(engine, p, e) for p, e in specs]
+    for j, _ in made:
+        engine.submit(j)
+    return [sink.result() for _, sink in made]
+
+
+@pytest.fixture
+def factored(backend, parts):
+    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8).start()
+    yield engine
+    engine.stop()
+
+
+MIXED = [(p, e) for p in PROMPTS for e in (None, "e0:1", "e1:1", "e2:1")]
+
+
+def test_requests_for_different_experts_share_batches_and_get_their_answers_alone(factored, reference, parts):
+    steps = []
+    factored.on_step = steps.append
+    together = run_all(factored, MIXED)
+    assert all(isinstance(f, Finished) for f in together) and max(steps) > 4  # rows really shared passes
+    alone = [run_all(factored, [spec])[0] for spec in MIXED]
+    assert [f.text for f in together] == [f.text for f in alone]
+    # the same as rewriting the weights for each expert (what `t2reg run` does)
+    _, spectra, experts = parts
+    for (prompt, expert), finished in zip(MIXED, together):
+        request = GenerationRequest(prompt, Sampling(10))
+        if expert is None:
+            expected = reference.generate([request])[0]
+        else:
+            with reference.patched(spectra, experts[expert]):
+                expected = reference.generate([request])[0]
+        assert finished.text == expected, (prompt, expert)
+    per_prompt = [{f.text for f, (p, _) in zip(together, MIXED) if p == prompt} for prompt in PROMPTS]
+    assert all(len(texts) > 1 for texts in per_prompt)  # the experts change the answers
+    assert {f.reason for f in together} <= {"stop", "length"}
+    assert all(f.prompt_tokens > 0 and 0 < f.completion_tokens <= 10 for f in together)
+
+
+def test_streaming_deltas_add_up_and_stop_strings_cut(factored):
+    whole = run_all(factored, [(PROMPTS[3], "e0:1")])[0].text
+    streamed, sink = job(factored, PROMPTS[3], "e0:1", stream=True)
+    factored.submit(streamed)
+    finished = sink.result()
+    assert "".join(e.text for e in sink.events if isinstance(e, Delta)) == finished.text == whole
+    stop = whole[len(whole) // 2 : len(whole) // 2 + 2]
+    cut, sink = job(factored, PROMPTS[3], "e0:1", stop=(stop,))
+    factored.submit(cut)
+    assert sink.result().text == whole[: whole.find(stop)] and sink.result().reason == "stop"
+
+
+def test_seeded_sampling_is_reproducible_whatever_shares_the_batch(factored):
+    def sampled(others):
+        mine, sink = job(factored, PROMPTS[0], "e1:1", temperature=1.0, seed=11)
+        rest = [job(factored, p, None, temperature=1.0) for p in PROMPTS[:others]]
+        for j in [mine] + [r[0] for r in rest]:
+            factored.submit(j)
+        return sink.result().text
+
+    assert sampled(0) == sampled(3)
+
+
+def test_a_cancelled_job_frees_its_row(backend, parts):
+    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=1).start()
+    try:
+        long, long_sink = job(engine, PROMPTS[0], "e0:1", max_tokens=40, stream=True)
+        engine.submit(long)
+        short, short_sink = job(engine, PROMPTS[1], None, max_tokens=3)
+        engine.submit(short)  # waits: the only row is taken
+        while not long_sink.events:
+            threading.Event().wait(0.01)
+        engine.cancel(long)
+        assert isinstance(short_sink.result(), Finished)
+        assert not any(isinstance(e, (Finished, Failed)) for e in long_sink.events)  # dropped, not finished
+        assert engine.running == 0
+    finally:
+        engine.stop()
+
+
+def test_reload_serves_new_experts_and_keeps_the_ones_in_flight(backend, parts):
+    _, spectra, experts = parts
+    engine = FactoredEngine(backend, spectra, {"e0:1": experts["e0:1"]}, max_batch=4).start()
+    try:
+        with pytest.raises(InvalidInputError, match="does not hold expert 'e1:1'"):
+            engine.submit(job(engine, PROMPTS[0], "e1:1")[0])
+        before = run_all(engine, [(PROMPTS[0], "e0:1")])[0].text
+        in_flight, sink = job(engine, PROMPTS[0], "e0:1", max_tokens=10)
+        engine.submit(in_flight)
+        engine.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
+        assert sink.result().text == before  # admitted before the reload, answered with its expert
+        assert run_all(engine, [(PROMPTS[0], "e1:1")])[0].text == run_all(engine, [(PROMPTS[0], "e1:1")])[0].text
+        assert set(engine.experts) == {"e0:1", "e1:1"}  # kept for the row that was using it
+        engine.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
+        assert set(engine.experts) == {"e1:1"}  # nothing uses it any more: the next reload lets it go
+        with pytest.raises(InvalidInputError):
+            engine.submit(job(engine, PROMPTS[0], "e0:1")[0])
+    finally:
+        engine.stop()
+
+
+def test_a_failing_batch_fails_its_jobs_and_the_engine_goes_on(factored):
+    bad, sink = job(factored, PROMPTS[0], None)
+    bad.prompt_ids = [10**6]  # no such token: the embedding lookup raises
+    factored.submit(bad)
+    assert isinstance(sink.result(), Failed)
+    assert isinstance(run_all(factored, [(PROMPTS[1], "e2:1")])[0], Finished)
+
+
+def test_scores_run_between_steps_with_the_named_expert(factored, reference, parts):
+    pairs = [("The answer is (", "A"), ("The answer is (", "B")]
+    base = factored.score(pairs, None).result(TIMEOUT)
+    with_expert = factored.score(pairs, "e0:1").result(TIMEOUT)
+    with reference.patched(parts[1], parts[2]["e0:1"]):
+        expected = loglikelihood(reference, pairs)
+    assert with_expert == pytest.approx(expected, abs=1e-3) and with_expert != pytest.approx(base, abs=1e-4)
+
+
+def test_the_queue_is_bounded_and_a_stopped_engine_refuses_work(backend, parts):
+    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=1, max_queue=1)  # not started: nothing drains
+    engine.submit(job(engine, PROMPTS[0], None)[0])
+    with pytest.raises(BusyError):
+        engine.submit(job(engine, PROMPTS[0], None)[0])
+    waiting_sink = engine._waiting[0].sink
+    engine.stop()
+    assert isinstance(waiting_sink.result(), Failed) and isinstance(waiting_sink.result().error, StoppedError)
+    with pytest.raises(StoppedError):
+        engine.submit(job(engine, PROMPTS[0], None)[0])
+
+
+def test_the_grouped_engine_gives_the_same_answers(backend, parts):
+    engine = GroupedEngine(backend, parts[1], parts[2], max_batch=16).start()
+    factored = make_engine(backend, parts[1], parts[2])
+    assert isinstance(factored, FactoredEngine)
+    factored.close()
+    try:
+        grouped = run_all(engine, MIXED)
+    finally:
+        engine.stop()
+    reference = FactoredEngine(backend, parts[1], parts[2], max_batch=16).start()
+    try:
+        assert [f.text for f in grouped] == [f.text for f in run_all(reference, MIXED)]
+    finally:
+        reference.stop()
