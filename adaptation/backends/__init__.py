@@ -14,6 +14,7 @@ from t2reg.adaptation.backends.base import (
     Capability,
     DifferentiableBackend,
     GenerationRequest,
+    GenerationUpdate,
     LoglikelihoodRequest,
     Sampling,
     WeightLayout,
@@ -67,5 +68,6 @@ def _vllm(model_dir: Path, **options) -> Backend:
 register_backend("hf", _hf)
 register_backend("vllm", _vllm)
 
-__all__ = ["Backend", "Capability", "DifferentiableBackend", "GenerationRequest", "LoglikelihoodRequest", "Sampling",
+__all__ = ["Backend", "Capability", "DifferentiableBackend", "GenerationRequest", "GenerationUpdate", "LoglikelihoodRequest",
+           "Sampling",
            "WeightLayout", "backend_names", "check_backend", "open_backend", "open_for", "register_backend"]

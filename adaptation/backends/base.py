@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, Mapping, Sequence
+from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -58,6 +58,16 @@ class LoglikelihoodRequest:
     context: str
     continuation: str
     variant: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationUpdate:
+    """Progress of one request of :meth:`Backend.generate_stream`: its whole text so far."""
+
+    index: int  # which request
+    text: str  # everything generated so far (cut at a stop string once one appears)
+    tokens: int | None = None  # tokens generated so far, where the backend knows
+    finish_reason: str | None = None  # "stop" or "length" on a request's last update; None before
 
 
 class Backend(ABC):
@@ -143,6 +153,14 @@ class Backend(ABC):
         if len(messages) == 1 and messages[0]["role"] == "user":
             return self.render(messages[0]["content"])
         return "".join(f"{m['role']}: {m['content']}\n\n" for m in messages) + "assistant:"
+
+    def generate_stream(self, requests: Sequence[GenerationRequest],
+                        cancelled: Callable[[int], bool] | None = None) -> Iterator[GenerationUpdate]:
+        """:meth:`generate` as it happens (for servers). This default runs the whole batch and reports each
+        request once, finished; backends that step their own engine report every step and drop request ``i``
+        as soon as ``cancelled(i)`` says so."""
+        for i, text in enumerate(self.generate(requests)):
+            yield GenerationUpdate(i, text, None, None)
 
     @contextmanager
     def patched(self, spectra: Spectra, z: "Expert | Mapping[str, torch.Tensor]",

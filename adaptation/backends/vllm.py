@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from t2reg.adaptation.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
+from t2reg.adaptation.backends.base import Backend, GenerationRequest, GenerationUpdate, LoglikelihoodRequest
 from t2reg.adaptation.models.files import safetensors_files
 from t2reg.errors import InvalidInputError, T2RegError
 
@@ -57,6 +58,44 @@ class VLLMBackend(Backend):
                                  seed=r.sampling.seed if r.sampling.temperature > 0 else None) for r in requests]
         outputs = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
+
+    def generate_stream(self, requests: Sequence[GenerationRequest],
+                        cancelled: Callable[[int], bool] | None = None) -> Iterator[GenerationUpdate]:
+        """vLLM's engine stepped here, so every step's text reaches the caller and a cancelled request is
+        aborted at once (its KV blocks freed)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        _refuse_variants(requests)
+        engine = self.llm.llm_engine
+        index: dict[str, int] = {}  # our request id (what outputs carry) -> request
+        internal: dict[str, str] = {}  # our request id -> the engine's (what aborting takes)
+        for i, r in enumerate(requests):
+            params = SamplingParams(temperature=r.sampling.temperature, max_tokens=r.sampling.max_new_tokens,
+                                    stop=list(r.sampling.stop) or None, output_kind=RequestOutputKind.CUMULATIVE,
+                                    seed=r.sampling.seed if r.sampling.temperature > 0 else None)
+            rid = f"t2reg-{uuid.uuid4().hex}"
+            internal[rid] = engine.add_request(rid, self._tokens(r.prompt), params)
+            index[rid] = i
+        live = set(index)
+        try:
+            while live and engine.has_unfinished_requests():
+                gone = [rid for rid in live if cancelled and cancelled(index[rid])]
+                if gone:
+                    engine.abort_request([internal[rid] for rid in gone], internal=True)
+                    live.difference_update(gone)
+                    continue
+                for out in engine.step():
+                    if out.request_id not in live:
+                        continue
+                    done = out.outputs[0]
+                    if out.finished:
+                        live.discard(out.request_id)
+                    yield GenerationUpdate(index[out.request_id], done.text, len(done.token_ids),
+                                           (done.finish_reason or "stop") if out.finished else None)
+        finally:
+            if live:  # the caller stopped listening: nothing of ours may stay in the engine
+                engine.abort_request([internal[rid] for rid in live], internal=True)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         from vllm import SamplingParams

@@ -62,12 +62,25 @@ class FactoredPopulation:
         self.rows = None
 
     def _hook(self, U: torch.Tensor, Vh: torch.Tensor, deltas: torch.Tensor):
+        changes = deltas.ne(0).any(dim=1)  # per candidate: does it change this matrix at all?
+
         def add_delta(_module, inputs, output):
             if self.rows is None:
                 raise RuntimeError("FactoredPopulation.rows must name each row's candidate before a forward pass")
             x = inputs[0]
-            scale = deltas[self.rows.to(x.device)]  # (batch, r)
-            coefficients = (x @ Vh.T) * scale.view(scale.shape[0], *([1] * (x.dim() - 2)), scale.shape[1])
-            return output + coefficients @ U.T
+            rows = self.rows.to(x.device)
+            active = changes[rows]
+            if not active.all():  # rows on the base weights here (a server's base-model requests) cost nothing
+                if not active.any():
+                    return output
+                picked = active.nonzero().squeeze(1)
+                return output.index_add(0, picked, _delta(x.index_select(0, picked), deltas[rows[picked]], U, Vh))
+            return output + _delta(x, deltas[rows], U, Vh)
 
         return add_delta
+
+
+def _delta(x: torch.Tensor, scale: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
+    """U ((sigma * (z c - 1)) * (Vh x)) for each row of ``x``, ``scale`` (rows, r) being its sigma * (z c - 1)."""
+    coefficients = (x @ Vh.T) * scale.view(scale.shape[0], *([1] * (x.dim() - 2)), scale.shape[1])
+    return coefficients @ U.T

@@ -154,7 +154,7 @@ class TextStream:
             self.text = text[: min(cuts)]
             return self.flush(), True
         self.text = text
-        safe = len(text) - self._held(text)
+        safe = releasable(text, self.stop)
         if safe <= self.sent:
             return "", False
         delta, self.sent = text[self.sent : safe], safe
@@ -165,12 +165,14 @@ class TextStream:
         delta, self.sent = self.text[self.sent :], max(self.sent, len(self.text))
         return delta
 
-    def _held(self, text: str) -> int:
-        """Trailing characters that may still change: half a character, or the start of a stop string."""
-        held = len(text) - len(text.rstrip(_INCOMPLETE))
-        for s in self.stop:
-            for n in range(min(len(s) - 1, len(text)), 0, -1):
-                if text.endswith(s[:n]):
-                    held = max(held, n)
-                    break
-        return held
+
+def releasable(text: str, stop: Sequence[str] = ()) -> int:
+    """How much of ``text`` can no longer change as tokens are added: all but a trailing half character
+    and a trailing start of a stop string."""
+    held = len(text) - len(text.rstrip(_INCOMPLETE))
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                held = max(held, n)
+                break
+    return len(text) - held

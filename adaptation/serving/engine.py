@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future
@@ -34,9 +33,23 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
-from t2reg.adaptation.backends import Backend, Capability, GenerationRequest, LoglikelihoodRequest, Sampling
+from t2reg.adaptation.backends import (
+    Backend,
+    Capability,
+    GenerationRequest,
+    GenerationUpdate,
+    LoglikelihoodRequest,
+    Sampling,
+)
 from t2reg.adaptation.backends.tokens import left_pad
-from t2reg.adaptation.serving.decoding import RowCache, RowSampling, TextStream, pick_tokens, prefill_positions
+from t2reg.adaptation.serving.decoding import (
+    RowCache,
+    RowSampling,
+    TextStream,
+    pick_tokens,
+    prefill_positions,
+    releasable,
+)
 from t2reg.errors import InvalidInputError, T2RegError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
@@ -109,6 +122,9 @@ class Job:
 class Engine(ABC):
     """A model behind a thread: :meth:`submit` jobs, :meth:`call` work between steps, :meth:`stop`."""
 
+    nucleus_sampling: bool = True  # whether a job's top_p below 1 is honoured
+    prefill_tokens: int = 2048  # padded prompt tokens per prefill pass (continuous batching)
+
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
                  max_batch: int = 32, max_queue: int = 256, on_step: Callable[[int], None] | None = None) -> None:
         if max_batch < 1 or max_queue < 1:
@@ -173,13 +189,20 @@ class Engine(ABC):
         """Log-likelihoods of (context, continuation) pairs with ``expert`` applied (the classifier's pass)."""
         return self.call(lambda: self._score(list(requests), expert))
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop taking work, let the thread end, and fail whatever is left (waiting or running)."""
+    def stop(self, timeout: float | None = 60.0) -> None:
+        """Stop taking work, let the thread end its step, and fail whatever is left (waiting or running)."""
         with self._lock:
             self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # stuck in the backend: leave the (daemon) thread, answer the rest
+                log.warning("the engine thread is still busy after %ss; stopping without it", timeout)
+                with self._lock:
+                    waiting, self._waiting = list(self._waiting), deque()
+                for job in waiting:
+                    job.finish(Failed(StoppedError("the server is shutting down")))
+                return
         self._fail_all(StoppedError("the server is shutting down"))
         self.close()
 
@@ -283,6 +306,7 @@ class FactoredEngine(Engine):
             raise InvalidInputError(f"the {backend.name} backend cannot run a different expert per row")
         super().__init__(backend, spectra, experts, **options)
         self._rows: list[_Row] = []
+        self._admitting: list[Job] = []  # taken from the queue, holding a slot, not yet prefilled
         self._cache = RowCache()
         self._population = ExitStack()
         self._variant: dict[str | None, int] = {}
@@ -292,6 +316,10 @@ class FactoredEngine(Engine):
     @property
     def running(self) -> int:
         return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting) + len(self._admitting)
 
     def _install(self, experts: dict[str, Expert]) -> None:
         """Enter the backend's population over the base weights (variant 0) and ``experts``."""
@@ -307,7 +335,7 @@ class FactoredEngine(Engine):
 
     def _reload(self, experts: dict[str, Expert]) -> None:
         # Rows and waiting jobs keep the expert they were admitted with, even one the new pool dropped.
-        in_use = {r.job.expert for r in self._rows} | {j.expert for j in list(self._waiting)}
+        in_use = {r.job.expert for r in self._rows} | {j.expert for j in [*self._admitting, *list(self._waiting)]}
         kept = {ref: self.experts[ref] for ref in in_use if ref is not None and ref not in experts}
         old = self.experts
         try:
@@ -326,21 +354,31 @@ class FactoredEngine(Engine):
 
     def _work(self) -> bool:
         self._drop_cancelled()
+        with self._lock:
+            free = self.max_batch - len(self._rows) - len(self._admitting)
+        self._admitting.extend(self._take(free))
         admitted = self._admit()
-        if not self._rows:
-            return admitted
-        if not admitted:  # rows admitted this step already got their first token from the prefill
+        if self._rows:
             self._decode()
-        return True
+        return admitted or bool(self._rows)
 
     def _drop_cancelled(self) -> None:
+        self._admitting = [j for j in self._admitting if not j.cancelled]
         if any(r.job.cancelled for r in self._rows):
             self._keep([i for i, r in enumerate(self._rows) if not r.job.cancelled])
 
     def _admit(self) -> bool:
-        jobs = self._take(self.max_batch - len(self._rows))
-        if not jobs:
+        """Prefill the next few jobs that hold a slot: prompts of similar length together, at most
+        ``prefill_tokens`` padded tokens per pass (a long queue joins over several steps, the running rows
+        decoding in between)."""
+        if not self._admitting:
             return False
+        self._admitting.sort(key=lambda j: len(j.prompt_ids))
+        count = 1
+        while (count < len(self._admitting)
+               and (count + 1) * len(self._admitting[count].prompt_ids) <= self.prefill_tokens):
+            count += 1
+        jobs, self._admitting = self._admitting[:count], self._admitting[count:]
         rows = [_Row(j, RowSampling(j.temperature, j.top_p, j.seed), TextStream(self.backend.tokenizer, j.stop))
                 for j in jobs]
         try:
@@ -401,8 +439,9 @@ class FactoredEngine(Engine):
 
     def _fail_running(self, error: BaseException) -> None:
         rows, self._rows, self._cache = self._rows, [], RowCache()
-        for row in rows:
-            row.job.finish(Failed(error))
+        admitting, self._admitting = self._admitting, []
+        for job in [r.job for r in rows] + admitting:
+            job.finish(Failed(error))
 
 
 def _new_cache():
@@ -427,6 +466,8 @@ def _eos_ids(backend: Backend) -> frozenset[int]:
 
 class GroupedEngine(Engine):
     """Waiting jobs grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
+
+    nucleus_sampling = False  # the backend contract's Sampling has no top_p
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
         super().__init__(backend, spectra, experts, **options)
@@ -465,21 +506,30 @@ class GroupedEngine(Engine):
         return True
 
     def _run_group(self, expert: str | None) -> None:
-        requests = [GenerationRequest(j.prompt, Sampling(j.max_tokens, j.stop, j.temperature, j.seed))
-                    for j in self._group]
+        group = self._group
+        requests = [GenerationRequest(j.prompt, Sampling(j.max_tokens, j.stop, j.temperature, j.seed)) for j in group]
+        sent = [0] * len(group)
         with self._applied(expert):
-            started = time.perf_counter()
-            texts = self.backend.generate(requests)
-        log.debug("group of %d with %s in %.2fs", len(requests), expert or "base", time.perf_counter() - started)
-        self.on_step(len(requests))
-        for job, text in zip(self._group, texts):
+            self.on_step(len(requests))
+            for update in self.backend.generate_stream(requests, cancelled=lambda i: group[i].cancelled):
+                job, text = group[update.index], update.text
+                if job.cancelled:
+                    continue
+                final = update.finish_reason is not None or update.tokens is None
+                safe = len(text) if final else releasable(text, job.stop)
+                if job.stream and safe > sent[update.index]:
+                    job.sink(Delta(text[sent[update.index] : safe]))
+                    sent[update.index] = safe
+                if final:
+                    job.finish(self._finished(job, update))
+
+    def _finished(self, job: Job, update: GenerationUpdate) -> Finished:
+        tokens = update.tokens
+        if tokens is None:  # a backend that reports only text: count its tokens again
             with self.tokenizer_lock:
-                n = len(self.backend.tokenizer(text, add_special_tokens=False).input_ids)
-            if job.cancelled:
-                continue
-            if job.stream and text:
-                job.sink(Delta(text))
-            job.finish(Finished(text, "length" if n >= job.max_tokens else "stop", len(job.prompt_ids), n))
+                tokens = len(self.backend.tokenizer(update.text, add_special_tokens=False).input_ids)
+        reason = update.finish_reason or ("length" if tokens >= job.max_tokens else "stop")
+        return Finished(update.text, reason, len(job.prompt_ids), tokens)
 
     def _fail_running(self, error: BaseException) -> None:
         group, self._group = self._group, []

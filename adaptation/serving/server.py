@@ -74,7 +74,8 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
     from t2reg.adaptation.serving.app import create_app
 
     logging.basicConfig(level=spec.log_level.upper(), format="t2reg serve %(levelname)s %(message)s")
-    sock = bind(spec.host, spec.port)  # before loading: a taken port fails fast
+    spec.check(registry)
+    sock = bind(spec.host, spec.port)  # before loading the model: a taken port fails fast
     try:
         service = open_service(registry, spec)
     except BaseException:

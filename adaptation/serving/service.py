@@ -106,10 +106,12 @@ class Service:
     async def _answer(self, endpoint: str, body, target: Target, prompts: list[str], questions: list[str],
                       prompt_param: str, request: Request) -> Response:
         started = time.perf_counter()
-        unsupported = body.unsupported()
+        unsupported = body.unsupported() or (None if body.top_p == 1.0 or self.engine.nucleus_sampling else "top_p")
         if unsupported:
             raise ApiError(400, f"{unsupported} is not supported by this server", param=unsupported)
         encoded = [self.engine.encode(p) for p in prompts]
+        if not all(encoded):
+            raise ApiError(400, "a prompt is empty (no tokens to continue from)", param=prompt_param)
         limits = [self._max_tokens(body, len(ids), prompt_param) for ids in encoded]
         routes = await self._route(target, questions)
         queue: asyncio.Queue = asyncio.Queue()

@@ -1,0 +1,81 @@
+"""`t2reg serve` as a real subprocess on a free loopback port, and clients for it."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers.paths import ROOT
+
+READY = re.compile(r"t2reg: serving .* on (http://\S+/v1)")
+
+
+class ServerProcess:
+    """``t2reg --home HOME serve --port 0 ARGS`` started and waited for (its ready line names the port)."""
+
+    def __init__(self, home: Path, *args: str, log: Path, env: dict[str, str] | None = None, timeout: float = 600):
+        command = [sys.executable, "-m", "t2reg.cli", "--home", str(home), "serve", "--port", "0", *args]
+        self.log = log
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, cwd=ROOT,
+                                     env={**os.environ, **(env or {})})
+        self.base_url = self._wait_ready(timeout)
+        self.root = self.base_url.removesuffix("/v1")
+
+    def _wait_ready(self, timeout: float) -> str:
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if selector.select(timeout=1.0):
+                line = self.proc.stdout.readline()
+                found = READY.search(line)
+                if found:
+                    return found.group(1)
+                if not line and self.proc.poll() is not None:
+                    break
+            elif self.proc.poll() is not None:
+                break
+        self.proc.kill()
+        raise AssertionError(f"the server did not start (exit {self.proc.poll()}):\n{self.log.read_text()[-4000:]}")
+
+    def client(self, api_key: str = "unused", **options):
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=300, **options)
+
+    def send(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
+        """Send ``sig`` and wait for the exit code (killed after ``timeout``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample (0 when absent), summed over label sets that include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, rest = head.partition("{")
+        if sample != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
