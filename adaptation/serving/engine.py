@@ -107,6 +107,7 @@ class Job:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stream: bool = False  # send Delta events as text becomes safe to release
+    ignore_eos: bool = False  # run to max_tokens whatever the model says
     cancelled: bool = False  # set by Engine.cancel (the client went away); the engine drops the job
     done: bool = field(default=False, init=False)
 
@@ -123,6 +124,7 @@ class Engine(ABC):
     """A model behind a thread: :meth:`submit` jobs, :meth:`call` work between steps, :meth:`stop`."""
 
     nucleus_sampling: bool = True  # whether a job's top_p below 1 is honoured
+    eos_ignorable: bool = True  # whether a job's ignore_eos is honoured
     prefill_tokens: int = 2048  # padded prompt tokens per prefill pass (continuous batching)
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
@@ -416,7 +418,7 @@ class FactoredEngine(Engine):
         row.generated += 1
         row.pending = token
         job = row.job
-        if token in self._eos:
+        if token in self._eos and not job.ignore_eos:
             reason = "stop"
         else:
             with self.tokenizer_lock:
@@ -467,7 +469,8 @@ def _eos_ids(backend: Backend) -> frozenset[int]:
 class GroupedEngine(Engine):
     """Waiting jobs grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
 
-    nucleus_sampling = False  # the backend contract's Sampling has no top_p
+    nucleus_sampling = False  # the backend contract's Sampling has no top_p ...
+    eos_ignorable = False  # ... nor ignore_eos
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
         super().__init__(backend, spectra, experts, **options)

@@ -55,6 +55,7 @@ class _Request(BaseModel):
     n: int = Field(1, ge=1)
     logprobs: Any = None
     user: str | None = None
+    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks, load tests)
 
     @field_validator("stop")
     @classmethod

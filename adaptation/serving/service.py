@@ -106,7 +106,8 @@ class Service:
     async def _answer(self, endpoint: str, body, target: Target, prompts: list[str], questions: list[str],
                       prompt_param: str, request: Request) -> Response:
         started = time.perf_counter()
-        unsupported = body.unsupported() or (None if body.top_p == 1.0 or self.engine.nucleus_sampling else "top_p")
+        unsupported = (body.unsupported() or (None if body.top_p == 1.0 or self.engine.nucleus_sampling else "top_p")
+                       or (None if not body.ignore_eos or self.engine.eos_ignorable else "ignore_eos"))
         if unsupported:
             raise ApiError(400, f"{unsupported} is not supported by this server", param=unsupported)
         encoded = [self.engine.encode(p) for p in prompts]
@@ -117,7 +118,8 @@ class Service:
         queue: asyncio.Queue = asyncio.Queue()
         sink = _sink(asyncio.get_running_loop(), queue)
         jobs = [Job(ids, route.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
-                    top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream)
+                    top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream,
+                    ignore_eos=body.ignore_eos)
                 for i, (ids, route, limit, prompt) in enumerate(zip(encoded, routes, limits, prompts))]
         self._submit(jobs)
         answer = _Answer(endpoint, wire.new_id("chatcmpl" if endpoint == "chat" else "cmpl"), self.catalog.model,

@@ -22,7 +22,7 @@ def build(vocab_size: int = 400):
 
 
 def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM", seed: int = 0,
-                              initializer_range: float | None = None) -> Path:
+                              initializer_range: float | None = None, max_positions: int | None = None) -> Path:
     """A tiny random model whose vocabulary matches a trained tokenizer, saved with it.
 
     A larger ``initializer_range`` gives the MLPs a real say in the output (at the
@@ -40,6 +40,8 @@ def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM"
     config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
     if initializer_range is not None:
         config.initializer_range = initializer_range
+    if max_positions is not None:  # a longer context than the tiny default of 64 tokens
+        config.max_position_embeddings = max_positions
     torch.manual_seed(seed)
     model = getattr(transformers, architecture)(config).eval()
     model.save_pretrained(path, safe_serialization=True)

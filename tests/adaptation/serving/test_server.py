@@ -39,7 +39,7 @@ def publish_noise_expert(home, tmp, name, task, seed, score=None):
 def home(tmp_path_factory):
     """A registry with a tiny model, four experts over three categories, and a dispatcher steered to 'math'."""
     root = tmp_path_factory.mktemp("serve")
-    save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3)
+    save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3, max_positions=2048)
     home = root / "home"
     t2reg(home, "model", "add", str(root / "tiny"), "--alias", "tiny")
     t2reg(home, "model", "decompose", "tiny")
@@ -53,7 +53,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(home, tmp_path_factory):
-    proc = ServerProcess(home, "--model", "tiny", "--strategy", "classifier", "--api-key", KEY, "--max-tokens", "32",
+    proc = ServerProcess(home, "--model", "tiny", "--strategy", "classifier", "--api-key", KEY, "--max-tokens", "1024",
                          "--max-body", "8192", "--max-batch", "8", "--log-level", "info",
                          log=tmp_path_factory.mktemp("log") / "server.log")
     yield proc
@@ -178,9 +178,10 @@ def test_bad_input_gets_openai_error_bodies_and_never_takes_the_server_down(clie
 
     body = refused(404, lambda: chat(client, "no-such-expert:3", "hi"))
     assert body["code"] == "model_not_found" and body["param"] == "model"
-    body = refused(400, lambda: chat(client, "tiny", "hi", max_tokens=33))
-    assert body["param"] == "max_tokens" and "at most 32" in body["message"]
-    refused(400, lambda: chat(client, "tiny", "hi " * 40, max_tokens=30))  # prompt + max_tokens beyond the context
+    body = refused(400, lambda: chat(client, "tiny", "hi", max_tokens=1025))
+    assert body["param"] == "max_tokens" and "at most 1024" in body["message"]
+    body = refused(400, lambda: chat(client, "tiny", "hi " * 1100, max_tokens=1000))  # past the 2048-token context
+    assert "exceeds the model's context of 2048 tokens" in body["message"]
     body = refused(422, lambda: chat(client, "tiny", "hi", temperature=7))
     assert body["param"] == "temperature"
     refused(422, lambda: client.chat.completions.create(model="tiny", messages=[]))
@@ -209,14 +210,19 @@ def test_bad_input_gets_openai_error_bodies_and_never_takes_the_server_down(clie
                                                                                status="413") >= 1
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(server, client):
+    # ignore_eos: the answer runs to its 1000 tokens, seconds of work that the hang-up must cut short
+    assert chat(client, "coder:1", "hi", max_tokens=1000, extra_body={"ignore_eos": True}).usage.completion_tokens \
+        == 1000
     cancelled = metric(get(server, "/metrics").text, "t2reg_cancelled_requests_total")
-    body = {"model": "coder:1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 32, "stream": True,
-            "temperature": 0}
+    body = {"model": "coder:1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000, "stream": True,
+            "temperature": 0, "ignore_eos": True}
     with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60,
                       headers={"authorization": f"Bearer {KEY}"}) as response:
         assert response.status_code == 200
-        next(response.iter_lines())  # the first chunk, then hang up
+        for line in response.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                break  # decoding has begun: hang up
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = get(server, "/metrics").text
@@ -251,15 +257,15 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0(home, tmp_path):
     try:
         work = [("coder:1" if i % 2 else "tiny", QUESTIONS[i % 4]) for i in range(8)] + [("tiny:auto", QUESTIONS[0])]
         with concurrent.futures.ThreadPoolExecutor(len(work)) as pool:
-            futures = [pool.submit(chat, client, m, q, max_tokens=24) for m, q in work]
+            futures = [pool.submit(chat, client, m, q, max_tokens=100, extra_body={"ignore_eos": True})
+                       for m, q in work]
             deadline = time.monotonic() + 60
             while metric(httpx.get(proc.root + "/metrics").text, "t2reg_waiting_requests") < 3:
                 assert time.monotonic() < deadline, "the requests never queued up"
                 time.sleep(0.01)
             proc.send(signal.SIGTERM)
             answers = [f.result(timeout=300) for f in futures]
-        assert all(a.choices[0].finish_reason in ("stop", "length") for a in answers)
-        assert all(a.usage.completion_tokens >= 1 for a in answers)
+        assert all(a.choices[0].finish_reason == "length" and a.usage.completion_tokens == 100 for a in answers)
         auto = answers[-1].model_extra["t2reg"]
         assert auto["strategy"] == "prompt" and auto["category"] in ("code", "math", "reasoning", "other")
         assert proc.proc.wait(120) == 0
