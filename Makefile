@@ -45,9 +45,9 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/registry_best.py
 	$(BIN)/python bench/apply.py
-	$(BIN)/python bench/transfer_effect.py
+	$(BIN)/python bench/evaluation.py
 	$(BIN)/python bench/cem.py
-	$(BIN)/python bench/train_effect.py
+	$(BIN)/python bench/science.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

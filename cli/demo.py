@@ -37,7 +37,7 @@ def demo(app: AppContext, quick: bool, source: str, target: str, data_dir: str |
         emit_json(result.to_dict())
         return
     click.echo("")
-    for line in format_table(result.rows):
+    for line in format_table(result.rows, plan.conclusive):
         click.echo(line)
     click.echo(f"\nreport: {', '.join(str(f) for f in result.files)}")
 

@@ -21,7 +21,9 @@ from t2reg.expert_file import (
     read_file_bytes,
     write_expert,
 )
-from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
+from t2reg.protocols import Measurement, Protocol
+from t2reg.question_results import loads_results
+from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.filters import parse_filter
@@ -33,6 +35,7 @@ from t2reg.registry.entities import (
     GcReport,
     Lineage,
     ModelInfo,
+    ProtocolInfo,
     RankedVersion,
     VerifyReport,
 )
@@ -184,15 +187,19 @@ class Registry:
         n: int | None = None,
         tags: Mapping[str, str] | None = None,
         lineage: Iterable[Lineage] = (),
+        measurements: Iterable[Measurement] = (),
     ) -> ExpertVersion:
         """Validate an expert file and store it as the next version of its expert.
 
         The name defaults to ``TASK-MODEL`` (the model's alias); ``model`` and
         ``task`` default to the file's own metadata. Metrics given as text
-        (``TASK:METRIC=VALUE``) get ``split`` and ``n``. ``lineage`` edges name
-        their parent by reference.
+        (``TASK:METRIC=VALUE``) get ``split`` and ``n``; they, and those embedded
+        in the file, are recorded as hand-reported. ``measurements`` are runs t2reg
+        measured, recorded under their protocols in the same transaction.
+        ``lineage`` edges name their parent by reference.
         """
         data, expert, origin = _load_source(source)
+        measured = tuple((m, self._store_results(m.results)) for m in measurements)
         with self.db.session() as session:
             model_row, handle = self._publish_model(session, model, expert)
             check_against_model(expert, {k: min(v) for k, v in model_row.shapes.items()}, model_row.name, origin)
@@ -210,7 +217,8 @@ class Registry:
                 renormalize=expert.meta.renormalize,
                 source=Source(expert.meta.source),
                 metadata=expert.meta.to_header(),
-                metrics=expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics),
+                measurements=((Measurement(expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics)),
+                               None),) + measured,
                 tags=tuple((validate_name(k, "tag key"), str(v)) for k, v in (tags or {}).items()),
                 lineage=tuple(self._lineage_rows(session, lineage)),
             )
@@ -351,12 +359,17 @@ class Registry:
         split: str | None = None,
         n: int | None = None,
         source: str = "record",
+        protocol: Protocol | None = None,
+        results: bytes | None = None,
     ) -> ExpertVersion:
-        """Add evaluations to a version; the newest per task and metric is what ``best`` ranks.
+        """Add evaluations to a version; the newest per task, metric and protocol is what ``best`` ranks.
 
-        Text metrics may leave out the task (``accuracy=0.8``): the expert's own is used.
+        Text metrics may leave out the task (``accuracy=0.8``): the expert's own is used. Scores without a
+        ``protocol`` were measured somewhere t2reg cannot see and rank only among such scores.
+        ``results`` are the run's per-question results (:mod:`t2reg.question_results`), kept as a blob.
         """
         parsed = parse_reference(ref)
+        results_sha = self._store_results(results)
 
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed, live_only=True)
@@ -366,8 +379,8 @@ class Registry:
             if not parsed_metrics:
                 raise InvalidInputError("give at least one score ({metrics}), e.g. gsm8k:accuracy=0.79",
                                         options=["metrics"])
-            for metric in parsed_metrics:
-                evaluations.add(session, row.id, metric, source)
+            for metric, protocol_id in protocols.assign(session, parsed_metrics, protocol):
+                evaluations.add(session, row.id, metric, source, protocol_id, results_sha)
             return versions.describe(session, row)
 
         return self.db.write(work)
@@ -380,26 +393,66 @@ class Registry:
         split: str | None = None,
         sources: Iterable[str] = (),
         limit: int = 5,
+        protocol: str | None = None,
     ) -> list[RankedVersion]:
-        """Live versions ranked by their most recent ``task``/``metric`` score, best first."""
+        """Live versions ranked by their most recent ``task``/``metric`` score under one protocol, best first.
+
+        ``protocol`` is a protocol id; by default the task's most used protocol that has such scores. Each
+        row carries its 95% interval and whether that overlaps the leader's."""
         if limit < 1:
             raise InvalidInputError("{limit} must be at least 1", options=["limit"])
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
-            return evaluations.best(session, task, metric, model_id, split, sources, limit)
+            if protocol is not None:
+                protocols.get(session, protocol)
+            return evaluations.best(session, task, metric, model_id, split, sources, limit, protocol)
 
-    def record_model_evaluation(self, model: str, metric: Metric, source: str = "eval") -> EvaluationInfo:
-        """Record a score of the base model itself (no expert): the baseline for its experts."""
+    def record_model_evaluation(self, model: str, metrics: Iterable[Metric], source: str = "eval",
+                                protocol: Protocol | None = None, results: bytes | None = None) -> list[EvaluationInfo]:
+        """Record scores of the base model itself (no expert): the baseline for its experts."""
+        results_sha = self._store_results(results)
 
-        def work(session) -> EvaluationInfo:
+        def work(session) -> list[EvaluationInfo]:
             row = base_models.get_model(session, model)
-            return base_models.add_evaluation(session, row.id, metric, source)
+            return [base_models.add_evaluation(session, row.id, metric, source, protocol_id, results_sha)
+                    for metric, protocol_id in protocols.assign(session, list(metrics), protocol)]
 
         return self.db.write(work)
 
     def model_evaluations(self, model: str, task: str | None = None) -> list[EvaluationInfo]:
         with self.db.session() as session:
             return base_models.evaluations(session, base_models.get_model(session, model).id, task)
+
+    def protocols(self, task: str | None = None) -> list[ProtocolInfo]:
+        """Protocols with recorded scores (of one task), most used first."""
+        with self.db.session() as session:
+            rows = protocols.for_task(session, task) if task else protocols.every(session)
+            return [r.to_entity() for r in rows]
+
+    def protocol(self, protocol_id: str) -> ProtocolInfo:
+        with self.db.session() as session:
+            return protocols.get(session, protocol_id).to_entity()
+
+    def latest_measured(self, task: str, protocol: str, *, ref: str | None = None,
+                        model: str | None = None) -> EvaluationInfo | None:
+        """The newest score of the expert ``ref`` (or of the base ``model`` alone) on ``task`` under
+        ``protocol`` that kept its per-question results, if there is one."""
+        with self.db.session() as session:
+            if ref is not None:
+                row = versions.resolve(session, parse_reference(ref))
+                return evaluations.latest_with_results(session, row.id, task, protocol)
+            return base_models.latest_with_results(session, base_models.get_model(session, model).id, task,
+                                                   protocol)
+
+    def evaluation_results(self, sha256: str) -> list[dict[str, Any]]:
+        """The per-question results an evaluation kept (hash-checked on read)."""
+        return loads_results(self.blobs.read(sha256), f"results {sha256[:12]}")
+
+    def _store_results(self, results: bytes | None) -> str | None:
+        if results is None:
+            return None
+        loads_results(results)  # refuse malformed results before they are stored
+        return self.blobs.put(results)[0]
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:

@@ -85,11 +85,21 @@ def list_models(session: Session) -> list[ModelInfo]:
     return [to_info(session, row) for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.name))]
 
 
-def add_evaluation(session: Session, model_id: int, metric: Metric, source: str) -> EvaluationInfo:
-    row = ModelEvaluationRow(model_id=model_id, **ModelEvaluationRow.columns_of(metric, source))
+def add_evaluation(session: Session, model_id: int, metric: Metric, source: str, protocol_id: str,
+                   results_sha256: str | None = None) -> EvaluationInfo:
+    row = ModelEvaluationRow(model_id=model_id, **ModelEvaluationRow.columns_of(metric, source, protocol_id,
+                                                                                results_sha256))
     session.add(row)
     session.flush()
     return row.to_entity()
+
+
+def latest_with_results(session: Session, model_id: int, task: str, protocol_id: str) -> EvaluationInfo | None:
+    row = session.scalar(select(ModelEvaluationRow).where(
+        ModelEvaluationRow.model_id == model_id, ModelEvaluationRow.task == task,
+        ModelEvaluationRow.protocol_id == protocol_id, ModelEvaluationRow.results_sha256.is_not(None))
+        .order_by(ModelEvaluationRow.id.desc()).limit(1))
+    return None if row is None else row.to_entity()
 
 
 def evaluations(session: Session, model_id: int, task: str | None = None) -> list[EvaluationInfo]:

@@ -7,12 +7,16 @@ from sqlalchemy import select
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.entities import GcReport, VerifyReport
-from t2reg.registry.orm import VersionRow
+from t2reg.registry.orm import EvaluationRow, ModelEvaluationRow, VersionRow
 
 
 def referenced_blobs(db: Database) -> set[str]:
+    """Every blob a row points to: expert files and per-question evaluation results."""
     with db.session() as session:
-        return set(session.scalars(select(VersionRow.blob_sha256).distinct()))
+        found = set(session.scalars(select(VersionRow.blob_sha256).distinct()))
+        for column in (EvaluationRow.results_sha256, ModelEvaluationRow.results_sha256):
+            found |= set(session.scalars(select(column).where(column.is_not(None)).distinct()))
+        return found
 
 
 def verify(db: Database, blobs: BlobStore) -> VerifyReport:

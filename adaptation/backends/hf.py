@@ -85,47 +85,53 @@ class HFBackend(DifferentiableBackend):
 
     @torch.no_grad()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        """Requests that share a context (and variant) share its forward pass: the context runs once, its
+        last logits score each continuation's first token, and its cached keys and values serve the rest of
+        every continuation in one more pass. Multiple-choice questions (one context, several options) cost
+        little more than one pass over the question."""
         encoded = [self.split_continuation(r.context, r.continuation) for r in requests]
-        results: list[float | None] = [None] * len(requests)
-        # Fast path: single-token continuations of one context (and variant) need one forward pass together.
         groups: dict[tuple[int | None, tuple[int, ...]], list[int]] = {}
-        for i, (ctx, cont) in enumerate(encoded):
-            if len(cont) == 1:
-                groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
-        contexts = list(groups)
-        for start in range(0, len(contexts), self.batch_size):
-            batch = contexts[start : start + self.batch_size]
-            self._select([variant for variant, _ in batch])
-            logprobs = self._last_logprobs([list(ctx) for _, ctx in batch])
-            for row, key in zip(logprobs, batch):
-                for i in groups[key]:
-                    results[i] = float(row[encoded[i][1][0]])
-        rest = [i for i, r in enumerate(results) if r is None]
-        for start in range(0, len(rest), self.batch_size):
-            idx = rest[start : start + self.batch_size]
-            self._select([requests[i].variant for i in idx])
-            for i, value in zip(idx, self._sequence_logprobs([encoded[i] for i in idx])):
-                results[i] = value
-        return [float(r) for r in results]
+        for i, (ctx, _) in enumerate(encoded):
+            groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
+        results = [0.0] * len(requests)
+        keys = list(groups)
+        for start in range(0, len(keys), self.batch_size):
+            self._score_shared_prefix(keys[start : start + self.batch_size], groups, encoded, results)
+        return results
 
-    def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
-        ids, mask = self.pad(contexts)
-        logits = self._forward(ids, mask, keep=1)
-        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
-
-    def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        # Left padding puts every continuation at the end of its row, so only the last positions' logits
-        # are computed (the vocabulary projection and softmax dominate memory on long contexts).
-        ids, mask = self.pad([c + k for c, k in pairs])
-        keep = max(len(k) for _, k in pairs) + 1
-        logits = self._forward(ids, mask, keep)
-        out = []
-        for row, (_, cont) in enumerate(pairs):
-            start = keep - len(cont) - 1
-            logprobs = torch.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
-            picked = logprobs.gather(1, torch.tensor(cont, device=logprobs.device)[:, None])
-            out.append(float(picked.sum()))
-        return out
+    def _score_shared_prefix(self, keys, groups, encoded, results: list[float]) -> None:
+        members = [(g, i) for g, key in enumerate(keys) for i in groups[key]]
+        longer = [(g, i) for g, i in members if len(encoded[i][1]) > 1]
+        self._select([variant for variant, _ in keys])
+        ids, mask = self.pad([list(ctx) for _, ctx in keys])
+        out = self.model(**self._inputs(ids, mask, keep=1), use_cache=bool(longer))
+        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        for g, i in members:
+            results[i] = float(first[g, encoded[i][1][0]])
+        if not longer:
+            return
+        # Every continuation with more tokens gets its own copy of its context's cache, then all of them
+        # run together: inputs are each continuation's tokens but the last, right-padded.
+        rows = torch.tensor([g for g, _ in longer], device=self._device)
+        cache = out.past_key_values
+        cache.batch_select_indices(rows)
+        tails = [encoded[i][1][:-1] for _, i in longer]
+        width = max(len(t) for t in tails)
+        tail_ids = torch.full((len(tails), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        tail_mask = torch.zeros((len(tails), width), dtype=torch.long)
+        for r, tail in enumerate(tails):
+            tail_ids[r, : len(tail)] = torch.tensor(tail)
+            tail_mask[r, : len(tail)] = 1
+        tail_mask = tail_mask.to(self._device)
+        positions = mask.sum(-1)[rows][:, None] + torch.arange(width, device=self._device)[None, :]
+        self._select([keys[g][0] for g, _ in longer])
+        logits = self.model(input_ids=tail_ids.to(self._device), attention_mask=torch.cat([mask[rows], tail_mask], 1),
+                            position_ids=positions, past_key_values=cache, use_cache=True).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        for r, (_, i) in enumerate(longer):
+            cont = encoded[i][1]
+            steps = torch.arange(len(cont) - 1, device=logprobs.device)
+            results[i] += float(logprobs[r, steps, torch.tensor(cont[1:], device=logprobs.device)].sum())
 
     # -- weights -------------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
+from t2reg.vocabulary import MixSpace
 
 if TYPE_CHECKING:
     from t2reg.adaptation.search.base import SearchConfig
     from t2reg.registry import Registry
 
 POPULATION_EVAL_MODES = ("auto", "batched", "sequential")
+MIX_SPACES = MixSpace.values()
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class AdaptSpec(JobSpec):
     patience: int | None = None
     tolerance: float = 0.0
     seed: int = 0
+    mix_space: str = "z"  # z | logits | strength (see t2reg.adaptation.patching.mixing)
     backend: str = "hf"
     population_eval: str = "auto"
     batch_size: int = 16
@@ -71,6 +74,8 @@ class AdaptSpec(JobSpec):
         if self.population_eval not in POPULATION_EVAL_MODES:
             raise InvalidInputError(f"{{population_eval}} must be one of {', '.join(POPULATION_EVAL_MODES)}",
                                     options=["population_eval"])
+        if self.mix_space not in MIX_SPACES:
+            raise InvalidInputError(f"{{mix_space}} must be one of {', '.join(MIX_SPACES)}", options=["mix_space"])
         check_backend(self.backend)
         check_optimizer(self.optimizer)
 
