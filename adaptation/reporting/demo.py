@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from t2reg.adaptation.evaluation.compare import Comparison, compare
+from t2reg.adaptation.evaluation.compare import compare
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.adaptation.jobs import run_with_progress, submit_here
 from t2reg.adaptation.models import add_gguf_model, decompose_model
