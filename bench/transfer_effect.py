@@ -151,7 +151,7 @@ def main() -> None:
     rng = random.Random(0)
     train, test = load_arc("Train"), load_arc("Test")
     train, test = rng.sample(train, args.train), rng.sample(test, args.test)
-    registry = Registry(load_settings(home=HOME))
+    registry = Registry(load_settings(home=HOME), create=True)
 
     smol, smol_spectra, smol_tok = setup(registry, "smollm2-135m")
     scorer = LetterScorer(smol_tok)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -16,6 +15,7 @@ from t2reg.cli.options import (
     device_option,
     dtype_option,
     json_option,
+    OutputFile,
 )
 from t2reg.cli.output import emit_json, emit_table
 
@@ -51,7 +51,7 @@ def tasks_list(as_json: bool) -> None:
 @device_option
 @dtype_option
 @click.option("--max-new-tokens", type=int, help="Generation budget [default: the task's].")
-@click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write per-example JSONL here.")
+@click.option("--save-outputs", type=OutputFile(), help="Write per-example JSONL here.")
 @click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it and records the score.")
 @click.option("--strategy", metavar="prompt|classifier|fixed:REF",
               help="With --base: two-pass inference, each example answered by the expert a first pass picks.")

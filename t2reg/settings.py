@@ -66,6 +66,6 @@ def _job_timeout(env: Mapping[str, str]) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise InvalidInputError(f"{ENV_JOB_TIMEOUT} must be a positive number of seconds, not {raw!r}")
+    if not 0 < value < 1e9:  # nan, inf and absurd values would crash the worker's date arithmetic later
+        raise InvalidInputError(f"{ENV_JOB_TIMEOUT} must be a positive, finite number of seconds (below 1e9), not {raw!r}")
     return value
