@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: venv
 	.ci/ensure-postgres
+	.ci/ensure-bubblewrap
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -83,3 +83,9 @@ class IntegrityCheckError(T2RegError, OSError):
 
 class UnsupportedArchitectureError(InvalidInputError):
     """A model architecture that no entry of the architecture table covers."""
+
+
+class IsolationUnavailableError(T2RegError):
+    """Generated code cannot be run under OS isolation here, and the weak mode was not chosen by name."""
+
+    exit_code = 1

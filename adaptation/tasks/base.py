@@ -45,6 +45,14 @@ class Task:
     multiple_choice: bool = False
     shot_split: str = "train"
     description: str = ""
+    runs_code: bool = False  # its checker runs generated code in the sandbox
+
+    def ready(self) -> None:
+        """Refuse now what would fail on the first example: code tasks need the sandbox's isolation."""
+        if self.runs_code:
+            from t2reg.adaptation.tasks.sandbox import require_isolation
+
+            require_isolation()
 
     def examples(self, split: str, data_dir: Path | None = None) -> list[Example]:
         if split not in SPLITS:
