@@ -255,6 +255,8 @@ class Registry:
         return publish_derived(self, derived)
 
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        if self.db.read_only:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
         sha, created = self.blobs.put(data)
         stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
         new = dataclasses.replace(new, sha256=sha)
@@ -489,6 +491,8 @@ class Registry:
 
         ``purge_deleted`` first purges versions soft-deleted at least ``purge_grace_seconds`` ago.
         """
+        if self.db.read_only and not dry_run:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; gc would write")
         return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run, force=force, shared_ok=shared_ok,
                               purge=purge_deleted, purge_grace_seconds=purge_grace_seconds)
 

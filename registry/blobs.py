@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from t2reg.errors import IntegrityCheckError, NotFoundError
+from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
 from t2reg.files import land_bytes, land_text
 
 _CHUNK = 1 << 20
@@ -57,8 +57,11 @@ class BlobStore:
         if final.is_file() and self.hash_file(sha) == sha:
             os.utime(final)  # a fresh mtime keeps a concurrent gc's grace period from taking it
             return sha, False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        land_bytes(final, data, temp_dir=self._tmp)  # temp files live in tmp/, where gc finds strays
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            land_bytes(final, data, temp_dir=self._tmp)  # temp files live in tmp/, where gc finds strays
+        except OSError as exc:
+            raise StorageError(f"cannot store blob {sha} in {self.root}: {exc.strerror or exc}") from None
         return sha, True
 
     def read(self, sha256: str) -> bytes:
@@ -152,6 +155,8 @@ class BlobStore:
             path.unlink()
         except FileNotFoundError:
             return 0
+        except OSError as exc:
+            raise StorageError(f"cannot remove blob {sha256} from {self.root}: {exc.strerror or exc}") from None
         return size
 
     def age_seconds(self, path: Path) -> float:

@@ -79,6 +79,9 @@ def purge_deleted(db: Database, grace_seconds: float, dry_run: bool = False) -> 
                 row.status = PURGED
         return {id_: f"{name}:{row.version}" for id_, (row, name) in due.items()}
 
+    if dry_run:  # only reads: works on a read-only registry too
+        with db.session() as session:
+            return work(session)
     return db.write(work)
 
 

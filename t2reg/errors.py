@@ -81,6 +81,12 @@ class IntegrityCheckError(T2RegError, OSError):
     exit_code = 1
 
 
+class StorageError(T2RegError, OSError):
+    """A file t2reg must write or remove cannot be (a read-only or full file system, no permission)."""
+
+    exit_code = 1
+
+
 class UnsupportedArchitectureError(InvalidInputError):
     """A model architecture that no entry of the architecture table covers."""
 
