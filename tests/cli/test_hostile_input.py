@@ -143,7 +143,7 @@ def test_control_characters_never_reach_the_terminal(cli, tmp_path):
     out = cli.ok("show", "gsm8k-smollm2-135m:1")
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "\\x1b]0;pwned\\x07" in out and "\\u202e" in out
-    assert "\x1b" not in cli.ok("list", "--where", "tag.k=\x1b[31mred")
+    assert "\x1b" not in _fails(cli, 4, "control character", "list", "--where", "tag.k=\x1b[31mred")
     err = _fails(cli, 4, "bad reference", "show", "x\x1b[2Jy:1")
     assert "\x1b" not in err
     _fails(cli, 4, "control character", "publish", str(tmp_path / "e.safetensors"), "--description", "\x1b[2J")
