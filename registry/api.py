@@ -40,14 +40,14 @@ from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
 from t2reg.files import check_destination, contained
 from t2reg.registry.validation import (
-    path_slug,
-    validate_model_name,
     check_metric,
     check_tag,
     check_text,
     parse_metric,
     parse_reference,
+    path_slug,
     validate_count,
+    validate_model_name,
     validate_name,
     validate_task,
 )
@@ -243,7 +243,9 @@ class Registry:
                 renormalize=expert.meta.renormalize,
                 source=Source(expert.meta.source),
                 metadata=expert.meta.to_header(),
-                metrics=tuple(map(check_metric, expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics))),
+                # scores embedded in the file pass the same rules as typed ones
+                metrics=tuple(map(check_metric, expert.meta.metrics)) + tuple(_as_metric(m, task, split, n)
+                                                                              for m in metrics),
                 tags=tuple(check_tag(k, str(v)) for k, v in (tags or {}).items()),
                 lineage=tuple(self._lineage_rows(session, lineage)),
             )

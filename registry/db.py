@@ -50,7 +50,6 @@ class Database:
 
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.url = url
-        self.read_only = False
         self.engine, self.read_only = _make_engine(url, create)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
