@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: venv
 	.ci/ensure-postgres
+	.ci/ensure-bubblewrap
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,6 +49,7 @@ bench: venv
 	$(BIN)/python bench/evaluation.py
 	$(BIN)/python bench/cem.py
 	$(BIN)/python bench/science.py
+	$(BIN)/python bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        registry = Registry(load_settings(home=home))
+        registry = Registry(load_settings(home=home), create=True)
         start = time.perf_counter()
         populate(registry, args.versions, args.evals_per_version)
         print(f"populated {args.versions:,} versions, {args.versions * args.evals_per_version:,} evaluations "

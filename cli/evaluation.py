@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -16,6 +15,7 @@ from t2reg.cli.options import (
     device_option,
     dtype_option,
     json_option,
+    OutputFile,
 )
 from t2reg.cli.output import emit_json, emit_table
 from t2reg.protocols import describe_spec
@@ -67,7 +67,7 @@ def question_options(command):
 @click.argument("ref", required=False)
 @click.option("--base", help="Evaluate this base model with no expert (instead of REF).")
 @question_options
-@click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--save-outputs", type=OutputFile(),
               help="Write the per-question results as JSONL here (id, prediction, answer, correct, logprob, ...).")
 @click.option("--detach", is_flag=True, help="Only queue it as a job; a `t2reg worker` runs it and records the score.")
 @click.option("--strategy", metavar="prompt|classifier|fixed:REF",

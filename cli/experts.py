@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import json_option, modules_option
+from t2reg.cli.options import OutputFile, json_option, modules_option
 from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.protocols import describe_spec
 from t2reg.registry.entities import ExpertVersion
@@ -169,7 +169,7 @@ def tag(app: AppContext, ref: str, tags, remove, as_json) -> None:
 
 @click.command()
 @click.argument("ref")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the file.")
+@click.option("--out", required=True, type=OutputFile(), help="Where to write the file.")
 @pass_app
 def download(app: AppContext, ref: str, out: Path) -> None:
     """Write a version's expert file, byte-identical to what was published."""
@@ -191,7 +191,7 @@ COMMANDS = [publish, list_, show, record, best, alias, tag, download, delete]
 
 @click.command("new-expert")
 @click.option("--model", required=True, help="Base model (name or alias).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("--out", required=True, type=OutputFile(), help="File to write.")
 @click.option("--task", help="Task to record in the file.")
 @modules_option
 @click.option("--value", default=1.0, show_default=True, help="Every z starts at this value (1 = identity).")

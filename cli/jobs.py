@@ -10,7 +10,7 @@ from t2reg.adaptation.jobs import run_with_progress, spec_of, submit, submit_her
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import json_option
+from t2reg.cli.options import OutputFile, json_option
 from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.specs import JobSpec
 from t2reg.vocabulary import JobStatus
@@ -166,7 +166,7 @@ def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: boo
 
 @jobs.command()
 @click.argument("job_id", type=int)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--out", required=True, type=OutputFile(), help="PNG file to write.")
 @pass_app
 def plot(app: AppContext, job_id: int, out: str) -> None:
     """Plot a job's steps: best/mean score and alpha weights per generation (adapt), or its training curve."""

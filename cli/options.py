@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -11,12 +13,45 @@ from t2reg.specs import JobSpec
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 # How the library's parameter names are written on the command line, where that is not --name-with-dashes.
-FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER"}
+FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER",
+         "shared_ok": "--i-know-it-is-shared"}
 
 
 def flag(parameter: str) -> str:
     """The command-line spelling of a library parameter (for error messages)."""
     return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+class FiniteFloat(click.ParamType):
+    """A float within [min, max]; refuses nan and infinities, which slip past click.FloatRange."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None) -> None:
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.min is not None and number < self.min) or (self.max is not None and number > self.max):
+            self.fail(f"{value!r} is not in the range {self.min}..{self.max}", param, ctx)
+        return number
+
+
+class OutputFile(click.Path):
+    """A file path to write: not empty, not a directory (t2reg.files refuses other non-regular files)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the path is empty", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def default_of(spec: type[JobSpec], name: str, *decls: str, **kwargs: Any) -> Decorator:

@@ -25,7 +25,7 @@ from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
 from t2reg.registry.blobs import BlobStore
-from t2reg.registry.db import Database
+from t2reg.registry.db import Database, MissingDatabaseError
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
 from t2reg.registry.derived import DerivedExpert, publish_derived
@@ -41,9 +41,21 @@ from t2reg.registry.entities import (
 )
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
-from t2reg.registry.validation import parse_metric, parse_reference, validate_name
+from t2reg.files import check_destination, contained
+from t2reg.registry.validation import (
+    check_metric,
+    check_tag,
+    check_text,
+    parse_metric,
+    parse_reference,
+    path_slug,
+    validate_count,
+    validate_model_name,
+    validate_name,
+    validate_task,
+)
 from t2reg.settings import Settings, load_settings
-from t2reg.vocabulary import Relation, Source
+from t2reg.vocabulary import Relation, Source, VersionStatus
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
@@ -51,18 +63,32 @@ ExpertSource = str | os.PathLike[str] | bytes | Expert
 class Registry:
     """A catalog of SVF experts: a database for rows, a blob store for files.
 
-    An empty database is initialised on open (schema at head, built-in models
-    registered); a database at another schema revision is refused with the
-    command that fixes it.
+    A registry is opened, never conjured: a database that does not exist, an
+    empty file or an empty database is refused (:class:`MissingDatabaseError`,
+    naming ``t2reg init``) unless ``create`` is given, which initialises it
+    (schema at head, built-in models registered). A database at another schema
+    revision is refused with the command that fixes it. Opening leaves this
+    registry's marker in its blob store (see :mod:`t2reg.registry.blobs`).
     """
 
-    def __init__(self, settings: Settings | None = None, *, check_schema: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, create: bool = False, check_schema: bool = True) -> None:
         self.settings = settings or load_settings()
-        self.db = Database(self.settings.database_url)
+        self.db = Database(self.settings.database_url, create=create)
         self.blobs = BlobStore(self.settings.blob_root)
         self.jobs = JobQueue(self.db, self.settings.job_timeout)
-        if check_schema and schema.check_schema(self.db) == "empty":
-            self._init_racing_others()
+        if not check_schema:
+            return
+        try:
+            if schema.check_schema(self.db) == "empty":
+                if not create:
+                    raise MissingDatabaseError(
+                        f"database {self.db.display_url} holds no registry; `t2reg init` creates one there")
+                self._init_racing_others()
+        except BaseException:
+            self.db.dispose()
+            raise
+        if not self.db.read_only:
+            self.blobs.register_user(self.db.identity)
 
     @classmethod
     def open(
@@ -70,9 +96,11 @@ class Registry:
         home: str | os.PathLike[str] | None = None,
         database_url: str | None = None,
         blob_root: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = False,
     ) -> "Registry":
-        """Open (creating if needed) the registry the arguments and environment point at."""
-        return cls(load_settings(home, database_url, blob_root))
+        """Open the registry the arguments and environment point at (``create``: make it if it is not there)."""
+        return cls(load_settings(home, database_url, blob_root), create=create)
 
     def close(self) -> None:
         self.db.dispose()
@@ -96,6 +124,7 @@ class Registry:
                     base_models.add_model(session, from_builtin(alias))
 
         self.db.write(register)
+        self.blobs.register_user(self.db.identity)
 
     def _init_racing_others(self) -> None:
         try:
@@ -127,10 +156,13 @@ class Registry:
             return dict(base_models.get_model(session, ref).config)
 
     def spectra_dir(self, ref: str) -> Path:
-        """Where the model's spectra live: ``<home>/spectra/<name>/<revision>``."""
+        """Where the model's spectra live: ``<home>/spectra/<name>/<revision>`` ('/' written as '--')."""
         info = self.get_model(ref)
-        slug = info.name.replace("/", "--")
-        return self.settings.home / "spectra" / slug / (info.revision or "default")
+        return contained(self.settings.home / "spectra", path_slug(info.name), path_slug(info.revision or "default"))
+
+    def models_dir(self, name: str) -> Path:
+        """Where weights converted for model ``name`` live: ``<home>/models/<name>`` ('/' written as '--')."""
+        return contained(self.settings.home / "models", path_slug(validate_model_name(name)))
 
     def set_spectra_fingerprint(self, ref: str, fingerprint: str) -> None:
         def work(session) -> None:
@@ -203,8 +235,9 @@ class Registry:
         with self.db.session() as session:
             model_row, handle = self._publish_model(session, model, expert)
             check_against_model(expert, {k: min(v) for k, v in model_row.shapes.items()}, model_row.name, origin)
-            task = task or expert.meta.task
+            task = validate_task(task or expert.meta.task)
             name = validate_name(name or self._default_name(task, handle))
+            check_text(description, "description", 10_000, newlines=True)
             new = versions.NewVersion(
                 name=name,
                 model_id=model_row.id,
@@ -217,9 +250,10 @@ class Registry:
                 renormalize=expert.meta.renormalize,
                 source=Source(expert.meta.source),
                 metadata=expert.meta.to_header(),
-                measurements=((Measurement(expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics)),
-                               None),) + measured,
-                tags=tuple((validate_name(k, "tag key"), str(v)) for k, v in (tags or {}).items()),
+                # scores embedded in the file pass the same rules as typed ones; they are hand-reported
+                measurements=((Measurement(tuple(map(check_metric, expert.meta.metrics))
+                                           + tuple(_as_metric(m, task, split, n) for m in metrics)), None),) + measured,
+                tags=tuple(check_tag(k, str(v)) for k, v in (tags or {}).items()),
                 lineage=tuple(self._lineage_rows(session, lineage)),
             )
             versions.check_owner(session, name, model_row.id)
@@ -230,6 +264,8 @@ class Registry:
         return publish_derived(self, derived)
 
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        if self.db.read_only:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
         sha, created = self.blobs.put(data)
         stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
         new = dataclasses.replace(new, sha256=sha)
@@ -298,7 +334,7 @@ class Registry:
         where: str | None = None,
     ) -> list[ExpertVersion]:
         """Experts (latest live version each) matching the options and a ``where`` filter."""
-        parsed = parse_filter(where) if where else None
+        parsed = parse_filter(where) if where is not None else None  # '' is a malformed filter, not no filter
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             return versions.list_versions(session, model_id, task, sources, all_versions, parsed)
@@ -331,11 +367,18 @@ class Registry:
 
     def read_expert(self, ref: str) -> Expert:
         """The stored expert file, parsed."""
-        return loads_expert(self.blobs.read(self.get(ref).sha256), ref)
+        return loads_expert(self.blobs.read(self._stored(ref).sha256), ref)
 
     def download(self, ref: str, out: str | os.PathLike[str]) -> Path:
-        """Copy the exact published bytes of a version to ``out``."""
-        return self.blobs.copy_to(self.get(ref).sha256, Path(out))
+        """Copy the exact published bytes of a version to ``out`` (an existing non-regular file is refused)."""
+        check_destination(out)  # before reading the blob: a bad path is the cheaper thing to find
+        return self.blobs.copy_to(self._stored(ref).sha256, Path(out))
+
+    def _stored(self, ref: str) -> ExpertVersion:
+        version = self.get(ref)
+        if version.status == VersionStatus.PURGED:
+            raise NotFoundError(f"{version.ref} was purged by gc: its file is gone")
+        return version
 
     def delete(self, ref: str) -> ExpertVersion:
         """Soft-delete one version (``NAME:VERSION`` or ``NAME@ALIAS``)."""
@@ -399,8 +442,7 @@ class Registry:
 
         ``protocol`` is a protocol id; by default the task's most used protocol that has such scores. Each
         row carries its 95% interval and whether that overlaps the leader's."""
-        if limit < 1:
-            raise InvalidInputError("{limit} must be at least 1", options=["limit"])
+        validate_count(limit, "limit")
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             if protocol is not None:
@@ -462,7 +504,7 @@ class Registry:
 
     def tag(self, ref: str, tags: Mapping[str, str], remove: Sequence[str] = ()) -> ExpertVersion:
         parsed = parse_reference(ref)
-        clean = {validate_name(k, "tag key"): str(v) for k, v in tags.items()}
+        clean = dict(check_tag(k, str(v)) for k, v in tags.items())
 
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed)
@@ -489,8 +531,24 @@ class Registry:
     def verify(self) -> VerifyReport:
         return maintenance.verify(self.db, self.blobs)
 
-    def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
-        return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run)
+    def gc(
+        self,
+        grace_seconds: float = 600.0,
+        dry_run: bool = False,
+        *,
+        force: bool = False,
+        shared_ok: bool = False,
+        purge_deleted: bool = False,
+        purge_grace_seconds: float = 7 * 86400.0,
+    ) -> GcReport:
+        """Free unreferenced blobs (see :func:`t2reg.registry.maintenance.gc` for when it refuses).
+
+        ``purge_deleted`` first purges versions soft-deleted at least ``purge_grace_seconds`` ago.
+        """
+        if self.db.read_only and not dry_run:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; gc would write")
+        return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run, force=force, shared_ok=shared_ok,
+                              purge=purge_deleted, purge_grace_seconds=purge_grace_seconds)
 
 
 def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
@@ -504,4 +562,4 @@ def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
 
 
 def _as_metric(metric: Metric | str, task: str | None, split: str | None = None, n: int | None = None) -> Metric:
-    return metric if isinstance(metric, Metric) else parse_metric(metric, default_task=task, split=split, n=n)
+    return check_metric(metric) if isinstance(metric, Metric) else parse_metric(metric, task, split, n)

@@ -10,11 +10,13 @@ from t2reg.expert_file import Metric
 from t2reg.registry.entities import EvaluationInfo, ModelInfo
 from t2reg.registry.model_sources import ModelSpec
 from t2reg.registry.orm import BaseModelRow, ModelAliasRow, ModelEvaluationRow
-from t2reg.registry.validation import validate_name
+from t2reg.registry.validation import validate_model_name, validate_name, validate_revision
 
 
 def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) -> BaseModelRow:
     """Register a model, or add aliases to an identical one already registered."""
+    validate_model_name(spec.name)
+    validate_revision(spec.revision)
     row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == spec.name))
     if row is None:
         row = BaseModelRow(
@@ -41,7 +43,7 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
 
 
 def add_alias(session: Session, model: BaseModelRow, alias: str) -> None:
-    validate_name(alias, "model alias")
+    validate_name(alias, "model alias", max_length=100)
     existing = session.get(ModelAliasRow, alias)
     if existing is not None:
         if existing.model_id != model.id:

@@ -141,6 +141,7 @@ class VerifyReport(_Serialisable):
     missing: tuple[str, ...]
     corrupt: tuple[str, ...]
     unreferenced: tuple[str, ...]
+    strays: tuple[str, ...] = ()  # paths under sha256/ that are not blobs (reported, never touched)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +155,9 @@ class GcReport(_Serialisable):
     bytes_freed: int
     kept_young: int
     dry_run: bool
+    purged: tuple[str, ...] = ()  # NAME:VERSION of versions purged by this run (or that would be)
+    shared_with: tuple[str, ...] = ()  # other registries using the store, whose references were honoured
+    strays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

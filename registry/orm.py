@@ -120,6 +120,7 @@ class VersionRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=VersionStatus.LIVE.value)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when soft-deleted (gc's grace)
 
     def to_entity(self, expert: ExpertRow, model_name: str, **extra: Any) -> ExpertVersion:
         """The version as handed out; ``extra`` adds tags, aliases, evaluations and lineage."""

@@ -14,6 +14,7 @@ from t2reg.registry import base_models, evaluations, protocols
 from t2reg.registry.entities import ExpertVersion, Lineage
 from t2reg.registry.orm import (
     BaseModelRow,
+    utcnow,
     EvaluationRow,
     ExpertRow,
     LineageRow,
@@ -210,6 +211,7 @@ def _condition(session: Session, clause: Clause):
 def soft_delete(session: Session, row: VersionRow) -> None:
     """Mark a version deleted and drop its aliases; its number is never reused."""
     row.status = VersionStatus.DELETED.value
+    row.deleted_at = utcnow()
     session.query(VersionAliasRow).filter(VersionAliasRow.version_id == row.id).delete()
 
 

@@ -81,5 +81,17 @@ class IntegrityCheckError(T2RegError, OSError):
     exit_code = 1
 
 
+class StorageError(T2RegError, OSError):
+    """A file t2reg must write or remove cannot be (a read-only or full file system, no permission)."""
+
+    exit_code = 1
+
+
 class UnsupportedArchitectureError(InvalidInputError):
     """A model architecture that no entry of the architecture table covers."""
+
+
+class IsolationUnavailableError(T2RegError):
+    """Generated code cannot be run under OS isolation here, and the weak mode was not chosen by name."""
+
+    exit_code = 1

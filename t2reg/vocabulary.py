@@ -60,7 +60,8 @@ class MixSpace(Word):
 
 class VersionStatus(Word):
     LIVE = "live"
-    DELETED = "deleted"
+    DELETED = "deleted"  # hidden from listings; its file is kept
+    PURGED = "purged"  # deleted and past gc's grace period: its file was freed, its number is still taken
 
 
 class JobStatus(Word):

@@ -63,4 +63,7 @@ class EvalSpec(JobSpec):
 
     def check(self, registry: Registry) -> None:
         self.validate()
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get(self.ref) if self.ref else registry.get_model(self.base)

@@ -81,5 +81,8 @@ class AdaptSpec(JobSpec):
 
     def check(self, registry: Registry) -> None:
         self.validate()
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get_model(self.model)
         registry.pool(self.pool)  # names a filter that matches nothing now, not when a worker gets to it

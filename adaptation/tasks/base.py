@@ -61,10 +61,18 @@ class Task:
     cloze_prompt: Callable[[Example], str] | None = None  # multiple choice: the text every option continues
     extract: Callable[[str], str | None] | None = None  # generation: the answer read off an output
     prompt_version: str = "v1"  # bumped whenever a prompt changes, so old scores do not rank with new ones
+    runs_code: bool = False  # its checker runs generated code in the sandbox
 
     @property
     def modes(self) -> tuple[Mode, ...]:
         return (Mode.CLOZE, Mode.LETTER, Mode.GENERATE) if self.multiple_choice else (Mode.GENERATE,)
+
+    def ready(self) -> None:
+        """Refuse now what would fail on the first example: code tasks need the sandbox's isolation."""
+        if self.runs_code:
+            from t2reg.adaptation.tasks.sandbox import require_isolation
+
+            require_isolation()
 
     def examples(self, split: str, data_dir: Path | None = None) -> list[Example]:
         if split not in SPLITS:

@@ -61,6 +61,11 @@ def _humaneval_prompt(ex: Example) -> str:
 
 
 def code_check(limits: Limits = Limits()) -> Callable[[Example, str], bool]:
+    """A checker running the extracted code and the example's tests in the sandbox.
+
+    Right means the tests ran to their end (see :mod:`sandbox`): an early ``SystemExit(0)`` is wrong.
+    """
+
     def check(ex: Example, output: str) -> bool:
         code = answers.extract_code(output)
         if ex.id.startswith("HumanEval") and f"def {ex.entry_point}" not in code:
@@ -83,8 +88,8 @@ for _task in [
          multiple_choice=True, description="AI2 ARC Challenge; multiple choice.", default_mode=Mode.CLOZE,
          cloze_prompt=cloze_prompt),
     Task("mbpp", Category.CODE, ds.mbpp, _mbpp_prompt, code_check(), max_new_tokens=384, shot_split="shots",
-         description="Mostly Basic Python Problems; run against the tests."),
-    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384, shot_split="shots",
-         description="HumanEval; run against the tests."),
+         description="Mostly Basic Python Problems; run against the tests.", runs_code=True),
+    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384,
+         shot_split="shots", description="HumanEval; run against the tests.", runs_code=True),
 ]:
     register_task(_task)

@@ -17,11 +17,16 @@ T2REG = [sys.executable, "-m", "t2reg.cli"]
 
 
 class CLI:
-    """Runs t2reg in this process (fast) against one home; returns (code, stdout, stderr)."""
+    """Runs t2reg in this process (fast) against one home; returns (code, stdout, stderr).
 
-    def __init__(self, home: Path, capsys, db: str | None = None):
+    The registry is created first (``t2reg init``) unless ``init`` is false: no other command makes one.
+    """
+
+    def __init__(self, home: Path, capsys, db: str | None = None, init: bool = True):
         self.base = ["--home", str(home)] + (["--db", db] if db else [])
         self.capsys = capsys
+        if init:
+            self.ok("init")
 
     def __call__(self, *args: str):
         self.capsys.readouterr()

@@ -17,7 +17,7 @@ def empty_db(backend, tmp_path, request):
         name = f"m_{tmp_path.name[-20:].replace('-', '_').lower()}"
         db = Database(server.create_database(name))
     else:
-        db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+        db = Database(f"sqlite:///{tmp_path / 'empty.db'}", create=True)
     yield db
     db.dispose()
 
@@ -28,7 +28,7 @@ def _tables(db):
 
 
 def test_exactly_one_head():
-    assert schema.head_revision() == "0004"
+    assert schema.head_revision() == "0005"
 
 
 def test_upgrade_from_empty_to_head_and_down_to_base(empty_db):
