@@ -194,7 +194,7 @@ class _Trainer:
                 action = int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
                 gain = reward[action] * logp[action]
                 rewards.append(float(reward[action]))
-            kl = (logp.exp() * (logp - base_logp)).sum()
+            kl = (logp.exp() * (logp - base_logp)).sum().clamp_min(0.0)  # rounding can dip below 0
             loss = loss - gain + self.spec.kl * kl
             kls.append(float(kl.detach()))
         return loss / len(batch), float(np.mean(rewards)), float(np.mean(kls))

@@ -91,10 +91,10 @@ def test_a_two_pass_score_never_stands_in_for_the_base_model_alone(cli):
 
 
 def test_scores_typed_in_by_hand_cannot_be_compared(cli):
-    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--task", "arc-easy", "--protocol",
-                       "reported:arc-easy")
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--task", "arc-easy", "--protocol", "x")
+    assert code == 2 and "give --task" in err  # the protocol defines the questions: not both
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", "reported:arc-easy")
     assert code == 3 and "no protocol 'reported:arc-easy'" in err  # nothing recorded under it yet
     cli.ok("record", "arc-easy-tiny:1", "--metric", "accuracy=0.5")
-    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--task", "arc-easy", "--protocol",
-                       "reported:arc-easy")
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", "reported:arc-easy")
     assert code == 4 and "recorded without per-question results" in err

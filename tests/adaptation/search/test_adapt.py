@@ -173,7 +173,7 @@ def test_the_strength_space_can_push_an_expert_past_itself(known_optimum):
     v = result.version
     assert v.renormalize == "none" and v.lineage[0].params["mix_space"] == "strength"
     assert v.lineage[0].params["strength"] == pytest.approx(result.strength)
-    assert result.state.iteration == 5 and len(result.state.best_alpha) == 2  # the weight and the strength
+    assert result.state.iteration <= 5 and len(result.state.best_alpha) == 2  # the weight and the strength
 
 
 def test_the_logit_space_mixes_like_the_reference_code(known_optimum):

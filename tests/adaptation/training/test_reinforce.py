@@ -173,7 +173,7 @@ def test_a_generation_task_samples_completions_and_learns_from_their_rewards(tin
     result = train(registry, spec)
     assert [e["iteration"] for e in result.curve] == [1, 2]
     assert all(e["reward"] in (-1.0, -0.5, 0.0, 0.5, 1.0) for e in result.curve)  # four +1/-1 rewards averaged
-    assert all(e["kl"] >= 0 and e["grad_norm"] > 0 for e in result.curve)  # the completions' log-likelihood moved z
+    assert all(e["kl"] >= 0 and e["grad_norm"] > 0 for e in result.curve), result.curve  # the log-likelihood moved z
     assert result.test.n == 2 and result.version.task == "gsm8k"
 
 
