@@ -171,14 +171,12 @@ class _Trainer:
         sampled option per question (REINFORCE); the KL is between the option distributions."""
         contexts = [self.task.cloze_prompt(ex) for ex in batch]
         pairs = [self.engine.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
-        ids, mask = self.engine.pad([c + k for c, k in pairs])
-        keep = max(len(k) for _, k in pairs) + 1
-        conts = [k for _, k in pairs]
-        policy = _continuation_logprobs(self.engine.logits(ids, mask, keep, self.policy.weights(self.layout)),
-                                        conts, keep)
+        # Each question's prefix runs once and its cache serves its options, with gradients through both.
+        policy = self.engine.continuation_logprobs(pairs, self.policy.weights(self.layout))
         # The KL reference, recomputed per batch: a cache keyed by example would grow with the data
         # and make a resumed run differ from an uninterrupted one.
-        base = _continuation_logprobs(self.engine.logits(ids, mask, keep), conts, keep)
+        with torch.no_grad():
+            base = self.engine.continuation_logprobs(pairs)
         loss, rewards, kls, start = 0.0, [], [], 0
         for ex in batch:
             options = slice(start, start + len(ex.choices))
@@ -317,15 +315,6 @@ def _predicting(cont: list[int], keep: int) -> torch.Tensor:
     """Positions, among the last ``keep`` logits of a left-padded row ending in ``cont``, that predict its
     tokens: the logits at position t predict token t + 1."""
     return torch.arange(keep - len(cont) - 1, keep - 1)
-
-
-def _continuation_logprobs(logits: torch.Tensor, conts: list[list[int]], keep: int) -> list[torch.Tensor]:
-    """Each row's per-token log-probabilities of its continuation (the row's last tokens)."""
-    out = []
-    for row, cont in enumerate(conts):
-        logprobs = torch.log_softmax(logits[row, _predicting(cont, keep)], -1)
-        out.append(logprobs[torch.arange(len(cont)), torch.tensor(cont, device=logprobs.device)])
-    return out
 
 
 def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch.Tensor], trainer: _Trainer,

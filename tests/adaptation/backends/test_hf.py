@@ -114,3 +114,28 @@ def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture
     alone = [loglikelihood(engine, [r])[0] for r in requests]
     assert batched == pytest.approx(alone, abs=1e-4)
     assert len(set(round(v, 3) for v in batched)) == 3 and all(v < 0 for v in batched)
+
+
+def test_shared_prefix_gradients_equal_those_of_full_sequences(tmp_path):
+    """What training relies on: with replacement weights, the shared-prefix path gives the same values and
+    the same gradients as running every context + continuation on its own."""
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", initializer_range=0.3), batch_size=2)
+    name = "model.layers.0.mlp.up_proj.weight"
+    pairs = [engine.split_continuation(c, k) for c, options in QUESTIONS[:2] for k in options]
+    grads, values = [], []
+    for shared in (True, False):
+        weight = engine.model.get_parameter(name).detach().clone().requires_grad_(True)
+        if shared:
+            per_token = engine.continuation_logprobs(pairs, {name: weight})
+        else:
+            per_token = []
+            for ctx, cont in pairs:
+                ids, mask = engine.pad([ctx + cont])
+                logprobs = torch.log_softmax(engine.logits(ids, mask, 0, {name: weight})[0], -1)
+                per_token.append(logprobs[torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), torch.tensor(cont)])
+        total = sum(t.sum() for t in per_token)
+        total.backward()
+        values.append([float(t.sum()) for t in per_token])
+        grads.append(weight.grad)
+    assert values[0] == pytest.approx(values[1], abs=1e-4)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4) and grads[0].abs().sum() > 0
