@@ -16,6 +16,7 @@ from t2reg.cli.options import (
     device_option,
     dtype_option,
     json_option,
+    replica_options,
 )
 from t2reg.cli.output import emit_json, emit_table
 
@@ -56,15 +57,17 @@ def tasks_list(as_json: bool) -> None:
 @click.option("--strategy", metavar="prompt|classifier|fixed:REF",
               help="With --base: two-pass inference, each example answered by the expert a first pass picks.")
 @click.option("--pool", multiple=True, metavar="FILTER", help="With --strategy: experts to route to (repeatable).")
+@replica_options(EvalSpec)
 @json_option
 @pass_app
 def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_dir, batch_size, device, dtype,
-          max_new_tokens, save_outputs, detach, strategy, pool, as_json) -> None:
+          max_new_tokens, save_outputs, detach, strategy, pool, replicas, ray_address, threads, as_json) -> None:
     """Score an expert (or a base model) on a task; the score is recorded in the registry.
 
     \b
     t2reg eval gsm8k-smollm2-135m:1 --task gsm8k --limit 200
     t2reg eval --base smollm2-135m --task arc-easy --split test
+    t2reg eval --base smollm2-135m --task arc-easy --replicas 4     # questions sharded over 4 replicas
     """
     from tqdm import tqdm
 
@@ -74,14 +77,15 @@ def eval_(app: AppContext, ref, base, task, split, limit, backend, mode, data_di
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
     if strategy:
         _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
-                              max_new_tokens=max_new_tokens)
+                              max_new_tokens=max_new_tokens, replicas=replicas, ray=ray_address, threads=threads)
         _two_pass(app, task, base, strategy, list(pool), split, limit, backend, data_dir, batch_size, device, dtype,
                   as_json)
         return
     if pool:
         raise click.UsageError("--pool chooses the experts of a two-pass --strategy; add --strategy or drop --pool")
     spec = EvalSpec(task=task, ref=ref, base=base, split=split, limit=limit, backend=backend, mode=mode,
-                    data_dir=data_dir, batch_size=batch_size, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+                    data_dir=data_dir, batch_size=batch_size, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+                    replicas=replicas, ray_address=ray_address, threads=threads)
     if detach:
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")

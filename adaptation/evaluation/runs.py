@@ -22,9 +22,11 @@ class EvaluationRun:
 
     subject: str
     result: EvalResult
+    replicas: list[dict[str, Any]] | None = None  # per-replica throughput, when it ran on Ray replicas
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, **self.result.to_dict()}
+        return {"subject": self.subject, **self.result.to_dict(),
+                **({"replicas": self.replicas} if self.replicas is not None else {})}
 
 
 def task_examples(spec: EvalSpec) -> tuple[Task, list[Example]]:
@@ -45,16 +47,23 @@ def run_evaluation(registry: Registry, spec: EvalSpec, progress: Progress | None
     task, examples = task_examples(spec)
     version = registry.get(spec.ref) if spec.ref else None
     model = version.model if version else spec.base
-    with open_for(registry, model, spec.backend, device=spec.device, dtype=spec.dtype,
-                  batch_size=spec.batch_size) as engine:
-        if version is None:
-            result = evaluate(engine, task, examples, spec.split, spec.mode, progress)
-        else:
-            with engine.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
+    replicas = None
+    if spec.replicas:
+        from t2reg.adaptation.distributed.sharding import evaluate_on_replicas  # Ray is loaded only when asked for
+
+        expert = registry.read_expert(version.ref) if version else None
+        result, replicas = evaluate_on_replicas(registry, spec, model, task, examples, expert, progress)
+    else:
+        with open_for(registry, model, spec.backend, device=spec.device, dtype=spec.dtype,
+                      batch_size=spec.batch_size) as engine:
+            if version is None:
                 result = evaluate(engine, task, examples, spec.split, spec.mode, progress)
+            else:
+                with engine.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
+                    result = evaluate(engine, task, examples, spec.split, spec.mode, progress)
     if version is None:
         for metric in result.metrics(spec.split):
             registry.record_model_evaluation(model, metric)
-        return EvaluationRun(registry.get_model(model).name, result)
+        return EvaluationRun(registry.get_model(model).name, result, replicas)
     registry.record(version.ref, result.metrics(spec.split), source="eval")
-    return EvaluationRun(version.ref, result)
+    return EvaluationRun(version.ref, result, replicas)

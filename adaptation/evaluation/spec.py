@@ -33,10 +33,15 @@ class EvalSpec(JobSpec):
     device: str | None = None
     dtype: str = "float32"
     max_new_tokens: int | None = None
+    # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
+    replicas: int | None = None
+    ray_address: str | None = None
+    threads: int | None = None
 
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.distributed.settings import check_replica_fields
         from t2reg.adaptation.tasks import SPLITS, get_task
 
         if (self.ref is None) == (self.base is None):
@@ -54,6 +59,7 @@ class EvalSpec(JobSpec):
             raise InvalidInputError(f"unknown {{dtype}} {self.dtype!r}; choose from {', '.join(DTYPES)}",
                                     options=["dtype"])
         check_backend(self.backend)
+        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
         self.validate()

@@ -15,8 +15,9 @@ from there to the same result an uninterrupted run reaches. The job runner
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from t2reg.adaptation.search.base import FLOOR, SearchState, get_optimizer
 from t2reg.adaptation.search.objective import MixtureScorer
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
-from t2reg.adaptation.tasks import get_task
+from t2reg.adaptation.tasks import Example, Task, get_task
 from t2reg.errors import InvalidInputError
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
@@ -94,13 +95,15 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     shape = (len(vectors), n_matrices) if spec.per_matrix else (len(vectors),)
     # Every coordinate starts at 1/K: the uniform mixture, per vector or per matrix column.
     optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(), start=1.0 / len(vectors)))
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
-        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rules.pop(), shape,
-                               normalize=spec.normalize, mode=saved.get("population_eval", spec.population_eval))
+    mode = saved.get("population_eval", spec.population_eval)
+    with _scoring(registry, spec, task, vectors, rules.pop(), shape, mode) as (scorer, evaluate_base):
 
         def on_state(search: SearchState) -> None:
             saved.update(search=search.to_dict(), population_eval=scorer.mode)
-            checkpoint(saved, search.history[-1])
+            event = search.history[-1]
+            if spec.replicas:  # per-replica throughput rides with the generation's event, not in the search state
+                event = {**event, "replicas": scorer.generation_report()}
+            checkpoint(saved, event)
             if on_generation:
                 on_generation(search)
 
@@ -112,12 +115,29 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         best = scorer.alpha(np.asarray(search.best_alpha))
         best_shot = scorer.score(best, shot_examples)  # the best member, re-evaluated on the exact path
         held = scorer.score(best, test_examples)
-        base = evaluate(engine, task, test_examples)
+        base = evaluate_base(test_examples)
     version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.rule, job_id)
     for metric in base.metrics("test"):
         registry.record_model_evaluation(spec.model, metric, source="adapt-base")
     return AdaptResult(version, [v.ref for v in members], best.tolist(), spec.shots, best_shot, held, base,
                        scorer.mode, search)
+
+
+@contextmanager
+def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict[str, Any]], rule: str,
+             shape: tuple[int, ...], mode: str) -> Iterator[tuple[Any, Callable[[Sequence[Example]], EvalResult]]]:
+    """The search's scorer and the base model's evaluation: in this process, or over Ray replicas
+    (``spec.replicas``), with the same scores either way."""
+    if spec.replicas:
+        from t2reg.adaptation.distributed.scorer import open_replica_scorer  # Ray is loaded only when asked for
+
+        with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
+            yield scorer, scorer.evaluate
+        return
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
+        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
+                               normalize=spec.normalize, mode=mode)
+        yield scorer, lambda examples: evaluate(engine, task, examples)
 
 
 def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: np.ndarray,

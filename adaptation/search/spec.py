@@ -41,6 +41,10 @@ class AdaptSpec(JobSpec):
     batch_size: int = 16
     data_dir: str | None = None
     name: str | None = None
+    # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
+    replicas: int | None = None
+    ray_address: str | None = None
+    threads: int | None = None
 
     def search_config(self) -> SearchConfig:
         from t2reg.adaptation.search.base import SearchConfig
@@ -52,6 +56,7 @@ class AdaptSpec(JobSpec):
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.distributed.settings import check_replica_fields
         from t2reg.adaptation.search.base import check_optimizer
         from t2reg.adaptation.tasks import get_task
 
@@ -73,6 +78,7 @@ class AdaptSpec(JobSpec):
                                     options=["population_eval"])
         check_backend(self.backend)
         check_optimizer(self.optimizer)
+        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
         self.validate()
