@@ -191,18 +191,20 @@ def worker(app: AppContext, once: bool, kinds: str | None, poll: float, replicas
     With --replicas N every adapt and eval job this worker claims runs on N model replicas on Ray
     (the queue stays in the registry; Ray carries only each job's compute).
     """
+    from t2reg.adaptation.distributed.settings import check_cluster, check_replica_fields
+
+    overrides = {"replicas": replicas, "ray_address": ray_address, "threads": threads}
+    check_replica_fields(SimpleNamespace(**overrides))  # refused now, not once per job it claims
+    check_cluster(SimpleNamespace(**overrides))
     name = worker_name()
-    click.echo(f"worker {name} on {app.registry().db.display_url}", err=True)
+    click.echo(f"worker {name} on {app.registry().db.display_url}"
+               + (f", {replicas} replica(s) per job" if replicas else ""), err=True)
 
     def report(job) -> None:
         tail = f": {job.error}" if job.error else ""
         click.echo(f"job {job.id} ({job.kind}) {job.status}{tail}")
 
     kinds_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
-    from t2reg.adaptation.distributed.settings import check_replica_fields
-
-    overrides = {"replicas": replicas, "ray_address": ray_address, "threads": threads}
-    check_replica_fields(SimpleNamespace(**overrides))  # refused now, not once per job it claims
     count = work(app.registry(), kinds_list, once=once, poll=poll, worker=name, on_job=report, overrides=overrides)
     click.echo(f"worker {name}: {count} job(s) run", err=True)
 

@@ -12,6 +12,7 @@ the paths this process sees (as workers that share a registry already must), and
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -52,6 +53,8 @@ def connect(settings: ReplicaSettings) -> None:
         return
     try:
         if settings.address:
+            if _is_loopback(settings.address):  # a runtime on this machine only: join it from the loopback side
+                _single_machine(ray)
             ray.init(address=settings.address, **_QUIET)
         else:
             start_local_runtime(max(os.cpu_count() or 1, settings.cpus))
@@ -65,13 +68,30 @@ def start_local_runtime(num_cpus: int, object_store_bytes: int = LOCAL_OBJECT_ST
     """A Ray runtime on this machine only (every server bound to the loopback address), without a dashboard;
     returns its address, which other processes on this machine can join (``--ray``)."""
     ray = require_ray()
-    # Ray binds its servers to the node's address; on a single machine it can use the loopback address
-    # (what it does on macOS and Windows), so nothing else on the network can reach this runtime.
+    _single_machine(ray)
+    context = ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_bytes, **_QUIET)
+    return context.address_info["address"]
+
+
+def _single_machine(ray: Any) -> None:
+    """Ray binds its servers to the node's address; on one machine it can use the loopback address (what
+    it does on macOS and Windows), so nothing on the network reaches the runtime. A process that joins
+    such a runtime must do the same, or it looks for it on the network address and waits forever."""
     constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
     if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
         constants.ENABLE_RAY_CLUSTER = False
-    context = ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_bytes, **_QUIET)
-    return context.address_info["address"]
+
+
+def _is_loopback(address: str) -> bool:
+    host, _ = _host_port(address)
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:

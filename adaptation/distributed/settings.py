@@ -46,7 +46,8 @@ def check_replica_fields(spec: Any) -> None:
     if replicas is None:
         given = [name for name in ("ray_address", "threads") if getattr(spec, name) is not None]
         if given:
-            raise InvalidInputError(f"{', '.join('{' + n + '}' for n in given)} only apply with {{replicas}}",
+            verb = "apply" if len(given) > 1 else "applies"
+            raise InvalidInputError(f"{' and '.join('{' + n + '}' for n in given)} only {verb} with {{replicas}}",
                                     options=[*given, "replicas"])
         return
     if replicas < 1:
@@ -59,3 +60,11 @@ def check_replica_fields(spec: Any) -> None:
     if backend not in REPLICA_BACKENDS:
         raise InvalidInputError(f"{{replicas}} host the {' or '.join(REPLICA_BACKENDS)} backend, not {backend!r}; "
                                 "drop {replicas} to run it in this process", options=["replicas"])
+
+
+def check_cluster(spec: Any) -> None:
+    """A spec's named Ray cluster must take connections (called from the specs' check, at submission)."""
+    if getattr(spec, "replicas", None) and getattr(spec, "ray_address", None):
+        from t2reg.adaptation.distributed.cluster import check_reachable
+
+        check_reachable(spec.ray_address)

@@ -62,5 +62,8 @@ class EvalSpec(JobSpec):
         check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
+        from t2reg.adaptation.distributed.settings import check_cluster
+
         self.validate()
         registry.get(self.ref) if self.ref else registry.get_model(self.base)
+        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

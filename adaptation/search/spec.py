@@ -81,6 +81,9 @@ class AdaptSpec(JobSpec):
         check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
+        from t2reg.adaptation.distributed.settings import check_cluster
+
         self.validate()
         registry.get_model(self.model)
         registry.pool(self.pool)  # names a filter that matches nothing now, not when a worker gets to it
+        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

@@ -31,8 +31,8 @@ def test_replica_settings_round_trip_through_the_job_row():
 @pytest.mark.parametrize("changes, words, options", [
     ({"replicas": 0}, "replicas must be at least 1", ["replicas"]),
     ({"replicas": 2, "threads": 0}, "threads must be at least 1", ["threads"]),
-    ({"threads": 2}, "threads only apply with replicas", ["threads", "replicas"]),
-    ({"ray_address": "ray://head:10001"}, "ray_address only apply with replicas", ["ray_address", "replicas"]),
+    ({"threads": 2}, "threads only applies with replicas", ["threads", "replicas"]),
+    ({"ray_address": "ray://head:10001"}, "ray_address only applies with replicas", ["ray_address", "replicas"]),
     ({"replicas": 2, "backend": "vllm"}, "replicas host the hf backend, not 'vllm'", ["replicas"]),
 ])
 def test_bad_replica_settings_are_refused_by_name(changes, words, options):
