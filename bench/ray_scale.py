@@ -6,9 +6,11 @@ Two workloads on SmolLM2-135M-Instruct (the bench registry in ./.t2reg-bench, sh
         one candidate per call to whichever replica is free
   eval  the base model on ARC-Easy test questions, sharded over the replicas (whole batches per shard)
 
-Each runs in this process with --threads-here threads (default 2: the whole of this 2-core machine) and
-on 1, 2, ... replicas of --threads threads each (default 1). Every replica run is checked against the
-in-process run: the same scores for every candidate, the same answer for every question. Printed:
+Each runs in this process with --threads-here threads (default 2: the whole of this 2-core machine), once
+before the replica runs and once after (the machine is shared and its load drifts: the reference is the
+mean, and the load average is printed beside every run), and on 1, 2, ... replicas of --threads threads
+each (default 1). Every replica run is checked against the in-process run: the same scores for every
+candidate, the same answer for every question. Printed:
 candidates/s and questions/s, the RATIO of each replica count against this process and against one
 replica, the time to start the replicas (each loads the model once), and the overhead per candidate,
 i.e. time a replica's slot spends not in the model: per call (round trip minus the replica's own
@@ -77,20 +79,26 @@ def main() -> None:
           f"({args.experts} experts x {len(spectra.names())} matrices, {args.shots} ARC-Easy shots, exact path); "
           f"{len(questions)} ARC-Easy questions; batch size {args.batch_size}", flush=True)
 
-    # -- in this process ----------------------------------------------------------------------------
+    # -- in this process: before the replica runs and again after them (this machine is shared, and its
+    # load drifts; the reference is the mean of the two) ---------------------------------------------
     torch.set_num_threads(args.threads_here)
-    with open_backend("hf", model_dir, batch_size=args.batch_size) as engine:
-        here = MixtureScorer(engine, task, spectra, vectors, "nuclear", (args.experts,), mode="sequential")
-        here.objective(warmup, shots)
-        start = time.perf_counter()
-        reference = [here.objective(population, shots) for population in generations]
-        cem_here = candidates / (time.perf_counter() - start)
-        evaluate(engine, task, questions[:4])
-        start = time.perf_counter()
-        answers = evaluate(engine, task, questions).outputs
-        eval_here = len(questions) / (time.perf_counter() - start)
-    print(f"\nin process, {args.threads_here} threads: {cem_here:.3f} candidates/s, {eval_here:.2f} questions/s",
-          flush=True)
+
+    def in_process(label: str):
+        with open_backend("hf", model_dir, batch_size=args.batch_size) as engine:
+            here = MixtureScorer(engine, task, spectra, vectors, "nuclear", (args.experts,), mode="sequential")
+            here.objective(warmup, shots)
+            start = time.perf_counter()
+            scores = [here.objective(population, shots) for population in generations]
+            cem = candidates / (time.perf_counter() - start)
+            evaluate(engine, task, questions[:4])
+            start = time.perf_counter()
+            outputs = evaluate(engine, task, questions).outputs
+            rate = len(questions) / (time.perf_counter() - start)
+        print(f"\nin process ({label}), {args.threads_here} threads: {cem:.3f} candidates/s, {rate:.2f} questions/s "
+              f"[load average {os.getloadavg()[0]:.1f}]", flush=True)
+        return scores, outputs, cem, rate
+
+    reference, answers, cem_before, eval_before = in_process("before")
 
     # -- on replicas --------------------------------------------------------------------------------
     start_local_runtime(max(os.cpu_count() or 1, max(counts) * args.threads))
@@ -115,15 +123,22 @@ def main() -> None:
         rates[count] = (cem_rate, eval_rate)
         model_s = sum(r["model_seconds"] for r in report)
         per_call = [r["overhead_per_unit"] for r in report if r["overhead_per_unit"] is not None]
-        print(f"\n{count} replica(s) x {args.threads} thread(s) (started in {start_s:.1f} s, model loaded once each)")
+        print(f"\n{count} replica(s) x {args.threads} thread(s) (started in {start_s:.1f} s, model loaded once each) "
+              f"[load average {os.getloadavg()[0]:.1f}]")
         print(f"  cem   {cem_rate:.3f} candidates/s  (" + ", ".join(f"{r['replica']} {r['units']} cand "
               f"{r['per_second']:.3f}/s" for r in report) + f"); same scores: {'yes' if got == reference else 'NO'}")
         print(f"  eval  {eval_rate:.2f} questions/s; same answers: {'yes' if sharded == answers else 'NO'}")
         print(f"  overhead per candidate: {1000 * float(np.mean(per_call)):.1f} ms per call (round trip - model), "
               f"{1000 * (count * wall - model_s) / candidates:.1f} ms over the generation "
-              f"(of {1000 * model_s / candidates:.0f} ms in the model)")
-        print(f"  RATIO cem  {count} replica(s) / in process: {cem_rate / cem_here:.2f}x")
-        print(f"  RATIO eval {count} replica(s) / in process: {eval_rate / eval_here:.2f}x", flush=True)
+              f"(of {1000 * model_s / candidates:.0f} ms in the model)", flush=True)
+
+    again, answers_again, cem_after, eval_after = in_process("after")
+    assert again == reference and answers_again == answers  # the reference itself is reproducible
+    cem_here, eval_here = (cem_before + cem_after) / 2, (eval_before + eval_after) / 2
+    print(f"\nreference (mean of the two in-process runs): {cem_here:.3f} candidates/s, {eval_here:.2f} questions/s")
+    for count, (cem_rate, eval_rate) in rates.items():
+        print(f"RATIO cem  {count} replica(s) / in process: {cem_rate / cem_here:.2f}x")
+        print(f"RATIO eval {count} replica(s) / in process: {eval_rate / eval_here:.2f}x")
     if 1 in rates:
         for count in counts:
             if count != 1:

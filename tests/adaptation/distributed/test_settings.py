@@ -48,3 +48,16 @@ def test_t2reg_errors_keep_their_class_and_options_across_processes():
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and back.options == error.options
         assert back.render(lambda o: f"--{o}") == error.render(lambda o: f"--{o}")
+
+
+def test_a_workers_replica_settings_reach_the_specs_that_have_them():
+    from t2reg.adaptation.jobs.runner import with_overrides
+    from t2reg.adaptation.training.spec import TrainSpec
+
+    overrides = {"replicas": 4, "ray_address": None, "threads": 2}
+    assert with_overrides(adapt_spec(), overrides) == adapt_spec(replicas=4, threads=2)
+    assert with_overrides(adapt_spec(replicas=2), {"replicas": None}) == adapt_spec(replicas=2)
+    train = TrainSpec("tiny", "arc-easy")
+    assert with_overrides(train, overrides) is train  # training runs in one process
+    with pytest.raises(InvalidInputError, match="replicas host the hf backend"):
+        with_overrides(adapt_spec(backend="vllm"), overrides)
