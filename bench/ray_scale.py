@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,2")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per replica")
     parser.add_argument("--threads-here", type=int, default=2, help="CPU threads of the in-process reference")
+    parser.add_argument("--control-threads", type=int, default=1,
+                        help="also run in process with this many threads at the end (0: skip), to tell what "
+                             "the replicas gain from what a thread count costs on a busy machine")
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--generations", type=int, default=2)
     parser.add_argument("--shots", type=int, default=6)
@@ -81,9 +84,8 @@ def main() -> None:
 
     # -- in this process: before the replica runs and again after them (this machine is shared, and its
     # load drifts; the reference is the mean of the two) ---------------------------------------------
-    torch.set_num_threads(args.threads_here)
-
-    def in_process(label: str):
+    def in_process(label: str, threads: int = args.threads_here):
+        torch.set_num_threads(threads)
         with open_backend("hf", model_dir, batch_size=args.batch_size) as engine:
             here = MixtureScorer(engine, task, spectra, vectors, "nuclear", (args.experts,), mode="sequential")
             here.objective(warmup, shots)
@@ -94,7 +96,7 @@ def main() -> None:
             start = time.perf_counter()
             outputs = evaluate(engine, task, questions).outputs
             rate = len(questions) / (time.perf_counter() - start)
-        print(f"\nin process ({label}), {args.threads_here} threads: {cem:.3f} candidates/s, {rate:.2f} questions/s "
+        print(f"\nin process ({label}), {threads} thread(s): {cem:.3f} candidates/s, {rate:.2f} questions/s "
               f"[load average {os.getloadavg()[0]:.1f}]", flush=True)
         return scores, outputs, cem, rate
 
@@ -139,6 +141,11 @@ def main() -> None:
     for count, (cem_rate, eval_rate) in rates.items():
         print(f"RATIO cem  {count} replica(s) / in process: {cem_rate / cem_here:.2f}x")
         print(f"RATIO eval {count} replica(s) / in process: {eval_rate / eval_here:.2f}x")
+    if args.control_threads:
+        _, _, cem_control, eval_control = in_process("control", args.control_threads)
+        for count, (cem_rate, eval_rate) in rates.items():
+            print(f"RATIO cem  {count} replica(s) / in process with {args.control_threads} thread(s): "
+                  f"{cem_rate / cem_control:.2f}x; eval {eval_rate / eval_control:.2f}x")
     if 1 in rates:
         for count in counts:
             if count != 1:
