@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python bench/transfer_effect.py
 	$(BIN)/python bench/cem.py
 	$(BIN)/python bench/train_effect.py
+	$(BIN)/python bench/ray_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info
