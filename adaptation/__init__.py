@@ -12,6 +12,7 @@
 | routing      | two-pass inference: classify a prompt, answer with its category's expert   |
 | interop      | experts in and out: merged export, reference-code import                   |
 | jobs         | the job runner and the built-in job kinds                                  |
+| distributed  | one job over model replicas on Ray (optional: ``t2reg[ray]``)              |
 | reporting    | plots and the demo                                                         |
 
 The names below are the short way in; they load lazily, so importing a

@@ -16,6 +16,7 @@ from t2reg.cli.options import (
     dtype_option,
     json_option,
     OutputFile,
+    replica_options,
 )
 from t2reg.cli.output import emit_json, emit_table
 from t2reg.protocols import describe_spec
@@ -73,10 +74,12 @@ def question_options(command):
 @click.option("--strategy", metavar="prompt|classifier|fixed:REF",
               help="With --base: two-pass inference, each example answered by the expert a first pass picks.")
 @click.option("--pool", multiple=True, metavar="FILTER", help="With --strategy: experts to route to (repeatable).")
+@replica_options(EvalSpec)
 @json_option
 @pass_app
 def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, max_new_tokens, backend, data_dir,
-          batch_size, device, dtype, save_outputs, detach, strategy, pool, as_json) -> None:
+          batch_size, device, dtype, save_outputs, detach, strategy, pool, replicas, ray_address, threads,
+          as_json) -> None:
     """Score an expert (or a base model) on a task; the score is recorded in the registry under its
     protocol (task, split, mode, prompt, sample), with every question's result.
 
@@ -88,6 +91,7 @@ def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, m
     t2reg eval --base smollm2-135m --task arc-easy                      # cloze, the whole test split
     t2reg eval arc-easy-smollm2-135m:1 --task arc-easy --limit 300 --seed 0
     t2reg eval gsm8k-smollm2-135m:1 --task gsm8k --limit 200
+    t2reg eval --base smollm2-135m --task arc-easy --replicas 4     # questions sharded over 4 replicas
     """
     from tqdm import tqdm
 
@@ -99,7 +103,8 @@ def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, m
         raise click.UsageError("Missing option '--task'.")
     if strategy:
         _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
-                              max_new_tokens=max_new_tokens, permute=permute != 1)
+                              max_new_tokens=max_new_tokens, permute=permute != 1, replicas=replicas,
+                              ray=ray_address, threads=threads)
         _two_pass(app, task, base, strategy, list(pool), split, limit, seed, backend, data_dir, batch_size, device,
                   dtype, as_json)
         return
@@ -107,7 +112,8 @@ def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, m
         raise click.UsageError("--pool chooses the experts of a two-pass --strategy; add --strategy or drop --pool")
     spec = EvalSpec(task=task, ref=ref, base=base, split=split, limit=limit, seed=seed, backend=backend, mode=mode,
                     data_dir=data_dir, batch_size=batch_size, device=device, dtype=dtype,
-                    max_new_tokens=max_new_tokens, permute=permute)
+                    max_new_tokens=max_new_tokens, permute=permute, replicas=replicas, ray_address=ray_address,
+                    threads=threads)
     if detach:
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")

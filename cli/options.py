@@ -14,7 +14,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 # How the library's parameter names are written on the command line, where that is not --name-with-dashes.
 FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER",
-         "shared_ok": "--i-know-it-is-shared"}
+         "shared_ok": "--i-know-it-is-shared", "ray_address": "--ray"}
 
 
 def flag(parameter: str) -> str:
@@ -78,3 +78,23 @@ pool_option = click.option("--pool", multiple=True, metavar="FILTER",
 
 def backend_option(default: str = "hf", name: str = "--backend", help: str = "Inference backend: hf or vllm.") -> Decorator:
     return click.option(name, default=default, show_default=True, help=help)
+
+
+def replica_options(spec: type[JobSpec]) -> Decorator:
+    """--replicas, --ray and --threads: one job spread over model replicas on Ray (``pip install 't2reg[ray]'``)."""
+    options = [
+        default_of(spec, "replicas", type=int, metavar="N",
+                   help="Spread the work over N model replicas (Ray actors, one GPU or --threads CPU threads each) "
+                        "[default: none, run in this process]."),
+        default_of(spec, "ray_address", "--ray", "ray_address", metavar="ADDRESS",
+                   help="With --replicas: an existing Ray cluster (ray://head:10001 or head:6379) "
+                        "[default: a local Ray runtime]."),
+        default_of(spec, "threads", type=int, metavar="N", help="With --replicas: CPU threads per replica [default: 1]."),
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply

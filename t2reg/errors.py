@@ -39,6 +39,15 @@ class T2RegError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __reduce__(self):
+        # Errors cross process boundaries (a Ray replica's error reaches the job that sent it the work):
+        # rebuild with the same class, template and options, not from the rendered message alone.
+        return _rebuild, (type(self), self.template, self.options)
+
+
+def _rebuild(cls: type[T2RegError], template: str, options: tuple[str, ...]) -> T2RegError:
+    return cls(template, options=options)
+
 
 class InvalidInputError(T2RegError, ValueError):
     """The user's input (a file, a reference, an option value) is malformed."""
@@ -71,6 +80,12 @@ class ConflictError(T2RegError):
 
 class DatabaseError(T2RegError, ConnectionError):
     """The database cannot be reached or is not at a usable schema revision."""
+
+    exit_code = 1
+
+
+class ClusterError(T2RegError, ConnectionError):
+    """The compute cluster (Ray) cannot be reached, or lost every replica a job was running on."""
 
     exit_code = 1
 

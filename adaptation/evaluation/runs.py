@@ -24,9 +24,11 @@ class EvaluationRun:
 
     subject: str
     result: EvalResult
+    replicas: list[dict[str, Any]] | None = None  # per-replica throughput, when it ran on Ray replicas
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, **self.result.to_dict()}
+        return {"subject": self.subject, **self.result.to_dict(),
+                **({"replicas": self.replicas} if self.replicas is not None else {})}
 
 
 def questions_for(spec: EvalSpec) -> Questions:
@@ -43,14 +45,21 @@ def run_evaluation(registry: Registry, spec: EvalSpec, progress: Progress | None
     questions = questions_for(spec)
     version = registry.get(spec.ref) if spec.ref else None
     model = version.model if version else spec.base
-    with open_for(registry, model, spec.backend, device=spec.device, dtype=spec.dtype,
-                  batch_size=spec.batch_size) as engine:
-        if version is None:
-            result = measure(engine, questions, spec.mode, spec.permute, progress)
-        else:
-            with engine.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
+    replicas = None
+    if spec.replicas:
+        from t2reg.adaptation.distributed.sharding import evaluate_on_replicas  # Ray is loaded only when asked for
+
+        expert = registry.read_expert(version.ref) if version else None
+        result, replicas = evaluate_on_replicas(registry, spec, model, questions, expert, progress)
+    else:
+        with open_for(registry, model, spec.backend, device=spec.device, dtype=spec.dtype,
+                      batch_size=spec.batch_size) as engine:
+            if version is None:
                 result = measure(engine, questions, spec.mode, spec.permute, progress)
-    return EvaluationRun(record(registry, result, ref=spec.ref, model=model), result)
+            else:
+                with engine.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
+                    result = measure(engine, questions, spec.mode, spec.permute, progress)
+    return EvaluationRun(record(registry, result, ref=spec.ref, model=model), result, replicas)
 
 
 def record(registry: Registry, result: EvalResult, *, ref: str | None = None, model: str | None = None,

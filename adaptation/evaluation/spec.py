@@ -35,6 +35,10 @@ class EvalSpec(JobSpec):
     dtype: str = "float32"
     max_new_tokens: int | None = None
     permute: int = 1  # letter mode: score under this many cyclic rotations of the options
+    # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
+    replicas: int | None = None
+    ray_address: str | None = None
+    threads: int | None = None
 
     def validate(self) -> None:
         if (self.ref is None) == (self.base is None):
@@ -46,6 +50,7 @@ class EvalSpec(JobSpec):
         """Everything but the subject: which questions, scored how, on what."""
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.distributed.settings import check_replica_fields
         from t2reg.adaptation.tasks import SPLITS, get_task
 
         get_task(self.task)
@@ -60,10 +65,14 @@ class EvalSpec(JobSpec):
             raise InvalidInputError(f"unknown {{dtype}} {self.dtype!r}; choose from {', '.join(DTYPES)}",
                                     options=["dtype"])
         check_backend(self.backend)
+        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
+        from t2reg.adaptation.distributed.settings import check_cluster
+
         self.validate()
         from t2reg.adaptation.tasks import get_task
 
         get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get(self.ref) if self.ref else registry.get_model(self.base)
+        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

@@ -15,8 +15,9 @@ from there to the same result an uninterrupted run reaches. The job runner
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from t2reg.adaptation.search.base import FLOOR, SearchState, get_optimizer
 from t2reg.adaptation.search.objective import Candidate, MixtureScorer
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
-from t2reg.adaptation.tasks import get_task
+from t2reg.adaptation.tasks import Task, get_task
 from t2reg.errors import InvalidInputError
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
@@ -98,17 +99,18 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     vectors = [e.vectors for e in experts]
     n_matrices = len(set().union(*vectors))
     shape = (len(vectors), n_matrices) if spec.per_matrix else (len(vectors),)
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
-        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rules.pop(), shape,
-                               normalize=spec.normalize, mode=saved.get("population_eval", spec.population_eval),
-                               space=spec.mix_space)
+    mode = saved.get("population_eval", spec.population_eval)
+    with _scoring(registry, spec, task, vectors, rules.pop(), shape, mode) as (scorer, measure_base):
         # Every weight starts at 1/K (the uniform mixture, per vector or per matrix column), strength at 1.
         optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(),
                                                                       start=tuple(scorer.initial_mean())))
 
         def on_state(search: SearchState) -> None:
             saved.update(search=search.to_dict(), population_eval=scorer.mode)
-            checkpoint(saved, search.history[-1])
+            event = search.history[-1]
+            if spec.replicas:  # per-replica throughput rides with the generation's event, not in the search state
+                event = {**event, "replicas": scorer.generation_report()}
+            checkpoint(saved, event)
             if on_generation:
                 on_generation(search)
 
@@ -120,12 +122,29 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         best = scorer.candidate(np.asarray(search.best_alpha))
         best_shot = scorer.score(best, shot_examples)  # the best member, re-evaluated on the exact path
         held = scorer.measure(best, heldout)
-        base = measure(engine, heldout)
+        base = measure_base(heldout)
     version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.apply_rule, job_id)
     record(registry, base, model=spec.model, source="adapt-base")
     return AdaptResult(version, [v.ref for v in members], best.alpha.tolist(), spec.shots, best_shot, held, base,
                        scorer.mode, search, pair(base.outputs, held.outputs, f"base:{spec.model}", version.ref,
                                              held.protocol), best.strength)
+
+
+@contextmanager
+def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict[str, Any]], rule: str,
+             shape: tuple[int, ...], mode: str) -> Iterator[tuple[Any, Callable[[Questions], EvalResult]]]:
+    """The search's scorer and the base model's measurement: in this process, or over Ray replicas
+    (``spec.replicas``), with the same scores either way."""
+    if spec.replicas:
+        from t2reg.adaptation.distributed.scorer import open_replica_scorer  # Ray is loaded only when asked for
+
+        with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
+            yield scorer, scorer.measure_base
+        return
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
+        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
+                               normalize=spec.normalize, mode=mode, space=spec.mix_space)
+        yield scorer, lambda questions: measure(engine, questions)
 
 
 def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: Candidate,
