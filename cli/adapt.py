@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import click
 
-from t2reg.adaptation.search.spec import POPULATION_EVAL_MODES, AdaptSpec
+from t2reg.adaptation.search.spec import MIX_SPACES, POPULATION_EVAL_MODES, AdaptSpec
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import run_or_queue
-from t2reg.cli.options import backend_option, data_dir_option, default_of, detach_option, json_option
+from t2reg.cli.options import (
+    backend_option,
+    data_dir_option,
+    default_of,
+    detach_option,
+    json_option,
+    replica_options,
+)
 
 
 @click.command()
@@ -27,6 +34,10 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @default_of(AdaptSpec, "init_std", help="Initial spread of alpha.")
 @click.option("--patience", type=int, help="Stop after this many generations without a better best.")
 @default_of(AdaptSpec, "tolerance", help="Smaller gains do not count for --patience.")
+@default_of(AdaptSpec, "mix_space", type=click.Choice(MIX_SPACES),
+            help="Where experts mix: z (sum of alpha_k z_k; after renormalisation it can only shrink an expert), "
+                 "logits (sigmoid of sum of alpha_k logit z_k, as the reference code; extrapolates), or strength "
+                 "(the z mixture with its effect scaled by a searched s in [0, 3]).")
 @default_of(AdaptSpec, "seed")
 @backend_option(AdaptSpec.default("backend"), help="hf or vllm.")
 @default_of(AdaptSpec, "population_eval", type=click.Choice(POPULATION_EVAL_MODES),
@@ -35,6 +46,7 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @default_of(AdaptSpec, "batch_size", help="Rows per forward pass.")
 @data_dir_option
 @click.option("--name", help="Name of the published expert [default: TASK-MODEL-adapted].")
+@replica_options(AdaptSpec)
 @detach_option
 @json_option
 @pass_app
@@ -49,6 +61,9 @@ def adapt(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     \b
     t2reg adapt --model mistral-7b --task arc-challenge --shots 10 \\
         --pool 'model=llama3-8b' --pool 'model=mistral-7b,task in (gsm8k,mbpp,arc-easy)'
+
+    With --replicas N a generation's candidates go to N model replicas on Ray,
+    each taking the next candidate when it is free (the same scores as here).
     """
     spec = AdaptSpec(**{**options, "pool": tuple(options["pool"])})
     run_or_queue(app, spec, detach=detach, as_json=as_json, label=spec.optimizer.upper())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import json_option
-from t2reg.cli.output import emit_json
+from t2reg.cli.options import FiniteFloat, json_option
+from t2reg.cli.output import emit_json, escape
 from t2reg.errors import IntegrityCheckError
 from t2reg.registry import schema
 
@@ -14,8 +14,12 @@ from t2reg.registry import schema
 @click.command()
 @pass_app
 def init(app: AppContext) -> None:
-    """Create the registry (database schema at head, blob store, built-in models)."""
-    registry = app.registry(check_schema=False)
+    """Create the registry (database schema at head, blob store, built-in models).
+
+    The only command that makes a registry: every other one refuses a database
+    that is not there, so a mistyped --home or --db never becomes a new, empty registry.
+    """
+    registry = app.registry(check_schema=False, create=True)
     registry.init()
     settings = registry.settings
     click.echo(f"registry ready: database {registry.db.display_url}, blobs {settings.blob_root}")
@@ -36,25 +40,48 @@ def verify(app: AppContext, as_json: bool) -> None:
             click.echo(f"missing  {sha}")
         for sha in report.corrupt:
             click.echo(f"corrupt  {sha}")
+        for path in report.strays:
+            click.echo(f"stray    {escape(path)} (not a blob; left alone)")
     if not report.ok:
         raise IntegrityCheckError(f"{len(report.missing)} missing and {len(report.corrupt)} corrupt blob(s)")
 
 
 @click.command()
-@click.option("--grace", default=600.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--grace", default=600.0, show_default=True, type=FiniteFloat(min=0, max=1e9),
               help="Keep unreferenced files younger than this many seconds (a publish may be in flight).")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--purge-deleted", is_flag=True,
+              help="Also free the files of versions deleted at least --purge-grace ago (their numbers stay taken).")
+@click.option("--purge-grace", default=7 * 86400.0, show_default=True, type=FiniteFloat(min=0, max=1e10),
+              help="Seconds a deleted version is kept before --purge-deleted frees it.")
+@click.option("--force", is_flag=True, help="Run even though this registry holds no versions at all.")
+@click.option("--i-know-it-is-shared", "shared_ok", is_flag=True,
+              help="Run even though the blob store is shared with registries gc cannot open (their blobs may go).")
 @json_option
 @pass_app
-def gc(app: AppContext, grace: float, dry_run: bool, as_json: bool) -> None:
-    """Remove blobs no version points to, and abandoned temp files."""
-    report = app.registry().gc(grace_seconds=grace, dry_run=dry_run)
+def gc(app: AppContext, grace: float, dry_run: bool, purge_deleted: bool, purge_grace: float, force: bool,
+       shared_ok: bool, as_json: bool) -> None:
+    """Remove blobs no version points to, and abandoned temp files.
+
+    Refuses when the blob store is shared with a registry it cannot open, or
+    when this registry holds no versions at all (a mistyped database looks so).
+    """
+    report = app.registry().gc(grace_seconds=grace, dry_run=dry_run, force=force, shared_ok=shared_ok,
+                               purge_deleted=purge_deleted, purge_grace_seconds=purge_grace)
     if as_json:
         emit_json(report.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
+    if purge_deleted:
+        click.echo(f"{'would purge' if dry_run else 'purged'} {len(report.purged)} deleted version(s)"
+                   + (f": {', '.join(report.purged)}" if report.purged else ""))
     click.echo(f"{verb} {len(report.removed)} blob(s) ({report.bytes_freed} bytes) and {report.temp_files_removed} "
                f"temp file(s); kept {report.kept_young} younger than {grace:g}s")
+    if report.shared_with:
+        click.echo(f"honoured the references of {len(report.shared_with)} other registr(y/ies) sharing the store: "
+                   f"{', '.join(escape(s) for s in report.shared_with)}")
+    for path in report.strays:
+        click.echo(f"stray    {escape(path)} (not a blob; left alone)")
 
 
 @click.group()

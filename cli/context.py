@@ -22,9 +22,10 @@ class AppContext:
     def settings(self) -> Settings:
         return load_settings(self.home, self.database_url, self.blob_root)
 
-    def registry(self, check_schema: bool = True) -> Registry:
+    def registry(self, check_schema: bool = True, create: bool = False) -> Registry:
+        """The registry the global options name; only ``init`` (and ``demo``) may ``create`` one."""
         if self._registry is None:
-            self._registry = Registry(self.settings, check_schema=check_schema)
+            self._registry = Registry(self.settings, check_schema=check_schema, create=create)
         return self._registry
 
     def close(self) -> None:

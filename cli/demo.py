@@ -29,7 +29,7 @@ def demo(app: AppContext, quick: bool, source: str, target: str, data_dir: str |
 
     from t2reg.adaptation.reporting.demo import FULL, QUICK, format_table, run_demo
 
-    registry = app.registry()
+    registry = app.registry(create=True)  # the demo builds its own registry from an empty home
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     plan = dataclasses.replace(QUICK if quick else FULL, source=source, target=target)
     result = run_demo(registry, plan, data_dir, say)
@@ -37,7 +37,7 @@ def demo(app: AppContext, quick: bool, source: str, target: str, data_dir: str |
         emit_json(result.to_dict())
         return
     click.echo("")
-    for line in format_table(result.rows):
+    for line in format_table(result.rows, plan.conclusive):
         click.echo(line)
     click.echo(f"\nreport: {', '.join(str(f) for f in result.files)}")
 

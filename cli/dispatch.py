@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import backend_option, data_dir_option, json_option, pool_option, strategy_option
+from t2reg.cli.options import OutputFile, backend_option, data_dir_option, json_option, pool_option, strategy_option
 from t2reg.cli.output import emit_json, emit_table
 
 
@@ -46,7 +46,7 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
 @click.option("--per-task", default=20, show_default=True, help="Test prompts per task.")
 @backend_option()
 @data_dir_option
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG here.")
+@click.option("--out", type=OutputFile(), help="Write the confusion matrix as a PNG here.")
 @json_option
 @pass_app
 def dispatch_report(app: AppContext, model, tasks, strategy, pool, per_task, backend, data_dir, out, as_json) -> None:

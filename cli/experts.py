@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import json_option, modules_option
+from t2reg.cli.options import OutputFile, json_option, modules_option
 from t2reg.cli.output import emit_fields, emit_json, emit_table
+from t2reg.protocols import describe_spec
 from t2reg.registry.entities import ExpertVersion
 from t2reg.registry.validation import parse_sources, parse_tag
 
@@ -83,7 +84,8 @@ def _print_version(v: ExpertVersion) -> None:
     )
     if v.evaluations:
         click.echo("\nevaluations:")
-        emit_table((e.to_dict() for e in v.evaluations), ("task", "metric", "value", "split", "n", "source", "created_at"))
+        emit_table((e.to_dict() for e in v.evaluations), ("task", "metric", "value", "split", "n", "protocol", "source",
+                                                     "created_at"))
     if v.lineage:
         click.echo("\nlineage:")
         emit_table((link.to_dict() for link in v.lineage), ("relation", "parent", "weight", "params"))
@@ -110,12 +112,20 @@ def record(app: AppContext, ref: str, metrics, split, n, as_json) -> None:
 @click.option("--split", help="Rank by scores on this split only.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(min=1), help="How many to show.")
 @click.option("--source", help="Only these sources, comma-separated, e.g. native,transferred.")
+@click.option("--protocol", help="Rank scores measured under this protocol [default: the task's most used].")
 @json_option
 @pass_app
-def best(app: AppContext, task, model, metric, split, limit, source, as_json) -> None:
-    """Rank live versions by their most recent score for a task and metric."""
+def best(app: AppContext, task, model, metric, split, limit, source, protocol, as_json) -> None:
+    """Rank live versions by their most recent score for a task and metric, under one protocol.
+
+    Only scores measured the same way rank together: by default the task's most used protocol
+    (`t2reg protocols --task TASK` lists them; --protocol picks another). Each row shows n and its 95%
+    interval; "~" marks versions whose interval overlaps the leader's, which the data cannot tell apart
+    from it (compare two of them paired with `t2reg compare`).
+    """
     registry = app.registry()
-    ranked = registry.best(task, metric=metric, model=model, split=split, sources=parse_sources(source), limit=limit)
+    ranked = registry.best(task, metric=metric, model=model, split=split, sources=parse_sources(source), limit=limit,
+                           protocol=protocol)
     if as_json:
         emit_json([r.to_dict() for r in ranked])
         return
@@ -123,7 +133,12 @@ def best(app: AppContext, task, model, metric, split, limit, source, as_json) ->
     others = [m for m in registry.metrics_for_task(task) if m != metric] if not ranked else []
     if others:
         empty += f" (this task has: {', '.join(others)}; pass --metric)"
-    emit_table((r.to_dict() for r in ranked), ("rank", "ref", "model", "source", "value", "split", "n"), empty=empty)
+    if ranked:
+        info = registry.protocol(ranked[0].protocol)
+        click.echo(f"protocol {info.id}: {describe_spec(info.spec)}")
+    rows = [{**r.to_dict(), "interval95": "-" if r.interval95 is None else f"{r.interval95[0]:.3f}-{r.interval95[1]:.3f}",
+             "ties_leader": "~" if r.overlaps_leader else ""} for r in ranked]
+    emit_table(rows, ("rank", "ref", "model", "source", "value", "interval95", "n", "ties_leader"), empty=empty)
 
 
 @click.command()
@@ -154,7 +169,7 @@ def tag(app: AppContext, ref: str, tags, remove, as_json) -> None:
 
 @click.command()
 @click.argument("ref")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write the file.")
+@click.option("--out", required=True, type=OutputFile(), help="Where to write the file.")
 @pass_app
 def download(app: AppContext, ref: str, out: Path) -> None:
     """Write a version's expert file, byte-identical to what was published."""
@@ -176,7 +191,7 @@ COMMANDS = [publish, list_, show, record, best, alias, tag, download, delete]
 
 @click.command("new-expert")
 @click.option("--model", required=True, help="Base model (name or alias).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("--out", required=True, type=OutputFile(), help="File to write.")
 @click.option("--task", help="Task to record in the file.")
 @modules_option
 @click.option("--value", default=1.0, show_default=True, help="Every z starts at this value (1 = identity).")

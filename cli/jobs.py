@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -10,7 +11,7 @@ from t2reg.adaptation.jobs import run_with_progress, spec_of, submit, submit_her
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.cli.context import AppContext, pass_app
-from t2reg.cli.options import json_option
+from t2reg.cli.options import OutputFile, json_option, replica_options
 from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.specs import JobSpec
 from t2reg.vocabulary import JobStatus
@@ -166,7 +167,7 @@ def resume(app: AppContext, job_id: int, detach: bool, force: bool, as_json: boo
 
 @jobs.command()
 @click.argument("job_id", type=int)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--out", required=True, type=OutputFile(), help="PNG file to write.")
 @pass_app
 def plot(app: AppContext, job_id: int, out: str) -> None:
     """Plot a job's steps: best/mean score and alpha weights per generation (adapt), or its training curve."""
@@ -181,18 +182,30 @@ def plot(app: AppContext, job_id: int, out: str) -> None:
 @click.option("--once", is_flag=True, help="Exit when the queue is empty instead of waiting for more.")
 @click.option("--kinds", help="Comma-separated job kinds to take [default: all].")
 @click.option("--poll", default=2.0, show_default=True, help="Seconds between looks at an empty queue.")
+@replica_options(AdaptSpec)
 @pass_app
-def worker(app: AppContext, once: bool, kinds: str | None, poll: float) -> None:
-    """Claim queued jobs from the registry's database and run them; several workers may share one queue."""
+def worker(app: AppContext, once: bool, kinds: str | None, poll: float, replicas: int | None, ray_address: str | None,
+           threads: int | None) -> None:
+    """Claim queued jobs from the registry's database and run them; several workers may share one queue.
+
+    With --replicas N every adapt and eval job this worker claims runs on N model replicas on Ray
+    (the queue stays in the registry; Ray carries only each job's compute).
+    """
+    from t2reg.adaptation.distributed.settings import check_cluster, check_replica_fields
+
+    overrides = {"replicas": replicas, "ray_address": ray_address, "threads": threads}
+    check_replica_fields(SimpleNamespace(**overrides))  # refused now, not once per job it claims
+    check_cluster(SimpleNamespace(**overrides))
     name = worker_name()
-    click.echo(f"worker {name} on {app.registry().db.display_url}", err=True)
+    click.echo(f"worker {name} on {app.registry().db.display_url}"
+               + (f", {replicas} replica(s) per job" if replicas else ""), err=True)
 
     def report(job) -> None:
         tail = f": {job.error}" if job.error else ""
         click.echo(f"job {job.id} ({job.kind}) {job.status}{tail}")
 
     kinds_list = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
-    count = work(app.registry(), kinds_list, once=once, poll=poll, worker=name, on_job=report)
+    count = work(app.registry(), kinds_list, once=once, poll=poll, worker=name, on_job=report, overrides=overrides)
     click.echo(f"worker {name}: {count} job(s) run", err=True)
 
 

@@ -16,6 +16,7 @@ import click
 from t2reg import __version__
 from t2reg.cli.context import AppContext
 from t2reg.cli.options import flag
+from t2reg.cli.output import escape
 from t2reg.errors import T2RegError
 
 EXIT_USAGE = 2
@@ -88,5 +89,5 @@ def _run(args: list[str], debug: bool) -> int:
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    click.echo(f"t2reg: error: {message}", err=True)
+    click.echo(f"t2reg: error: {escape(message)}", err=True)
     return code

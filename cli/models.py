@@ -67,6 +67,27 @@ def decompose(app: AppContext, ref: str, modules: str, device: str | None) -> No
     click.echo(f"{len(spectra.names())} matrices decomposed at {spectra.root} (fingerprint {spectra.fingerprint[:12]})")
 
 
+@model.command("derive")
+@click.argument("source")
+@click.option("--name", required=True, help="Name of the derived model.")
+@click.option("--noise", type=float, required=True, help="Relative Frobenius size of the noise, e.g. 0.02.")
+@click.option("--seed", default=0, show_default=True)
+@modules_option
+@json_option
+@pass_app
+def derive(app: AppContext, source: str, name: str, noise: float, seed: int, modules: str, as_json: bool) -> None:
+    """Register a copy of SOURCE whose adapted matrices carry seeded Gaussian noise: the positive control
+    for transfer (an ordered transfer to it should keep an expert's effect, a shuffled one lose it).
+
+    \b
+    t2reg model derive smollm2-135m --name smollm2-noise2 --noise 0.02 && t2reg model decompose smollm2-noise2
+    """
+    from t2reg.adaptation.models.derived import add_noisy_model
+
+    info = add_noisy_model(app.registry(), source, name, noise, seed, modules)
+    emit_json(info.to_dict()) if as_json else click.echo(_label(info))
+
+
 @model.command("list")
 @json_option
 @pass_app
@@ -94,7 +115,7 @@ def show(app: AppContext, ref: str, as_json: bool) -> None:
     emit_fields(info.to_dict().items())
     if scores:
         click.echo("\nevaluations (base model, no expert):")
-        emit_table(scores, ("task", "metric", "value", "split", "n", "source", "created_at"))
+        emit_table(scores, ("task", "metric", "value", "split", "n", "protocol", "source", "created_at"))
 
 
 def _label(info: ModelInfo) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -11,12 +13,45 @@ from t2reg.specs import JobSpec
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 # How the library's parameter names are written on the command line, where that is not --name-with-dashes.
-FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER"}
+FLAGS = {"source_model": "--from", "target": "--to", "ref": "REF", "metrics": "--metric", "pool": "--pool FILTER",
+         "shared_ok": "--i-know-it-is-shared", "ray_address": "--ray"}
 
 
 def flag(parameter: str) -> str:
     """The command-line spelling of a library parameter (for error messages)."""
     return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+class FiniteFloat(click.ParamType):
+    """A float within [min, max]; refuses nan and infinities, which slip past click.FloatRange."""
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None) -> None:
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.min is not None and number < self.min) or (self.max is not None and number > self.max):
+            self.fail(f"{value!r} is not in the range {self.min}..{self.max}", param, ctx)
+        return number
+
+
+class OutputFile(click.Path):
+    """A file path to write: not empty, not a directory (t2reg.files refuses other non-regular files)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the path is empty", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def default_of(spec: type[JobSpec], name: str, *decls: str, **kwargs: Any) -> Decorator:
@@ -43,3 +78,23 @@ pool_option = click.option("--pool", multiple=True, metavar="FILTER",
 
 def backend_option(default: str = "hf", name: str = "--backend", help: str = "Inference backend: hf or vllm.") -> Decorator:
     return click.option(name, default=default, show_default=True, help=help)
+
+
+def replica_options(spec: type[JobSpec]) -> Decorator:
+    """--replicas, --ray and --threads: one job spread over model replicas on Ray (``pip install 't2reg[ray]'``)."""
+    options = [
+        default_of(spec, "replicas", type=int, metavar="N",
+                   help="Spread the work over N model replicas (Ray actors, one GPU or --threads CPU threads each) "
+                        "[default: none, run in this process]."),
+        default_of(spec, "ray_address", "--ray", "ray_address", metavar="ADDRESS",
+                   help="With --replicas: an existing Ray cluster (ray://head:10001 or head:6379) "
+                        "[default: a local Ray runtime]."),
+        default_of(spec, "threads", type=int, metavar="N", help="With --replicas: CPU threads per replica [default: 1]."),
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from t2reg.adaptation.training.spec import PARAMETRIZATIONS, TrainSpec
+from t2reg.adaptation.training.spec import ESTIMATORS, PARAMETRIZATIONS, TrainSpec
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import run_or_queue
 from t2reg.cli.options import backend_option, data_dir_option, default_of, detach_option, json_option
@@ -32,6 +32,8 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @default_of(TrainSpec, "heldout", help="Test examples the result is reported on.")
 @click.option("--max-new-tokens", type=int, help="Sampling budget for generation tasks [default: the task's].")
 @backend_option(TrainSpec.default("sampler"), "--sampler", help="Where completions are sampled: hf or vllm.")
+@default_of(TrainSpec, "estimator", type=click.Choice(ESTIMATORS),
+            help="Multiple choice: exact (the expected reward over the options) or reinforce (one sampled option).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
 @default_of(TrainSpec, "seed")
 @data_dir_option
@@ -40,7 +42,10 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @json_option
 @pass_app
 def train(app: AppContext, detach: bool, as_json: bool, **options) -> None:
-    """Train an SVF expert with REINFORCE (+1/-1 rewards, KL to the base model) and publish the best checkpoint.
+    """Train an SVF expert by policy gradient (+1/-1 rewards, KL to the base model); publish the best checkpoint.
+
+    On multiple-choice tasks the policy is over each question's options, scored as evaluation scores them
+    (cloze); on other tasks it samples completions.
 
     The run is a job: each iteration is checkpointed (z, optimizer state), so
     `t2reg jobs resume ID` continues a killed run to the same result, and

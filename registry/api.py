@@ -21,9 +21,11 @@ from t2reg.expert_file import (
     read_file_bytes,
     write_expert,
 )
-from t2reg.registry import base_models, evaluations, labels, maintenance, schema, versions
+from t2reg.protocols import Measurement, Protocol
+from t2reg.question_results import loads_results
+from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
 from t2reg.registry.blobs import BlobStore
-from t2reg.registry.db import Database
+from t2reg.registry.db import Database, MissingDatabaseError
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
 from t2reg.registry.derived import DerivedExpert, publish_derived
@@ -33,14 +35,27 @@ from t2reg.registry.entities import (
     GcReport,
     Lineage,
     ModelInfo,
+    ProtocolInfo,
     RankedVersion,
     VerifyReport,
 )
 from t2reg.registry.model_sources import ModelSpec, from_builtin, resolve_spec
 from t2reg.registry.orm import BaseModelRow
-from t2reg.registry.validation import parse_metric, parse_reference, validate_name
+from t2reg.files import check_destination, contained
+from t2reg.registry.validation import (
+    check_metric,
+    check_tag,
+    check_text,
+    parse_metric,
+    parse_reference,
+    path_slug,
+    validate_count,
+    validate_model_name,
+    validate_name,
+    validate_task,
+)
 from t2reg.settings import Settings, load_settings
-from t2reg.vocabulary import Relation, Source
+from t2reg.vocabulary import Relation, Source, VersionStatus
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
@@ -48,18 +63,32 @@ ExpertSource = str | os.PathLike[str] | bytes | Expert
 class Registry:
     """A catalog of SVF experts: a database for rows, a blob store for files.
 
-    An empty database is initialised on open (schema at head, built-in models
-    registered); a database at another schema revision is refused with the
-    command that fixes it.
+    A registry is opened, never conjured: a database that does not exist, an
+    empty file or an empty database is refused (:class:`MissingDatabaseError`,
+    naming ``t2reg init``) unless ``create`` is given, which initialises it
+    (schema at head, built-in models registered). A database at another schema
+    revision is refused with the command that fixes it. Opening leaves this
+    registry's marker in its blob store (see :mod:`t2reg.registry.blobs`).
     """
 
-    def __init__(self, settings: Settings | None = None, *, check_schema: bool = True) -> None:
+    def __init__(self, settings: Settings | None = None, *, create: bool = False, check_schema: bool = True) -> None:
         self.settings = settings or load_settings()
-        self.db = Database(self.settings.database_url)
+        self.db = Database(self.settings.database_url, create=create)
         self.blobs = BlobStore(self.settings.blob_root)
         self.jobs = JobQueue(self.db, self.settings.job_timeout)
-        if check_schema and schema.check_schema(self.db) == "empty":
-            self._init_racing_others()
+        if not check_schema:
+            return
+        try:
+            if schema.check_schema(self.db) == "empty":
+                if not create:
+                    raise MissingDatabaseError(
+                        f"database {self.db.display_url} holds no registry; `t2reg init` creates one there")
+                self._init_racing_others()
+        except BaseException:
+            self.db.dispose()
+            raise
+        if not self.db.read_only:
+            self.blobs.register_user(self.db.identity)
 
     @classmethod
     def open(
@@ -67,9 +96,11 @@ class Registry:
         home: str | os.PathLike[str] | None = None,
         database_url: str | None = None,
         blob_root: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = False,
     ) -> "Registry":
-        """Open (creating if needed) the registry the arguments and environment point at."""
-        return cls(load_settings(home, database_url, blob_root))
+        """Open the registry the arguments and environment point at (``create``: make it if it is not there)."""
+        return cls(load_settings(home, database_url, blob_root), create=create)
 
     def close(self) -> None:
         self.db.dispose()
@@ -93,6 +124,7 @@ class Registry:
                     base_models.add_model(session, from_builtin(alias))
 
         self.db.write(register)
+        self.blobs.register_user(self.db.identity)
 
     def _init_racing_others(self) -> None:
         try:
@@ -124,10 +156,13 @@ class Registry:
             return dict(base_models.get_model(session, ref).config)
 
     def spectra_dir(self, ref: str) -> Path:
-        """Where the model's spectra live: ``<home>/spectra/<name>/<revision>``."""
+        """Where the model's spectra live: ``<home>/spectra/<name>/<revision>`` ('/' written as '--')."""
         info = self.get_model(ref)
-        slug = info.name.replace("/", "--")
-        return self.settings.home / "spectra" / slug / (info.revision or "default")
+        return contained(self.settings.home / "spectra", path_slug(info.name), path_slug(info.revision or "default"))
+
+    def models_dir(self, name: str) -> Path:
+        """Where weights converted for model ``name`` live: ``<home>/models/<name>`` ('/' written as '--')."""
+        return contained(self.settings.home / "models", path_slug(validate_model_name(name)))
 
     def set_spectra_fingerprint(self, ref: str, fingerprint: str) -> None:
         def work(session) -> None:
@@ -184,20 +219,25 @@ class Registry:
         n: int | None = None,
         tags: Mapping[str, str] | None = None,
         lineage: Iterable[Lineage] = (),
+        measurements: Iterable[Measurement] = (),
     ) -> ExpertVersion:
         """Validate an expert file and store it as the next version of its expert.
 
         The name defaults to ``TASK-MODEL`` (the model's alias); ``model`` and
         ``task`` default to the file's own metadata. Metrics given as text
-        (``TASK:METRIC=VALUE``) get ``split`` and ``n``. ``lineage`` edges name
-        their parent by reference.
+        (``TASK:METRIC=VALUE``) get ``split`` and ``n``; they, and those embedded
+        in the file, are recorded as hand-reported. ``measurements`` are runs t2reg
+        measured, recorded under their protocols in the same transaction.
+        ``lineage`` edges name their parent by reference.
         """
         data, expert, origin = _load_source(source)
+        measured = tuple((m, self._store_results(m.results)) for m in measurements)
         with self.db.session() as session:
             model_row, handle = self._publish_model(session, model, expert)
             check_against_model(expert, {k: min(v) for k, v in model_row.shapes.items()}, model_row.name, origin)
-            task = task or expert.meta.task
+            task = validate_task(task or expert.meta.task)
             name = validate_name(name or self._default_name(task, handle))
+            check_text(description, "description", 10_000, newlines=True)
             new = versions.NewVersion(
                 name=name,
                 model_id=model_row.id,
@@ -210,8 +250,10 @@ class Registry:
                 renormalize=expert.meta.renormalize,
                 source=Source(expert.meta.source),
                 metadata=expert.meta.to_header(),
-                metrics=expert.meta.metrics + tuple(_as_metric(m, task, split, n) for m in metrics),
-                tags=tuple((validate_name(k, "tag key"), str(v)) for k, v in (tags or {}).items()),
+                # scores embedded in the file pass the same rules as typed ones; they are hand-reported
+                measurements=((Measurement(tuple(map(check_metric, expert.meta.metrics))
+                                           + tuple(_as_metric(m, task, split, n) for m in metrics)), None),) + measured,
+                tags=tuple(check_tag(k, str(v)) for k, v in (tags or {}).items()),
                 lineage=tuple(self._lineage_rows(session, lineage)),
             )
             versions.check_owner(session, name, model_row.id)
@@ -222,6 +264,8 @@ class Registry:
         return publish_derived(self, derived)
 
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        if self.db.read_only:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
         sha, created = self.blobs.put(data)
         stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
         new = dataclasses.replace(new, sha256=sha)
@@ -290,7 +334,7 @@ class Registry:
         where: str | None = None,
     ) -> list[ExpertVersion]:
         """Experts (latest live version each) matching the options and a ``where`` filter."""
-        parsed = parse_filter(where) if where else None
+        parsed = parse_filter(where) if where is not None else None  # '' is a malformed filter, not no filter
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             return versions.list_versions(session, model_id, task, sources, all_versions, parsed)
@@ -323,11 +367,18 @@ class Registry:
 
     def read_expert(self, ref: str) -> Expert:
         """The stored expert file, parsed."""
-        return loads_expert(self.blobs.read(self.get(ref).sha256), ref)
+        return loads_expert(self.blobs.read(self._stored(ref).sha256), ref)
 
     def download(self, ref: str, out: str | os.PathLike[str]) -> Path:
-        """Copy the exact published bytes of a version to ``out``."""
-        return self.blobs.copy_to(self.get(ref).sha256, Path(out))
+        """Copy the exact published bytes of a version to ``out`` (an existing non-regular file is refused)."""
+        check_destination(out)  # before reading the blob: a bad path is the cheaper thing to find
+        return self.blobs.copy_to(self._stored(ref).sha256, Path(out))
+
+    def _stored(self, ref: str) -> ExpertVersion:
+        version = self.get(ref)
+        if version.status == VersionStatus.PURGED:
+            raise NotFoundError(f"{version.ref} was purged by gc: its file is gone")
+        return version
 
     def delete(self, ref: str) -> ExpertVersion:
         """Soft-delete one version (``NAME:VERSION`` or ``NAME@ALIAS``)."""
@@ -351,12 +402,17 @@ class Registry:
         split: str | None = None,
         n: int | None = None,
         source: str = "record",
+        protocol: Protocol | None = None,
+        results: bytes | None = None,
     ) -> ExpertVersion:
-        """Add evaluations to a version; the newest per task and metric is what ``best`` ranks.
+        """Add evaluations to a version; the newest per task, metric and protocol is what ``best`` ranks.
 
-        Text metrics may leave out the task (``accuracy=0.8``): the expert's own is used.
+        Text metrics may leave out the task (``accuracy=0.8``): the expert's own is used. Scores without a
+        ``protocol`` were measured somewhere t2reg cannot see and rank only among such scores.
+        ``results`` are the run's per-question results (:mod:`t2reg.question_results`), kept as a blob.
         """
         parsed = parse_reference(ref)
+        results_sha = self._store_results(results)
 
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed, live_only=True)
@@ -366,8 +422,8 @@ class Registry:
             if not parsed_metrics:
                 raise InvalidInputError("give at least one score ({metrics}), e.g. gsm8k:accuracy=0.79",
                                         options=["metrics"])
-            for metric in parsed_metrics:
-                evaluations.add(session, row.id, metric, source)
+            for metric, protocol_id in protocols.assign(session, parsed_metrics, protocol):
+                evaluations.add(session, row.id, metric, source, protocol_id, results_sha)
             return versions.describe(session, row)
 
         return self.db.write(work)
@@ -380,26 +436,65 @@ class Registry:
         split: str | None = None,
         sources: Iterable[str] = (),
         limit: int = 5,
+        protocol: str | None = None,
     ) -> list[RankedVersion]:
-        """Live versions ranked by their most recent ``task``/``metric`` score, best first."""
-        if limit < 1:
-            raise InvalidInputError("{limit} must be at least 1", options=["limit"])
+        """Live versions ranked by their most recent ``task``/``metric`` score under one protocol, best first.
+
+        ``protocol`` is a protocol id; by default the task's most used protocol that has such scores. Each
+        row carries its 95% interval and whether that overlaps the leader's."""
+        validate_count(limit, "limit")
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
-            return evaluations.best(session, task, metric, model_id, split, sources, limit)
+            if protocol is not None:
+                protocols.get(session, protocol)
+            return evaluations.best(session, task, metric, model_id, split, sources, limit, protocol)
 
-    def record_model_evaluation(self, model: str, metric: Metric, source: str = "eval") -> EvaluationInfo:
-        """Record a score of the base model itself (no expert): the baseline for its experts."""
+    def record_model_evaluation(self, model: str, metrics: Iterable[Metric], source: str = "eval",
+                                protocol: Protocol | None = None, results: bytes | None = None) -> list[EvaluationInfo]:
+        """Record scores of the base model itself (no expert): the baseline for its experts."""
+        results_sha = self._store_results(results)
 
-        def work(session) -> EvaluationInfo:
+        def work(session) -> list[EvaluationInfo]:
             row = base_models.get_model(session, model)
-            return base_models.add_evaluation(session, row.id, metric, source)
+            return [base_models.add_evaluation(session, row.id, metric, source, protocol_id, results_sha)
+                    for metric, protocol_id in protocols.assign(session, list(metrics), protocol)]
 
         return self.db.write(work)
 
     def model_evaluations(self, model: str, task: str | None = None) -> list[EvaluationInfo]:
         with self.db.session() as session:
             return base_models.evaluations(session, base_models.get_model(session, model).id, task)
+
+    def protocols(self, task: str | None = None) -> list[ProtocolInfo]:
+        """Protocols with recorded scores (of one task), most used first."""
+        with self.db.session() as session:
+            rows = protocols.for_task(session, task) if task else protocols.every(session)
+            return [r.to_entity() for r in rows]
+
+    def protocol(self, protocol_id: str) -> ProtocolInfo:
+        with self.db.session() as session:
+            return protocols.get(session, protocol_id).to_entity()
+
+    def latest_measured(self, task: str, protocol: str, *, ref: str | None = None,
+                        model: str | None = None) -> EvaluationInfo | None:
+        """The newest score of the expert ``ref`` (or of the base ``model`` alone) on ``task`` under
+        ``protocol`` that kept its per-question results, if there is one."""
+        with self.db.session() as session:
+            if ref is not None:
+                row = versions.resolve(session, parse_reference(ref))
+                return evaluations.latest_with_results(session, row.id, task, protocol)
+            return base_models.latest_with_results(session, base_models.get_model(session, model).id, task,
+                                                   protocol)
+
+    def evaluation_results(self, sha256: str) -> list[dict[str, Any]]:
+        """The per-question results an evaluation kept (hash-checked on read)."""
+        return loads_results(self.blobs.read(sha256), f"results {sha256[:12]}")
+
+    def _store_results(self, results: bytes | None) -> str | None:
+        if results is None:
+            return None
+        loads_results(results)  # refuse malformed results before they are stored
+        return self.blobs.put(results)[0]
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:
@@ -409,7 +504,7 @@ class Registry:
 
     def tag(self, ref: str, tags: Mapping[str, str], remove: Sequence[str] = ()) -> ExpertVersion:
         parsed = parse_reference(ref)
-        clean = {validate_name(k, "tag key"): str(v) for k, v in tags.items()}
+        clean = dict(check_tag(k, str(v)) for k, v in tags.items())
 
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed)
@@ -436,8 +531,24 @@ class Registry:
     def verify(self) -> VerifyReport:
         return maintenance.verify(self.db, self.blobs)
 
-    def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
-        return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run)
+    def gc(
+        self,
+        grace_seconds: float = 600.0,
+        dry_run: bool = False,
+        *,
+        force: bool = False,
+        shared_ok: bool = False,
+        purge_deleted: bool = False,
+        purge_grace_seconds: float = 7 * 86400.0,
+    ) -> GcReport:
+        """Free unreferenced blobs (see :func:`t2reg.registry.maintenance.gc` for when it refuses).
+
+        ``purge_deleted`` first purges versions soft-deleted at least ``purge_grace_seconds`` ago.
+        """
+        if self.db.read_only and not dry_run:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; gc would write")
+        return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run, force=force, shared_ok=shared_ok,
+                              purge=purge_deleted, purge_grace_seconds=purge_grace_seconds)
 
 
 def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
@@ -451,4 +562,4 @@ def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
 
 
 def _as_metric(metric: Metric | str, task: str | None, split: str | None = None, n: int | None = None) -> Metric:
-    return metric if isinstance(metric, Metric) else parse_metric(metric, default_task=task, split=split, n=n)
+    return check_metric(metric) if isinstance(metric, Metric) else parse_metric(metric, task, split, n)

@@ -10,11 +10,13 @@ from t2reg.expert_file import Metric
 from t2reg.registry.entities import EvaluationInfo, ModelInfo
 from t2reg.registry.model_sources import ModelSpec
 from t2reg.registry.orm import BaseModelRow, ModelAliasRow, ModelEvaluationRow
-from t2reg.registry.validation import validate_name
+from t2reg.registry.validation import validate_model_name, validate_name, validate_revision
 
 
 def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) -> BaseModelRow:
     """Register a model, or add aliases to an identical one already registered."""
+    validate_model_name(spec.name)
+    validate_revision(spec.revision)
     row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == spec.name))
     if row is None:
         row = BaseModelRow(
@@ -41,7 +43,7 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
 
 
 def add_alias(session: Session, model: BaseModelRow, alias: str) -> None:
-    validate_name(alias, "model alias")
+    validate_name(alias, "model alias", max_length=100)
     existing = session.get(ModelAliasRow, alias)
     if existing is not None:
         if existing.model_id != model.id:
@@ -85,11 +87,21 @@ def list_models(session: Session) -> list[ModelInfo]:
     return [to_info(session, row) for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.name))]
 
 
-def add_evaluation(session: Session, model_id: int, metric: Metric, source: str) -> EvaluationInfo:
-    row = ModelEvaluationRow(model_id=model_id, **ModelEvaluationRow.columns_of(metric, source))
+def add_evaluation(session: Session, model_id: int, metric: Metric, source: str, protocol_id: str,
+                   results_sha256: str | None = None) -> EvaluationInfo:
+    row = ModelEvaluationRow(model_id=model_id, **ModelEvaluationRow.columns_of(metric, source, protocol_id,
+                                                                                results_sha256))
     session.add(row)
     session.flush()
     return row.to_entity()
+
+
+def latest_with_results(session: Session, model_id: int, task: str, protocol_id: str) -> EvaluationInfo | None:
+    row = session.scalar(select(ModelEvaluationRow).where(
+        ModelEvaluationRow.model_id == model_id, ModelEvaluationRow.task == task,
+        ModelEvaluationRow.protocol_id == protocol_id, ModelEvaluationRow.results_sha256.is_not(None))
+        .order_by(ModelEvaluationRow.id.desc()).limit(1))
+    return None if row is None else row.to_entity()
 
 
 def evaluations(session: Session, model_id: int, task: str | None = None) -> list[EvaluationInfo]:

@@ -4,20 +4,32 @@ A blob lands like every file t2reg writes (:mod:`t2reg.files`), its temp file
 under ``<root>/tmp``, so a reader never sees a partial blob and the same bytes are
 stored once. Rows point to blobs; blobs never point to rows, so a crash leaves
 at worst an unreferenced blob or temp file, which ``gc`` removes.
+
+Several registries may share one store (``T2REG_BLOB_ROOT``). Each registry that
+opens the store leaves a marker, ``<root>/registries/<key>.json`` naming its
+database, so ``gc`` in one of them knows whose references it must also honour.
+Anything else found under ``sha256/`` (a stray file, a name that is not a
+sha256) is reported, never read as a blob and never removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from t2reg.errors import IntegrityCheckError, NotFoundError
-from t2reg.files import land_bytes
+from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
+from t2reg.files import land_bytes, land_text
 
 _CHUNK = 1 << 20
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHARD = re.compile(r"^[0-9a-f]{2}$")
+MARKERS = "registries"
 
 
 class BlobStore:
@@ -35,14 +47,21 @@ class BlobStore:
         return self.path(sha256).is_file()
 
     def put(self, data: bytes) -> tuple[str, bool]:
-        """Store ``data``; return its sha256 and whether this call created the blob."""
+        """Store ``data``; return its sha256 and whether this call wrote the blob.
+
+        A blob already there is kept only if its bytes still hash to its name: a
+        corrupt one is rewritten, so republishing the bytes repairs it.
+        """
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)
-        if final.is_file():
+        if final.is_file() and self.hash_file(sha) == sha:
             os.utime(final)  # a fresh mtime keeps a concurrent gc's grace period from taking it
             return sha, False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        land_bytes(final, data, temp_dir=self._tmp)  # temp files live in tmp/, where gc finds strays
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            land_bytes(final, data, temp_dir=self._tmp)  # temp files live in tmp/, where gc finds strays
+        except OSError as exc:
+            raise StorageError(f"cannot store blob {sha} in {self.root}: {exc.strerror or exc}") from None
         return sha, True
 
     def read(self, sha256: str) -> bytes:
@@ -71,15 +90,62 @@ class BlobStore:
         return digest.hexdigest()
 
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
+        """Every well-formed blob: a file named by a sha256 in the shard its first two digits name."""
+        for sha, path in self._iter_entries():
+            if sha is not None:
+                yield sha, path
+
+    def iter_strays(self) -> Iterator[Path]:
+        """Whatever else lies under ``sha256/``: never a blob, so never read as one nor removed by gc."""
+        for sha, path in self._iter_entries():
+            if sha is None:
+                yield path
+
+    def _iter_entries(self) -> Iterator[tuple[str | None, Path]]:
         if not self._objects.is_dir():
             return
         for shard in sorted(self._objects.iterdir()):
+            if not (_SHARD.match(shard.name) and shard.is_dir() and not shard.is_symlink()):
+                yield None, shard
+                continue
             for path in sorted(shard.iterdir()):
-                yield path.name, path
+                good = _SHA.match(path.name) and path.name[:2] == shard.name
+                yield (path.name if good and path.is_file() and not path.is_symlink() else None), path
 
     def iter_temp_files(self) -> Iterator[Path]:
         if self._tmp.is_dir():
-            yield from sorted(self._tmp.iterdir())
+            yield from sorted(p for p in self._tmp.iterdir() if p.is_file() and not p.is_symlink())
+
+    # -- which registries use this store ----------------------------------------
+
+    def register_user(self, database: str) -> None:
+        """Leave this store's marker for the registry at ``database`` (an identity URL, no password).
+
+        Best effort: a store this user cannot write is read-only for it anyway.
+        """
+        marker = self.root / MARKERS / f"{_key(database)}.json"
+        if marker.is_file():
+            return
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            land_text(marker, json.dumps({"database": database,
+                                          "registered_at": datetime.now(timezone.utc).isoformat()}) + "\n")
+        except OSError:
+            pass
+
+    def users(self) -> dict[Path, str | None]:
+        """Marker file -> the database URL it names (None for a marker that cannot be read)."""
+        folder = self.root / MARKERS
+        found: dict[Path, str | None] = {}
+        if not folder.is_dir():
+            return found
+        for marker in sorted(folder.glob("*.json")):
+            try:
+                database = json.loads(marker.read_text()).get("database")
+            except (OSError, ValueError, AttributeError):
+                database = None
+            found[marker] = database if isinstance(database, str) else None
+        return found
 
     def remove(self, sha256: str) -> int:
         """Delete a blob; return the bytes freed (0 if it was already gone)."""
@@ -89,6 +155,8 @@ class BlobStore:
             path.unlink()
         except FileNotFoundError:
             return 0
+        except OSError as exc:
+            raise StorageError(f"cannot remove blob {sha256} from {self.root}: {exc.strerror or exc}") from None
         return size
 
     def age_seconds(self, path: Path) -> float:
@@ -97,3 +165,7 @@ class BlobStore:
         except FileNotFoundError:
             return 0.0
 
+
+
+def _key(database: str) -> str:
+    return hashlib.sha256(database.encode("utf-8")).hexdigest()[:24]

@@ -4,35 +4,53 @@ SQLite write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers
 queue on the busy timeout instead of failing when a read lock cannot be
 upgraded; a write that still conflicts (a version number taken by another
 process, a locked file) is rolled back and retried.
+
+A database is opened, never conjured: without ``create`` a SQLite file that does
+not exist (or is empty) is refused rather than made, so a mistyped path can never
+become a fresh, empty registry. An in-memory URL is refused always: it would keep
+nothing. A SQLite file this user cannot write is opened read-only (reads work,
+writes fail with one line).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, T2RegError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, T2RegError
 
 T = TypeVar("T")
 SQLITE_BUSY_MS = 60_000
 _WRITE = "t2reg_write"
 
 
-class Database:
-    """An engine plus read and write session factories for one database URL."""
+class MissingDatabaseError(NotFoundError):
+    """The database a URL names does not exist (or holds nothing): ``t2reg init`` creates a registry there."""
 
-    def __init__(self, url: str) -> None:
+
+class Database:
+    """An engine plus read and write session factories for one database URL.
+
+    ``create`` allows a SQLite file (and its folder) to be made; without it a
+    missing or empty file is a :class:`MissingDatabaseError`.
+    """
+
+    def __init__(self, url: str, *, create: bool = False) -> None:
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine, self.read_only = _make_engine(url, create)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
 
@@ -43,6 +61,11 @@ class Database:
     @property
     def display_url(self) -> str:
         return redact(self.url)
+
+    @property
+    def identity(self) -> str:
+        """The URL with no password and, for SQLite, the file's absolute path: one spelling per database."""
+        return identity_url(self.url)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
@@ -75,8 +98,8 @@ def redact(url: str) -> str:
     """The URL with any password masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return redact_text(url)
 
 
 @contextmanager
@@ -91,7 +114,13 @@ def translate_errors(url: str) -> Iterator[None]:
     except OperationalError as exc:
         if _is_lock_conflict(exc):
             raise _RetryableConflict(f"database {redact(url)} is busy: {_first_line(exc)}") from exc
-        raise DatabaseError(f"database {redact(url)}: {_first_line(exc)}") from exc
+        text = _first_line(exc)
+        if re.search(r'database ".*" does not exist', text):
+            raise MissingDatabaseError(
+                f"database {redact(url)} does not exist: create it on the server, then `t2reg init`") from exc
+        if "readonly database" in text:
+            raise DatabaseError(f"database {redact(url)} is read-only for this user; this command writes") from exc
+        raise DatabaseError(f"database {redact(url)}: {text}") from exc
     except DBAPIError as exc:
         raise DatabaseError(f"database {redact(url)}: {_first_line(exc)}") from exc
 
@@ -106,21 +135,51 @@ def _first_line(exc: DBAPIError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _make_engine(url: str) -> Engine:
+def identity_url(url: str) -> str:
+    """``url`` without its password, a SQLite path made absolute and resolved (see :attr:`Database.identity`)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite" and not _in_memory(parsed):
+        return f"sqlite:///{Path(parsed.database).expanduser().resolve()}"
+    return parsed.set(password=None).render_as_string(hide_password=False)
+
+
+def _parse(url: str) -> URL:
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise InvalidInputError(f"not a database URL: {url!r} (expected e.g. sqlite:///path or postgresql+psycopg://...)") from None
+        return make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        raise InvalidInputError(
+            f"not a database URL: {redact_text(url)!r} (expected e.g. sqlite:///path or postgresql+psycopg://...)"
+        ) from None
+
+
+def redact_text(url: str) -> str:
+    """A URL that may not parse, with anything between '://user:' and '@' masked."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _in_memory(parsed: URL) -> bool:
+    database = parsed.database or ""
+    return (database in ("", ":memory:") or database.startswith("file::memory:")
+            or parsed.query.get("mode") == "memory")
+
+
+def _make_engine(url: str, create: bool) -> tuple[Engine, bool]:
+    parsed = _parse(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(parsed)
-        return create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed), json_serializer=_strict_json)
+            return _sqlite_engine(parsed, create)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed), json_serializer=_strict_json)
+        return engine, False
+    except T2RegError:
+        raise
     except NoSuchModuleError:
         raise InvalidInputError(f"no SQLAlchemy driver for {parsed.drivername!r} in {redact(url)}") from None
     except ModuleNotFoundError as exc:
         raise InvalidInputError(
             f"the driver for {redact(url)} is not installed ({exc.name}); for PostgreSQL: pip install 't2reg[postgres]'"
         ) from None
+    except (ArgumentError, TypeError, ValueError) as exc:  # query arguments the driver does not take
+        raise InvalidInputError(f"database URL {redact(url)}: {exc}") from None
 
 
 def _strict_json(value: object) -> str:
@@ -134,20 +193,33 @@ def _connect_args(parsed) -> dict[str, object]:
     return {}
 
 
-def _sqlite_engine(parsed) -> Engine:
-    if parsed.database and parsed.database != ":memory:":
+def _sqlite_engine(parsed: URL, create: bool) -> tuple[Engine, bool]:
+    if _in_memory(parsed):
+        raise InvalidInputError(
+            f"{parsed.render_as_string()!r} is an in-memory database: it would keep nothing after this command; "
+            "give a file (sqlite:///PATH) or a server URL"
+        )
+    path = Path(parsed.database).expanduser()
+    if create:
         try:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"database {redact(str(parsed))}: cannot create its folder ({exc.strerror})") from None
-    engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, json_serializer=_strict_json)
+    else:
+        _require_existing_file(path)
+    read_only = path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    target = _read_only_url(parsed, path) if read_only else parsed
+    engine = create_engine(target, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, json_serializer=_strict_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         # Take transaction control away from pysqlite so the "begin" hook decides.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", f"busy_timeout={SQLITE_BUSY_MS}", "synchronous=NORMAL"):
+        pragmas = ["foreign_keys=ON", f"busy_timeout={SQLITE_BUSY_MS}"]
+        if not read_only:  # switching the journal mode is a write
+            pragmas = ["journal_mode=WAL", *pragmas, "synchronous=NORMAL"]
+        for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -155,4 +227,29 @@ def _sqlite_engine(parsed) -> Engine:
     def _on_begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
-    return engine
+    return engine, read_only
+
+
+def _require_existing_file(path: Path) -> None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise MissingDatabaseError(
+            f"no registry at {path} (no such file); `t2reg init` creates one there"
+        ) from None
+    except OSError as exc:
+        raise DatabaseError(f"database {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInputError(f"database {path} is not a regular file")
+    if info.st_size == 0:
+        raise MissingDatabaseError(f"{path} is an empty file, not a registry; `t2reg init` makes one there")
+
+
+def _read_only_url(parsed: URL, path: Path) -> URL:
+    # A WAL database needs its -shm file, which a reader without write access cannot create.
+    # With no pending -wal content the file alone is the whole database: read it as immutable.
+    # Otherwise ask SQLite for a plain read-only open (it works where the -shm file exists).
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    query = {"mode": "ro", "uri": "true", **({} if pending else {"immutable": "1"})}
+    return parsed.set(database=f"file:{quote(str(path.resolve()))}", query=query)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from t2reg.expert_file import Expert, ExpertMeta, Metric
+from t2reg.expert_file import Expert, ExpertMeta
+from t2reg.protocols import Measurement
 from t2reg.registry.entities import ExpertVersion, Lineage
 from t2reg.vocabulary import Source
 
@@ -36,7 +37,7 @@ class DerivedExpert:
     renormalize: str = "nuclear"
     provenance: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
-    metrics: tuple[Metric, ...] = ()
+    measurements: tuple[Measurement, ...] = ()  # its scores, each run under its protocol
     lineage: tuple[Lineage, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     job_id: int | None = None  # publish once per job
@@ -57,5 +58,5 @@ def publish_derived(registry: Registry, derived: DerivedExpert) -> ExpertVersion
     if derived.job_id is not None:
         tags[JOB_TAG] = str(derived.job_id)
     return registry.publish(Expert(vectors, meta), model=derived.model, task=derived.task, name=derived.name,
-                            description=derived.description, metrics=derived.metrics, lineage=derived.lineage,
+                            description=derived.description, measurements=derived.measurements, lineage=derived.lineage,
                             tags=tags)

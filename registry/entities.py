@@ -61,6 +61,18 @@ class EvaluationInfo(_Serialisable):
     n: int | None
     source: str
     created_at: datetime
+    protocol: str = ""  # the protocol's id
+    results_sha256: str | None = None  # the per-question results blob, when the run kept them
+
+
+@dataclass(frozen=True)
+class ProtocolInfo(_Serialisable):
+    """A protocol as stored: its id, task, spec (see :class:`t2reg.protocols.Protocol`) and use count."""
+
+    id: str
+    task: str
+    spec: dict[str, Any]
+    uses: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,9 @@ class RankedVersion(_Serialisable):
     split: str | None
     n: int | None
     evaluated_at: datetime
+    protocol: str = ""
+    interval95: tuple[float, float] | None = None  # for a proportion with its n
+    overlaps_leader: bool = False  # the interval overlaps the first row's: not told apart from it
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,7 @@ class VerifyReport(_Serialisable):
     missing: tuple[str, ...]
     corrupt: tuple[str, ...]
     unreferenced: tuple[str, ...]
+    strays: tuple[str, ...] = ()  # paths under sha256/ that are not blobs (reported, never touched)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +155,9 @@ class GcReport(_Serialisable):
     bytes_freed: int
     kept_young: int
     dry_run: bool
+    purged: tuple[str, ...] = ()  # NAME:VERSION of versions purged by this run (or that would be)
+    shared_with: tuple[str, ...] = ()  # other registries using the store, whose references were honoured
+    strays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,37 @@
 """Evaluations and the ``best`` ranking, inside a session.
 
 ``best`` is a single indexed query: each evaluation row carries flags marking
-it the newest for its (version, task, metric) and for its split, kept current
-by :func:`add` in the same transaction, so ranking reads one index range in
-score order and stops at the limit.
+it the newest for its (version, task, metric, protocol) and for its split,
+kept current by :func:`add` in the same transaction, so ranking reads one index
+range in score order and stops at the limit. Only scores measured under one
+protocol are ranked together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
 from t2reg.expert_file import Metric
-from t2reg.registry.entities import RankedVersion
+from t2reg.registry import protocols
+from t2reg.registry.entities import EvaluationInfo, RankedVersion
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
 from t2reg.registry.validation import source_values
+from t2reg.stats import intervals_overlap, wilson_interval
 from t2reg.vocabulary import VersionStatus
 
 
-def add(session: Session, version_id: int, metric: Metric, source: str) -> EvaluationRow:
-    """Record a score and make it the latest for its version, task, metric (and split)."""
+def add(session: Session, version_id: int, metric: Metric, source: str, protocol_id: str,
+        results_sha256: str | None = None) -> EvaluationRow:
+    """Record a score and make it the latest for its version, task, metric, protocol (and split)."""
     same = (
         EvaluationRow.version_id == version_id,
         EvaluationRow.task == metric.task,
         EvaluationRow.metric == metric.metric,
+        EvaluationRow.protocol_id == protocol_id,
     )
     session.execute(update(EvaluationRow).where(*same, EvaluationRow.is_latest == true()).values(is_latest=False))
     same_split = EvaluationRow.split.is_(None) if metric.split is None else EvaluationRow.split == metric.split
@@ -35,10 +41,17 @@ def add(session: Session, version_id: int, metric: Metric, source: str) -> Evalu
         .values(is_latest_in_split=False)
     )
     row = EvaluationRow(version_id=version_id, is_latest=True, is_latest_in_split=True,
-                        **EvaluationRow.columns_of(metric, source))
+                        **EvaluationRow.columns_of(metric, source, protocol_id, results_sha256))
     session.add(row)
     session.flush()
     return row
+
+
+def latest_with_results(session: Session, version_id: int, task: str, protocol_id: str) -> EvaluationInfo | None:
+    row = session.scalar(select(EvaluationRow).where(
+        EvaluationRow.version_id == version_id, EvaluationRow.task == task, EvaluationRow.protocol_id == protocol_id,
+        EvaluationRow.results_sha256.is_not(None)).order_by(EvaluationRow.id.desc()).limit(1))
+    return None if row is None else row.to_entity()
 
 
 def best(
@@ -49,14 +62,20 @@ def best(
     split: str | None = None,
     sources: Iterable[str] = (),
     limit: int = 5,
+    protocol_id: str | None = None,
 ) -> list[RankedVersion]:
-    """Live versions ranked by their most recent score for ``task``/``metric``."""
+    """Live versions ranked by their most recent score for ``task``/``metric`` under one protocol
+    (by default the task's most used one that has such scores)."""
+    protocol_id = protocol_id or protocols.default_for(session, task, metric)
+    if protocol_id is None:
+        return []
     stmt = (
         select(EvaluationRow, VersionRow.version, VersionRow.source, ExpertRow.name, BaseModelRow.name)
         .join(VersionRow, VersionRow.id == EvaluationRow.version_id)
         .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
         .join(BaseModelRow, BaseModelRow.id == ExpertRow.base_model_id)
-        .where(EvaluationRow.task == task, EvaluationRow.metric == metric, VersionRow.status == VersionStatus.LIVE.value)
+        .where(EvaluationRow.task == task, EvaluationRow.metric == metric, EvaluationRow.protocol_id == protocol_id,
+               VersionRow.status == VersionStatus.LIVE.value)
     )
     if split is None:
         stmt = stmt.where(EvaluationRow.is_latest == true())
@@ -68,8 +87,22 @@ def best(
     if sources:
         stmt = stmt.where(VersionRow.source.in_(sources))
     stmt = stmt.order_by(EvaluationRow.value.desc(), EvaluationRow.id.desc()).limit(limit)
-    return [ev.to_ranked(i, name, version, source, model)
-            for i, (ev, version, source, name, model) in enumerate(session.execute(stmt), start=1)]
+    ranked = [ev.to_ranked(i, name, version, source, model)
+              for i, (ev, version, source, name, model) in enumerate(session.execute(stmt), start=1)]
+    return _with_intervals(ranked)
+
+
+def _with_intervals(ranked: list[RankedVersion]) -> list[RankedVersion]:
+    """Each proportion's 95% interval, and whether it overlaps the leader's (then the two are not told apart)."""
+    out = []
+    for row in ranked:
+        interval = None
+        if row.n and 0.0 <= row.value <= 1.0:
+            interval = wilson_interval(round(row.value * row.n), row.n)
+        out.append(dataclasses.replace(row, interval95=interval))
+    leader = out[0].interval95 if out else None
+    return [dataclasses.replace(r, overlaps_leader=i > 0 and leader is not None and r.interval95 is not None
+                                and intervals_overlap(r.interval95, leader)) for i, r in enumerate(out)]
 
 
 def metrics_for_task(session: Session, task: str) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from t2reg.errors import InvalidInputError
 
 KEYS = ("model", "task", "source", "name")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CLAUSE = re.compile(r"^\s*(?P<key>[A-Za-z][\w.-]*)\s*(?:=\s*(?P<value>[^=()]*?)|\s+in\s*\((?P<values>[^()]*)\))\s*$")
 
 
@@ -67,4 +68,6 @@ def _clause(part: str, text: str) -> Clause:
     values = tuple(v.strip() for v in raw if v.strip())
     if not values:
         raise InvalidInputError(f"filter clause {part.strip()!r} has no value")
+    if any(_CONTROL.search(v) for v in values):  # no name or tag value holds one; PostgreSQL refuses NUL outright
+        raise InvalidInputError(f"filter clause {part.strip()!r} holds a control character")
     return Clause(key, values)

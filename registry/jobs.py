@@ -22,6 +22,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, NotFoundError
+from t2reg.registry.validation import INT_MAX, validate_count
 from t2reg.registry.db import Database
 from t2reg.registry.entities import JobEvent, JobInfo, as_utc
 from t2reg.registry.orm import JobEventRow, JobRow, utcnow
@@ -79,6 +80,7 @@ class JobQueue:
             return _row(session, job_id).to_entity(_event_count(session, job_id))
 
     def list(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[JobInfo]:
+        validate_count(limit, "limit")
         if status is not None:
             status = JobStatus.parse(status, "job status").value
         query = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
@@ -180,6 +182,8 @@ class JobQueue:
 
 
 def _row(session: Session, job_id: int) -> JobRow:
+    if not 1 <= job_id <= INT_MAX:  # no row has such an id, and the driver could not even send it
+        raise NotFoundError(f"no job {job_id}")
     row = session.get(JobRow, job_id)
     if row is None:
         raise NotFoundError(f"no job {job_id}")

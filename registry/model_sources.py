@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from t2reg.architectures import architecture_of, matrix_specs
 from t2reg.builtin_models import BUILTIN_MODELS
 from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.registry.validation import validate_revision
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def from_hub(repo_id: str, revision: str | None = None, name: str | None = None)
 
 def resolve_spec(source: str, name: str | None = None, revision: str | None = None) -> ModelSpec:
     """Pick the source kind from what ``source`` looks like: a directory, a built-in, a hub id."""
+    validate_revision(revision)  # before any download: it becomes part of a folder name
     path = Path(source).expanduser()
     if path.is_dir():
         return from_directory(path, name)

@@ -29,6 +29,7 @@ from t2reg.registry.entities import (
     JobInfo,
     Lineage,
     ModelInfo,
+    ProtocolInfo,
     RankedVersion,
     as_utc,
 )
@@ -119,6 +120,7 @@ class VersionRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=VersionStatus.LIVE.value)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when soft-deleted (gc's grace)
 
     def to_entity(self, expert: ExpertRow, model_name: str, **extra: Any) -> ExpertVersion:
         """The version as handed out; ``extra`` adds tags, aliases, evaluations and lineage."""
@@ -141,8 +143,26 @@ class VersionRow(Base):
         )
 
 
+class ProtocolRow(Base):
+    """How scores were measured (see :mod:`t2reg.protocols`); ``uses`` counts the runs recorded under it,
+    so a task's most used protocol is one indexed lookup."""
+
+    __tablename__ = "protocols"
+    __table_args__ = (Index("ix_protocols_task_uses", "task", "uses"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_entity(self) -> ProtocolInfo:
+        return ProtocolInfo(self.id, self.task, self.spec, self.uses)
+
+
 class ScoreColumns:
-    """What every score row holds: ``task:metric = value`` on ``split`` over ``n`` examples."""
+    """What every score row holds: ``task:metric = value`` on ``split`` over ``n`` examples, measured under
+    ``protocol_id``, with the per-question results (a blob) when the run kept them."""
 
     task: Mapped[str] = mapped_column(String(100))
     metric: Mapped[str] = mapped_column(String(100))
@@ -151,26 +171,30 @@ class ScoreColumns:
     n: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    protocol_id: Mapped[str] = mapped_column(String(128), ForeignKey("protocols.id"))
+    results_sha256: Mapped[str | None] = mapped_column(String(64))
 
     def to_entity(self) -> EvaluationInfo:
-        return EvaluationInfo(self.task, self.metric, self.value, self.split, self.n, self.source, self.created_at)
+        return EvaluationInfo(self.task, self.metric, self.value, self.split, self.n, self.source, self.created_at,
+                              self.protocol_id, self.results_sha256)
 
     @staticmethod
-    def columns_of(metric: Metric, source: str) -> dict[str, Any]:
+    def columns_of(metric: Metric, source: str, protocol_id: str, results_sha256: str | None) -> dict[str, Any]:
         """The score columns of a new row recording ``metric``."""
         return {"task": metric.task, "metric": metric.metric, "value": metric.value, "split": metric.split,
-                "n": metric.n, "source": source}
+                "n": metric.n, "source": source, "protocol_id": protocol_id, "results_sha256": results_sha256}
 
 
 class EvaluationRow(ScoreColumns, Base):
-    """One score. ``is_latest`` marks the newest row per (version, task, metric),
-    ``is_latest_in_split`` the newest per (version, task, metric, split); both are
+    """One score. ``is_latest`` marks the newest row per (version, task, metric, protocol),
+    ``is_latest_in_split`` the newest per (version, task, metric, protocol, split); both are
     maintained in the inserting transaction so ``best`` is one index range scan."""
 
     __tablename__ = "evaluations"
     __table_args__ = (
-        Index("ix_evaluations_rank", "task", "metric", "is_latest", "value", "id"),
-        Index("ix_evaluations_rank_split", "task", "metric", "split", "is_latest_in_split", "value", "id"),
+        Index("ix_evaluations_rank", "task", "metric", "protocol_id", "is_latest", "value", "id"),
+        Index("ix_evaluations_rank_split", "task", "metric", "protocol_id", "split", "is_latest_in_split", "value",
+              "id"),
         Index("ix_evaluations_version", "version_id", "task", "metric"),
     )
 
@@ -182,7 +206,7 @@ class EvaluationRow(ScoreColumns, Base):
     def to_ranked(self, rank: int, name: str, version: int, source: str, model: str) -> RankedVersion:
         """This score as one row of ``best``, for version ``name:version`` of ``model``."""
         return RankedVersion(rank, f"{name}:{version}", name, version, model, Source(source), self.task, self.metric,
-                             self.value, self.split, self.n, self.created_at)
+                             self.value, self.split, self.n, self.created_at, self.protocol_id)
 
 
 class LineageRow(Base):

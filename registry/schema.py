@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -11,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from t2reg.errors import DatabaseError
+from t2reg.errors import DatabaseError, InvalidInputError
 from t2reg.registry.db import Database, translate_errors
 
 VERSION_TABLE = "t2reg_alembic_version"
@@ -51,13 +53,35 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
-    with translate_errors(db.url):
+    _check_known(db)
+    with translate_errors(db.url), _revision_errors():
         command.upgrade(alembic_config(db), revision)
 
 
 def downgrade(db: Database, revision: str) -> None:
-    with translate_errors(db.url):
+    _check_known(db)
+    with translate_errors(db.url), _revision_errors():
         command.downgrade(alembic_config(db), revision)
+
+
+def _check_known(db: Database) -> None:
+    current = current_revision(db)
+    if current is not None and not is_known(current):
+        raise DatabaseError(
+            f"database {db.display_url} is at schema revision {current}, newer than this t2reg knows "
+            f"({head_revision()}); upgrade t2reg, not the database"
+        )
+
+
+@contextmanager
+def _revision_errors() -> Iterator[None]:
+    # alembic's answer to a revision it does not know, e.g. `t2reg db downgrade 9999`
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise InvalidInputError(f"{{revision}}: {exc}", options=["revision"]) from None
 
 
 def is_empty(db: Database) -> bool:
@@ -74,7 +98,22 @@ def check_schema(db: Database) -> str:
         if is_empty(db):
             return "empty"
         raise DatabaseError(f"database {db.display_url} holds tables but no t2reg schema revision; refusing to touch it")
+    if not is_known(current):
+        raise DatabaseError(
+            f"database {db.display_url} is at schema revision {current}, which this t2reg does not know (it knows up "
+            f"to {head_revision()}): a newer t2reg wrote it; upgrade t2reg to use it"
+        )
     raise DatabaseError(
         f"database {db.display_url} is at schema revision {current}, this t2reg needs {head_revision()}: "
         "run `t2reg db upgrade`"
     )
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of this t2reg's migrations."""
+    from alembic.util.exc import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_script_config()).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -12,24 +12,80 @@ from typing import Iterable
 
 from t2reg.errors import InvalidInputError, InvalidReferenceError
 from t2reg.expert_file import Metric
+from t2reg.specs import INT_MAX
 from t2reg.vocabulary import Source
 
 NAME_MAX = 128
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MODEL_NAME_MAX = 200
+REVISION_MAX = 100
+# The one name pattern (experts, tasks, metrics, aliases, tag keys; model names are one or two of
+# these joined by '/'). It cannot spell '.', '..', a '/', a control character or a space, so a name
+# is always safe as one path component and prints as itself.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_NAME = re.compile(rf"^{NAME_PATTERN}$")
+_MODEL_NAME = re.compile(rf"^{NAME_PATTERN}(?:/{NAME_PATTERN})?$")
+_REVISION = re.compile(rf"^{NAME_PATTERN}(?:/{NAME_PATTERN})*$")
 _METRIC = re.compile(r"^(?:(?P<task>[^:=\s]+):)?(?P<metric>[^:=\s]+)=(?P<value>.*)$")
 
 
-def validate_name(name: str, what: str = "expert name") -> str:
-    """Names are 1-128 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit."""
+def validate_name(name: str, what: str = "expert name", max_length: int = NAME_MAX) -> str:
+    """Names are 1-128 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit (``max_length`` may be lower)."""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"{what} must be text, not {type(name).__name__}")
     if not name:
         raise InvalidInputError(f"{what} is empty")
-    if len(name) > NAME_MAX:
-        raise InvalidInputError(f"{what} {name[:20]!r}... is {len(name)} characters; at most {NAME_MAX}")
+    if len(name) > max_length:
+        raise InvalidInputError(f"{what} {name[:20]!r}... is {len(name)} characters; at most {max_length}")
     if not _NAME.match(name):
         raise InvalidInputError(
-            f"{what} {name!r} may hold only letters, digits, '.', '_' and '-' (no '/', ':', '@' or spaces)"
+            f"{what} {name!r} may hold only letters, digits, '.', '_' and '-', starting with a letter or digit "
+            "(no '/', ':', '@' or spaces)"
         )
     return name
+
+
+def validate_model_name(name: str, what: str = "model name") -> str:
+    """A model name: ``NAME`` or ``OWNER/NAME`` (a Hugging Face id), each part a name as above."""
+    if not isinstance(name, str) or not name or len(name) > MODEL_NAME_MAX or not _MODEL_NAME.match(name):
+        raise InvalidInputError(
+            f"{what} {name!r} must be NAME or OWNER/NAME (at most {MODEL_NAME_MAX} characters), each part letters, "
+            "digits, '.', '_' and '-' starting with a letter or digit"
+        )
+    return name
+
+
+def validate_revision(revision: str | None) -> str:
+    """A model revision: empty, or names joined by '/' (a commit hash, a branch, a tag)."""
+    if not revision:
+        return ""
+    if len(revision) > REVISION_MAX or not _REVISION.match(revision):
+        raise InvalidInputError(
+            f"{{revision}} {revision!r} must be a commit hash, branch or tag: letters, digits, '.', '_', '-' and '/' "
+            f"(at most {REVISION_MAX} characters)", options=["revision"])
+    return revision
+
+
+def path_slug(name: str) -> str:
+    """A validated model name or revision as one path component: '/' becomes '--'."""
+    return name.replace("/", "--")
+
+
+def validate_task(task: str | None) -> str | None:
+    """A task name (or None): a name of at most 100 characters."""
+    return None if task is None else validate_name(task, "task", max_length=100)
+
+
+def validate_count(value: int | None, what: str, minimum: int = 1) -> int | None:
+    """An integer option (``n``, ``limit``, an id) within what the database stores, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{{{what}}} must be a whole number, not {value!r}", options=[what])
+    if value < minimum:
+        raise InvalidInputError(f"{{{what}}} must be at least {minimum}", options=[what])
+    if value > INT_MAX:
+        raise InvalidInputError(f"{{{what}}} must be at most {INT_MAX}", options=[what])
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,8 +110,8 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReferenceError(f"bad reference {text!r}: use NAME, NAME:VERSION or NAME@ALIAS")
     if ":" in text:
         name, _, raw = text.partition(":")
-        if not raw.isdigit() or int(raw) < 1:
-            raise InvalidReferenceError(f"bad reference {text!r}: the version must be a whole number from 1")
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= INT_MAX:
+            raise InvalidReferenceError(f"bad reference {text!r}: the version must be a whole number from 1 to {INT_MAX}")
         return Reference(_ref_name(name, text), version=int(raw))
     if "@" in text:
         name, _, alias = text.partition("@")
@@ -91,9 +147,32 @@ def parse_metric(text: str, default_task: str | None = None, split: str | None =
         raise InvalidInputError(f"metric {text!r}: {raw!r} is not a number") from None
     if not math.isfinite(value):
         raise InvalidInputError(f"metric {text!r}: the value must be finite")
-    if n is not None and n < 1:
-        raise InvalidInputError(f"metric {text!r}: n must be at least 1")
-    return Metric(validate_name(task, "task"), validate_name(match.group("metric"), "metric"), value, split, n)
+    return check_metric(Metric(task, match.group("metric"), value, split, n))
+
+
+def check_metric(metric: Metric) -> Metric:
+    """One rule for every score, typed or read from a file: names, a finite value, a split name, 1 <= n."""
+    validate_task(metric.task)
+    validate_name(metric.metric, "metric", max_length=100)
+    if isinstance(metric.value, bool) or not isinstance(metric.value, (int, float)) or not math.isfinite(metric.value):
+        raise InvalidInputError(f"score {metric.task}:{metric.metric} = {metric.value!r}: the value must be a finite number")
+    if metric.split is not None:
+        validate_name(metric.split, "split", max_length=50)
+    validate_count(metric.n, "n")
+    return metric
+
+
+def check_text(value: str, what: str, max_length: int, newlines: bool = False) -> str:
+    """Free text (a description, a tag value): bounded, and no control characters but newlines and tabs if allowed."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be text, not {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidInputError(f"{what} is longer than {max_length} characters")
+    allowed = "\t\n" if newlines else ""
+    bad = next((c for c in value if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) and c not in allowed), None)
+    if bad is not None:
+        raise InvalidInputError(f"{what} holds the control character {bad!r}")
+    return value
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -101,9 +180,13 @@ def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
         raise InvalidInputError(f"bad tag {text!r}: expected KEY=VALUE")
-    if len(value) > 500:
-        raise InvalidInputError(f"tag {key!r}: the value is longer than 500 characters")
-    return validate_name(key.strip(), "tag key"), value
+    return check_tag(key.strip(), value)
+
+
+def check_tag(key: str, value: str) -> tuple[str, str]:
+    """A tag: a name as key (at most 100 characters), up to 500 characters of plain text as value."""
+    validate_name(key, "tag key", max_length=100)
+    return key, check_text(value, f"tag {key!r} value", 500)
 
 
 def parse_sources(text: str | None) -> tuple[Source, ...]:

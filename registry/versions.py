@@ -9,11 +9,12 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, NotFoundError
-from t2reg.expert_file import Metric
-from t2reg.registry import base_models, evaluations
+from t2reg.protocols import Measurement
+from t2reg.registry import base_models, evaluations, protocols
 from t2reg.registry.entities import ExpertVersion, Lineage
 from t2reg.registry.orm import (
     BaseModelRow,
+    utcnow,
     EvaluationRow,
     ExpertRow,
     LineageRow,
@@ -43,7 +44,8 @@ class NewVersion:
     renormalize: str
     source: Source
     metadata: dict[str, Any]
-    metrics: tuple[Metric, ...] = ()
+    # Scores recorded with the version: each run's metrics under its protocol, with its stored results blob.
+    measurements: tuple[tuple[Measurement, str | None], ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
     lineage: tuple[tuple[int | None, Lineage], ...] = ()  # (parent version id, edge)
 
@@ -78,8 +80,9 @@ def insert_version(session: Session, new: NewVersion) -> VersionRow:
         .returning(VersionRow.id)
     ).scalar_one()
     row = session.get(VersionRow, version_id)
-    for metric in new.metrics:
-        evaluations.add(session, row.id, metric, source="publish")
+    for measurement, results_sha256 in new.measurements:
+        for metric, protocol_id in protocols.assign(session, list(measurement.metrics), measurement.protocol):
+            evaluations.add(session, row.id, metric, "publish", protocol_id, results_sha256)
     for key, value in new.tags:
         session.add(VersionTagRow(version_id=row.id, key=key, value=value))
     for parent_id, edge in new.lineage:
@@ -208,6 +211,7 @@ def _condition(session: Session, clause: Clause):
 def soft_delete(session: Session, row: VersionRow) -> None:
     """Mark a version deleted and drop its aliases; its number is never reused."""
     row.status = VersionStatus.DELETED.value
+    row.deleted_at = utcnow()
     session.query(VersionAliasRow).filter(VersionAliasRow.version_id == row.id).delete()
 
 

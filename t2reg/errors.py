@@ -39,6 +39,15 @@ class T2RegError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def __reduce__(self):
+        # Errors cross process boundaries (a Ray replica's error reaches the job that sent it the work):
+        # rebuild with the same class, template and options, not from the rendered message alone.
+        return _rebuild, (type(self), self.template, self.options)
+
+
+def _rebuild(cls: type[T2RegError], template: str, options: tuple[str, ...]) -> T2RegError:
+    return cls(template, options=options)
+
 
 class InvalidInputError(T2RegError, ValueError):
     """The user's input (a file, a reference, an option value) is malformed."""
@@ -75,11 +84,29 @@ class DatabaseError(T2RegError, ConnectionError):
     exit_code = 1
 
 
+class ClusterError(T2RegError, ConnectionError):
+    """The compute cluster (Ray) cannot be reached, or lost every replica a job was running on."""
+
+    exit_code = 1
+
+
 class IntegrityCheckError(T2RegError, OSError):
     """A blob is missing or its bytes no longer hash to its name."""
 
     exit_code = 1
 
 
+class StorageError(T2RegError, OSError):
+    """A file t2reg must write or remove cannot be (a read-only or full file system, no permission)."""
+
+    exit_code = 1
+
+
 class UnsupportedArchitectureError(InvalidInputError):
     """A model architecture that no entry of the architecture table covers."""
+
+
+class IsolationUnavailableError(T2RegError):
+    """Generated code cannot be run under OS isolation here, and the weak mode was not chosen by name."""
+
+    exit_code = 1

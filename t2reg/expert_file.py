@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -129,16 +130,39 @@ def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:
     return land_bytes(path, dumps_expert(expert))
 
 
-def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes, with one-line errors for the usual ways that fails."""
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: an expert over every matrix of a 70B model is about 20 MB
+
+
+def read_file_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes (at most ``limit``), with one-line errors for the usual ways that fails.
+
+    A FIFO, a device (``/dev/zero``) or a socket is refused without reading: one
+    would block forever, another never end. Opened non-blocking, then checked on
+    the open descriptor, so a path swapped between check and read changes nothing.
+    """
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ExpertFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ExpertFileError(f"{path}: is a directory, not an expert file") from None
     except PermissionError:
         raise ExpertFileError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ExpertFileError(f"{path}: cannot open it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ExpertFileError(f"{path}: is a directory, not an expert file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ExpertFileError(f"{path}: not a regular file (a FIFO, device or socket); refusing to read it")
+        if info.st_size > limit:
+            raise ExpertFileError(f"{path}: {info.st_size} bytes; an expert file is at most {limit}")
+        os.set_blocking(fd, True)
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ExpertFileError(f"{path}: more than {limit} bytes; an expert file is at most {limit}")
+    return data
 
 
 def read_expert(path: str | os.PathLike[str]) -> Expert:
@@ -154,7 +178,7 @@ def loads_expert(data: bytes, origin: str = "<bytes>") -> Expert:
     _check_tensor_entries(header, len(data) - 8 - header_size, origin)
     try:
         vectors = st_load(data)
-    except (SafetensorError, ValueError) as exc:
+    except (SafetensorError, ValueError, TypeError, OverflowError, KeyError) as exc:
         raise ExpertFileError(f"{origin}: not a valid safetensors file ({exc})") from None
     _check_vectors(vectors, origin)
     return Expert(vectors=dict(vectors), meta=meta)
@@ -189,19 +213,29 @@ def _check_metadata_strings(raw: Any, origin: str) -> dict[str, str]:
 
 
 def _check_tensor_entries(header: Mapping[str, Any], data_bytes: int, origin: str) -> None:
-    # Checked before safetensors reads them so truncation and wrong kinds are named as such.
+    # Checked before safetensors reads them so truncation and wrong kinds are named as such,
+    # and so no ill-typed entry (a string as shape, a float as offset) reaches the reader.
     for key, entry in header.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("data_offsets"), list):
+        if not isinstance(entry, dict) or not _is_int_list(entry.get("data_offsets"), 2):
             raise ExpertFileError(f"{origin}: tensor {key!r} has a malformed header entry")
         if entry.get("dtype") != "F32":
-            raise ExpertFileError(f"{origin}: tensor {key!r} has dtype {entry.get('dtype')}; format v1 stores float32 (F32)")
-        if len(entry.get("shape", [])) != 1:
-            raise ExpertFileError(f"{origin}: tensor {key!r} has shape {entry.get('shape')}; SVF vectors are 1-D")
-        end = entry["data_offsets"][-1] if entry["data_offsets"] else 0
-        if not isinstance(end, int) or end > data_bytes:
+            raise ExpertFileError(f"{origin}: tensor {key!r} has dtype {entry.get('dtype')!r}; format v1 stores float32 (F32)")
+        if not _is_int_list(entry.get("shape"), 1):
+            raise ExpertFileError(f"{origin}: tensor {key!r} has shape {entry.get('shape')!r}; SVF vectors are 1-D")
+        begin, end = entry["data_offsets"]
+        if not 0 <= begin <= end:
+            raise ExpertFileError(f"{origin}: tensor {key!r} has data offsets {begin}..{end}")
+        if end > data_bytes:
             raise ExpertFileError(
                 f"{origin}: truncated: tensor {key!r} ends at byte {end} of the data, which has only {data_bytes}"
             )
+        if end - begin != 4 * entry["shape"][0]:
+            raise ExpertFileError(f"{origin}: tensor {key!r} holds {end - begin} bytes, not 4 x {entry['shape'][0]}")
+
+
+def _is_int_list(value: Any, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
 
 
 def _parse_meta(raw: Mapping[str, str], origin: str) -> ExpertMeta:
@@ -243,7 +277,7 @@ def _json_field(raw: Mapping[str, str], key: str, kind: type, origin: str) -> An
         return None
     try:
         value = json.loads(raw[key])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ExpertFileError(f"{origin}: metadata {key!r} is not valid JSON") from None
     if not isinstance(value, kind):
         raise ExpertFileError(f"{origin}: metadata {key!r} must be a JSON {kind.__name__}")
@@ -251,14 +285,20 @@ def _json_field(raw: Mapping[str, str], key: str, kind: type, origin: str) -> An
 
 
 def _parse_metric(entry: Any, origin: str) -> Metric:
-    try:
-        value = float(entry["value"])
-        if not math.isfinite(value):
-            raise ValueError
-        n = entry.get("n")
-        return Metric(str(entry["task"]), str(entry["metric"]), value, entry.get("split"), None if n is None else int(n))
-    except (KeyError, TypeError, ValueError):
-        raise ExpertFileError(f"{origin}: metrics entry {entry!r} needs task, metric and a finite value") from None
+    # JSON types are checked here (a dict as split, 1e400 as n); the registry then applies the
+    # same rules to these scores as to typed ones (names, 1 <= n) before storing them.
+    if not isinstance(entry, dict):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r} is not a JSON object")
+    task, metric, value, split, n = (entry.get(k) for k in ("task", "metric", "value", "split", "n"))
+    if not isinstance(task, str) or not isinstance(metric, str):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r} needs task and metric as strings")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r} needs a finite value (a number)")
+    if split is not None and not isinstance(split, str):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r}: split must be a string")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise ExpertFileError(f"{origin}: metrics entry {entry!r}: n must be a whole number")
+    return Metric(task, metric, float(value), split, n)
 
 
 def _check_vectors(vectors: Mapping[str, np.ndarray], origin: str) -> None:

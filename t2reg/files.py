@@ -19,6 +19,21 @@ from typing import BinaryIO, Iterator
 from t2reg.errors import InvalidInputError
 
 
+def contained(root: str | os.PathLike[str], *parts: str) -> Path:
+    """``root / parts...``, resolved, refused unless it lies strictly inside ``root`` (resolved too).
+
+    Every path t2reg builds from a name (a model folder, a spectra folder) goes
+    through here before anything is written or removed there, so a name such as
+    ``..`` or ``a/../../x`` can never reach outside its root, symlinks included.
+    """
+    base = Path(root).resolve()
+    path = base.joinpath(*parts).resolve()
+    if path == base or base not in path.parents:
+        shown = "/".join(parts)
+        raise InvalidInputError(f"{shown!r} would lie outside {base}; refusing to use it as a folder name")
+    return path
+
+
 def check_destination(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path, refused when something other than a regular file is already there."""
     if not os.fspath(path):

@@ -74,6 +74,8 @@ def parse_header(data: bytes | memoryview, total_size: int, origin: str, error=I
         header = json.loads(bytes(data[8 : 8 + size]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise error(f"{origin}: not a safetensors file (header is not JSON)") from None
+    except RecursionError:  # thousands of nested brackets
+        raise error(f"{origin}: not a safetensors file (header is nested too deeply)") from None
     if not isinstance(header, dict):
         raise error(f"{origin}: not a safetensors file (header is not a JSON object)")
     return header, size

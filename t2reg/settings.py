@@ -7,6 +7,7 @@ home                   ``T2REG_HOME``          ``~/.t2reg``
 database URL           ``T2REG_DATABASE_URL``  ``sqlite:///<home>/registry.db``
 blob root              ``T2REG_BLOB_ROOT``     ``<home>/blobs``
 job heartbeat timeout  ``T2REG_JOB_TIMEOUT``   ``120`` seconds
+code sandbox           ``T2REG_SANDBOX``       ``namespaces`` (or ``weak``, by name)
 =====================  ======================  ==================================
 """
 
@@ -23,6 +24,8 @@ ENV_HOME = "T2REG_HOME"
 ENV_DATABASE_URL = "T2REG_DATABASE_URL"
 ENV_BLOB_ROOT = "T2REG_BLOB_ROOT"
 ENV_JOB_TIMEOUT = "T2REG_JOB_TIMEOUT"
+ENV_SANDBOX = "T2REG_SANDBOX"
+SANDBOX_ISOLATIONS = ("namespaces", "weak")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,20 @@ def _job_timeout(env: Mapping[str, str]) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise InvalidInputError(f"{ENV_JOB_TIMEOUT} must be a positive number of seconds, not {raw!r}")
+    if not 0 < value < 1e9:  # nan, inf and absurd values would crash the worker's date arithmetic later
+        raise InvalidInputError(f"{ENV_JOB_TIMEOUT} must be a positive, finite number of seconds (below 1e9), not {raw!r}")
+    return value
+
+
+def sandbox_isolation(environ: Mapping[str, str] | None = None) -> str:
+    """How generated code is isolated: ``namespaces`` (the default: bubblewrap), or ``weak`` when asked for by name.
+
+    ``weak`` (a subprocess with rlimits and an in-process guard) is no security
+    boundary; it exists for machines where namespaces are unavailable, and only
+    ever by explicit choice.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_SANDBOX) or "namespaces"
+    if value not in SANDBOX_ISOLATIONS:
+        raise InvalidInputError(f"{ENV_SANDBOX} must be one of {', '.join(SANDBOX_ISOLATIONS)}, not {value!r}")
     return value

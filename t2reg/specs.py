@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound="JobSpec")
 
+INT_MAX = 2**63 - 1  # the largest integer every supported database (and a JSON reader in C) keeps exactly
+
 # How a resumable run hands over its progress: (state to continue from, the event of the step just done).
 Checkpoint = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -80,7 +82,10 @@ def _plain(value: Any) -> Any:
 
 
 def positive(spec: JobSpec, *names: str) -> None:
-    """Refuse any of ``names`` that is below 1, naming it."""
+    """Refuse any of ``names`` that is below 1 (or beyond what a database stores), naming it."""
     bad = [n for n in names if getattr(spec, n) < 1]
     if bad:
         raise InvalidInputError(f"{', '.join('{' + n + '}' for n in bad)} must be at least 1", options=bad)
+    huge = [n for n in names if getattr(spec, n) > INT_MAX]
+    if huge:
+        raise InvalidInputError(f"{', '.join('{' + n + '}' for n in huge)} must be at most {INT_MAX}", options=huge)

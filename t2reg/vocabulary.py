@@ -50,9 +50,18 @@ class Relation(Word):
     TRAINED_FROM = "trained_from"
 
 
+class MixSpace(Word):
+    """Where a mixture of experts is formed (see t2reg.adaptation.patching.mixing)."""
+
+    Z = "z"  # z' = sum alpha_k z_k: convex after renormalisation, it can only shrink an expert
+    LOGITS = "logits"  # z' = sigmoid(sum alpha_k logit z_k), as the reference code mixes: it extrapolates
+    STRENGTH = "strength"  # the z mixture with its effect scaled by a searched strength s
+
+
 class VersionStatus(Word):
     LIVE = "live"
-    DELETED = "deleted"
+    DELETED = "deleted"  # hidden from listings; its file is kept
+    PURGED = "purged"  # deleted and past gc's grace period: its file was freed, its number is still taken
 
 
 class JobStatus(Word):

@@ -28,7 +28,7 @@ def postgres():
     server = PostgresServer().start()
     template = "t2reg_template"
     server.create_database(template)
-    Registry(load_settings(home=server.root / "home", database_url=server.url(template))).close()
+    Registry(load_settings(home=server.root / "home", database_url=server.url(template)), create=True).close()
     server.template = template
     yield server
     server.stop()
@@ -51,14 +51,14 @@ def registry(backend, tmp_path, request):
     if backend == "postgres":
         reg = _pg_registry(request.getfixturevalue("postgres"), tmp_path)
     else:
-        reg = Registry(load_settings(home=tmp_path / "home"))
+        reg = Registry(load_settings(home=tmp_path / "home"), create=True)
     yield reg
     reg.close()
 
 
 @pytest.fixture
 def sqlite_registry(tmp_path):
-    reg = Registry(load_settings(home=tmp_path / "home"))
+    reg = Registry(load_settings(home=tmp_path / "home"), create=True)
     yield reg
     reg.close()
 
@@ -91,6 +91,7 @@ def smollm2_home(tmp_path_factory) -> Path:
     from t2reg.cli.main import _run
 
     home = tmp_path_factory.mktemp("smol-home")
-    for args in (["model", "add", "smollm2-135m", "--gguf", str(smollm2_gguf())], ["model", "decompose", "smollm2-135m"]):
+    for args in (["init"], ["model", "add", "smollm2-135m", "--gguf", str(smollm2_gguf())],
+                 ["model", "decompose", "smollm2-135m"]):
         assert _run(["--home", str(home), *args], debug=True) == 0
     return home

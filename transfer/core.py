@@ -16,6 +16,7 @@ import numpy as np
 
 from t2reg.errors import InvalidInputError
 from t2reg.transfer.alignment import layer_sources, resample, shuffle, source_position
+from t2reg.transfer.diagnostics import rank_profile
 from t2reg.transfer.layout import Layout, group_of, read_role, role_source
 from t2reg.transfer.report import LayerMapping, RoleCoverage, TransferReport
 
@@ -55,6 +56,12 @@ def transfer(
         )
     report = TransferReport(source.name, target.name, layer_align, rank_align, baseline,
                             seed if baseline == "shuffled" else None)
+    profile = rank_profile(vectors)
+    report.rank_profile = profile.to_dict()
+    if not profile.carries_order:
+        report.notes.append("the source vectors hardly vary along the rank axis (median smooth-fit R^2 "
+                            f"{profile.smooth_r2:.3f}): an ordered transfer and a shuffled one must coincide, up to "
+                            "noise; nothing can tell them apart")
     out: dict[str, np.ndarray] = {}
     counts = {role: [0, 0] for role in target_roles}
     for layer in range(target.num_layers):

@@ -33,6 +33,7 @@ class TransferReport:
     layers: list[LayerMapping] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     similarity: list[dict[str, Any]] = field(default_factory=list)
+    rank_profile: dict[str, Any] = field(default_factory=dict)  # see t2reg.transfer.diagnostics
 
     @property
     def defaulted_roles(self) -> list[str]:
@@ -63,5 +64,9 @@ class TransferReport:
             yield f"subspace similarity (top-{self.similarity[0]['k']} left singular vectors): " \
                   f"mean {sum(values) / len(values):.3f}, min {min(values):.3f}, max {max(values):.3f} " \
                   f"over {len(values)} matrix pairs"
+        if self.rank_profile:
+            p = self.rank_profile
+            yield (f"rank profile of the source (median over {p['matrices']} vectors): |Spearman rho| "
+                   f"{p['spearman']:.3f}, smooth-fit R^2 {p['smooth_r2']:.3f}, {p['flat']} flat")
         for note in self.notes:
             yield f"note: {note}"

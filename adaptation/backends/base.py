@@ -220,5 +220,12 @@ class DifferentiableBackend(Backend):
         for the model's own and gradients flow into them; without, it is the base model, without gradients."""
 
     @abstractmethod
+    def continuation_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+                              weights: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per-token log-probabilities of each (context ids, continuation ids) pair's continuation; pairs that
+        share a context share its forward pass. With ``weights`` those matrices stand in for the model's own
+        and gradients flow into them; without, no gradients."""
+
+    @abstractmethod
     def weight_layout(self, names: Sequence[str]) -> dict[str, WeightLayout]:
         """Dtype and orientation of each named matrix, so replacements match the model's own."""

@@ -21,7 +21,7 @@ from t2reg.adaptation.backends.base import (
     Sampling,
     WeightLayout,
 )
-from t2reg.adaptation.backends.tokens import cut_at_stop, left_pad
+from t2reg.adaptation.backends.tokens import cut_at_stop, left_pad, right_pad
 from t2reg.adaptation.models.files import load_model, load_tokenizer
 from t2reg.adaptation.patching import ExpertPatch, FactoredPopulation, transposed_names
 from t2reg.errors import InvalidInputError
@@ -85,47 +85,70 @@ class HFBackend(DifferentiableBackend):
 
     @torch.no_grad()
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        """Requests that share a context (and variant) share its forward pass (see :meth:`_shared_prefix`):
+        multiple-choice questions (one context, several options) cost little more than one pass over the
+        question."""
         encoded = [self.split_continuation(r.context, r.continuation) for r in requests]
-        results: list[float | None] = [None] * len(requests)
-        # Fast path: single-token continuations of one context (and variant) need one forward pass together.
         groups: dict[tuple[int | None, tuple[int, ...]], list[int]] = {}
-        for i, (ctx, cont) in enumerate(encoded):
-            if len(cont) == 1:
-                groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
-        contexts = list(groups)
-        for start in range(0, len(contexts), self.batch_size):
-            batch = contexts[start : start + self.batch_size]
-            self._select([variant for variant, _ in batch])
-            logprobs = self._last_logprobs([list(ctx) for _, ctx in batch])
-            for row, key in zip(logprobs, batch):
-                for i in groups[key]:
-                    results[i] = float(row[encoded[i][1][0]])
-        rest = [i for i, r in enumerate(results) if r is None]
-        for start in range(0, len(rest), self.batch_size):
-            idx = rest[start : start + self.batch_size]
-            self._select([requests[i].variant for i in idx])
-            for i, value in zip(idx, self._sequence_logprobs([encoded[i] for i in idx])):
-                results[i] = value
-        return [float(r) for r in results]
+        for i, (ctx, _) in enumerate(encoded):
+            groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
+        results = [0.0] * len(requests)
+        keys = list(groups)
+        for start in range(0, len(keys), self.batch_size):
+            batch = keys[start : start + self.batch_size]
+            scored = self._shared_prefix([list(ctx) for _, ctx in batch],
+                                         [[encoded[i][1] for i in groups[key]] for key in batch],
+                                         variants=[variant for variant, _ in batch])
+            for key, logprobs in zip(batch, scored):
+                for i, tokens in zip(groups[key], logprobs):
+                    results[i] = float(tokens.sum())
+        return results
 
-    def _last_logprobs(self, contexts: list[list[int]]) -> torch.Tensor:
+    def _shared_prefix(self, contexts: list[list[int]], continuations: list[list[list[int]]],
+                       variants: list[int | None] | None = None,
+                       weights: Mapping[str, torch.Tensor] | None = None) -> list[list[torch.Tensor]]:
+        """Each context's continuations' per-token log-probabilities, the context run once.
+
+        The contexts' pass gives each continuation's first token (from the last logits) and a cache of
+        keys and values; every continuation with more tokens gets its own copy of its context's cache, and
+        all of them run together in one more pass (inputs: each continuation's tokens but the last,
+        right-padded). With ``weights`` both passes use those matrices and gradients flow through them.
+        """
+        forward = self._forward_with(weights)
+        if variants is not None:
+            self._select(variants)
         ids, mask = self.pad(contexts)
-        logits = self._forward(ids, mask, keep=1)
-        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
+        longer = [(g, j) for g, conts in enumerate(continuations) for j, cont in enumerate(conts) if len(cont) > 1]
+        out = forward(**self._inputs(ids, mask, keep=1), use_cache=bool(longer))
+        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        result = [[first[g, cont[0]].reshape(1) for cont in conts] for g, conts in enumerate(continuations)]
+        if not longer:
+            return result
+        rows = torch.tensor([g for g, _ in longer], device=self._device)
+        cache = out.past_key_values
+        cache.batch_select_indices(rows)
+        tails = [continuations[g][j][:-1] for g, j in longer]
+        tail_ids, tail_mask = right_pad(tails, self.tokenizer.pad_token_id)
+        width = tail_ids.shape[1]
+        positions = mask.sum(-1)[rows][:, None] + torch.arange(width, device=self._device)[None, :]
+        if variants is not None:
+            self._select([variants[g] for g, _ in longer])
+        logits = forward(input_ids=tail_ids.to(self._device),
+                         attention_mask=torch.cat([mask[rows], tail_mask.to(self._device)], 1),
+                         position_ids=positions, past_key_values=cache, use_cache=True).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        for r, (g, j) in enumerate(longer):
+            cont = continuations[g][j]
+            steps = torch.arange(len(cont) - 1, device=logprobs.device)
+            picked = logprobs[r, steps, torch.tensor(cont[1:], device=logprobs.device)]
+            result[g][j] = torch.cat([result[g][j], picked])
+        return result
 
-    def _sequence_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        # Left padding puts every continuation at the end of its row, so only the last positions' logits
-        # are computed (the vocabulary projection and softmax dominate memory on long contexts).
-        ids, mask = self.pad([c + k for c, k in pairs])
-        keep = max(len(k) for _, k in pairs) + 1
-        logits = self._forward(ids, mask, keep)
-        out = []
-        for row, (_, cont) in enumerate(pairs):
-            start = keep - len(cont) - 1
-            logprobs = torch.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
-            picked = logprobs.gather(1, torch.tensor(cont, device=logprobs.device)[:, None])
-            out.append(float(picked.sum()))
-        return out
+    def _forward_with(self, weights: Mapping[str, torch.Tensor] | None):
+        if weights is None:
+            return self.model
+        replaced = dict(weights)
+        return lambda **inputs: torch.func.functional_call(self.model, replaced, (), inputs)
 
     # -- weights -------------------------------------------------------------------------------
 
@@ -201,6 +224,22 @@ class HFBackend(DifferentiableBackend):
         inputs = self._inputs(ids, mask, keep)
         return torch.func.functional_call(self.model, dict(weights), (), inputs).logits.float()
 
+    def continuation_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+                              weights: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, _) in enumerate(pairs):
+            groups.setdefault(tuple(ctx), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(pairs)
+        keys = list(groups)
+        for start in range(0, len(keys), self.batch_size):
+            batch = keys[start : start + self.batch_size]
+            scored = self._shared_prefix([list(ctx) for ctx in batch], [[list(pairs[i][1]) for i in groups[key]]
+                                                                       for key in batch], weights=weights)
+            for key, logprobs in zip(batch, scored):
+                for i, tokens in zip(groups[key], logprobs):
+                    out[i] = tokens
+        return out
+
     def weight_layout(self, names: Sequence[str]) -> dict[str, WeightLayout]:
         transposed = transposed_names(self.model)
         return {n: WeightLayout(self.model.get_parameter(n).dtype, n in transposed) for n in names}
@@ -214,3 +253,4 @@ class HFBackend(DifferentiableBackend):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": ids.to(self._device), "attention_mask": mask.to(self._device),
                 "position_ids": positions.to(self._device), "logits_to_keep": keep}
+

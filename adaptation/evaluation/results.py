@@ -1,18 +1,31 @@
-"""What an evaluation produced: counts, the score, its 95% interval, and every output."""
+"""What an evaluation produced: counts, the score and its 95% interval, the trivial baselines beside it,
+and every question's result.
+
+Each row of :attr:`EvalResult.outputs` is one question: ``id``, ``prediction``
+(the option letter chosen, or the answer read off a generation), ``answer``,
+``correct``, ``logprob`` (the log-probability of the right answer; for
+generation, the reference's mean per-token log-probability) and, by mode,
+``output`` (the generated text) or ``option_logprobs`` (and, in cloze mode,
+``correct_norm``: right by byte-length-normalised log-likelihood).
+"""
 
 from __future__ import annotations
 
 import json
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t2reg.adaptation.tasks import SPLIT_SEED
 from t2reg.expert_file import Metric
 from t2reg.files import land_text
+from t2reg.protocols import Measurement, Protocol
+from t2reg.question_results import dumps_results
+from t2reg.stats import constant_baseline, wilson_interval
 
 LOGPROB_METRIC = "logprob"
+NORM_METRIC = "accuracy_norm"
+DOMINANT_SHARE = 0.5  # one option taking more than this share of predictions gets a warning
 
 
 @dataclass
@@ -24,8 +37,9 @@ class EvalResult:
     n: int
     correct: int
     seconds: float
-    split_seed: int = SPLIT_SEED
-    mean_correct_logprob: float | None = None  # choice mode: mean log-probability of the right letter
+    protocol: Protocol | None = None
+    mean_correct_logprob: float | None = None  # mean log-probability of the right answers
+    correct_norm: int | None = None  # cloze: right by byte-length-normalised log-likelihood
     outputs: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
@@ -33,43 +47,75 @@ class EvalResult:
         return self.correct / self.n if self.n else 0.0
 
     @property
+    def score_norm(self) -> float | None:
+        return None if self.correct_norm is None or not self.n else self.correct_norm / self.n
+
+    @property
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.correct, self.n)
 
+    @property
+    def multiple_choice(self) -> bool:
+        return any("option_logprobs" in row for row in self.outputs)
+
+    def constant_baseline(self) -> tuple[str | None, float] | None:
+        """The most common right answer in the scored questions, and the accuracy of always giving it."""
+        if not self.multiple_choice:
+            return None
+        return constant_baseline([row["answer"] for row in self.outputs])
+
+    def prediction_histogram(self) -> dict[str, int] | None:
+        if not self.multiple_choice:
+            return None
+        return dict(sorted(Counter(str(row["prediction"]) for row in self.outputs).items()))
+
+    def dominant_prediction(self) -> tuple[str, float] | None:
+        """The option predicted more often than :data:`DOMINANT_SHARE` of the time, if one is."""
+        histogram = self.prediction_histogram()
+        if not histogram or not self.n:
+            return None
+        option, count = max(histogram.items(), key=lambda item: item[1])
+        return (option, count / self.n) if count / self.n > DOMINANT_SHARE else None
+
     def to_dict(self) -> dict[str, Any]:
         low, high = self.interval
+        baseline = self.constant_baseline()
         return {"task": self.task, "split": self.split, "metric": self.metric, "mode": self.mode, "n": self.n,
                 "correct": self.correct, "score": self.score, "interval95": [low, high], "seconds": self.seconds,
-                "split_seed": self.split_seed, "mean_correct_logprob": self.mean_correct_logprob}
+                "accuracy_norm": self.score_norm, "mean_correct_logprob": self.mean_correct_logprob,
+                "protocol": self.protocol.to_dict() if self.protocol else None,
+                "constant_baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
+                "prediction_histogram": self.prediction_histogram()}
 
     def metrics(self, split: str | None = None) -> list[Metric]:
-        """What the registry records: the task's metric and, in choice mode, ``logprob`` (the mean
-        log-probability of the right option), which moves even when no answer flips."""
+        """What the registry records: the task's metric, ``accuracy_norm`` in cloze mode, and ``logprob``
+        (the mean log-probability of the right answer), which moves even when no answer flips."""
         split = split or self.split
         out = [Metric(self.task, self.metric, self.score, split, self.n)]
+        if self.score_norm is not None:
+            out.append(Metric(self.task, NORM_METRIC, self.score_norm, split, self.n))
         if self.mean_correct_logprob is not None:
             out.append(Metric(self.task, LOGPROB_METRIC, self.mean_correct_logprob, split, self.n))
         return out
+
+    def measurement(self, split: str | None = None) -> Measurement:
+        """What the registry records of this run: its metrics, protocol and per-question results."""
+        return Measurement(tuple(self.metrics(split)), self.protocol, self.results_blob())
+
+    def results_blob(self) -> bytes:
+        """The per-question results as the registry keeps them (:mod:`t2reg.question_results`)."""
+        return dumps_results(self.outputs)
 
     def save_outputs(self, path: Path) -> None:
         land_text(path, "".join(json.dumps(row) + "\n" for row in self.outputs))
 
     @classmethod
     def from_outputs(cls, task: str, split: str, metric: str, mode: str, outputs: list[dict[str, Any]],
-                     seconds: float) -> "EvalResult":
-        """Counts and the mean log-probability of the right answers, from per-example outputs."""
-        correct = sum(o["correct"] for o in outputs)
-        logprobs = [o["correct_logprob"] for o in outputs if "correct_logprob" in o]
-        return cls(task, split, metric, mode, len(outputs), correct, seconds,
-                   mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None, outputs=outputs)
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sane at 0 and n, unlike the normal one)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+                     seconds: float, protocol: Protocol | None = None) -> "EvalResult":
+        """Counts and the mean log-probability of the right answers, from per-question rows."""
+        correct = sum(bool(o["correct"]) for o in outputs)
+        logprobs = [o["logprob"] for o in outputs if o.get("logprob") is not None]
+        norm = [o["correct_norm"] for o in outputs if "correct_norm" in o]
+        return cls(task, split, metric, mode, len(outputs), correct, seconds, protocol,
+                   mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+                   correct_norm=sum(norm) if norm else None, outputs=outputs)

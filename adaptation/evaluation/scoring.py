@@ -1,7 +1,23 @@
-"""Scoring a backend on a task: generation (then the task's checker) or option log-likelihood.
+"""Scoring a backend on a task, one question at a time or many candidates per pass.
 
-One runner per mode turns examples into per-example outputs; :func:`evaluate`
-runs one model, :func:`evaluate_population` many mixtures in shared batches.
+Three modes (:class:`~t2reg.adaptation.tasks.Mode`):
+
+* ``cloze`` (multiple choice): each option's own text, after a space, is scored
+  as the continuation of the plain question prompt, as lm-evaluation-harness
+  scores ARC. The prediction is the option with the highest summed
+  log-probability (``accuracy``); ``accuracy_norm`` divides by the option's
+  length in UTF-8 bytes first. The backend computes each question's prefix once
+  and shares it across the options.
+* ``letter`` (multiple choice): the log-likelihood of each option letter after
+  a lettered prompt. ``permute`` K scores every question under K cyclic
+  rotations of its options and averages each option's log-likelihood over the
+  rotations, so a preference for one letter cancels.
+* ``generate``: greedy generation, then the task's checker; the reference
+  answer's mean per-token log-probability is the row's ``logprob``.
+
+:func:`evaluate` scores one model, :func:`evaluate_population` many mixtures in
+shared batches, and :func:`measure` a drawn set of :class:`Questions` under
+the protocol that names them.
 """
 
 from __future__ import annotations
@@ -11,68 +27,113 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.adaptation.backends import Backend, GenerationRequest, LoglikelihoodRequest, Sampling
+from t2reg.adaptation.evaluation.questions import Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.spec import MODES
-from t2reg.adaptation.tasks import LETTERS, Example, Task
+from t2reg.adaptation.tasks import LETTERS, Example, Mode, Task
 from t2reg.errors import InvalidInputError
 from t2reg.spectra import Spectra
 
 Progress = Callable[[Iterable], Iterable]
+Rows = list[dict[str, Any]]
+ALIASES = {"choice": Mode.LETTER}  # the name letter scoring had before cloze existed
 
 
-def resolve_mode(task: Task, mode: str) -> str:
-    if mode not in MODES:
-        raise InvalidInputError(f"unknown {{mode}} {mode!r}; choose from {', '.join(MODES)}", options=["mode"])
+def resolve_mode(task: Task, mode: str) -> Mode:
+    """The mode ``auto`` stands for on ``task`` (its default), or ``mode`` itself if the task supports it."""
     if mode == "auto":
-        return "choice" if task.multiple_choice else "generate"
-    if mode == "choice" and not task.multiple_choice:
+        return task.default_mode
+    if mode in ALIASES:
+        chosen = ALIASES[mode]
+    elif mode in Mode.values():
+        chosen = Mode(mode)
+    else:
+        raise InvalidInputError(f"unknown {{mode}} {mode!r}; choose from auto, {', '.join(Mode.values())}",
+                                options=["mode"])
+    if chosen not in task.modes:
         raise InvalidInputError(f"{task.name} is not multiple choice; score it by generation ({{mode}} generate)",
                                 options=["mode"])
-    return mode
+    return chosen
+
+
+def measure(backend: Backend, questions: Questions, mode: str = "auto", permute: int = 1,
+            progress: Progress | None = None) -> EvalResult:
+    """Score ``questions`` and name the protocol the score was measured under."""
+    chosen = resolve_mode(questions.task, mode)
+    result = evaluate(backend, questions.task, questions.examples, questions.split, chosen, progress,
+                      permute=permute)
+    return replace(result, protocol=questions.protocol(chosen, permute))
 
 
 def evaluate(backend: Backend, task: Task, examples: Sequence[Example], split: str = "test", mode: str = "auto",
-             progress: Progress | None = None, reference_logprob: bool = False) -> EvalResult:
-    """Score ``examples``; every per-example output is kept in the result.
+             progress: Progress | None = None, reference_logprob: bool = True, permute: int = 1) -> EvalResult:
+    """Score ``examples``; every question's row is kept in the result.
 
-    Choice mode always records the log-probability of the right option. With
-    ``reference_logprob``, generation records the reference answer's mean
-    per-token log-probability too (one more forward pass per example), so a
-    search can break ties on accuracy there as well.
+    In ``generate`` mode ``reference_logprob`` adds the reference answer's mean per-token log-probability
+    to each row (one more forward pass per question), so a search can break ties on accuracy there too.
     """
-    mode = resolve_mode(task, mode)
+    chosen = resolve_mode(task, mode)
     start = time.monotonic()
     examples = list(examples)
-    outputs = _RUNNERS[mode](backend, task, examples, progress or (lambda it: it), None)
-    if reference_logprob and mode == "generate":
-        _reference_logprobs(backend, task, examples, outputs, None)
-    return _result(task, split, mode, outputs, time.monotonic() - start)
+    rows = _run(chosen, backend, task, examples, progress or (lambda it: it), None, permute)
+    if reference_logprob and chosen == Mode.GENERATE:
+        _reference_logprobs(backend, task, examples, rows, None)
+    return EvalResult.from_outputs(task.name, split, task.metric, chosen, rows, time.monotonic() - start)
 
 
 def evaluate_population(backend: Backend, task: Task, examples: Sequence[Example], spectra: Spectra,
                         mixtures: Sequence[Mapping[str, Any]], renormalize: str = "nuclear", split: str = "shots",
-                        mode: str = "auto", reference_logprob: bool = False) -> list[EvalResult]:
+                        mode: str = "auto", reference_logprob: bool = False, permute: int = 1) -> list[EvalResult]:
     """Score every mixture on ``examples`` in shared batches (one forward pass serves many candidates).
 
     Row i of a batch runs with its own mixture in factored form (see
     :mod:`t2reg.adaptation.patching.population`); the backend must support it.
     """
-    mode = resolve_mode(task, mode)
+    chosen = resolve_mode(task, mode)
     start = time.monotonic()
     examples = list(examples)
     expanded = [ex for _ in mixtures for ex in examples]
     variants = [p for p in range(len(mixtures)) for _ in examples]
     with backend.population(spectra, mixtures, renormalize):
-        outputs = _RUNNERS[mode](backend, task, expanded, lambda it: it, variants)
-        if reference_logprob and mode == "generate":
-            _reference_logprobs(backend, task, expanded, outputs, variants)
+        rows = _run(chosen, backend, task, expanded, lambda it: it, variants, permute)
+        if reference_logprob and chosen == Mode.GENERATE:
+            _reference_logprobs(backend, task, expanded, rows, variants)
     seconds = (time.monotonic() - start) / max(1, len(mixtures))
     n = len(examples)
-    return [_result(task, split, mode, outputs[p * n : (p + 1) * n], seconds) for p in range(len(mixtures))]
+    return [EvalResult.from_outputs(task.name, split, task.metric, chosen, rows[p * n : (p + 1) * n], seconds)
+            for p in range(len(mixtures))]
 
 
-def _result(task: Task, split: str, mode: str, outputs: list[dict], seconds: float) -> EvalResult:
-    return EvalResult.from_outputs(task.name, split, task.metric, mode, outputs, seconds)
+def add_reference_logprobs(backend: Backend, task: Task, examples: Sequence[Example], result: EvalResult) -> EvalResult:
+    """``result`` (a generation run on ``examples``) with each row's reference log-probability filled in,
+    scored with the backend's current weights."""
+    _reference_logprobs(backend, task, list(examples), result.outputs, None)
+    return EvalResult.from_outputs(result.task, result.split, result.metric, result.mode, result.outputs,
+                                   result.seconds, result.protocol)
+
+
+def choice_prefix(backend: Backend, task: Task, ex: Example) -> str:
+    """The letter-mode context: the lettered prompt, rendered, up to the letter."""
+    return backend.render(task.prompt(ex)) + "The answer is ("
+
+
+def option_requests(task: Task, ex: Example, variant: int | None = None) -> list[LoglikelihoodRequest]:
+    """Cloze mode: each option's text (after a space) as the continuation of the plain question prompt."""
+    context = task.cloze_prompt(ex)
+    return [LoglikelihoodRequest(context, f" {text}", variant) for text in ex.choices]
+
+
+# -- the runners ---------------------------------------------------------------------------------------
+
+
+def _run(mode: Mode, backend: Backend, task: Task, examples: list[Example], progress: Progress,
+         variants: list[int] | None, permute: int) -> Rows:
+    if permute < 1 or (permute > 1 and mode != Mode.LETTER):
+        raise InvalidInputError("{permute} (at least 1) applies to letter scoring only", options=["permute"])
+    if mode == Mode.CLOZE:
+        return _cloze(backend, task, examples, progress, variants)
+    if mode == Mode.LETTER:
+        return _letter(backend, task, examples, progress, variants, permute)
+    return _generate(backend, task, examples, progress, variants)
 
 
 def _chunks(backend: Backend, n: int, least: int, progress: Progress) -> Iterable[slice]:
@@ -86,55 +147,82 @@ def _variant(variants: list[int] | None, i: int) -> int | None:
 
 
 def _generate(backend: Backend, task: Task, examples: list[Example], progress: Progress,
-              variants: list[int] | None) -> list[dict]:
-    outputs = []
+              variants: list[int] | None) -> Rows:
+    rows = []
     sampling = Sampling(task.max_new_tokens, task.stop)
     for part in _chunks(backend, len(examples), 16, progress):
         batch = examples[part]
         requests = [GenerationRequest(backend.render(task.prompt(ex)), sampling, _variant(variants, part.start + j))
                     for j, ex in enumerate(batch)]
-        texts = backend.generate(requests)
-        for ex, text in zip(batch, texts):
-            outputs.append({"id": ex.id, "output": text, "answer": ex.answer, "correct": bool(task.check(ex, text))})
-    return outputs
+        for ex, text in zip(batch, backend.generate(requests)):
+            rows.append({"id": ex.id, "prediction": task.extract(text) if task.extract else None,
+                         "answer": ex.answer, "correct": bool(task.check(ex, text)), "logprob": None,
+                         "output": text})
+    return rows
 
 
-def add_reference_logprobs(backend: Backend, task: Task, examples: Sequence[Example], result: EvalResult) -> EvalResult:
-    """``result`` (a generation run on ``examples``) with its tie-breaker filled in, scored with the
-    backend's current weights."""
-    _reference_logprobs(backend, task, list(examples), result.outputs, None)
-    logprobs = [o["correct_logprob"] for o in result.outputs]
-    return replace(result, mean_correct_logprob=sum(logprobs) / len(logprobs) if logprobs else None)
-
-
-def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], outputs: list[dict],
+def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], rows: Rows,
                         variants: list[int] | None) -> None:
     requests = [LoglikelihoodRequest(backend.render(task.prompt(ex)), ex.solution or ex.answer, _variant(variants, i))
                 for i, ex in enumerate(examples)]
-    for out, request, total in zip(outputs, requests, backend.loglikelihood(requests)):
+    for row, request, total in zip(rows, requests, backend.loglikelihood(requests)):
         tokens = backend.split_continuation(request.context, request.continuation)[1]
-        out["correct_logprob"] = total / max(1, len(tokens))
+        row["logprob"] = total / max(1, len(tokens))
 
 
-def choice_prefix(backend: Backend, task: Task, ex: Example) -> str:
-    return backend.render(task.prompt(ex)) + "The answer is ("
-
-
-def _choice(backend: Backend, task: Task, examples: list[Example], progress: Progress,
-            variants: list[int] | None) -> list[dict]:
-    outputs = []
+def _cloze(backend: Backend, task: Task, examples: list[Example], progress: Progress,
+           variants: list[int] | None) -> Rows:
+    rows = []
     for part in _chunks(backend, len(examples), 32, progress):
         batch = examples[part]
-        requests = [LoglikelihoodRequest(choice_prefix(backend, task, ex), LETTERS[i], _variant(variants, part.start + j))
-                    for j, ex in enumerate(batch) for i in range(len(ex.choices))]
+        requests = [r for j, ex in enumerate(batch) for r in option_requests(task, ex, _variant(variants, part.start + j))]
         scores = iter(backend.loglikelihood(requests))
         for ex in batch:
-            row = [next(scores) for _ in ex.choices]
-            best = max(range(len(row)), key=lambda i: (row[i], -i))
+            logprobs = [next(scores) for _ in ex.choices]
+            norm = [lp / max(1, len(text.encode("utf-8"))) for lp, text in zip(logprobs, ex.choices)]
             truth = LETTERS.index(ex.answer)
-            outputs.append({"id": ex.id, "output": LETTERS[best], "answer": ex.answer, "correct": best == truth,
-                            "logprobs": row, "correct_logprob": row[truth]})
-    return outputs
+            best, best_norm = _argmax(logprobs), _argmax(norm)
+            rows.append({"id": ex.id, "prediction": LETTERS[best], "answer": ex.answer, "correct": best == truth,
+                         "correct_norm": best_norm == truth, "logprob": logprobs[truth], "option_logprobs": logprobs})
+    return rows
 
 
-_RUNNERS = {"generate": _generate, "choice": _choice}
+def _letter(backend: Backend, task: Task, examples: list[Example], progress: Progress,
+            variants: list[int] | None, permute: int) -> Rows:
+    rows = []
+    for part in _chunks(backend, len(examples), 32, progress):
+        batch = examples[part]
+        requests, owners = [], []  # owners[i]: (question in batch, the original option a request scores)
+        for j, ex in enumerate(batch):
+            for rotation in range(min(permute, len(ex.choices))):
+                shown = _rotated(ex, rotation)
+                context = choice_prefix(backend, task, shown)
+                for position in range(len(ex.choices)):
+                    requests.append(LoglikelihoodRequest(context, LETTERS[position],
+                                                         _variant(variants, part.start + j)))
+                    owners.append((j, (position + rotation) % len(ex.choices)))
+        totals = [[0.0] * len(ex.choices) for ex in batch]
+        for (j, option), score in zip(owners, backend.loglikelihood(requests)):
+            totals[j][option] += score
+        for j, ex in enumerate(batch):
+            rotations = min(permute, len(ex.choices))
+            logprobs = [t / rotations for t in totals[j]]
+            truth, best = LETTERS.index(ex.answer), _argmax(logprobs)
+            rows.append({"id": ex.id, "prediction": LETTERS[best], "answer": ex.answer, "correct": best == truth,
+                         "logprob": logprobs[truth], "option_logprobs": logprobs})
+    return rows
+
+
+def _rotated(ex: Example, rotation: int) -> Example:
+    """The example with its options shown rotated: position i shows original option (i + rotation) mod n."""
+    if rotation == 0:
+        return ex
+    n = len(ex.choices)
+    choices = tuple(ex.choices[(i + rotation) % n] for i in range(n))
+    answer = LETTERS[(LETTERS.index(ex.answer) - rotation) % n]
+    return replace(ex, choices=choices, answer=answer)
+
+
+def _argmax(values: Sequence[float]) -> int:
+    # Ties go to the earliest option, so a constant scorer is a constant (and visible) answer.
+    return max(range(len(values)), key=lambda i: (values[i], -i))

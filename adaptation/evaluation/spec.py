@@ -11,7 +11,7 @@ from t2reg.specs import JobSpec, positive
 if TYPE_CHECKING:
     from t2reg.registry import Registry
 
-MODES = ("auto", "generate", "choice")
+MODES = ("auto", "cloze", "letter", "generate")  # auto: the task's default; "choice" is read as letter
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -25,7 +25,8 @@ class EvalSpec(JobSpec):
     ref: str | None = None
     base: str | None = None
     split: str = "test"
-    limit: int | None = None
+    limit: int | None = None  # a seeded random sample of this many questions (None: the whole split)
+    seed: int = 0  # the sample's seed
     backend: str = "hf"
     mode: str = "auto"
     data_dir: str | None = None
@@ -33,28 +34,45 @@ class EvalSpec(JobSpec):
     device: str | None = None
     dtype: str = "float32"
     max_new_tokens: int | None = None
+    permute: int = 1  # letter mode: score under this many cyclic rotations of the options
+    # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
+    replicas: int | None = None
+    ray_address: str | None = None
+    threads: int | None = None
 
     def validate(self) -> None:
-        # Registries are imported here, not at the top: this module stays light for the CLI.
-        from t2reg.adaptation.backends import check_backend
-        from t2reg.adaptation.tasks import SPLITS, get_task
-
         if (self.ref is None) == (self.base is None):
             raise InvalidInputError("evaluate an expert ({ref}) or a base model ({base}): one of them",
                                     options=["ref", "base"])
+        self.validate_questions()
+
+    def validate_questions(self) -> None:
+        """Everything but the subject: which questions, scored how, on what."""
+        # Registries are imported here, not at the top: this module stays light for the CLI.
+        from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.distributed.settings import check_replica_fields
+        from t2reg.adaptation.tasks import SPLITS, get_task
+
         get_task(self.task)
         if self.split not in SPLITS:
             raise InvalidInputError(f"unknown {{split}} {self.split!r}; choose from {', '.join(SPLITS)}",
                                     options=["split"])
-        positive(self, "batch_size", *(["limit"] if self.limit is not None else []),
+        positive(self, "batch_size", "permute", *(["limit"] if self.limit is not None else []),
                  *(["max_new_tokens"] if self.max_new_tokens is not None else []))
-        if self.mode not in MODES:
+        if self.mode not in MODES + ("choice",):
             raise InvalidInputError(f"unknown {{mode}} {self.mode!r}; choose from {', '.join(MODES)}", options=["mode"])
         if self.dtype not in DTYPES:
             raise InvalidInputError(f"unknown {{dtype}} {self.dtype!r}; choose from {', '.join(DTYPES)}",
                                     options=["dtype"])
         check_backend(self.backend)
+        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
+        from t2reg.adaptation.distributed.settings import check_cluster
+
         self.validate()
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get(self.ref) if self.ref else registry.get_model(self.base)
+        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from t2reg.architectures import matrix_specs
+from t2reg.protocols import Measurement
 from t2reg.reference_import import read_reference
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
@@ -28,4 +29,4 @@ def import_reference(
     return registry.publish_derived(DerivedExpert(
         imported.vectors, model=model, task=task, source=Source.IMPORTED, name=name,
         renormalize="nuclear", provenance=imported.provenance,
-        metrics=tuple(parse_metric(m, default_task=task) for m in metrics)))
+        measurements=(Measurement(tuple(parse_metric(m, default_task=task) for m in metrics)),)))

@@ -12,13 +12,14 @@ anything.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from t2reg.errors import ConflictError, InvalidInputError, T2RegError
 from t2reg.registry import Registry
@@ -153,10 +154,14 @@ def run_with_progress(registry: Registry, job_id: int, total: int | None = None,
 
     def on_event(event: dict[str, Any]) -> None:
         bar.update(1)
+        postfix = {}
         if event.get("best"):
-            bar.set_postfix(best=f"{event['best'][0]:.3f}")
+            postfix["best"] = f"{event['best'][0]:.3f}"
         elif event.get("reward") is not None:
-            bar.set_postfix(reward=f"{event['reward']:+.2f}")
+            postfix["reward"] = f"{event['reward']:+.2f}"
+        if event.get("replicas"):  # a job spread over Ray replicas: each one's candidates per second
+            postfix["per replica"] = " ".join(f"{r['per_second']:.2f}/s" for r in event["replicas"])
+        bar.set_postfix(postfix)
 
     try:
         return run_job(registry, job_id, on_event=on_event, claim=claim)
@@ -166,8 +171,11 @@ def run_with_progress(registry: Registry, job_id: int, total: int | None = None,
 
 def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = False, poll: float = 2.0,
          worker: str | None = None, stop: threading.Event | None = None,
-         on_job: Callable[[JobInfo], None] | None = None) -> int:
-    """Claim and run jobs until stopped (or, with ``once``, until the queue is empty). Returns jobs run."""
+         on_job: Callable[[JobInfo], None] | None = None, overrides: Mapping[str, Any] | None = None) -> int:
+    """Claim and run jobs until stopped (or, with ``once``, until the queue is empty). Returns jobs run.
+
+    ``overrides`` are settings this worker imposes on every job whose spec has them (e.g. ``replicas``:
+    every job it claims runs on that many Ray replicas); the stored spec is left as it was submitted."""
     for kind in kinds or ():
         job_kind(kind)
     worker = worker or worker_name()
@@ -181,7 +189,7 @@ def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = Fa
             stop.wait(poll)
             continue
         try:
-            finished = _execute(registry, *claimed)
+            finished = _execute(registry, *claimed, overrides=overrides)
         except Exception:  # noqa: BLE001 - recorded on the job row; the worker goes on to the next job
             finished = registry.jobs.get(claimed[0].job_id)
         done += 1
@@ -190,13 +198,14 @@ def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = Fa
     return done
 
 
-def _execute(registry: Registry, claim: Claim, job: JobInfo,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> JobInfo:
+def _execute(registry: Registry, claim: Claim, job: JobInfo, on_event: Callable[[dict[str, Any]], None] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> JobInfo:
     kind = job_kind(job.kind)
     context = JobContext(registry, job, claim, job.state, on_event)
     with _Heartbeat(registry, claim):
         try:
-            registry.jobs.finish(claim, kind.handler(context, kind.spec.from_dict(job.spec)).to_dict())
+            spec = with_overrides(kind.spec.from_dict(job.spec), overrides)
+            registry.jobs.finish(claim, kind.handler(context, spec).to_dict())
         except ClaimLost:
             pass  # cancelled, or taken over after a missed heartbeat: the row already says which
         except KeyboardInterrupt:
@@ -209,6 +218,17 @@ def _execute(registry: Registry, claim: Claim, job: JobInfo,
             _fail(registry, claim, f"internal error: {type(exc).__name__}: {exc}")
             raise
     return registry.jobs.get(job.id)
+
+
+def with_overrides(spec: S, overrides: Mapping[str, Any] | None) -> S:
+    """``spec`` with the given settings it has replaced (None values and settings it lacks are ignored)."""
+    names = {f.name for f in dataclasses.fields(spec)}
+    changes = {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
+    if not changes:
+        return spec
+    changed = spec.replace(**changes)
+    changed.validate()
+    return changed
 
 
 def _fail(registry: Registry, claim: Claim, error: str) -> None:

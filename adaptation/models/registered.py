@@ -24,7 +24,7 @@ def add_gguf_model(registry: Registry, source: str, gguf_file: Path, aliases: tu
     ``source`` names the model: a built-in alias (``smollm2-135m``) keeps the
     built-in's name and gains weights; anything else becomes the model's name.
     """
-    out_dir = registry.settings.home / "models" / source.replace("/", "--")
+    out_dir = registry.models_dir(source)  # validated name, checked to lie inside <home>/models
     if not (out_dir / "model.safetensors").is_file() and not (out_dir / "model.safetensors.index.json").is_file():
         convert_gguf(gguf_file, out_dir)
     return registry.add_model_spec(with_weights(source, out_dir), aliases)

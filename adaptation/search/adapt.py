@@ -15,20 +15,24 @@ from there to the same result an uninterrupted run reaches. The job runner
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from t2reg.adaptation.backends import open_for
+from t2reg.adaptation.evaluation.compare import Comparison, pair
+from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.scoring import evaluate
+from t2reg.adaptation.evaluation.runs import record
+from t2reg.adaptation.evaluation.scoring import measure
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.search.base import FLOOR, SearchState, get_optimizer
-from t2reg.adaptation.search.objective import MixtureScorer
+from t2reg.adaptation.search.objective import Candidate, MixtureScorer
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
-from t2reg.adaptation.tasks import get_task
+from t2reg.adaptation.tasks import Task, get_task
 from t2reg.errors import InvalidInputError
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
@@ -49,13 +53,16 @@ class AdaptResult:
     base: EvalResult
     population_eval: str
     state: SearchState = field(repr=False)
+    paired: Comparison | None = None  # held-out: the adapted expert against the base model, question by question
+    strength: float | None = None  # the strength space's s
 
     def to_dict(self) -> dict[str, Any]:
         return {"published": self.version.ref, "components": self.components, "alpha": self.alpha,
                 "shots": self.shots, "shot_score": self.best_shot.score, "best_score": self.state.best_score,
                 "iterations": self.state.iteration, "evaluations": self.state.evaluations,
                 "population_eval": self.population_eval,
-                "heldout": self.heldout.to_dict(), "base": self.base.to_dict()}
+                "strength": self.strength, "heldout": self.heldout.to_dict(), "base": self.base.to_dict(),
+                "paired": self.paired.to_dict() if self.paired else None}
 
 
 def gather_pool(registry: Registry, model: str, specs: Sequence[str]) -> list[ExpertVersion]:
@@ -78,7 +85,7 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     task = get_task(spec.task)
     root = resolve_data_dir(spec.data_dir)
     shot_examples = task.shots(spec.shots, spec.seed, root)
-    test_examples = task.examples("test", root)[: spec.heldout]
+    heldout = Questions.draw(task, "test", spec.heldout, SAMPLE_SEED, root)
     saved = dict(state or {})
     checkpoint = checkpoint or (lambda _state, _event: None)
     if "components" not in saved:  # fix the pool once: experts published later must not change a resumed job
@@ -92,45 +99,67 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
     vectors = [e.vectors for e in experts]
     n_matrices = len(set().union(*vectors))
     shape = (len(vectors), n_matrices) if spec.per_matrix else (len(vectors),)
-    # Every coordinate starts at 1/K: the uniform mixture, per vector or per matrix column.
-    optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(), start=1.0 / len(vectors)))
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
-        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rules.pop(), shape,
-                               normalize=spec.normalize, mode=saved.get("population_eval", spec.population_eval))
+    mode = saved.get("population_eval", spec.population_eval)
+    with _scoring(registry, spec, task, vectors, rules.pop(), shape, mode) as (scorer, measure_base):
+        # Every weight starts at 1/K (the uniform mixture, per vector or per matrix column), strength at 1.
+        optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(),
+                                                                      start=tuple(scorer.initial_mean())))
 
         def on_state(search: SearchState) -> None:
             saved.update(search=search.to_dict(), population_eval=scorer.mode)
-            checkpoint(saved, search.history[-1])
+            event = search.history[-1]
+            if spec.replicas:  # per-replica throughput rides with the generation's event, not in the search state
+                event = {**event, "replicas": scorer.generation_report()}
+            checkpoint(saved, event)
             if on_generation:
                 on_generation(search)
 
         resumed = SearchState.from_dict(saved["search"]) if "search" in saved else None
-        search = optimizer.run(lambda population: scorer.objective(population, shot_examples), int(np.prod(shape)),
+        search = optimizer.run(lambda population: scorer.objective(population, shot_examples), scorer.dim,
                                state=resumed, on_generation=on_state)
         if search.best_score[0] <= FLOOR:
             raise InvalidInputError("every mixture tried zeroed some matrix; widen the pool or use per-expert alpha")
-        best = scorer.alpha(np.asarray(search.best_alpha))
+        best = scorer.candidate(np.asarray(search.best_alpha))
         best_shot = scorer.score(best, shot_examples)  # the best member, re-evaluated on the exact path
-        held = scorer.score(best, test_examples)
-        base = evaluate(engine, task, test_examples)
-    version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.rule, job_id)
-    for metric in base.metrics("test"):
-        registry.record_model_evaluation(spec.model, metric, source="adapt-base")
-    return AdaptResult(version, [v.ref for v in members], best.tolist(), spec.shots, best_shot, held, base,
-                       scorer.mode, search)
+        held = scorer.measure(best, heldout)
+        base = measure_base(heldout)
+    version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.apply_rule, job_id)
+    record(registry, base, model=spec.model, source="adapt-base")
+    return AdaptResult(version, [v.ref for v in members], best.alpha.tolist(), spec.shots, best_shot, held, base,
+                       scorer.mode, search, pair(base.outputs, held.outputs, f"base:{spec.model}", version.ref,
+                                             held.protocol), best.strength)
 
 
-def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: np.ndarray,
+@contextmanager
+def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict[str, Any]], rule: str,
+             shape: tuple[int, ...], mode: str) -> Iterator[tuple[Any, Callable[[Questions], EvalResult]]]:
+    """The search's scorer and the base model's measurement: in this process, or over Ray replicas
+    (``spec.replicas``), with the same scores either way."""
+    if spec.replicas:
+        from t2reg.adaptation.distributed.scorer import open_replica_scorer  # Ray is loaded only when asked for
+
+        with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
+            yield scorer, scorer.measure_base
+        return
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
+        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
+                               normalize=spec.normalize, mode=mode, space=spec.mix_space)
+        yield scorer, lambda questions: measure(engine, questions)
+
+
+def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: Candidate,
              held: EvalResult, rule: str, job_id: int | None) -> ExpertVersion:
-    weights = best if best.ndim == 1 else best.mean(axis=1)
+    alpha = best.alpha
+    weights = alpha if alpha.ndim == 1 else alpha.mean(axis=1)
+    space = {"mix_space": spec.mix_space, **({"strength": best.strength} if best.strength is not None else {})}
     lineage = tuple(
         Lineage(v.ref, Relation.MIXTURE_COMPONENT, float(w),
-                {"alpha": best[i].tolist() if spec.per_matrix else float(best[i])})
+                {"alpha": alpha[i].tolist() if spec.per_matrix else float(alpha[i]), **space})
         for i, (v, w) in enumerate(zip(members, weights)))
     provenance = {"method": spec.optimizer, "shots": spec.shots, "seed": spec.seed, "per_matrix": spec.per_matrix,
-                  "normalize": spec.normalize, "components": [v.ref for v in members]}
+                  "normalize": spec.normalize, "components": [v.ref for v in members], **space}
     return registry.publish_derived(DerivedExpert(
         {n: v.numpy() for n, v in mixed.items()}, model=spec.model, task=spec.task, source=Source.ADAPTED,
         name=spec.name or f"{spec.task}-{registry.get_model(spec.model).handle}-adapted", renormalize=rule,
-        provenance=provenance, metrics=tuple(held.metrics("test")), lineage=lineage, tags={"shots": str(spec.shots)},
+        provenance=provenance, measurements=(held.measurement(),), lineage=lineage, tags={"shots": str(spec.shots)},
         job_id=job_id))

@@ -40,11 +40,16 @@ class SearchConfig:
     min_std: float = 1e-3  # stop once every coordinate is this certain
     patience: int | None = None  # stop after this many generations without a better best
     tolerance: float = 0.0  # an improvement smaller than this does not reset patience
-    # Where every coordinate starts; None means 1/dim. A per-matrix search over K experts
-    # starts at 1/K so each matrix's column begins as the uniform mixture, not at 1/(K*M).
-    start: float | None = None
+    # Where the coordinates start: one value for all, one per coordinate, or None for 1/dim. A
+    # per-matrix search over K experts starts at 1/K so each matrix's column begins as the uniform
+    # mixture, not at 1/(K*M).
+    start: float | tuple[float, ...] | None = None
 
     def initial_mean(self, dim: int) -> np.ndarray:
+        if isinstance(self.start, tuple):
+            if len(self.start) != dim:
+                raise InvalidInputError(f"the search starts at {len(self.start)} coordinates, not {dim}")
+            return np.asarray(self.start, dtype=np.float64)
         return np.full(dim, self.start if self.start is not None else 1.0 / dim)
 
     def validate(self) -> None:
@@ -56,7 +61,7 @@ class SearchConfig:
             "init_std": self.init_std <= 0,
             "tolerance": self.tolerance < 0,
             "patience": self.patience is not None and self.patience < 1,
-            "start": self.start is not None and not self.low <= self.start <= self.high,
+            "start": self.start is not None and not all(self.low <= v <= self.high for v in np.atleast_1d(self.start)),
         }
         bad = [name for name, wrong in problems.items() if wrong]
         if bad:

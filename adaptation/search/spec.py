@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
+from t2reg.vocabulary import MixSpace
 
 if TYPE_CHECKING:
     from t2reg.adaptation.search.base import SearchConfig
     from t2reg.registry import Registry
 
 POPULATION_EVAL_MODES = ("auto", "batched", "sequential")
+MIX_SPACES = MixSpace.values()
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,16 @@ class AdaptSpec(JobSpec):
     patience: int | None = None
     tolerance: float = 0.0
     seed: int = 0
+    mix_space: str = "z"  # z | logits | strength (see t2reg.adaptation.patching.mixing)
     backend: str = "hf"
     population_eval: str = "auto"
     batch_size: int = 16
     data_dir: str | None = None
     name: str | None = None
+    # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
+    replicas: int | None = None
+    ray_address: str | None = None
+    threads: int | None = None
 
     def search_config(self) -> SearchConfig:
         from t2reg.adaptation.search.base import SearchConfig
@@ -52,6 +59,7 @@ class AdaptSpec(JobSpec):
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.distributed.settings import check_replica_fields
         from t2reg.adaptation.search.base import check_optimizer
         from t2reg.adaptation.tasks import get_task
 
@@ -71,10 +79,19 @@ class AdaptSpec(JobSpec):
         if self.population_eval not in POPULATION_EVAL_MODES:
             raise InvalidInputError(f"{{population_eval}} must be one of {', '.join(POPULATION_EVAL_MODES)}",
                                     options=["population_eval"])
+        if self.mix_space not in MIX_SPACES:
+            raise InvalidInputError(f"{{mix_space}} must be one of {', '.join(MIX_SPACES)}", options=["mix_space"])
         check_backend(self.backend)
         check_optimizer(self.optimizer)
+        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
+        from t2reg.adaptation.distributed.settings import check_cluster
+
         self.validate()
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get_model(self.model)
         registry.pool(self.pool)  # names a filter that matches nothing now, not when a worker gets to it
+        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 _NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _LETTER_PATTERNS = [
@@ -63,6 +64,25 @@ def last_boxed(text: str) -> str | None:
                 return text[i + 1 : j]
         j += 1
     return None
+
+
+def math_equal(predicted: str | None, reference: str) -> bool:
+    """MATH answers compared as mathematics (``\\frac{1}{2}`` equals ``0.5``) with math-verify, falling back
+    to comparing normalised text only when it cannot parse either side."""
+    if predicted is None:
+        return False
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # pragma: no cover - a declared dependency; kept for minimal installs
+        return normalise_math(predicted) == normalise_math(reference)
+    # math-verify's timeouts use SIGALRM, which only the main thread may set.
+    main = threading.current_thread() is threading.main_thread()
+    timeout = 5 if main else None
+    gold = parse(f"${reference}$", parsing_timeout=timeout)
+    guess = parse(f"${predicted}$", parsing_timeout=timeout)
+    if gold and guess:
+        return bool(verify(gold, guess, timeout_seconds=timeout))
+    return normalise_math(predicted) == normalise_math(reference)
 
 
 _LATEX_NOISE = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", "$", r"\displaystyle", "^\\circ", "^{\\circ}"]

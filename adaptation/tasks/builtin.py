@@ -6,7 +6,7 @@ from typing import Callable
 
 from t2reg.adaptation.tasks import answers
 from t2reg.adaptation.tasks import datasets as ds
-from t2reg.adaptation.tasks.base import Category, Task, register_task
+from t2reg.adaptation.tasks.base import Category, Mode, Task, register_task
 from t2reg.adaptation.tasks.datasets import LETTERS, Example
 from t2reg.adaptation.tasks.sandbox import Limits, run_program
 
@@ -33,13 +33,22 @@ def _choice_check(ex: Example, output: str) -> bool:
     return answers.choice_letter(output, LETTERS[: len(ex.choices)]) == ex.answer
 
 
+def cloze_prompt(ex: Example) -> str:
+    """lm-evaluation-harness's ARC prompt: each option's text, after a space, continues it."""
+    return f"Question: {ex.question}\nAnswer:"
+
+
+def _gsm8k_extract(output: str) -> str | None:
+    number = answers.final_number(output)
+    return None if number is None else f"{number:g}"
+
+
 def _math_prompt(ex: Example) -> str:
     return f"Solve the following problem. Put the final answer in \\boxed{{}}.\n\n{ex.question}"
 
 
 def _math_check(ex: Example, output: str) -> bool:
-    predicted = answers.normalise_math(answers.last_boxed(output))
-    return predicted is not None and predicted == answers.normalise_math(ex.answer)
+    return answers.math_equal(answers.last_boxed(output), ex.answer)
 
 
 def _mbpp_prompt(ex: Example) -> str:
@@ -52,6 +61,11 @@ def _humaneval_prompt(ex: Example) -> str:
 
 
 def code_check(limits: Limits = Limits()) -> Callable[[Example, str], bool]:
+    """A checker running the extracted code and the example's tests in the sandbox.
+
+    Right means the tests ran to their end (see :mod:`sandbox`): an early ``SystemExit(0)`` is wrong.
+    """
+
     def check(ex: Example, output: str) -> bool:
         code = answers.extract_code(output)
         if ex.id.startswith("HumanEval") and f"def {ex.entry_point}" not in code:
@@ -63,16 +77,19 @@ def code_check(limits: Limits = Limits()) -> Callable[[Example, str], bool]:
 
 for _task in [
     Task("gsm8k", Category.MATH, ds.gsm8k, _gsm8k_prompt, _gsm8k_check, max_new_tokens=320,
-         description="Grade-school math word problems; numeric final answer."),
+         description="Grade-school math word problems; numeric final answer.", extract=_gsm8k_extract),
     Task("math", Category.MATH, ds.math, _math_prompt, _math_check, max_new_tokens=512, shot_split="shots",
-         description="MATH competition problems (test set); \\boxed{} answer."),
+         description="MATH competition problems (test set); \\boxed{} answer, compared with math-verify.",
+         extract=answers.last_boxed, prompt_version="v2"),
     Task("arc-easy", Category.REASONING, ds.arc("easy"), choice_prompt, _choice_check, max_new_tokens=64,
-         multiple_choice=True, description="AI2 ARC Easy; multiple choice."),
+         multiple_choice=True, description="AI2 ARC Easy; multiple choice.", default_mode=Mode.CLOZE,
+         cloze_prompt=cloze_prompt),
     Task("arc-challenge", Category.REASONING, ds.arc("challenge"), choice_prompt, _choice_check, max_new_tokens=64,
-         multiple_choice=True, description="AI2 ARC Challenge; multiple choice."),
+         multiple_choice=True, description="AI2 ARC Challenge; multiple choice.", default_mode=Mode.CLOZE,
+         cloze_prompt=cloze_prompt),
     Task("mbpp", Category.CODE, ds.mbpp, _mbpp_prompt, code_check(), max_new_tokens=384, shot_split="shots",
-         description="Mostly Basic Python Problems; run against the tests."),
-    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384, shot_split="shots",
-         description="HumanEval; run against the tests."),
+         description="Mostly Basic Python Problems; run against the tests.", runs_code=True),
+    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384,
+         shot_split="shots", description="HumanEval; run against the tests.", runs_code=True),
 ]:
     register_task(_task)

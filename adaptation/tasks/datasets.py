@@ -15,7 +15,7 @@ import random
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.errors import InvalidInputError, NotFoundError
@@ -185,3 +185,12 @@ def _test_only(rows: list[Example], split: str) -> list[Example]:
     if split == "test":
         return rest
     raise InvalidInputError(f"unknown split {split!r}")
+
+
+def sample(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    """``n`` examples drawn at random with ``seed``, kept in file order; all of them when ``n`` is None or
+    covers the split. Never the first ``n`` rows: a file's first rows need not look like the rest."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    chosen = sorted(random.Random(f"sample:{seed}").sample(range(len(examples)), n))
+    return [examples[i] for i in chosen]

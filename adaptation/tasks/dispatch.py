@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from t2reg.adaptation.tasks.base import CATEGORIES, Category, Task, get_task, register_task
+from t2reg.adaptation.tasks.base import CATEGORIES, Category, Mode, Task, get_task, register_task
 from t2reg.adaptation.tasks.builtin import choice_prompt
 from t2reg.adaptation.tasks.datasets import LETTERS, SPLIT_SEED, Example
 from t2reg.errors import InvalidInputError
@@ -53,5 +53,10 @@ def _prompt(ex: Example) -> str:
     return choice_prompt(Example(ex.id, dispatch_prompt(ex.question), ex.answer, ex.choices))
 
 
+def _cloze_prompt(ex: Example) -> str:
+    return f"{dispatch_prompt(ex.question)}\nCategory:"  # each category's name continues it
+
+
 register_task(Task("dispatch", Category.OTHER, _load, _prompt, get_task("arc-easy").check, max_new_tokens=16,
-                   multiple_choice=True, description="Which expert category a prompt needs (classification expert)."))
+                   multiple_choice=True, description="Which expert category a prompt needs (classification expert).",
+                   default_mode=Mode.CLOZE, cloze_prompt=_cloze_prompt))

@@ -62,4 +62,5 @@ class SVFPolicy(torch.nn.Module):
 def token_kl(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
     """KL(pi_z || pi_base) of the next-token distributions, per position."""
     logp = torch.log_softmax(logits, -1)
-    return (logp.exp() * (logp - torch.log_softmax(base_logits, -1))).sum(-1)
+    # KL is never negative; float rounding can make two equal distributions' KL -1e-8
+    return (logp.exp() * (logp - torch.log_softmax(base_logits, -1))).sum(-1).clamp_min(0.0)

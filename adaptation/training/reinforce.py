@@ -6,11 +6,20 @@ AdamW with cosine decay and gradient clipping; the best checkpoint on a
 validation split is published, with its validation and test scores and the
 training curve.
 
-Actions: a multiple-choice task's action is the option letter after "The
-answer is (", sampled from the policy restricted to the options (one forward
-pass serves sampling, the gradient and the KL); any other task's action is a
-sampled completion (from the ``hf`` or ``vllm`` sampler with the current z
-pushed in), scored by the task's checker.
+Actions: a multiple-choice task's action is one of the question's options, the
+policy over them given by their cloze log-likelihoods (each option's text as
+the continuation of the question, exactly as evaluation scores them, so a
+preference for a letter or a position cannot be learnt). With the ``exact``
+estimator the loss is the expected reward over the options itself (no
+sampling noise); ``reinforce`` samples one option per question. The KL is
+between the policy's and the base model's distributions over the options. Any
+other task's action is a sampled completion (from the ``hf`` or ``vllm``
+sampler with the current z pushed in), scored by the task's checker.
+
+Validation (for checkpoint selection) and the held-out report are seeded
+samples of their splits, scored under the task's default mode and recorded
+with their protocol; the result carries a paired comparison with the base
+model on the same held-out questions.
 
 Resumable: each iteration's randomness derives from (seed, iteration), and the
 checkpoint holds z, the optimizer state and the best-so-far, so a killed run
@@ -33,8 +42,11 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from t2reg.adaptation.backends import Backend, DifferentiableBackend, GenerationRequest, Sampling, open_for
+from t2reg.adaptation.evaluation.compare import Comparison, pair
+from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.scoring import choice_prefix, evaluate
+from t2reg.adaptation.evaluation.runs import record
+from t2reg.adaptation.evaluation.scoring import evaluate, measure
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import LETTERS, Example, Task, get_task
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
@@ -58,10 +70,12 @@ class TrainResult:
     test: EvalResult
     base: EvalResult
     curve: list[dict[str, Any]]
+    paired: Comparison | None = None  # held-out: the trained expert against the base model, question by question
 
     def to_dict(self) -> dict[str, Any]:
         return {"published": self.version.ref, "iterations": self.iterations, "best_iteration": self.best_iteration,
-                "validation": self.validation.to_dict(), "test": self.test.to_dict(), "base": self.base.to_dict()}
+                "validation": self.validation.to_dict(), "test": self.test.to_dict(), "base": self.base.to_dict(),
+                "paired": self.paired.to_dict() if self.paired else None}
 
 
 def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None = None,
@@ -74,8 +88,8 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         task = dataclasses.replace(task, max_new_tokens=spec.max_new_tokens)
     root = resolve_data_dir(spec.data_dir)
     train_examples = task.examples("train", root)
-    val_examples = task.examples("validation", root)[: spec.validation]
-    test_examples = task.examples("test", root)[: spec.heldout]
+    validation_questions = Questions.draw(task, "validation", spec.validation, SAMPLE_SEED, root)
+    heldout = Questions.draw(task, "test", spec.heldout, SAMPLE_SEED, root)
     if len(train_examples) < spec.batch_size:
         raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
                                 f"{spec.batch_size}", options=["batch_size"])
@@ -85,20 +99,20 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
             open_for(registry, spec.model, spec.sampler))
         trainer = _Trainer(registry, spec, task, engine, sampler, state)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
-            event = trainer.step(iteration, train_examples, val_examples)
+            event = trainer.step(iteration, train_examples, validation_questions.examples)
             (checkpoint or (lambda _s, _e: None))(trainer.state(), event)
             if on_iteration:
                 on_iteration(event)
             if trainer.should_stop():
                 break
         best = trainer.best_z()
-        validation = trainer.score(best, val_examples)
-        test = trainer.score(best, test_examples)
-        base = evaluate(engine, task, test_examples)
+        validation = trainer.measure(best, validation_questions)
+        test = trainer.measure(best, heldout)
+        base = measure(engine, heldout)
     version = _publish(registry, spec, task, best, trainer, validation, test, job_id)
-    for metric in base.metrics("test"):
-        registry.record_model_evaluation(spec.model, metric, source="train-base")
-    return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve)
+    record(registry, base, model=spec.model, source="train-base")
+    return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve,
+                       pair(base.outputs, test.outputs, f"base:{spec.model}", version.ref, test.protocol))
 
 
 class _Trainer:
@@ -152,23 +166,34 @@ class _Trainer:
         return event
 
     def _choice_rollout(self, batch, generator, _iteration):
-        """Sample an option letter per question from the policy restricted to the options."""
-        prefixes = [choice_prefix(self.engine, self.task, ex) for ex in batch]
-        ids, mask = self.engine.encode(prefixes)
-        options = [self._letter_ids(len(ex.choices)) for ex in batch]
-        logits = self.engine.logits(ids, mask, keep=1, weights=self.policy.weights(self.layout))[:, -1, :]
+        """The policy over each question's options, from their cloze log-likelihoods (each option's text as
+        the continuation of the question, as evaluation scores them): the exact expected reward, or one
+        sampled option per question (REINFORCE); the KL is between the option distributions."""
+        contexts = [self.task.cloze_prompt(ex) for ex in batch]
+        pairs = [self.engine.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
+        # Each question's prefix runs once and its cache serves its options, with gradients through both.
+        policy = self.engine.continuation_logprobs(pairs, self.policy.weights(self.layout))
         # The KL reference, recomputed per batch: a cache keyed by example would grow with the data
         # and make a resumed run differ from an uninterrupted one.
-        base = self.engine.logits(ids, mask, keep=1)[:, -1, :]
-        loss, rewards, kls = 0.0, [], []
-        for row, (ex, opts) in enumerate(zip(batch, options)):
-            logp = torch.log_softmax(logits[row, opts], -1)
-            # sampled on the CPU: the seeded generator lives there whatever device the model is on
-            action = int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
-            reward = 1.0 if LETTERS[action] == ex.answer else -1.0
-            kl = token_kl(logits[row, opts], base[row, opts])
-            loss = loss - reward * logp[action] + self.spec.kl * kl
-            rewards.append(reward)
+        with torch.no_grad():
+            base = self.engine.continuation_logprobs(pairs)
+        loss, rewards, kls, start = 0.0, [], [], 0
+        for ex in batch:
+            options = slice(start, start + len(ex.choices))
+            start += len(ex.choices)
+            logp = torch.log_softmax(torch.stack([lp.sum() for lp in policy[options]]), -1)
+            base_logp = torch.log_softmax(torch.stack([lp.sum() for lp in base[options]]), -1)
+            reward = torch.full_like(logp, -1.0)
+            reward[LETTERS.index(ex.answer)] = 1.0
+            if self.spec.estimator == "exact":  # the gradient of the expected reward itself: no sampling noise
+                gain = (logp.exp() * reward).sum()
+                rewards.append(float(gain.detach()))
+            else:  # sampled on the CPU: the seeded generator lives there whatever device the model is on
+                action = int(torch.multinomial(logp.detach().exp().cpu(), 1, generator=generator))
+                gain = reward[action] * logp[action]
+                rewards.append(float(reward[action]))
+            kl = (logp.exp() * (logp - base_logp)).sum().clamp_min(0.0)  # rounding can dip below 0
+            loss = loss - gain + self.spec.kl * kl
             kls.append(float(kl.detach()))
         return loss / len(batch), float(np.mean(rewards)), float(np.mean(kls))
 
@@ -183,18 +208,17 @@ class _Trainer:
         rewards = [1.0 if self.task.check(ex, text) else -1.0 for ex, text in zip(batch, texts)]
         pairs = [self.engine.split_continuation(p, t) if t else (self.engine.split_continuation(p, " ")[0], [])
                  for p, t in zip(prompts, texts)]
-        keep = max(1, max(len(c) for _, c in pairs))
+        keep = max(1, max(len(c) for _, c in pairs)) + 1
         ids, mask = self.engine.pad([c + k for c, k in pairs])
-        logits = self.engine.logits(ids, mask, keep=keep + 1, weights=self.policy.weights(self.layout))
-        base = self.engine.logits(ids, mask, keep=keep + 1)
+        logits = self.engine.logits(ids, mask, keep, self.policy.weights(self.layout))
+        base = self.engine.logits(ids, mask, keep)
         loss, kls = 0.0, []
         for row, (_, cont) in enumerate(pairs):
             if not cont:
                 continue
-            # logits at position t predict token t+1; the continuation is the last len(cont) tokens
-            positions = torch.arange(keep - len(cont), keep)
-            logp = torch.log_softmax(logits[row, positions], -1)[torch.arange(len(cont)), torch.tensor(cont)]
-            kl = token_kl(logits[row, positions], base[row, positions]).mean()
+            predicting = _predicting(cont, keep)
+            logp = torch.log_softmax(logits[row, predicting], -1)[torch.arange(len(cont)), torch.tensor(cont)]
+            kl = token_kl(logits[row, predicting], base[row, predicting]).mean()
             loss = loss - rewards[row] * logp.mean() + self.spec.kl * kl
             kls.append(float(kl.detach()))
         if isinstance(loss, float):  # every completion was empty: nothing to learn from this batch
@@ -203,13 +227,13 @@ class _Trainer:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _letter_ids(self, n: int) -> list[int]:
-        prefix = "The answer is ("
-        return [self.engine.split_continuation(prefix, LETTERS[i])[1][0] for i in range(n)]
-
     def _z(self) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return {n: v.detach().clone() for n, v in self.policy.z().items()}
+
+    def measure(self, z: dict[str, torch.Tensor], questions: Questions) -> EvalResult:
+        with self.engine.patched(self.spectra, z, self.policy.renormalize):
+            return measure(self.engine, questions)
 
     def score(self, z: dict[str, torch.Tensor], examples: list[Example]) -> EvalResult:
         with self.engine.patched(self.spectra, z, self.policy.renormalize):
@@ -224,6 +248,15 @@ class _Trainer:
 
     def should_stop(self) -> bool:
         return self.spec.patience is not None and self.stale >= self.spec.patience
+
+    def initial_z(self) -> dict[str, torch.Tensor]:
+        """z as training started it (every vector at its initial value)."""
+        init = self.spec.init if self.spec.param == "logits" else self.spec.init_scale
+        vectors = [torch.full_like(p, init) for p in self.policy.vectors]
+        with torch.no_grad():
+            if self.policy.param == "logits":
+                return {n: (torch.sigmoid(v) * self.policy.max_mult).cpu() for n, v in zip(self.policy.names, vectors)}
+            return {n: v.cpu() for n, v in zip(self.policy.names, vectors)}
 
     def best_z(self) -> dict[str, torch.Tensor]:
         current = [p.detach().clone() for p in self.policy.vectors]
@@ -267,11 +300,29 @@ class _Trainer:
         self.stale, self.curve = state["stale"], state["curve"]
 
 
+def movement(z: dict[str, torch.Tensor], start: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """How far training moved z from where it started: max and mean |dz| overall and per matrix (a run
+    whose z barely moved cannot have changed the model, whatever its scores say)."""
+    moved = {n: (z[n].detach().cpu() - start[n].cpu()).abs() for n in sorted(z)}
+    per = {n: (float(d.max()), float(d.mean())) for n, d in moved.items()}
+    every = torch.cat([d.flatten() for d in moved.values()])
+    return {"max_abs_dz": float(every.max()), "mean_abs_dz": float(every.mean()),
+            "mean_abs_dz_relative": float(every.mean() / torch.cat([start[n].abs().flatten() for n in start]).mean()),
+            "per_matrix": {n: [round(a, 6), round(b, 6)] for n, (a, b) in per.items()}}
+
+
+def _predicting(cont: list[int], keep: int) -> torch.Tensor:
+    """Positions, among the last ``keep`` logits of a left-padded row ending in ``cont``, that predict its
+    tokens: the logits at position t predict token t + 1."""
+    return torch.arange(keep - len(cont) - 1, keep - 1)
+
+
 def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch.Tensor], trainer: _Trainer,
              validation: EvalResult, test: EvalResult, job_id: int | None) -> ExpertVersion:
     info = registry.get_model(spec.model)
     hyper = {k: v for k, v in spec.to_dict().items() if k not in ("model", "task", "data_dir", "name", "device")}
     provenance = {"method": "reinforce", "hyperparameters": hyper, "best_iteration": trainer.best_iteration,
+                  "movement": movement(z, trainer.initial_z()),
                   "curve": [{k: e[k] for k in ("iteration", "reward", "kl", "validation") if k in e}
                             for e in trainer.curve]}
     tags = {"trained": "reinforce"}
@@ -280,6 +331,6 @@ def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch
     return registry.publish_derived(DerivedExpert(
         {n: v.detach().cpu().numpy() for n, v in z.items()}, model=spec.model, task=task.name, source=Source.NATIVE,
         name=spec.name or f"{task.name}-{info.handle}", renormalize=trainer.policy.renormalize, provenance=provenance,
-        metrics=tuple(validation.metrics("validation") + test.metrics("test")),
+        measurements=(validation.measurement(), test.measurement()),
         lineage=(Lineage(None, Relation.TRAINED_FROM, None, {"model": info.name, **hyper}),), tags=tags,
         job_id=job_id))

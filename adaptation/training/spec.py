@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from t2reg.registry import Registry
 
 PARAMETRIZATIONS = ("logits", "scale")
+ESTIMATORS = ("exact", "reinforce")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TrainSpec(JobSpec):
     patience: int | None = None  # validation rounds without a better score before stopping
     heldout: int = 100  # test examples in the report
     sampler: str = "hf"
+    estimator: str = "exact"  # multiple choice: the exact expected reward over the options, or one sampled option
     device: str | None = None
     seed: int = 0
     data_dir: str | None = None
@@ -63,9 +65,14 @@ class TrainSpec(JobSpec):
         if self.patience is not None and self.patience < 1:
             raise InvalidInputError("{patience} must be at least 1 (validation rounds without improvement)",
                                     options=["patience"])
+        if self.estimator not in ESTIMATORS:
+            raise InvalidInputError(f"{{estimator}} must be one of {', '.join(ESTIMATORS)}", options=["estimator"])
         if self.modules not in MODULE_GROUPS:
             raise InvalidInputError(f"{{modules}} must be one of {', '.join(MODULE_GROUPS)}", options=["modules"])
 
     def check(self, registry: Registry) -> None:
         self.validate()
+        from t2reg.adaptation.tasks import get_task
+
+        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
         registry.get_model(self.model)

@@ -124,3 +124,24 @@ def test_two_pass_dispatch_with_the_prompt_strategy_on_both_backends(home, tmp_p
     # greedy on both backends: the same first pass, so the same routes
     assert [a["category"] for a in vllm["answers"]] == [a["category"] for a in hf["answers"]]
     assert [a["expert"] for a in vllm["answers"]] == [a["expert"] for a in hf["answers"]]
+
+
+def test_cloze_scoring_measures_more_than_a_letter_prior_and_a_model_ties_itself(home, capsys):
+    import json
+
+    from tests.helpers.data import DATA
+
+    def t2reg(*args):
+        capsys.readouterr()
+        assert _run(["--home", str(home), *args], debug=True) == 0
+        return json.loads(capsys.readouterr().out)
+
+    common = ["--task", "arc-easy", "--limit", "100", "--seed", "0", "--data-dir", str(DATA), "--json"]
+    cloze = t2reg("eval", "--base", "smollm2-135m", *common)
+    assert cloze["mode"] == "cloze" and cloze["n"] == 100 and cloze["protocol"]["sample_seed"] == 0
+    # clearly above always giving the sample's most common answer: the score is knowledge, not a prior
+    assert cloze["score"] > cloze["constant_baseline"]["accuracy"] + 0.15
+    assert max(cloze["prediction_histogram"].values()) <= 60
+    same = t2reg("compare", "base:smollm2-135m", "base:smollm2-135m", *common[:-1], "--json")
+    assert (same["n"], same["delta"], same["mcnemar_p"]) == (100, 0, 1.0)
+    assert same["accuracy_x"] == cloze["score"]  # read back from the recorded run, not rerun

@@ -17,11 +17,16 @@ T2REG = [sys.executable, "-m", "t2reg.cli"]
 
 
 class CLI:
-    """Runs t2reg in this process (fast) against one home; returns (code, stdout, stderr)."""
+    """Runs t2reg in this process (fast) against one home; returns (code, stdout, stderr).
 
-    def __init__(self, home: Path, capsys, db: str | None = None):
+    The registry is created first (``t2reg init``) unless ``init`` is false: no other command makes one.
+    """
+
+    def __init__(self, home: Path, capsys, db: str | None = None, init: bool = True):
         self.base = ["--home", str(home)] + (["--db", db] if db else [])
         self.capsys = capsys
+        if init:
+            self.ok("init")
 
     def __call__(self, *args: str):
         self.capsys.readouterr()
@@ -97,7 +102,8 @@ def test_human_output_of_show_and_best(cli, tiny_llama_dir, tiny_expert):
     shown = cli.ok("show", "gsm8k-tiny")
     assert "gsm8k-tiny:1" in shown and "evaluations:" in shown and "0.5" in shown
     table = cli.ok("best", "--task", "gsm8k").splitlines()
-    assert table[0].split()[:3] == ["RANK", "REF", "MODEL"] and "gsm8k-tiny:1" in table[1]
+    assert table[0] == "protocol reported:gsm8k: recorded by hand; how it was measured is not known"
+    assert table[1].split()[:3] == ["RANK", "REF", "MODEL"] and "gsm8k-tiny:1" in table[2]
     code, out, err = cli("best", "--task", "gsm8k", "--metric", "f1")
     assert code == 0 and out == "" and "this task has: accuracy" in err
 

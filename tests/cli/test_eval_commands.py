@@ -27,15 +27,17 @@ def test_tasks_list(cli):
 def test_eval_base_and_expert_record_scores(cli, tmp_path):
     common = ["--task", "arc-easy", "--limit", "6", "--data-dir", str(DATA)]
     base = cli.json("eval", "--base", "tiny", *common, "--save-outputs", str(tmp_path / "out.jsonl"))
-    assert base["n"] == 6 and base["mode"] == "choice" and 0 <= base["score"] <= 1
+    assert base["n"] == 6 and base["mode"] == "cloze" and 0 <= base["score"] <= 1
     low, high = base["interval95"]
     assert low <= base["score"] <= high
+    assert base["protocol"]["n"] == 6 and base["protocol"]["sample_seed"] == 0 and base["protocol"]["mode"] == "cloze"
+    assert sum(base["prediction_histogram"].values()) == 6 and 0 < base["constant_baseline"]["accuracy"] <= 1
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and {"id", "output", "answer", "correct", "logprobs"} <= rows[0].keys()
+    assert len(rows) == 6 and {"id", "prediction", "answer", "correct", "logprob", "option_logprobs"} <= rows[0].keys()
     shown = cli.json("model", "show", "tiny")
-    assert [(e["task"], e["metric"], e["n"], e["source"]) for e in shown["evaluations"]] == [
-        ("arc-easy", "accuracy", 6, "eval"), ("arc-easy", "logprob", 6, "eval")]
-    assert shown["evaluations"][1]["value"] == base["mean_correct_logprob"] < 0
+    assert [(e["task"], e["metric"], e["n"], e["source"], e["protocol"]) for e in shown["evaluations"]] == [
+        ("arc-easy", m, 6, "eval", base["protocol"]["id"]) for m in ("accuracy", "accuracy_norm", "logprob")]
+    assert shown["evaluations"][2]["value"] == base["mean_correct_logprob"] < 0
 
     cli.ok("model", "decompose", "tiny")
     cli.ok("new-expert", "--model", "tiny", "--task", "arc-easy", "--noise", "0.3", "--out", str(tmp_path / "e.st"))
@@ -43,8 +45,11 @@ def test_eval_base_and_expert_record_scores(cli, tmp_path):
     scored = cli.json("eval", "arc-easy-tiny:1", *common)
     best = cli.json("best", "--task", "arc-easy", "--split", "test")
     assert best[0]["ref"] == "arc-easy-tiny:1" and best[0]["value"] == scored["score"] and best[0]["n"] == 6
+    assert best[0]["protocol"] == base["protocol"]["id"]
     gen = cli.json("eval", "arc-easy-tiny:1", *common, "--mode", "generate", "--max-new-tokens", "4")
     assert gen["mode"] == "generate" and gen["n"] == 6
+    letter = cli.json("eval", "arc-easy-tiny:1", *common, "--mode", "letter", "--permute", "3")
+    assert letter["mode"] == "letter" and letter["protocol"]["permute"] == 3
 
 
 @pytest.mark.parametrize(
@@ -52,7 +57,7 @@ def test_eval_base_and_expert_record_scores(cli, tmp_path):
     [
         (["eval", "--task", "arc-easy"], 2, "give an expert REF or --base"),
         (["eval", "--base", "tiny", "--task", "nope"], 3, "unknown task 'nope'"),
-        (["eval", "--base", "tiny", "--task", "gsm8k", "--mode", "choice", "--data-dir", "DATA"], 4, "not multiple choice"),
+        (["eval", "--base", "tiny", "--task", "gsm8k", "--mode", "cloze", "--data-dir", "DATA"], 4, "not multiple choice"),
         (["eval", "--base", "tiny", "--task", "arc-easy", "--data-dir", "/nonexistent"], 3, "not found under"),
         (["eval", "--base", "tiny", "--task", "arc-easy", "--limit", "0", "--data-dir", "DATA"], 4, "--limit"),
         (["eval", "--base", "llama3-8b", "--task", "arc-easy", "--data-dir", "DATA"], 3, "no weights registered"),

@@ -134,7 +134,7 @@ def test_record_refuses_bad_metrics_without_writing(registry, good):
 )
 def test_unreachable_database_is_one_clear_line(tmp_path, url, words):
     with pytest.raises(T2RegError) as info:
-        Registry(load_settings(home=tmp_path, database_url=url))
+        Registry(load_settings(home=tmp_path, database_url=url), create=True)
     message = str(info.value)
     assert words in message and "\n" not in message and "sqlalche.me" not in message
 

@@ -3,7 +3,7 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from t2reg.registry import schema
 from t2reg.registry.db import Database
@@ -17,7 +17,7 @@ def empty_db(backend, tmp_path, request):
         name = f"m_{tmp_path.name[-20:].replace('-', '_').lower()}"
         db = Database(server.create_database(name))
     else:
-        db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+        db = Database(f"sqlite:///{tmp_path / 'empty.db'}", create=True)
     yield db
     db.dispose()
 
@@ -28,7 +28,7 @@ def _tables(db):
 
 
 def test_exactly_one_head():
-    assert schema.head_revision() == "0003"
+    assert schema.head_revision() == "0005"
 
 
 def test_upgrade_from_empty_to_head_and_down_to_base(empty_db):
@@ -49,3 +49,51 @@ def test_migrations_match_the_orm(empty_db):
         context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": schema.VERSION_TABLE})
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+def _old_scores(db):
+    """A registry at revision 0003 with scores of two versions and a base model, as they were recorded then."""
+    now = "2026-01-01 00:00:00+00:00"
+    statements = [
+        "INSERT INTO base_models (id, name, revision, architecture, source, config, shapes, created_at) VALUES "
+        f"(1, 'tiny', '', 'LlamaForCausalLM', 'local', '{{}}', '{{}}', '{now}')",
+        f"INSERT INTO experts (id, name, base_model_id, task, description, created_at) VALUES (1, 'e', 1, 'arc-easy', '', "
+        f"'{now}')",
+        *(f"INSERT INTO expert_versions (id, expert_id, version, blob_sha256, size, n_params, parametrization, "
+          f"renormalize, source, status, created_at, metadata) VALUES ({v}, 1, {v}, 'ab', 1, 1, 'scale', 'nuclear', "
+          f"'native', 'live', '{now}', '{{}}')" for v in (1, 2)),
+        # version 1 scored twice: only the newest is the latest; version 2 once
+        *(f"INSERT INTO evaluations (id, version_id, task, metric, value, split, n, source, created_at, is_latest, "
+          f"is_latest_in_split) VALUES ({i}, {v}, 'arc-easy', 'accuracy', {value}, 'test', 100, 'eval', '{now}', "
+          f"{latest}, {latest})"
+          for i, v, value, latest in ((1, 1, 0.3, "false"), (2, 1, 0.4, "true"), (3, 2, 0.35, "true"))),
+        "INSERT INTO model_evaluations (id, model_id, task, metric, value, split, n, source, created_at) VALUES "
+        f"(1, 1, 'gsm8k', 'accuracy', 0.1, 'test', 10, 'eval', '{now}')",
+    ]
+    with db.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def test_old_scores_move_to_their_tasks_legacy_protocol_and_still_rank(empty_db, tmp_path):
+    from t2reg.registry import Registry
+    from t2reg.settings import load_settings
+
+    schema.upgrade(empty_db, "0003")
+    _old_scores(empty_db)
+    schema.upgrade(empty_db)
+    with empty_db.engine.connect() as conn:
+        protocols = dict(conn.execute(text("SELECT id, uses FROM protocols")).all())
+        assert protocols == {"legacy:arc-easy": 3, "legacy:gsm8k": 1}
+        assert {r[0] for r in conn.execute(text("SELECT protocol_id FROM evaluations"))} == {"legacy:arc-easy"}
+    registry = Registry(load_settings(home=tmp_path / "home", database_url=empty_db.url))
+    ranked = registry.best("arc-easy")
+    assert [(r.ref, r.value, r.protocol) for r in ranked] == [("e:1", 0.4, "legacy:arc-easy"),
+                                                              ("e:2", 0.35, "legacy:arc-easy")]
+    assert ranked[1].overlaps_leader  # 0.35 and 0.40 at n = 100 are not told apart
+    assert [e.protocol for e in registry.model_evaluations("tiny")] == ["legacy:gsm8k"]
+    registry.close()
+    schema.downgrade(empty_db, "0003")  # and back: one latest row per version, task and metric
+    with empty_db.engine.connect() as conn:
+        latest = conn.execute(text("SELECT id FROM evaluations WHERE is_latest ORDER BY id")).scalars().all()
+    assert latest == [2, 3]

@@ -75,6 +75,18 @@ def _non_string_metadata() -> bytes:
     return struct.pack("<Q", len(blob)) + blob + data[8 + size :]
 
 
+def _header(header: dict | str) -> bytes:
+    """A file whose JSON header is ``header`` (a dict, or raw JSON text) followed by 32 bytes of data."""
+    blob = (header if isinstance(header, str) else json.dumps(header)).encode()
+    blob += b" " * (-len(blob) % 8)
+    return struct.pack("<Q", len(blob)) + blob + bytes(32)
+
+
+def _entry(**changes) -> bytes:
+    entry = {"dtype": "F32", "shape": [8], "data_offsets": [0, 32], **changes}
+    return _header({"__metadata__": GOOD_META, "w": entry})
+
+
 BAD_FILES = {
     "not safetensors": (lambda: b"hello, I am a text file with some words", "not a safetensors file"),
     "empty": (lambda: b"", "not a safetensors file"),
@@ -93,6 +105,24 @@ BAD_FILES = {
     "Inf": (lambda: _raw({"w": np.array([1, np.inf], np.float32)}, GOOD_META), "NaN or Inf"),
     "no tensors": (lambda: _raw({}, GOOD_META), "no tensors"),
     "metric without value": (lambda: _with_meta(metrics='[{"task": "a", "metric": "b"}]'), "finite value"),
+    # found by an adversarial user: each of these used to end in "internal error" (exit 1)
+    "deeply nested header": (lambda: _header("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    "deeply nested provenance": (lambda: _with_meta(provenance="[" * 100_000 + "]" * 100_000), "not valid JSON"),
+    "shape is text": (lambda: _entry(shape="8"), "SVF vectors are 1-D"),
+    "shape of floats": (lambda: _entry(shape=[8.0]), "SVF vectors are 1-D"),
+    "offsets of text": (lambda: _entry(data_offsets=["0", "32"]), "malformed header entry"),
+    "offsets reversed": (lambda: _entry(data_offsets=[32, 0]), "data offsets"),
+    "offsets disagree with shape": (lambda: _entry(shape=[4]), "not 4 x 4"),
+    "dtype is a list": (lambda: _entry(dtype=["F32"]), "format v1 stores float32"),
+    "entry is a list": (lambda: _header({"__metadata__": GOOD_META, "w": [1, 2]}), "malformed header entry"),
+    "metadata is a list": (lambda: _header({"__metadata__": ["x"], "w": {}}), "not a JSON object"),
+    "metric n of 1e400": (lambda: _with_meta(metrics='[{"task": "a", "metric": "b", "value": 1, "n": 1e400}]'),
+                          "n must be a whole number"),
+    "metric split as a dict": (lambda: _with_meta(metrics='[{"task": "a", "metric": "b", "value": 1, "split": {}}]'),
+                               "split must be a string"),
+    "metric value as text": (lambda: _with_meta(metrics='[{"task": "a", "metric": "b", "value": "0.5"}]'),
+                             "finite value"),
+    "metrics not a list of objects": (lambda: _with_meta(metrics="[1]"), "not a JSON object"),
 }
 
 

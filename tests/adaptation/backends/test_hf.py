@@ -56,13 +56,29 @@ def test_stop_strings_cut_the_output(backend):
     assert stop not in cut and free.startswith(cut) and len(cut) < len(free)
 
 
-def test_single_token_fast_path_equals_full_sequence_scoring(backend):
-    ctx = "The answer is ("
-    requests = [(ctx, "A"), (ctx, "B"), ("Question: what", " do plants need")]
-    fast = loglikelihood(backend, requests)
-    slow = backend._sequence_logprobs([backend.split_continuation(c, k) for c, k in requests[:2]])
-    assert fast[:2] == pytest.approx(slow, abs=1e-4)
-    assert fast[2] < 0 and all(v <= 0 for v in fast)
+def _alone(engine, context, continuation):
+    """The continuation's log-probability from one plain forward pass over context + continuation."""
+    ctx, cont = engine.split_continuation(context, continuation)
+    with torch.no_grad():
+        logits = engine.model(input_ids=torch.tensor([ctx + cont])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return float(sum(logprobs[len(ctx) - 1 + j, token] for j, token in enumerate(cont)))
+
+
+QUESTIONS = [("Question: what do plants need to grow?\nAnswer:", [" light", " water and soil", " a very long answer"]),
+             ("Question: which is a metal?\nAnswer:", [" iron", " wood", " glass bottles", " salt"]),
+             ("The answer is (", ["A", "B", "C"])]
+
+
+@pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel", "Gemma3ForCausalLM",
+                                          "Qwen2ForCausalLM", "Phi3ForCausalLM"])
+def test_a_shared_prefix_scores_every_option_as_a_full_forward_pass_does(architecture, tmp_path):
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
+                          batch_size=2)  # groups split across batches, options of one context in one
+    requests = [(context, option) for context, options in QUESTIONS for option in options]
+    shared = loglikelihood(engine, requests)
+    assert shared == pytest.approx([_alone(engine, c, k) for c, k in requests], abs=1e-4)
+    assert len({round(v, 3) for v in shared}) == len(requests)  # the options really differ
 
 
 def test_set_weights_and_restore(backend):
@@ -98,3 +114,28 @@ def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture
     alone = [loglikelihood(engine, [r])[0] for r in requests]
     assert batched == pytest.approx(alone, abs=1e-4)
     assert len(set(round(v, 3) for v in batched)) == 3 and all(v < 0 for v in batched)
+
+
+def test_shared_prefix_gradients_equal_those_of_full_sequences(tmp_path):
+    """What training relies on: with replacement weights, the shared-prefix path gives the same values and
+    the same gradients as running every context + continuation on its own."""
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", initializer_range=0.3), batch_size=2)
+    name = "model.layers.0.mlp.up_proj.weight"
+    pairs = [engine.split_continuation(c, k) for c, options in QUESTIONS[:2] for k in options]
+    grads, values = [], []
+    for shared in (True, False):
+        weight = engine.model.get_parameter(name).detach().clone().requires_grad_(True)
+        if shared:
+            per_token = engine.continuation_logprobs(pairs, {name: weight})
+        else:
+            per_token = []
+            for ctx, cont in pairs:
+                ids, mask = engine.pad([ctx + cont])
+                logprobs = torch.log_softmax(engine.logits(ids, mask, 0, {name: weight})[0], -1)
+                per_token.append(logprobs[torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), torch.tensor(cont)])
+        total = sum(t.sum() for t in per_token)
+        total.backward()
+        values.append([float(t.sum()) for t in per_token])
+        grads.append(weight.grad)
+    assert values[0] == pytest.approx(values[1], abs=1e-4)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4) and grads[0].abs().sum() > 0

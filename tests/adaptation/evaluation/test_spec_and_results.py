@@ -2,9 +2,11 @@
 
 import pytest
 
-from t2reg.adaptation.evaluation.results import EvalResult, wilson_interval
+from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.question_results import loads_results
+from t2reg.stats import wilson_interval
 
 
 @pytest.mark.parametrize("spec, options", [
@@ -36,12 +38,20 @@ def test_a_spec_round_trips_through_plain_data():
 
 
 def test_results_count_outputs_and_mean_the_right_answers_logprob():
-    outputs = [{"correct": True, "correct_logprob": -1.0}, {"correct": False, "correct_logprob": -3.0},
-               {"correct": True, "correct_logprob": -2.0}]
-    result = EvalResult.from_outputs("arc-easy", "test", "accuracy", "choice", outputs, 1.5)
+    outputs = [{"id": "q1", "prediction": "A", "answer": "A", "correct": True, "correct_norm": True, "logprob": -1.0,
+                "option_logprobs": [-1.0, -2.0]},
+               {"id": "q2", "prediction": "A", "answer": "B", "correct": False, "correct_norm": True, "logprob": -3.0,
+                "option_logprobs": [-1.0, -3.0]},
+               {"id": "q3", "prediction": "A", "answer": "A", "correct": True, "correct_norm": False, "logprob": -2.0,
+                "option_logprobs": [-2.0, -4.0]}]
+    result = EvalResult.from_outputs("arc-easy", "test", "accuracy", "cloze", outputs, 1.5)
     assert (result.n, result.correct, result.score, result.mean_correct_logprob) == (3, 2, 2 / 3, -2.0)
-    assert result.interval == wilson_interval(2, 3)
-    assert [m.metric for m in result.metrics()] == ["accuracy", "logprob"]
+    assert result.interval == wilson_interval(2, 3) and result.score_norm == 2 / 3
+    assert [m.metric for m in result.metrics()] == ["accuracy", "accuracy_norm", "logprob"]
+    # the trivial baselines beside the score: always answering A gets 2 of 3; every prediction is A
+    assert result.constant_baseline() == ("A", 2 / 3)
+    assert result.prediction_histogram() == {"A": 3} and result.dominant_prediction() == ("A", 1.0)
+    assert loads_results(result.results_blob()) == outputs
 
 
 def test_wilson_interval_is_sane_at_the_edges():

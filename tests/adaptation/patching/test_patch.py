@@ -118,3 +118,20 @@ def test_a_mixture_applies_like_any_expert(tiny):
     manual = {n: 0.3 * e1[n] + 0.7 * e2[n] for n in names}
     with ExpertPatch(model, spectra, manual):
         assert torch.allclose(_logits(model), mixed, atol=1e-6)
+
+
+def test_logit_mixtures_extrapolate_and_strength_scales_the_effect():
+    from t2reg.adaptation.patching import mix_logits, strengthen
+
+    a = {"m": torch.tensor([0.5, 0.8, 0.2])}
+    b = {"m": torch.tensor([0.5, 0.6, 0.4])}
+    both = mix_logits([a, b], [1.0, 1.0])["m"]  # logits add: 0.8 and 0.6 together go past either
+    assert torch.allclose(both, torch.sigmoid(torch.logit(a["m"]) + torch.logit(b["m"])))
+    assert both[1] > 0.8 and both[2] < 0.2 and both[0] == pytest.approx(0.5)
+    assert torch.allclose(mix_logits([a], [1.0])["m"], a["m"], atol=1e-6)
+    sigma = {"m": torch.tensor([3.0, 2.0, 1.0])}
+    c = sigma["m"].sum() / (sigma["m"] * a["m"]).sum()  # the nuclear renormalisation of a
+    assert torch.allclose(strengthen(a, sigma, "nuclear", 0.0)["m"], torch.ones(3))  # s = 0: the base model
+    assert torch.allclose(strengthen(a, sigma, "nuclear", 1.0)["m"], a["m"] * c)  # s = 1: the expert itself
+    doubled = strengthen(a, sigma, "nuclear", 2.0)["m"]
+    assert torch.allclose(doubled - 1, 2 * (a["m"] * c - 1))  # s = 2: twice its effect on the spectrum

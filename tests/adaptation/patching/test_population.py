@@ -45,18 +45,19 @@ def _sequential(backend, spectra, mixtures, task, examples, **options):
     return results
 
 
-def test_choice_scores_match_the_sequential_path(setup):
+@pytest.mark.parametrize("mode", ["cloze", "letter"])
+def test_choice_scores_match_the_sequential_path(setup, mode):
     backend, spectra, mixtures = setup
     task = get_task("arc-easy")
     examples = task.shots(6, 0, DATA)
-    batched = evaluate_population(backend, task, examples, spectra, mixtures)
-    sequential = _sequential(backend, spectra, mixtures, task, examples)
+    batched = evaluate_population(backend, task, examples, spectra, mixtures, mode=mode)
+    sequential = _sequential(backend, spectra, mixtures, task, examples, mode=mode)
     for b, s in zip(batched, sequential):
-        assert b.n == s.n == 6
-        assert [o["output"] for o in b.outputs] == [o["output"] for o in s.outputs]
+        assert b.n == s.n == 6 and b.mode == s.mode == mode
+        assert [o["prediction"] for o in b.outputs] == [o["prediction"] for o in s.outputs]
         assert b.mean_correct_logprob == pytest.approx(s.mean_correct_logprob, abs=LOGPROB_TOLERANCE)
         for ob, os_ in zip(b.outputs, s.outputs):
-            assert ob["logprobs"] == pytest.approx(os_["logprobs"], abs=LOGPROB_TOLERANCE)
+            assert ob["option_logprobs"] == pytest.approx(os_["option_logprobs"], abs=LOGPROB_TOLERANCE)
     # the candidates really differ from each other, so rows did not share one mixture
     assert len({round(r.mean_correct_logprob, 4) for r in batched}) == len(mixtures)
 
@@ -74,7 +75,8 @@ def test_generation_outputs_match_the_sequential_path(setup):
         assert b.mean_correct_logprob < 0
         assert b.mean_correct_logprob == pytest.approx(s.mean_correct_logprob, abs=LOGPROB_TOLERANCE)
     assert len({round(r.mean_correct_logprob, 4) for r in batched}) == len(mixtures)
-    assert evaluate(backend, task, examples).mean_correct_logprob is None  # only when asked: it costs a pass
+    # only when asked: it costs a pass
+    assert evaluate(backend, task, examples, reference_logprob=False).mean_correct_logprob is None
 
 
 def test_hooks_are_removed_and_rows_are_required(setup):

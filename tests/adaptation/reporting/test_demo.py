@@ -34,31 +34,33 @@ def test_quick_demo_runs_end_to_end_and_reruns_from_cache(tmp_path):
     for step in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
         assert step in first
     table = [line.split()[0] for line in first.splitlines() if line.split()[:1] and
-             line.split()[0] in ("base", "ordered", "shuffled", "adapted")]
-    assert table == ["base", "ordered", "shuffled", "adapted"]
+             line.split()[0] in ("trained", "ordered", "shuffled", "adapted")]
+    assert table == ["trained", "ordered", "shuffled", "adapted"]
+    assert "n is too small to conclude anything" in first
     report = home / "report"
     for name in ("cem.png", "transfer.png", "train-arc-easy.png", "table.md", "table.json"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     rows = json.loads((report / "table.json").read_text())["table"]
 
-    # every number in the table is a row in the registry
+    # every number in the table is a score recorded in the registry, both sides under the row's protocol
     registry = AppContext(home=str(home)).registry()
     for row in rows:
-        assert row["n"] == 40 and row["task"] == "arc-challenge"
-        if row["condition"] == "base":
-            recorded = registry.model_evaluations("gemma3-270m", "arc-challenge")
-        else:
-            recorded = registry.get(row["expert"]).evaluations
-        assert any(e.metric == "accuracy" and e.value == row["score"] and e.n == 40 and e.split == "test"
-                   for e in recorded), row
-        assert any(e.metric == "logprob" and e.value == row["logprob"] and e.n == 40 for e in recorded), row
-    assert rows[1]["logprob"] != rows[0]["logprob"]  # the transferred expert reached Gemma's weights
+        assert row["n"] == 30 and row["delta"] == pytest.approx(row["with_expert"] - row["base"])
+        base = [e for e in registry.model_evaluations(row["model"], row["task"]) if e.protocol == row["protocol"]]
+        expert = [e for e in registry.get(row["expert"]).evaluations if e.protocol == row["protocol"]]
+        assert any(e.metric == "accuracy" and e.value == row["base"] and e.n == 30 for e in base), row
+        assert any(e.metric == "accuracy" and e.value == row["with_expert"] and e.n == 30 for e in expert), row
+        low, high = row["delta_ci95"]
+        assert low <= row["delta"] <= high and 0 <= row["mcnemar_p"] <= 1
+    assert rows[0]["model"] == "smollm2-135m" and rows[1]["model"] == "gemma3-270m"
+    assert rows[1]["logprob_delta"] != 0  # the transferred expert reached Gemma's weights
     assert registry.get(rows[1]["expert"]).source == "transferred"
-    assert registry.get(rows[3]["expert"]).source == "adapted"
+    assert registry.get(rows[2]["expert"]).source == "transferred-shuffled"
+    assert registry.get(rows[3]["expert"]).source == "adapted" and rows[3]["task"] == "arc-challenge"
     jobs = registry.jobs.list()
-    assert sorted(j.kind for j in jobs) == ["adapt", "train", "train"] and all(j.status == "succeeded" for j in jobs)
+    assert sorted(j.kind for j in jobs) == ["adapt", "train"] and all(j.status == "succeeded" for j in jobs)
 
     second = _demo(home)
     assert "reusing" in second and "weights cached" in second and "spectra cached" in second
     assert json.loads((report / "table.json").read_text())["table"] == rows
-    assert len(registry.jobs.list()) == 3  # nothing trained or searched twice
+    assert len(registry.jobs.list()) == 2  # nothing trained or searched twice

@@ -1,9 +1,8 @@
 """The demo's choices that the end-to-end run cannot show on a fresh registry: which experts
-join the adaptation pool, and which recorded base score the table reads."""
+join the adaptation pool."""
 
-from t2reg.adaptation.reporting.demo import DemoPlan, _recorded, adaptation_pool
+from t2reg.adaptation.reporting.demo import DemoPlan, adaptation_pool
 from t2reg.cli.context import AppContext
-from t2reg.expert_file import Metric
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
@@ -26,13 +25,3 @@ def test_the_pool_adds_the_targets_own_experts_except_those_for_the_adaptation_t
     assert adaptation_pool(registry, PLAN, []) == ["native-gsm8k:1"]
     transferred = registry.get("native-arc-challenge:1")  # stands in for a transfer: only its ref matters
     assert adaptation_pool(registry, PLAN, [transferred]) == ["native-gsm8k:1", "native-arc-challenge:1"]
-
-
-def test_the_base_row_reads_a_plain_base_evaluation_not_a_two_pass_one(tmp_path, capsys):
-    registry = _registry(tmp_path, capsys)
-    assert _recorded(registry, PLAN, None) is None
-    registry.record_model_evaluation("tiny", Metric("arc-challenge", "accuracy", 0.25, "test", 4), source="eval")
-    registry.record_model_evaluation("tiny", Metric("arc-challenge", "accuracy", 0.75, "test", 4),
-                                     source="two-pass:prompt")
-    registry.record_model_evaluation("tiny", Metric("arc-challenge", "accuracy", 0.5, "test", 8), source="eval")
-    assert _recorded(registry, PLAN, None) == (0.25, 4, None)

@@ -9,7 +9,7 @@ import torch
 from t2reg.adaptation.search.adapt import adapt
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.backends import open_backend
-from t2reg.adaptation.evaluation.scoring import choice_prefix, evaluate
+from t2reg.adaptation.evaluation.scoring import evaluate
 from t2reg.adaptation.models import load_spectra, weights_dir
 from t2reg.adaptation.tasks import get_task
 from t2reg.cli.context import AppContext
@@ -56,9 +56,13 @@ def test_adapt_mixes_native_and_transferred_experts(pool_registry):
     assert all(link.relation == "mixture_component" for link in v.lineage)
     assert len(result.alpha) == 3 and all(0 <= a <= 1 for a in result.alpha)
     assert [(e.metric, e.split, e.n, e.value) for e in v.evaluations] == [
-        ("accuracy", "test", 6, result.heldout.score), ("logprob", "test", 6, result.heldout.mean_correct_logprob)]
+        ("accuracy", "test", 6, result.heldout.score), ("accuracy_norm", "test", 6, result.heldout.score_norm),
+        ("logprob", "test", 6, result.heldout.mean_correct_logprob)]
+    assert {e.protocol for e in v.evaluations} == {result.heldout.protocol.id}  # a seeded sample of 6, cloze
+    assert result.paired.n == 6 and result.paired.accuracy_y == result.heldout.score
     base = {e.metric: e.value for e in registry.model_evaluations("tiny", "arc-easy") if e.n == 6}
-    assert base == {"accuracy": result.base.score, "logprob": result.base.mean_correct_logprob}
+    assert base == {"accuracy": result.base.score, "accuracy_norm": result.base.score_norm,
+                    "logprob": result.base.mean_correct_logprob}
     assert result.base.mean_correct_logprob < 0
     assert result.state.iteration == 2 and len(result.state.history) == 2 and result.state.evaluations == 8
 
@@ -89,22 +93,28 @@ def test_empty_pool_filters_and_bad_settings_are_named(pool_registry):
 
 
 def steered_expert(registry, model, examples, sign, steps=40, task_name="arc-easy"):
-    """z on every MLP matrix, pushed by gradient steps to raise (sign=+1) or lower (-1)
-    the log-likelihood of the right letters: an expert whose effect we know."""
+    """z on every MLP matrix, pushed by gradient steps to raise (sign=+1) or lower (-1) the probability of
+    the right option among each example's options, scored as the task scores them (cloze: each option's
+    text as the continuation of the question): an expert whose effect we know."""
     backend = open_backend("hf", weights_dir(registry, model))
     spectra = load_spectra(model, registry)
     task = get_task(task_name)
     names = spectra.names()
     logits_z = {n: torch.zeros_like(spectra[n].S, requires_grad=True) for n in names}
     optimizer = torch.optim.Adam(logits_z.values(), lr=0.1)
-    prompts = [backend.tokenizer(choice_prefix(backend, task, ex), add_special_tokens=False).input_ids for ex in examples]
-    targets = [backend.tokenizer(ex.answer, add_special_tokens=False).input_ids[-1] for ex in examples]
+    pairs = [backend.split_continuation(task.cloze_prompt(ex), f" {text}") for ex in examples for text in ex.choices]
+    ids, mask = backend.pad([c + k for c, k in pairs])
+    keep = max(len(k) for _, k in pairs) + 1
     for _ in range(steps):
         weights = {n: (spectra[n].U * (spectra[n].S * (1 + torch.tanh(logits_z[n])))) @ spectra[n].Vh for n in names}
-        loss = 0
-        for ids, target in zip(prompts, targets):
-            out = torch.func.functional_call(backend.model, weights, (torch.tensor([ids]),))
-            loss = loss - sign * torch.log_softmax(out.logits[0, -1], -1)[target]
+        logprobs = torch.log_softmax(backend.logits(ids, mask, keep, weights), -1)
+        totals = torch.stack([logprobs[row, keep - len(k) - 1 : keep - 1][torch.arange(len(k)), torch.tensor(k)].sum()
+                              for row, (_, k) in enumerate(pairs)])
+        loss, start = 0, 0
+        for ex in examples:
+            options = torch.log_softmax(totals[start : start + len(ex.choices)], -1)
+            loss = loss - sign * options["ABCDE".index(ex.answer)]
+            start += len(ex.choices)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -147,9 +157,29 @@ def test_a_per_matrix_search_finds_the_expert_that_helps(known_optimum):
                      per_matrix=True, normalize=True, data_dir=str(DATA), population_eval="batched")
     result = adapt(known_optimum, spec)
     helps, hurts = np.asarray(result.alpha)  # one weight per matrix each
-    assert helps.shape == (6,) and helps.mean() > 0.7 and helps.mean() > hurts.mean()
+    assert helps.shape == (6,) and helps.mean() > 0.6 and helps.mean() > hurts.mean()
     base = open_backend("hf", weights_dir(known_optimum, "tiny"))
     base_shot = evaluate(base, get_task("arc-easy"), get_task("arc-easy").shots(6, 0, DATA))
     # accuracy decides first: the best member answers more shots right, and more surely
     assert result.best_shot.score > base_shot.score
     assert result.best_shot.mean_correct_logprob > base_shot.mean_correct_logprob
+
+
+def test_the_strength_space_can_push_an_expert_past_itself(known_optimum):
+    spec = AdaptSpec("tiny", "arc-easy", ("helps:1",), shots=6, heldout=4, population=8, iterations=5,
+                     mix_space="strength", data_dir=str(DATA), population_eval="sequential")
+    result = adapt(known_optimum, spec)
+    assert 1.0 < result.strength <= 3.0  # more of the helpful expert than the expert itself
+    v = result.version
+    assert v.renormalize == "none" and v.lineage[0].params["mix_space"] == "strength"
+    assert v.lineage[0].params["strength"] == pytest.approx(result.strength)
+    assert result.state.iteration <= 5 and len(result.state.best_alpha) == 2  # the weight and the strength
+
+
+def test_the_logit_space_mixes_like_the_reference_code(known_optimum):
+    spec = AdaptSpec("tiny", "arc-easy", ("helps:1", "hurts:1"), shots=6, heldout=4, population=6, iterations=2,
+                     mix_space="logits", data_dir=str(DATA), population_eval="sequential")
+    result = adapt(known_optimum, spec)
+    assert result.strength is None and {link.params["mix_space"] for link in result.version.lineage} == {"logits"}
+    z = known_optimum.read_expert(result.version.ref).vectors
+    assert all(0 < float(v.min()) and float(v.max()) < 1 for v in z.values())  # a sigmoid of mixed logits

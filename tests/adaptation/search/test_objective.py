@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t2reg.adaptation.search.objective import MixtureScorer
+from t2reg.adaptation.search.objective import Candidate, MixtureScorer
 from t2reg.adaptation.search import SearchConfig, get_optimizer
 from t2reg.adaptation.tasks import get_task
 from t2reg.spectra import Factors, Spectra
@@ -27,16 +27,16 @@ def test_a_per_matrix_search_starts_from_mostly_usable_members():
     state = optimizer.start(K * M)
     assert state.mean == [1.0 / K] * (K * M)  # each column starts as the uniform mixture
     members, _ = optimizer._propose(state)
-    alphas = [scorer.alpha(m) for m in members]
-    assert sum(not a.any(axis=0).all() for a in alphas) > 0  # some column is clamped to zero...
-    assert all(scorer.mixture(a) is not None for a in alphas)  # ...and that matrix keeps its base weights
+    candidates = [scorer.candidate(m) for m in members]
+    assert sum(not c.alpha.any(axis=0).all() for c in candidates) > 0  # some column is clamped to zero...
+    assert all(scorer.mixture(c) is not None for c in candidates)  # ...and that matrix keeps its base weights
 
 
 def test_an_all_zero_column_leaves_its_matrix_at_the_base_weights_and_others_mix():
     scorer = _scorer()
     alpha = np.zeros((K, M))
     alpha[1, 1:] = 1.0  # column 0: no expert; the rest: expert 1 alone
-    mixed = scorer.mixture(alpha)
+    mixed = scorer.mixture(Candidate(alpha))
     names = sorted(mixed)
     assert torch.equal(mixed[names[0]], torch.ones(RANK))
     assert torch.allclose(mixed[names[5]], torch.as_tensor(scorer.vectors[1][names[5]]))
@@ -45,4 +45,4 @@ def test_an_all_zero_column_leaves_its_matrix_at_the_base_weights_and_others_mix
 def test_per_vector_all_zero_is_still_refused_under_nuclear_renormalisation():
     scorer = _scorer()
     scorer.shape = (K,)
-    assert scorer.mixture(np.zeros(K)) is None
+    assert scorer.mixture(Candidate(np.zeros(K))) is None

@@ -1,6 +1,7 @@
 import pytest
 
 from t2reg.adaptation.tasks.answers import (
+    math_equal,
     choice_letter,
     extract_code,
     final_number,
@@ -64,3 +65,16 @@ def test_extract_code():
     assert extract_code("```\nx = 1\n```") == "x = 1\n"
     assert extract_code("```python\ndef f():\n    pass") == "def f():\n    pass"  # cut at the token limit
     assert extract_code("def g(): return 2") == "def g(): return 2"
+
+
+@pytest.mark.parametrize("predicted, reference, equal", [
+    ("0.5", "\\frac{1}{2}", True),
+    ("\\dfrac{1}{2}", "\\frac12", True),
+    ("1+x^2", "x^2+1", True),
+    ("3.0", "3", True),
+    ("9", "10", False),
+    (None, "3", False),
+    ("\\text{no idea}", "\\frac{1}{2}", False),
+])
+def test_math_answers_are_compared_as_mathematics(predicted, reference, equal):
+    assert math_equal(predicted, reference) is equal

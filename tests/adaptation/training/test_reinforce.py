@@ -22,6 +22,7 @@ from t2reg.cli.context import AppContext
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import check_against_model
 from tests.adaptation.jobs.test_jobs import finish, t2reg
+from tests.helpers.backend_calls import loglikelihood
 from tests.helpers.data import DATA
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
@@ -40,35 +41,62 @@ def _registry(cli):
     return AppContext(home=cli.base[1]).registry()
 
 
-def _always_a() -> str:
-    """A multiple-choice task whose right answer is always (A): reward depends on one known direction."""
+WORDS = ("light", "sand", "noise", "rocks")  # each one token of the tiny tokenizer
+
+
+def _always(registry) -> str:
+    """A multiple-choice task whose options are always the four WORDS, and whose right answer is always the
+    one the base model likes least in cloze scoring: reward depends on one known direction, which the base
+    model does not already take."""
     arc = get_task("arc-easy")
+    engine = open_backend("hf", weights_dir(registry, "tiny"))
+    probes = arc.examples("train", DATA)[:8]
+    liking = {w: np.mean(loglikelihood(engine, [(arc.cloze_prompt(ex), f" {w}") for ex in probes])) for w in WORDS}
+    target = min(WORDS, key=liking.get)
+    others = [w for w in WORDS if w != target]
 
     def loader(root, split):
-        return [Example(f"a-{ex.id}", ex.question, "A", ex.choices) for ex in arc.examples(split, root)[:200]]
+        rows = []
+        for i, ex in enumerate(arc.examples(split, root)[:200]):
+            position = i % 4  # the right option moves around: in cloze its position means nothing anyway
+            choices = tuple(others[:position] + [target] + others[position:])
+            rows.append(Example(f"{target}-{ex.id}", ex.question, "ABCD"[position], choices))
+        return rows
 
-    register_task(dataclasses.replace(arc, name="always-a", loader=loader, description="test: the answer is A"))
-    return "always-a"
+    register_task(dataclasses.replace(arc, name=f"always-{target}", loader=loader, description="test: one answer"))
+    return f"always-{target}"
 
 
 def test_training_learns_a_known_direction_and_publishes_a_valid_expert(tiny):
     registry = _registry(tiny)
-    spec = TrainSpec("tiny", _always_a(), iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
+    task = _always(registry)
+    spec = TrainSpec("tiny", task, iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
                      eval_every=4, heldout=16, data_dir=str(DATA))
     result = train(registry, spec)
-    rewards = [e["reward"] for e in result.curve]
-    assert rewards[0] < -0.4  # chance at first: (A) is one of 3-5 options, mean reward about -0.5
-    assert np.mean(rewards[-4:]) > 0.25  # then the policy picks (A) well over half the time
-    assert result.test.score > result.base.score + 0.4  # greedy (A) on held-out questions too
+    rewards = [e["reward"] for e in result.curve]  # the exact estimator's expected reward, in [-1, 1]
+    assert rewards[0] < 0  # at first the right word is the base model's least liked of four
+    assert np.mean(rewards[-4:]) > rewards[0] + 0.5 and np.mean(rewards[-4:]) > 0.25  # then the policy prefers it
+    assert result.test.score > result.base.score + 0.4  # on held-out questions, scored in cloze mode
+    assert result.paired.n == 16 and result.paired.delta == pytest.approx(result.test.score - result.base.score)
+    assert result.paired.mcnemar_p < 0.05
     v = result.version
-    assert v.ref == "always-a-tiny:1" and v.source == "native" and v.tags == {"trained": "reinforce"}
+    assert v.ref == f"{task}-tiny:1" and v.source == "native" and v.tags == {"trained": "reinforce"}
     assert {(e.split, e.n) for e in v.evaluations} == {("validation", 16), ("test", 16)}
     assert [(link.relation, link.parent) for link in v.lineage] == [("trained_from", None)]
-    assert v.lineage[0].params["lr"] == 0.3
+    assert v.lineage[0].params["lr"] == 0.3 and v.lineage[0].params["estimator"] == "exact"
     expert = registry.read_expert(v.ref)
     check_against_model(expert, {n: min(s) for n, s in registry.model_shapes("tiny").items()}, "tiny")
     assert expert.meta.renormalize == "nuclear" and len(expert.meta.provenance["curve"]) == 12
     assert result.best_iteration in (4, 8, 12)
+
+
+def test_the_sampled_estimator_rewards_one_option_per_question(tiny):
+    registry = _registry(tiny)
+    spec = TrainSpec("tiny", _always(registry), iterations=2, batch_size=8, lr=0.3, kl=0.1, validation=4,
+                     heldout=4, estimator="reinforce", data_dir=str(DATA))
+    curve = train(registry, spec).curve
+    # eight +1/-1 rewards averaged: a multiple of 1/4
+    assert all(e["reward"] * 4 == round(e["reward"] * 4) and e["grad_norm"] > 0 and e["kl"] >= 0 for e in curve)
 
 
 @pytest.mark.parametrize("param, init", [("logits", 0.1), ("logits", -2.0), ("scale", 1.0), ("scale", 0.3)])
@@ -145,7 +173,7 @@ def test_a_generation_task_samples_completions_and_learns_from_their_rewards(tin
     result = train(registry, spec)
     assert [e["iteration"] for e in result.curve] == [1, 2]
     assert all(e["reward"] in (-1.0, -0.5, 0.0, 0.5, 1.0) for e in result.curve)  # four +1/-1 rewards averaged
-    assert all(e["kl"] >= 0 and e["grad_norm"] > 0 for e in result.curve)  # the completions' log-likelihood moved z
+    assert all(e["kl"] >= 0 and e["grad_norm"] > 0 for e in result.curve), result.curve  # the log-likelihood moved z
     assert result.test.n == 2 and result.version.task == "gsm8k"
 
 

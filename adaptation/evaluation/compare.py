@@ -1,0 +1,128 @@
+"""Paired comparison of two conditions on the same questions (``t2reg compare``).
+
+X and Y are expert versions (``NAME:VERSION``) or base models alone
+(``base:MODEL``). Both are scored under one protocol (running whichever has
+no recorded score with per-question results yet), their per-question results
+are paired by question id, and the report gives n, both accuracies, the
+difference Y - X with a paired bootstrap 95% interval, McNemar's exact p-value,
+and the mean difference in the log-probability of the right answer with its
+interval. Pairing removes the variation between questions; two separate
+intervals would hide differences far larger than this resolves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from t2reg.adaptation.evaluation.runs import questions_for, run_evaluation
+from t2reg.adaptation.evaluation.scoring import Progress, resolve_mode
+from t2reg.adaptation.evaluation.spec import EvalSpec
+from t2reg.errors import InvalidInputError
+from t2reg.protocols import FULL, Protocol
+from t2reg.registry import Registry
+from t2reg.stats import mcnemar_exact, paired_bootstrap
+
+BASE_PREFIX = "base:"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One side of a comparison: an expert version, or a base model with no expert (``base:MODEL``)."""
+
+    ref: str | None = None
+    model: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Subject":
+        if text.startswith(BASE_PREFIX):
+            model = text.removeprefix(BASE_PREFIX)
+            if not model:
+                raise InvalidInputError(f"{text!r} names no model: write base:MODEL")
+            return cls(model=model)
+        return cls(ref=text)
+
+    def __str__(self) -> str:
+        return f"{BASE_PREFIX}{self.model}" if self.model else str(self.ref)
+
+
+@dataclass
+class Comparison:
+    x: str
+    y: str
+    protocol: Protocol
+    n: int  # questions both were scored on
+    accuracy_x: float
+    accuracy_y: float
+    only_x: int  # right for X, wrong for Y
+    only_y: int
+    mcnemar_p: float
+    delta_ci95: tuple[float, float]
+    logprob_delta: float | None
+    logprob_delta_ci95: tuple[float, float] | None
+
+    @property
+    def delta(self) -> float:
+        return self.accuracy_y - self.accuracy_x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict(), "n": self.n,
+                "accuracy_x": self.accuracy_x, "accuracy_y": self.accuracy_y, "delta": self.delta,
+                "delta_ci95": list(self.delta_ci95), "mcnemar_p": self.mcnemar_p, "only_x": self.only_x,
+                "only_y": self.only_y, "logprob_delta": self.logprob_delta,
+                "logprob_delta_ci95": list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None}
+
+
+def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: str = "x", y: str = "y",
+         protocol: Protocol | None = None, seed: int = 0) -> Comparison:
+    """Pair two runs' per-question results by question id and compare them."""
+    y_by_id = {row["id"]: row for row in y_rows}
+    pairs = [(row, y_by_id[row["id"]]) for row in x_rows if row["id"] in y_by_id]
+    if not pairs:
+        raise InvalidInputError(f"{x} and {y} share no scored question")
+    right_x = [bool(a["correct"]) for a, _ in pairs]
+    right_y = [bool(b["correct"]) for _, b in pairs]
+    only_x = sum(a and not b for a, b in zip(right_x, right_y))
+    only_y = sum(b and not a for a, b in zip(right_x, right_y))
+    n = len(pairs)
+    logprobs = [(a["logprob"], b["logprob"]) for a, b in pairs if a["logprob"] is not None and b["logprob"] is not None]
+    lp_diff = [b - a for a, b in logprobs]
+    return Comparison(
+        x, y, protocol, n, sum(right_x) / n, sum(right_y) / n, only_x, only_y, mcnemar_exact(only_x, only_y),
+        paired_bootstrap([float(b) - float(a) for a, b in zip(right_x, right_y)], seed=seed),
+        sum(lp_diff) / len(lp_diff) if lp_diff else None,
+        paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
+    )
+
+
+def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | None = None,
+            progress: Progress | None = None) -> Comparison:
+    """Compare X and Y under ``protocol`` (an id), or under the protocol ``spec``'s options define; each side
+    is evaluated first if it has no score with per-question results under it."""
+    spec = spec_of(registry.protocol(protocol).spec, spec) if protocol else spec
+    spec.validate_questions()
+    questions = questions_for(spec)
+    measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute)
+    rows = [_results(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
+    return pair(rows[0], rows[1], x, y, measured)
+
+
+def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
+    """An eval spec that measures under the stored protocol ``stored`` (backend and device from ``options``)."""
+    if stored.get("legacy") or stored.get("reported"):
+        raise InvalidInputError(f"protocol of {stored['task']} scores recorded without per-question results "
+                                "(legacy or typed in); compare under a measured protocol")
+    protocol = Protocol.from_dict(stored)
+    return dataclasses.replace(options, task=protocol.task, split=protocol.split, mode=protocol.mode,
+                               limit=None if protocol.n == FULL else protocol.n, seed=protocol.sample_seed or 0,
+                               permute=protocol.permute, max_new_tokens=protocol.max_new_tokens)
+
+
+def _results(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
+             progress: Progress | None) -> list[dict[str, Any]]:
+    found = registry.latest_measured(protocol.task, protocol.id, ref=subject.ref, model=subject.model)
+    if found is None:
+        run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
+        return run.result.outputs
+    return registry.evaluation_results(found.results_sha256)

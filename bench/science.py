@@ -1,0 +1,197 @@
+"""Does the method do anything on small models? Every comparison paired, on the same questions.
+
+(a) A SmolLM2-135M ARC-Easy expert (cloze policy, exact expected reward)
+    against the base model, on ARC-Easy test.
+(b) Transfer: the expert carried in canonical order, and shuffled (several
+    seeds), to
+      - positive controls: SmolLM2 copies with 2 %, 5 % and 10 % relative noise
+        on their MLP matrices (synthetic: same family, same shapes), where an
+        ordered transfer should keep most of the expert's effect and a shuffled
+        one lose it;
+      - Gemma-3-270M (another family), on ARC-Easy (the expert's task) and
+        ARC-Challenge (unseen).
+(c) Few-shot adaptation on an unseen task (ARC-Challenge) for SmolLM2: CEM in
+    the strength space over a pool of three real experts (two ARC-Easy seeds
+    and the dispatch classification expert) against the best single expert,
+    strength-tuned on the same shots, the uniform average, and the base model.
+
+Resumable: every training and adaptation is a job in the bench registry
+(./.t2reg-bench), found again by its spec; every evaluation is recorded with
+its per-question results and read back. A full run takes CPU-hours on 2 cores.
+
+Usage: python bench/science.py [--parts a,b,c] [--n 1000] [--shuffles 5] [--iterations 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / ".t2reg-bench" / "science.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="a,b,c")
+    parser.add_argument("--n", type=int, default=1000, help="held-out questions per comparison (seeded sample; "
+                                                            "0: the whole test split)")
+    parser.add_argument("--shuffles", type=int, default=5)
+    parser.add_argument("--noise", default="0.02,0.05,0.1")
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--shots", type=int, default=40)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from apply import setup  # the same cached bench registry as bench/apply.py
+
+    registry, _ = setup()
+    lab = Lab(registry, os.environ.get("T2REG_DATA_DIR", str(ROOT.parent / "shared" / "data")),
+              None if args.n == 0 else args.n, args.iterations)
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    parts = args.parts.split(",")
+    if "a" in parts:
+        results["a"] = lab.part_a()
+    if "b" in parts:
+        results["b"] = lab.part_b([float(x) for x in args.noise.split(",")], args.shuffles)
+    if "c" in parts:
+        results["c"] = lab.part_c(args.shots)
+    OUT.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {OUT}")
+
+
+class Lab:
+    def __init__(self, registry, data: str, n: int | None, iterations: int) -> None:
+        self.registry, self.data, self.n, self.iterations = registry, data, n, iterations
+
+    # -- the parts -----------------------------------------------------------------------------------
+
+    def part_a(self) -> list[dict]:
+        print("\n(a) a trained SmolLM2 ARC-Easy expert against the base model")
+        expert = self.trained("arc-easy", seed=0)
+        return [self.versus("trained, seed 0", "smollm2-135m", "arc-easy", expert)]
+
+    def part_b(self, noises: list[float], shuffles: int) -> list[dict]:
+        from t2reg.adaptation.models import decompose_model
+        from t2reg.adaptation.models.derived import add_noisy_model
+
+        print("\n(b) transfer: ordered against shuffled, on positive controls and on Gemma-3-270M")
+        expert = self.trained("arc-easy", seed=0)
+        rows = []
+        targets = []
+        for noise in noises:
+            name = f"smollm2-noise{round(noise * 100)}"
+            if name not in {m.name for m in self.registry.list_models()}:
+                add_noisy_model(self.registry, "smollm2-135m", name, noise, seed=0)
+            decompose_model(self.registry, name)
+            targets.append((name, "arc-easy", f"control, noise {noise:.0%}"))
+        self.ensure("gemma3-270m")
+        targets += [("gemma3-270m", "arc-easy", "Gemma, same task"), ("gemma3-270m", "arc-challenge", "Gemma, unseen")]
+        for model, task, label in targets:
+            ordered = self.moved(expert, model, "none", 0)
+            rows.append(self.versus(f"{label}: ordered", model, task, ordered))
+            for seed in range(shuffles):
+                shuffled = self.moved(expert, model, "shuffled", seed)
+                rows.append(self.versus(f"{label}: shuffled seed {seed}", model, task, shuffled))
+                rows.append(self.head_to_head(f"{label}: ordered vs shuffled {seed}", task, shuffled, ordered))
+        return rows
+
+    def part_c(self, shots: int) -> list[dict]:
+        print("\n(c) few-shot CEM on an unseen task (ARC-Challenge) over three real SmolLM2 experts")
+        pool = [self.trained("arc-easy", seed=0), self.trained("arc-easy", seed=1), self.trained("dispatch", seed=0)]
+        task, model = "arc-challenge", "smollm2-135m"
+        adapted = self.adapted(model, task, pool, shots, "strength")
+        singles = {ref: self.adapted(model, task, [ref], shots, "strength", tag=ref) for ref in pool}
+        shot_scores = {ref: self.registry.jobs.get(job).result["shot_score"] for ref, (_, job) in singles.items()}
+        best_single = max(shot_scores, key=shot_scores.get)
+        uniform = self.uniform(model, task, pool)
+        rows = [self.versus("CEM over the pool", model, task, adapted[0]),
+                self.versus(f"best single ({best_single}), strength-tuned", model, task, singles[best_single][0]),
+                self.versus("uniform average", model, task, uniform),
+                self.head_to_head("CEM vs best single", task, singles[best_single][0], adapted[0])]
+        return rows
+
+    # -- the pieces, each made once ---------------------------------------------------------------------
+
+    def trained(self, task: str, seed: int) -> str:
+        from t2reg.adaptation.training.spec import TrainSpec
+
+        spec = TrainSpec("smollm2-135m", task, iterations=self.iterations, batch_size=16, lr=0.01, kl=0.0,
+                         validation=100, eval_every=5, heldout=100, seed=seed, data_dir=self.data,
+                         name=f"science-{task}-s{seed}")
+        return self.job(spec, f"train {task} seed {seed}").result["published"]
+
+    def moved(self, ref: str, target: str, baseline: str, seed: int) -> str:
+        from t2reg.transfer.publishing import transfer_version
+
+        return transfer_version(self.registry, ref, target, baseline=baseline, seed=seed).version.ref
+
+    def adapted(self, model: str, task: str, pool: list[str], shots: int, space: str, tag: str = "pool"):
+        from t2reg.adaptation.search.spec import AdaptSpec
+
+        safe = tag.replace(":", "-")
+        spec = AdaptSpec(model, task, tuple(pool), shots=shots, heldout=100, population=12, elite=0.25,
+                         iterations=8, mix_space=space, data_dir=self.data, name=f"science-{task}-{space}-{safe}")
+        job = self.job(spec, f"CEM {task} over {tag}")
+        return job.result["published"], job.id
+
+    def uniform(self, model: str, task: str, pool: list[str]) -> str:
+        """The pool's uniform average (alpha = 1/K, as published), for reference."""
+        import numpy as np
+
+        from t2reg.registry.derived import DerivedExpert
+        from t2reg.vocabulary import Source
+
+        name = f"science-{task}-uniform"
+        found = self.registry.list(where=f"name={name}")
+        if found:
+            return found[0].ref
+        experts = [self.registry.read_expert(ref) for ref in pool]
+        vectors = {n: np.mean([e.vectors[n] for e in experts], axis=0) for n in experts[0].vectors}
+        return self.registry.publish_derived(DerivedExpert(vectors, model, task, Source.ADAPTED, name,
+                                                           provenance={"method": "uniform", "components": pool})).ref
+
+    def versus(self, label: str, model: str, task: str, expert: str) -> dict:
+        return self.head_to_head(label, task, f"base:{model}", expert)
+
+    def head_to_head(self, label: str, task: str, x: str, y: str) -> dict:
+        from t2reg.adaptation.evaluation.compare import compare
+        from t2reg.adaptation.evaluation.spec import EvalSpec
+
+        start = time.perf_counter()
+        c = compare(self.registry, x, y, EvalSpec(task, limit=self.n, data_dir=self.data))
+        low, high = c.delta_ci95
+        lp = "-" if c.logprob_delta is None else f"{c.logprob_delta:+.3f}"
+        print(f"  {label:<44} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "
+              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp}  [{time.perf_counter() - start:.0f}s]",
+              flush=True)
+        return {"label": label, "task": task, **c.to_dict()}
+
+    def job(self, spec, label: str):
+        """The succeeded job of exactly this spec, or a new one run here (a killed run resumes)."""
+        from t2reg.adaptation.jobs import run_with_progress, submit_here
+        from t2reg.vocabulary import JobStatus
+
+        for job in self.registry.jobs.list(kind=spec.kind, limit=1000):
+            if job.spec == spec.to_dict():
+                if job.status == JobStatus.SUCCEEDED:
+                    return job
+                if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job.status == JobStatus.RUNNING:
+                    self.registry.jobs.requeue(job.id, force=True)
+                    return run_with_progress(self.registry, job.id, getattr(spec, "iterations", None), label)
+        claim, job = submit_here(self.registry, spec)
+        return run_with_progress(self.registry, job.id, getattr(spec, "iterations", None), label, claim=claim)
+
+    def ensure(self, model: str) -> None:
+        from t2reg.adaptation.models import decompose_model
+        from t2reg.adaptation.reporting.demo import ensure_weights
+
+        ensure_weights(self.registry, model)
+        decompose_model(self.registry, model)
+
+
+if __name__ == "__main__":
+    main()

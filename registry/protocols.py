@@ -1,0 +1,76 @@
+"""Protocols inside a session: registering the one a run used, and finding a task's most used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, select, true
+from sqlalchemy.orm import Session
+
+from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.expert_file import Metric
+from t2reg.protocols import Protocol, legacy_id, reported_id
+from t2reg.registry.orm import EvaluationRow, ProtocolRow
+
+
+def use(session: Session, protocol_id: str, task: str, spec: dict[str, Any]) -> ProtocolRow:
+    """The protocol row (created on first use), its use count raised by one run."""
+    row = session.get(ProtocolRow, protocol_id, with_for_update=True)
+    if row is None:
+        row = ProtocolRow(id=protocol_id, task=task, spec=spec, uses=0)
+        session.add(row)
+        session.flush()  # before the score rows that point at it: no relationship orders the inserts
+    row.uses += 1
+    return row
+
+
+def reported(task: str) -> tuple[str, str, dict[str, Any]]:
+    """The id, task and spec of a task's hand-recorded scores (no protocol known): :func:`use`'s arguments."""
+    return reported_id(task), task, {"task": task, "reported": True,
+                                     "note": "recorded by hand; how it was measured is not known"}
+
+
+def assign(session: Session, metrics: list[Metric], protocol: Protocol | None) -> list[tuple[Metric, str]]:
+    """Each metric with the id of the protocol it is recorded under (each protocol used once per call):
+    ``protocol`` for all of them, or each metric's task's hand-reported protocol when there is none."""
+    if protocol is not None:
+        stray = sorted({m.task for m in metrics} - {protocol.task})
+        if stray:
+            raise InvalidInputError(f"scores for {', '.join(stray)} cannot be recorded under a {protocol.task} "
+                                    "protocol")
+        use(session, protocol.id, protocol.task, protocol.to_dict())
+        return [(m, protocol.id) for m in metrics]
+    ids = {task: use(session, *reported(task)).id for task in sorted({m.task for m in metrics})}
+    return [(m, ids[m.task]) for m in metrics]
+
+
+def get(session: Session, protocol_id: str) -> ProtocolRow:
+    row = session.get(ProtocolRow, protocol_id)
+    if row is None:
+        raise NotFoundError(f"no protocol {protocol_id!r} (see `t2reg protocols`)")
+    return row
+
+
+def for_task(session: Session, task: str) -> list[ProtocolRow]:
+    """A task's protocols, most used first."""
+    return list(session.scalars(select(ProtocolRow).where(ProtocolRow.task == task)
+                                .order_by(ProtocolRow.uses.desc(), ProtocolRow.created_at.desc())))
+
+
+def every(session: Session) -> list[ProtocolRow]:
+    return list(session.scalars(select(ProtocolRow).order_by(ProtocolRow.task, ProtocolRow.uses.desc())))
+
+
+def default_for(session: Session, task: str, metric: str) -> str | None:
+    """The task's most used protocol that has a current ``metric`` score (one index probe per protocol)."""
+    for row in for_task(session, task):
+        has = exists().where(EvaluationRow.task == task, EvaluationRow.metric == metric,
+                             EvaluationRow.protocol_id == row.id, EvaluationRow.is_latest == true())
+        if session.scalar(select(has)):
+            return row.id
+    return None
+
+
+def is_measured(protocol_id: str, task: str) -> bool:
+    """False for the legacy and hand-reported protocols: nothing says how those scores were measured."""
+    return protocol_id not in (legacy_id(task), reported_id(task))

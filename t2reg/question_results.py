@@ -1,0 +1,46 @@
+"""Per-question results of an evaluation: the file format kept beside every score.
+
+Gzipped JSON lines, one object per question, at least ``id``, ``prediction``,
+``answer``, ``correct`` and ``logprob`` (the log-probability of the right
+answer). Written deterministically (sorted keys, no gzip timestamp), so equal
+results are equal bytes and the content-addressed store keeps one copy. Read
+with a cap on the decompressed size; nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from typing import Any, Iterable
+
+from t2reg.errors import InvalidInputError
+
+REQUIRED = ("id", "prediction", "answer", "correct", "logprob")
+MAX_BYTES = 256 << 20  # decompressed
+
+
+def dumps_results(rows: Iterable[dict[str, Any]]) -> bytes:
+    text = "".join(json.dumps(row, sort_keys=True, allow_nan=False) + "\n" for row in rows)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
+        fh.write(text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def loads_results(data: bytes, origin: str = "results") -> list[dict[str, Any]]:
+    """The rows, refusing a file that is not gzipped JSON lines of objects with the required keys."""
+    try:
+        inflater = zlib.decompressobj(wbits=31)  # gzip framing
+        raw = inflater.decompress(data, MAX_BYTES)
+        if inflater.unconsumed_tail:
+            raise InvalidInputError(f"{origin}: per-question results larger than {MAX_BYTES} bytes uncompressed")
+        lines = raw.decode("utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{origin}: not gzipped JSON lines ({type(exc).__name__})") from None
+    for row in rows:
+        if not isinstance(row, dict) or any(key not in row for key in REQUIRED):
+            raise InvalidInputError(f"{origin}: every row needs {', '.join(REQUIRED)}")
+    return rows

@@ -1,0 +1,39 @@
+"""On the real SmolLM2-135M-Instruct, through the CLI: a CEM search on two replicas reaches the in-process
+search's result (same scores, same best alpha, same held-out questions right), and an evaluation sharded
+over two replicas answers every question as one process does."""
+
+import json
+
+import pytest
+
+from tests.cli.test_commands import CLI
+from tests.helpers.data import require_data
+
+pytestmark = pytest.mark.slow
+
+
+def test_adapt_and_eval_on_two_replicas_match_one_process(smollm2_home, ray_cluster, tmp_path, capsys):
+    cli = CLI(smollm2_home, capsys)
+    data = str(require_data())
+    for seed in (1, 2):
+        path = tmp_path / f"e{seed}.safetensors"
+        cli.ok("new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--noise", "0.1", "--seed", str(seed),
+               "--out", str(path))
+        cli.ok("publish", str(path), "--name", f"ray-noise-{seed}")
+    common = ["adapt", "--model", "smollm2-135m", "--task", "arc-easy", "--pool", "name in (ray-noise-1,ray-noise-2)",
+              "--shots", "4", "--heldout", "8", "--population", "4", "--elite", "0.5", "--iterations", "2",
+              "--population-eval", "sequential", "--data-dir", data]
+    here = cli.json(*common, "--name", "smol-here")
+    there = cli.json(*common, "--name", "smol-there", "--replicas", "2")
+    for key in ("alpha", "best_score", "evaluations", "shot_score", "population_eval"):
+        assert there[key] == here[key], key
+    for key in ("heldout", "base"):
+        assert {**there[key], "seconds": 0} == {**here[key], "seconds": 0}, key
+
+    evaluation = ["eval", "--base", "smollm2-135m", "--task", "arc-easy", "--limit", "40", "--data-dir", data]
+    cli.ok(*evaluation, "--save-outputs", str(tmp_path / "here.jsonl"))
+    sharded = cli.json(*evaluation, "--replicas", "2", "--save-outputs", str(tmp_path / "there.jsonl"))
+    here_rows, there_rows = ([json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+                             for name in ("here", "there"))
+    assert len(there_rows) == 40 and there_rows == here_rows
+    assert sum(r["units"] for r in sharded["replicas"]) == 40

@@ -1,0 +1,100 @@
+"""Paired comparison: pairing by question id, the statistics it reports, and `t2reg compare` on a tiny
+real model (each side evaluated once, then read back from the registry)."""
+
+import pytest
+
+from t2reg.adaptation.evaluation.compare import Subject, pair
+from t2reg.errors import InvalidInputError
+from t2reg.protocols import Protocol
+from tests.cli.test_commands import CLI
+from tests.helpers.data import DATA
+from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+
+
+def _rows(correct, logprobs, ids=None):
+    ids = ids or [f"q{i}" for i in range(len(correct))]
+    return [{"id": i, "prediction": "A", "answer": "A" if c else "B", "correct": c, "logprob": lp}
+            for i, c, lp in zip(ids, correct, logprobs)]
+
+
+def test_pairing_counts_discordant_questions_and_reports_y_minus_x():
+    x = _rows([True, True, False, False, True], [-1.0, -1.0, -2.0, -2.0, -1.0])
+    y = _rows([True, False, True, True, True], [-0.5, -1.5, -1.0, -1.0, -0.5])
+    c = pair(x, y, "x", "y")
+    assert (c.n, c.accuracy_x, c.accuracy_y, c.only_x, c.only_y) == (5, 0.6, 0.8, 1, 2)
+    assert c.delta == pytest.approx(0.2) and c.mcnemar_p == pytest.approx(1.0)  # 1 vs 2 discordant: p = 1
+    assert c.logprob_delta == pytest.approx(0.5)
+    low, high = c.delta_ci95
+    assert low <= c.delta <= high
+
+
+def test_only_shared_questions_are_paired():
+    x = _rows([True, False], [-1.0, -1.0], ids=["a", "b"])
+    y = _rows([False, False, True], [-1.0, -1.0, -1.0], ids=["b", "c", "d"])
+    assert pair(x, y).n == 1
+    with pytest.raises(InvalidInputError, match="share no scored question"):
+        pair(x, _rows([True], [0.0], ids=["z"]))
+
+
+def test_subjects_are_expert_refs_or_base_models():
+    assert Subject.parse("base:tiny") == Subject(model="tiny") and str(Subject(model="tiny")) == "base:tiny"
+    assert Subject.parse("e:1") == Subject(ref="e:1")
+    with pytest.raises(InvalidInputError, match="names no model"):
+        Subject.parse("base:")
+
+
+@pytest.fixture
+def cli(tmp_path, capsys):
+    save_model_with_tokenizer(tmp_path / "tiny")
+    runner = CLI(tmp_path / "home", capsys)
+    runner.ok("model", "add", str(tmp_path / "tiny"), "--alias", "tiny")
+    runner.ok("model", "decompose", "tiny")
+    runner.ok("new-expert", "--model", "tiny", "--task", "arc-easy", "--noise", "0.5", "--out", str(tmp_path / "e"))
+    runner.ok("publish", str(tmp_path / "e"))
+    return runner
+
+
+def test_compare_evaluates_what_is_missing_then_reads_it_back(cli):
+    args = ["--task", "arc-easy", "--limit", "8", "--data-dir", str(DATA)]
+    same = cli.json("compare", "base:tiny", "base:tiny", *args)
+    assert (same["n"], same["delta"], same["mcnemar_p"], same["delta_ci95"]) == (8, 0, 1.0, [0.0, 0.0])
+    assert same["logprob_delta"] == 0 and same["protocol"]["mode"] == "cloze" and same["protocol"]["n"] == 8
+    out = cli.json("compare", "base:tiny", "arc-easy-tiny:1", *args)
+    assert out["accuracy_x"] == same["accuracy_x"] and out["n"] == 8
+    assert out["logprob_delta"] != 0  # the expert's weights really changed the scores
+    scored = cli.json("show", "arc-easy-tiny:1")["evaluations"]
+    assert {e["protocol"] for e in scored} == {out["protocol"]["id"]} and len(scored) == 3  # evaluated once
+    again = cli.json("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", out["protocol"]["id"],
+                     "--data-dir", str(DATA))
+    assert again == out and len(cli.json("show", "arc-easy-tiny:1")["evaluations"]) == 3  # read back, not rerun
+    human = cli.ok("compare", "base:tiny", "arc-easy-tiny:1", *args)
+    assert "McNemar exact p" in human and "paired bootstrap 95% CI" in human
+
+
+def test_a_two_pass_score_never_stands_in_for_the_base_model_alone(cli):
+    from t2reg.adaptation.evaluation.compare import compare
+    from t2reg.adaptation.evaluation.spec import EvalSpec
+    from t2reg.cli.context import AppContext
+    from t2reg.expert_file import Metric
+    from t2reg.question_results import dumps_results
+
+    registry = AppContext(home=cli.base[1]).registry()
+    plain = Protocol("arc-easy", "test", "cloze", "v1", n=4, sample_seed=0)
+    routed = Protocol("arc-easy", "test", "cloze", "v1", n=4, sample_seed=0, routing="prompt")
+    assert plain.id != routed.id
+    fake = dumps_results([{"id": "x", "prediction": "A", "answer": "A", "correct": True, "logprob": 0.0}])
+    registry.record_model_evaluation("tiny", [Metric("arc-easy", "accuracy", 1.0, "test", 4)],
+                                     source="two-pass:prompt", protocol=routed, results=fake)
+    assert registry.latest_measured("arc-easy", plain.id, model="tiny") is None
+    result = compare(registry, "base:tiny", "base:tiny", EvalSpec("arc-easy", limit=4, data_dir=str(DATA)))
+    assert result.protocol == plain and result.n == 4  # the plain base model, evaluated for this
+
+
+def test_scores_typed_in_by_hand_cannot_be_compared(cli):
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--task", "arc-easy", "--protocol", "x")
+    assert code == 2 and "give --task" in err  # the protocol defines the questions: not both
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", "reported:arc-easy")
+    assert code == 3 and "no protocol 'reported:arc-easy'" in err  # nothing recorded under it yet
+    cli.ok("record", "arc-easy-tiny:1", "--metric", "accuracy=0.5")
+    code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", "reported:arc-easy")
+    assert code == 4 and "recorded without per-question results" in err

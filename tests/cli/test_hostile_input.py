@@ -1,0 +1,173 @@
+"""Input an adversarial user tried: every one gets its one line and its exit code, and destroys nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import text
+
+from t2reg.registry import Registry
+from t2reg.settings import load_settings
+from tests.cli.test_commands import CLI
+from tests.helpers.paths import ROOT
+
+HUGE = "99999999999999999999"
+
+
+@pytest.fixture
+def cli(tmp_path, capsys):
+    runner = CLI(tmp_path / "home", capsys)
+    runner.ok("new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--out", str(tmp_path / "e.safetensors"))
+    runner.ok("publish", str(tmp_path / "e.safetensors"))
+    return runner
+
+
+def _fails(cli, code, words, *args):
+    got, out, err = cli(*args)
+    assert (got, err.count("\n")) == (code, 1), err
+    assert words in err and "internal error" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("source", ["..", ".", "../..", "a/../..", "models/../.."])
+def test_model_add_with_a_path_as_name_destroys_nothing(cli, tmp_path, source):
+    home = tmp_path / "home"
+    (home / "models").mkdir(exist_ok=True)
+    (home / "models" / "keep").write_text("converted model")
+    gguf = tmp_path / "weights.gguf"
+    gguf.write_bytes(b"GGUF")
+    _fails(cli, 4, "model name", "model", "add", source, "--gguf", str(gguf))
+    assert (home / "registry.db").is_file() and (home / "models" / "keep").read_text() == "converted model"
+    assert cli.json("list")[0]["ref"] == "gsm8k-smollm2-135m:1"
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["show", f"gsm8k-smollm2-135m:{HUGE}"], 4, "whole number from 1"),
+    (["show", "gsm8k-smollm2-135m:²"], 4, "whole number from 1"),
+    (["best", "--task", "gsm8k", "--limit", HUGE], 4, "--limit must be at most"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "accuracy=0.5", "--n", HUGE], 4, "--n must be at most"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "accuracy=0.5", "--n", "0"], 4, "--n must be at least 1"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "accuracy=0.5", "--split", "a b"], 4, "split"),
+    (["jobs", "show", HUGE], 3, f"no job {HUGE}"),
+    (["jobs", "show", "0"], 3, "no job 0"),
+    (["jobs", "list", "--limit", HUGE], 4, "--limit must be at most"),
+    (["list", "--where", ""], 4, "empty filter"),
+    (["list", "--where", " , "], 4, "empty filter"),
+    (["download", "gsm8k-smollm2-135m:1", "--out", ""], 2, "the path is empty"),
+    (["download", "gsm8k-smollm2-135m:1", "--out", "/nonexistent-t2reg/dir/x"], 4, "is not a directory"),
+    (["gc", "--grace", "nan"], 2, "not a finite number"),
+    (["gc", "--grace", "inf"], 2, "not a finite number"),
+    (["db", "downgrade", "9999"], 4, "9999"),
+    (["publish", "/dev/zero"], 4, "not a regular file"),
+    (["model", "add", "owner/name", "--revision", "../../etc"], 4, "--revision"),
+])
+def test_bad_input_gets_its_exit_code(cli, args, code, words):
+    _fails(cli, code, words, *args)
+
+
+@pytest.mark.parametrize("db, code, words", [
+    ("postgresql+psycopg://::::", 4, "not a database URL"),
+    ("postgresql+psycopg://u:secret@h:notaport/db", 4, "not a database URL"),
+    ("sqlite://", 4, "in-memory database"),
+    ("sqlite:///:memory:", 4, "in-memory database"),
+])
+def test_malformed_and_in_memory_database_urls(tmp_path, capsys, db, code, words):
+    runner = CLI(tmp_path / "home", capsys, db=db, init=False)
+    for command in (["init"], ["list"], ["publish", "x.safetensors"]):
+        err = _fails(runner, code, words, *command)
+        assert "secret" not in err
+
+
+def test_a_mistyped_database_is_not_created(tmp_path, capsys):
+    typo = tmp_path / "regsitry.db"
+    runner = CLI(tmp_path / "home", capsys, db=f"sqlite:///{typo}", init=False)
+    for command in (["list"], ["verify"], ["gc"], ["publish", "x.safetensors"], ["db", "upgrade"], ["db", "current"]):
+        _fails(runner, 3, "`t2reg init` creates one there", *command)
+    assert not typo.exists()
+
+
+def test_a_zero_length_registry_fails_verify_and_gc(tmp_path, capsys):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "registry.db").write_bytes(b"")
+    runner = CLI(tmp_path / "home", capsys, init=False)
+    for command in (["verify"], ["gc", "--grace", "0", "--force"]):
+        _fails(runner, 3, "empty file, not a registry", *command)
+
+
+def test_non_regular_output_paths_are_refused_and_left_as_they_are(cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(fifo)
+    for out in (fifo, tmp_path / "link", tmp_path):
+        _fails(cli, 4 if out != tmp_path else 2, "", "download", "gsm8k-smollm2-135m:1", "--out", str(out))
+        _fails(cli, 4 if out != tmp_path else 2, "", "new-expert", "--model", "smollm2-135m", "--out", str(out))
+    assert fifo.is_fifo() and (tmp_path / "link").is_symlink()
+
+
+def test_publishing_a_fifo_does_not_block(cli, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    _fails(cli, 4, "not a regular file", "publish", str(tmp_path / "fifo"))
+
+
+def test_a_nonsense_job_timeout_is_refused_before_it_reaches_a_worker(cli, monkeypatch):
+    for value in ("inf", "nan", "-1", "1e400", "soon"):
+        monkeypatch.setenv("T2REG_JOB_TIMEOUT", value)
+        _fails(cli, 4, "T2REG_JOB_TIMEOUT must be a positive, finite number", "jobs", "list")
+
+
+def test_a_stray_file_in_the_blob_store_breaks_neither_verify_nor_gc(cli, tmp_path):
+    stray = tmp_path / "home" / "blobs" / "sha256" / "stray"
+    stray.write_text("x")
+    assert "stray" in cli.ok("verify")
+    cli.ok("gc", "--grace", "0")
+    assert stray.exists()
+
+
+def test_a_database_from_a_newer_t2reg_is_refused_with_advice_that_works(cli, tmp_path):
+    with Registry(load_settings(home=tmp_path / "home")) as registry, registry.db.session(write=True) as session:
+        session.execute(text("UPDATE t2reg_alembic_version SET version_num = '9999'"))
+    for command in (["list"], ["db", "upgrade"]):
+        err = _fails(cli, 1, "upgrade t2reg", *command)
+        assert "db upgrade`" not in err
+
+
+def test_control_characters_never_reach_the_terminal(cli, tmp_path):
+    # Written straight into the database, as an older t2reg (or another tool) could have.
+    with Registry(load_settings(home=tmp_path / "home")) as registry, registry.db.session(write=True) as session:
+        session.execute(text("UPDATE experts SET description = :d"), {"d": "ok\x1b]0;pwned\x07\x1b[2J\u202eevil"})
+        session.execute(text("INSERT INTO version_tags (version_id, key, value) VALUES (1, 'k', :v)"),
+                        {"v": "\x1b[31mred"})
+    out = cli.ok("show", "gsm8k-smollm2-135m:1")
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b]0;pwned\\x07" in out and "\\u202e" in out
+    assert "\x1b" not in _fails(cli, 4, "control character", "list", "--where", "tag.k=\x1b[31mred")
+    err = _fails(cli, 4, "bad reference", "show", "x\x1b[2Jy:1")
+    assert "\x1b" not in err
+    _fails(cli, 4, "control character", "publish", str(tmp_path / "e.safetensors"), "--description", "\x1b[2J")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    # Wherever it lands (importing, the worker's wait): never a traceback, and the status a shell reports
+    # as 130. Before Python installs any handler the signal itself ends the process (status -SIGINT).
+    Registry(load_settings(home=tmp_path), create=True).close()
+    for delay in (0.3, 0.6, 1.0, None):
+        proc = subprocess.Popen([sys.executable, "-m", "t2reg.cli", "--home", str(tmp_path), "worker"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        if delay is None:
+            assert "worker" in proc.stderr.readline()  # it says so when it starts waiting
+        else:
+            time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if "init_import_site" in err:
+            continue  # landed in Python's own start-up (site.py), before any t2reg code: out of its reach
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        if proc.returncode == -signal.SIGINT:
+            assert err == ""
+        else:
+            assert proc.returncode == 130 and err.strip().splitlines()[-1] == "t2reg: error: interrupted", err
+            assert err.count("interrupted") == 1
