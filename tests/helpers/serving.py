@@ -8,6 +8,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +27,14 @@ class ServerProcess:
                                      env={**os.environ, **(env or {})})
         self.base_url = self._wait_ready(timeout)
         self.root = self.base_url.removesuffix("/v1")
+        # Keep reading stdout after the ready line: the vllm backend's engine processes log there, and a full
+        # pipe would block them mid-request.
+        threading.Thread(target=self._drain, args=(log.with_suffix(".stdout"),), daemon=True).start()
+
+    def _drain(self, path: Path) -> None:
+        with path.open("w") as out:
+            for line in self.proc.stdout:
+                out.write(line)
 
     def _wait_ready(self, timeout: float) -> str:
         selector = selectors.DefaultSelector()
@@ -61,7 +70,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
         return self.proc.returncode
 
 
