@@ -19,7 +19,7 @@ Resumable: every training and adaptation is a job in the bench registry
 (./.t2reg-bench), found again by its spec; every evaluation is recorded with
 its per-question results and read back. A full run takes CPU-hours on 2 cores.
 
-Usage: python bench/science.py [--parts a,b,c] [--n 1000] [--shuffles 5] [--iterations 40]
+Usage: python bench/science.py [--parts a,b,c] [--n 1000] [--shuffles 5] [--iterations 40] [--targets ...]
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ def main() -> None:
                                                             "0: the whole test split)")
     parser.add_argument("--shuffles", type=int, default=5)
     parser.add_argument("--noise", default="0.02,0.05,0.1")
+    parser.add_argument("--targets", default="control,gemma-easy,gemma-challenge",
+                        help="part (b)'s targets: the noisy SmolLM2 controls, Gemma on ARC-Easy, Gemma on ARC-Challenge")
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--shots", type=int, default=40)
+    parser.add_argument("--population", type=int, default=12, help="part (c): CEM candidates per generation")
+    parser.add_argument("--generations", type=int, default=8, help="part (c): CEM generations")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apply import setup  # the same cached bench registry as bench/apply.py
@@ -56,9 +60,9 @@ def main() -> None:
     if "a" in parts:
         results["a"] = lab.part_a()
     if "b" in parts:
-        results["b"] = lab.part_b([float(x) for x in args.noise.split(",")], args.shuffles)
+        results["b"] = lab.part_b([float(x) for x in args.noise.split(",")], args.shuffles, args.targets.split(","))
     if "c" in parts:
-        results["c"] = lab.part_c(args.shots)
+        results["c"] = lab.part_c(args.shots, args.population, args.generations)
     OUT.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {OUT}")
 
@@ -74,7 +78,7 @@ class Lab:
         expert = self.trained("arc-easy", seed=0)
         return [self.versus("trained, seed 0", "smollm2-135m", "arc-easy", expert)]
 
-    def part_b(self, noises: list[float], shuffles: int) -> list[dict]:
+    def part_b(self, noises: list[float], shuffles: int, which: list[str]) -> list[dict]:
         from t2reg.adaptation.models import decompose_model
         from t2reg.adaptation.models.derived import add_noisy_model
 
@@ -82,14 +86,17 @@ class Lab:
         expert = self.trained("arc-easy", seed=0)
         rows = []
         targets = []
-        for noise in noises:
+        for noise in noises if "control" in which else []:
             name = f"smollm2-noise{round(noise * 100)}"
             if name not in {m.name for m in self.registry.list_models()}:
                 add_noisy_model(self.registry, "smollm2-135m", name, noise, seed=0)
             decompose_model(self.registry, name)
             targets.append((name, "arc-easy", f"control, noise {noise:.0%}"))
-        self.ensure("gemma3-270m")
-        targets += [("gemma3-270m", "arc-easy", "Gemma, same task"), ("gemma3-270m", "arc-challenge", "Gemma, unseen")]
+        gemma = {"gemma-easy": ("gemma3-270m", "arc-easy", "Gemma, same task"),
+                 "gemma-challenge": ("gemma3-270m", "arc-challenge", "Gemma, unseen")}
+        targets += [gemma[key] for key in gemma if key in which]
+        if any(model == "gemma3-270m" for model, _, _ in targets):
+            self.ensure("gemma3-270m")
         for model, task, label in targets:
             ordered = self.moved(expert, model, "none", 0)
             rows.append(self.versus(f"{label}: ordered", model, task, ordered))
@@ -99,12 +106,13 @@ class Lab:
                 rows.append(self.head_to_head(f"{label}: ordered vs shuffled {seed}", task, shuffled, ordered))
         return rows
 
-    def part_c(self, shots: int) -> list[dict]:
+    def part_c(self, shots: int, population: int, generations: int) -> list[dict]:
         print("\n(c) few-shot CEM on an unseen task (ARC-Challenge) over three real SmolLM2 experts")
         pool = [self.trained("arc-easy", seed=0), self.trained("arc-easy", seed=1), self.trained("dispatch", seed=0)]
         task, model = "arc-challenge", "smollm2-135m"
-        adapted = self.adapted(model, task, pool, shots, "strength")
-        singles = {ref: self.adapted(model, task, [ref], shots, "strength", tag=ref) for ref in pool}
+        search = dict(shots=shots, population=population, generations=generations)
+        adapted = self.adapted(model, task, pool, "strength", **search)
+        singles = {ref: self.adapted(model, task, [ref], "strength", tag=ref, **search) for ref in pool}
         shot_scores = {ref: self.registry.jobs.get(job).result["shot_score"] for ref, (_, job) in singles.items()}
         best_single = max(shot_scores, key=shot_scores.get)
         uniform = self.uniform(model, task, pool)
@@ -129,12 +137,13 @@ class Lab:
 
         return transfer_version(self.registry, ref, target, baseline=baseline, seed=seed).version.ref
 
-    def adapted(self, model: str, task: str, pool: list[str], shots: int, space: str, tag: str = "pool"):
+    def adapted(self, model: str, task: str, pool: list[str], space: str, *, shots: int, population: int,
+                generations: int, tag: str = "pool"):
         from t2reg.adaptation.search.spec import AdaptSpec
 
         safe = tag.replace(":", "-")
-        spec = AdaptSpec(model, task, tuple(pool), shots=shots, heldout=100, population=12, elite=0.25,
-                         iterations=8, mix_space=space, data_dir=self.data, name=f"science-{task}-{space}-{safe}")
+        spec = AdaptSpec(model, task, tuple(pool), shots=shots, heldout=100, population=population, elite=0.25,
+                         iterations=generations, mix_space=space, data_dir=self.data, name=f"science-{task}-{space}-{safe}")
         job = self.job(spec, f"CEM {task} over {tag}")
         return job.result["published"], job.id
 
