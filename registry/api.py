@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
@@ -24,7 +24,9 @@ from t2reg.expert_file import (
 from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
+from t2reg.registry.blob_migration import BlobMigration, migrate_to_database
 from t2reg.registry.blobs import BlobStore
+from t2reg.registry.blobs_db import DatabaseBlobStore, record_blob_store, recorded_blob_store, recorded_blob_store_in
 from t2reg.registry.db import Database, MissingDatabaseError
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
@@ -55,7 +57,7 @@ from t2reg.registry.validation import (
     validate_task,
 )
 from t2reg.settings import Settings, load_settings
-from t2reg.vocabulary import Relation, Source, VersionStatus
+from t2reg.vocabulary import BlobStoreKind, Relation, Source, VersionStatus
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
@@ -74,7 +76,7 @@ class Registry:
     def __init__(self, settings: Settings | None = None, *, create: bool = False, check_schema: bool = True) -> None:
         self.settings = settings or load_settings()
         self.db = Database(self.settings.database_url, create=create)
-        self.blobs = BlobStore(self.settings.blob_root)
+        self.blobs: BlobStore | DatabaseBlobStore = self._asked_for_store()  # until the registry says otherwise
         self.jobs = JobQueue(self.db, self.settings.job_timeout)
         if not check_schema:
             return
@@ -84,6 +86,7 @@ class Registry:
                     raise MissingDatabaseError(
                         f"database {self.db.display_url} holds no registry; `t2reg init` creates one there")
                 self._init_racing_others()
+            self.blobs = self._recorded_store()
         except BaseException:
             self.db.dispose()
             raise
@@ -114,17 +117,46 @@ class Registry:
     # -- set-up ---------------------------------------------------------------
 
     def init(self) -> None:
-        """Bring the schema to head and register the built-in models (idempotent)."""
-        self.blobs.root.mkdir(parents=True, exist_ok=True)
+        """Bring the schema to head, register the built-in models and record the blob store (idempotent).
+
+        Blobs asked for in the database (``blob_root`` ``db``) are recorded as the registry's store, so
+        every later open, on any machine, uses it; a registry that already keeps files is refused (it
+        would lose them from sight) and pointed at ``t2reg blobs migrate``.
+        """
         schema.upgrade(self.db, "head")
+        in_database = self.settings.blob_root is None
 
         def register(session) -> None:
             for alias in BUILTIN_MODELS:
                 if base_models.find_model(session, alias) is None:
                     base_models.add_model(session, from_builtin(alias))
+            if in_database and recorded_blob_store_in(session) is not BlobStoreKind.DATABASE:
+                if versions.count_all(session):
+                    raise ConflictError(
+                        f"registry {self.db.display_url} already keeps its blobs in files; "
+                        "`t2reg blobs migrate --to db` moves them into the database")
+                record_blob_store(session, BlobStoreKind.DATABASE)
 
         self.db.write(register)
+        self.blobs = self._recorded_store()
+        if isinstance(self.blobs, BlobStore):
+            self.blobs.root.mkdir(parents=True, exist_ok=True)
         self.blobs.register_user(self.db.identity)
+
+    def _asked_for_store(self) -> BlobStore | DatabaseBlobStore:
+        root = self.settings.blob_root
+        return DatabaseBlobStore(self.db) if root is None else BlobStore(root)
+
+    def _recorded_store(self) -> BlobStore | DatabaseBlobStore:
+        """The store this registry recorded wins over the settings: a machine that only reaches the
+        database must find the blobs there without being told."""
+        if recorded_blob_store(self.db) is BlobStoreKind.DATABASE:
+            return DatabaseBlobStore(self.db)
+        if self.settings.blob_root is None:
+            raise ConflictError(
+                f"registry {self.db.display_url} keeps its blobs in files, not in its database; "
+                "`t2reg blobs migrate --to db` moves them there (run it with the file store's location)")
+        return BlobStore(self.settings.blob_root)
 
     def _init_racing_others(self) -> None:
         try:
@@ -266,28 +298,39 @@ class Registry:
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
         if self.db.read_only:
             raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
-        sha, created = self.blobs.put(data)
-        stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
+        store = self.blobs
+        if isinstance(store, DatabaseBlobStore):
+            def publish(session) -> ExpertVersion:  # the blob and its version row: one commit
+                sha = store.put_in(session, data)
+                return versions.describe(session, versions.insert_version(session, dataclasses.replace(new, sha256=sha)))
+
+            return self.db.write(publish)
+        return self._store_in_files(store, data, new)
+
+    def _store_in_files(self, store: BlobStore, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        # A file cannot join the transaction: write it first, then the row; undo the file if the row fails.
+        sha, created = store.put(data)
+        stamp = store.path(sha).stat().st_mtime_ns if created else None
         new = dataclasses.replace(new, sha256=sha)
         try:
             version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
         except BaseException:
             if created:
-                self._discard_blob(sha, stamp)
+                self._discard_blob(store, sha, stamp)
             raise
-        if not self.blobs.exists(sha):  # a concurrent failed publish of the same bytes removed it
-            self.blobs.put(data)
+        if not store.exists(sha):  # a concurrent failed publish of the same bytes removed it
+            store.put(data)
         return version
 
-    def _discard_blob(self, sha: str, stamp: int | None) -> None:
+    def _discard_blob(self, store: BlobStore, sha: str, stamp: int | None) -> None:
         # Only a blob this call created, that nobody touched since and no row uses.
         try:
-            if self.blobs.path(sha).stat().st_mtime_ns != stamp:
+            if store.path(sha).stat().st_mtime_ns != stamp:
                 return
         except FileNotFoundError:
             return
         if sha not in maintenance.referenced_blobs(self.db):
-            self.blobs.remove(sha)
+            store.remove(sha)
 
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None
@@ -527,6 +570,17 @@ class Registry:
         return self.db.write(work)
 
     # -- maintenance ----------------------------------------------------------
+
+    def migrate_blobs_to_database(self, on_blob: Callable[[str], None] | None = None) -> BlobMigration:
+        """Move the blobs from the file store into the database and switch to it (see
+        :mod:`t2reg.registry.blob_migration`); a run on a registry already there does nothing."""
+        if self.db.read_only:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; migrating writes")
+        if isinstance(self.blobs, DatabaseBlobStore):
+            return BlobMigration(0, len(maintenance.referenced_blobs(self.db)), self.blobs.location)
+        report = migrate_to_database(self.db, self.blobs, on_blob)
+        self.blobs = DatabaseBlobStore(self.db)
+        return report
 
     def verify(self) -> VerifyReport:
         return maintenance.verify(self.db, self.blobs)

@@ -25,6 +25,7 @@ from typing import Iterator
 
 from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
 from t2reg.files import land_bytes, land_text
+from t2reg.vocabulary import BlobStoreKind
 
 _CHUNK = 1 << 20
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -35,10 +36,16 @@ MARKERS = "registries"
 class BlobStore:
     """Blobs on a local (or shared) file system, named by their sha256."""
 
+    kind = BlobStoreKind.FILES
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._objects = self.root / "sha256"
         self._tmp = self.root / "tmp"
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def path(self, sha256: str) -> Path:
         return self._objects / sha256[:2] / sha256
@@ -164,7 +171,6 @@ class BlobStore:
             return time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return 0.0
-
 
 
 def _key(database: str) -> str:
