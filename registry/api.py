@@ -24,6 +24,7 @@ from t2reg.expert_file import (
 from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
+from t2reg.registry.bundles import BundleImport, Manifest, export_bundle, import_bundle
 from t2reg.registry.blob_migration import BlobMigration, migrate_to_database
 from t2reg.registry.blobs import BlobStore
 from t2reg.registry.blobs_db import DatabaseBlobStore, record_blob_store, recorded_blob_store, recorded_blob_store_in
@@ -568,6 +569,17 @@ class Registry:
             return versions.describe(session, row)
 
         return self.db.write(work)
+
+    # -- sharing --------------------------------------------------------------
+
+    def export_bundle(self, ref: str, out: str | os.PathLike[str], *, with_lineage: bool = False) -> Manifest:
+        """Write a version as a bundle folder (see :mod:`t2reg.registry.bundles`); ``with_lineage`` adds
+        every ancestor, so a transfer or a mixture travels with what it came from."""
+        return export_bundle(self, ref, out, with_lineage=with_lineage)
+
+    def import_bundle(self, folder: str | os.PathLike[str]) -> BundleImport:
+        """Bring a bundle folder in: checked whole, then written in one transaction; idempotent."""
+        return import_bundle(self, folder)
 
     # -- maintenance ----------------------------------------------------------
 
