@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
 from t2reg.protocols import Protocol
 from t2reg.files import land_bytes, land_text, landing_dir
@@ -160,16 +160,23 @@ class BundleImport:
     skipped_aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-def read_bundle(folder: str | os.PathLike[str]) -> Bundle:
-    """Read and check a bundle folder without writing anything (see :func:`import_bundle`)."""
+def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None) -> Bundle:
+    """Read and check a bundle folder without writing anything (see :func:`import_bundle`).
+
+    Symlinks are refused, except, given ``links_within``, those resolving inside it (the Hugging Face
+    cache links each snapshot's files to its own blobs folder).
+    """
     root = Path(folder)
     if not root.is_dir():
         raise InvalidInputError(f"{root} is not a bundle folder")
-    text = _read_inside(root, MANIFEST, MAX_MANIFEST_BYTES).decode("utf-8", errors="strict")
+    try:
+        text = _read_inside(root, MANIFEST, MAX_MANIFEST_BYTES, links_within).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{MANIFEST} is not UTF-8 text") from None
     manifest = parse_manifest(text)
     blobs: dict[tuple[FileKind, str], bytes] = {}
     for file in manifest.files:
-        data = _read_inside(root, file.path, MAX_FILE_BYTES)
+        data = _read_inside(root, file.path, MAX_FILE_BYTES, links_within)
         if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
             raise InvalidInputError(f"bundle file {file.path} does not match its sha256: the bundle was changed "
                                     "or damaged; nothing was imported")
@@ -199,8 +206,9 @@ def _check_protocols(manifest: Manifest) -> None:
             raise InvalidInputError(f"{MANIFEST}: protocol {protocol.id!r} does not match its spec")
 
 
-def _read_inside(root: Path, relative: str, limit: int) -> bytes:
-    """A regular file at ``relative`` under ``root``: no component may be a symlink, nothing may lie outside."""
+def _read_inside(root: Path, relative: str, limit: int, links_within: Path | None = None) -> bytes:
+    """A regular file at ``relative`` under ``root``: no component may be a symlink (but one that stays
+    inside ``links_within``), nothing may lie outside."""
     path = root
     for part in relative.split("/"):
         if part in ("", ".", ".."):
@@ -210,9 +218,9 @@ def _read_inside(root: Path, relative: str, limit: int) -> bytes:
             mode = path.lstat().st_mode
         except FileNotFoundError:
             raise InvalidInputError(f"the bundle has no {relative}; nothing was imported") from None
-        if stat.S_ISLNK(mode):
+        if stat.S_ISLNK(mode) and not _stays_within(path, links_within):
             raise InvalidInputError(f"bundle path {relative} goes through a symlink; refusing to follow it")
-    if not stat.S_ISREG(path.lstat().st_mode):
+    if not stat.S_ISREG(path.stat().st_mode):
         raise InvalidInputError(f"bundle path {relative} is not a regular file")
     if path.stat().st_size > limit:
         raise InvalidInputError(f"bundle file {relative} is larger than {limit} bytes")
@@ -220,11 +228,19 @@ def _read_inside(root: Path, relative: str, limit: int) -> bytes:
         return fh.read(limit + 1)
 
 
-def import_bundle(registry: Registry, folder: str | os.PathLike[str]) -> BundleImport:
+def _stays_within(link: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    target, base = link.resolve(), folder.resolve()
+    return base in target.parents
+
+
+def import_bundle(registry: Registry, folder: str | os.PathLike[str], *, links_within: Path | None = None
+                  ) -> BundleImport:
     """Bring a bundle into ``registry``: checked whole first, then written in one transaction."""
     if registry.db.read_only:
-        raise ConflictError(f"registry {registry.db.display_url} is read-only for this user; importing writes")
-    bundle = read_bundle(folder)
+        raise DatabaseError(f"registry {registry.db.display_url} is read-only for this user; importing writes")
+    bundle = read_bundle(folder, links_within)
     with registry.db.session() as session:
         _check_against_registry(session, bundle)
     store = registry.blobs
