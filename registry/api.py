@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -301,8 +302,10 @@ class Registry:
             raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
         store = self.blobs
         if isinstance(store, DatabaseBlobStore):
-            def publish(session) -> ExpertVersion:  # the blob and its version row: one commit
+            def publish(session) -> ExpertVersion:  # the blobs and the version's rows: one commit
                 sha = store.put_in(session, data)
+                for measurement, _ in new.measurements:
+                    self._keep_results(session, measurement.results)
                 return versions.describe(session, versions.insert_version(session, dataclasses.replace(new, sha256=sha)))
 
             return self.db.write(publish)
@@ -461,6 +464,7 @@ class Registry:
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed, live_only=True)
             session.refresh(row, with_for_update=True)  # serialise concurrent records of one version
+            self._keep_results(session, results)
             task = versions.describe(session, row).task
             parsed_metrics = [_as_metric(m, task, split, n) for m in metrics]
             if not parsed_metrics:
@@ -500,6 +504,7 @@ class Registry:
 
         def work(session) -> list[EvaluationInfo]:
             row = base_models.get_model(session, model)
+            self._keep_results(session, results)
             return [base_models.add_evaluation(session, row.id, metric, source, protocol_id, results_sha)
                     for metric, protocol_id in protocols.assign(session, list(metrics), protocol)]
 
@@ -535,10 +540,18 @@ class Registry:
         return loads_results(self.blobs.read(sha256), f"results {sha256[:12]}")
 
     def _store_results(self, results: bytes | None) -> str | None:
+        """Check per-question results and name them; a file store keeps them now, the database store in the
+        transaction that records the score (:meth:`_keep_results`)."""
         if results is None:
             return None
         loads_results(results)  # refuse malformed results before they are stored
+        if isinstance(self.blobs, DatabaseBlobStore):
+            return hashlib.sha256(results).hexdigest()
         return self.blobs.put(results)[0]
+
+    def _keep_results(self, session, results: bytes | None) -> None:
+        if results is not None and isinstance(self.blobs, DatabaseBlobStore):
+            self.blobs.put_in(session, results)
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:

@@ -154,11 +154,15 @@ class BlobStore:
             found[marker] = database if isinstance(database, str) else None
         return found
 
-    def remove(self, sha256: str) -> int:
-        """Delete a blob; return the bytes freed (0 if it was already gone)."""
+    def remove(self, sha256: str, untouched_for: float = 0.0) -> int:
+        """Delete a blob not touched in the last ``untouched_for`` seconds; return the bytes freed (0 if it was
+        already gone, or was touched: a publish storing the same bytes refreshes its mtime)."""
         path = self.path(sha256)
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if time.time() - info.st_mtime < untouched_for:
+                return 0
+            size = info.st_size
             path.unlink()
         except FileNotFoundError:
             return 0

@@ -15,7 +15,7 @@ when it finds the blob there.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -108,12 +108,18 @@ class DatabaseBlobStore:
     def users(self) -> dict[Path, str | None]:
         return {}
 
-    def remove(self, sha256: str) -> int:
-        """Delete a blob; return the bytes freed (0 if it was already gone)."""
+    def remove(self, sha256: str, untouched_for: float = 0.0) -> int:
+        """Delete a blob not stored again in the last ``untouched_for`` seconds; return the bytes freed.
+
+        The age is part of the DELETE itself: a publish that stores the same bytes meanwhile refreshes
+        ``touched_at`` under a row lock, and the delete, waiting on that lock, then finds the row young.
+        """
+        cutoff = utcnow() - timedelta(seconds=untouched_for)
+
         def work(session: Session) -> int:
-            size = session.scalar(select(BlobRow.size).where(BlobRow.sha256 == sha256))
-            session.execute(delete(BlobRow).where(BlobRow.sha256 == sha256))
-            return size or 0
+            gone = session.execute(delete(BlobRow).where(BlobRow.sha256 == sha256, BlobRow.touched_at <= cutoff)
+                                   .returning(BlobRow.size)).scalar_one_or_none()
+            return gone or 0
 
         return self.db.write(work)
 

@@ -135,9 +135,15 @@ def gc(
         if blobs.age_seconds(handle) < grace_seconds:
             young += 1
             continue
-        removed.append(sha)
-        if not dry_run:
-            freed += blobs.remove(sha)
+        if dry_run:
+            removed.append(sha)
+            continue
+        size = blobs.remove(sha, untouched_for=grace_seconds)  # the age again, as late as the store allows
+        if size or not blobs.exists(sha):
+            removed.append(sha)
+            freed += size
+        else:
+            young += 1
     temps = 0
     for path in blobs.iter_temp_files():
         if blobs.age_seconds(path) >= grace_seconds:

@@ -105,3 +105,19 @@ def test_asking_for_db_blobs_on_a_file_registry_points_at_migrate(registry, tmp_
     settings = load_settings(home=tmp_path / "x", database_url=registry.settings.database_url, blob_root="db")
     with pytest.raises(ConflictError, match="blobs migrate --to db"):
         Registry(settings)
+
+
+def test_removal_checks_the_age_where_it_deletes(db_registry):
+    sha, _ = db_registry.blobs.put(b"x")
+    assert db_registry.blobs.remove(sha, untouched_for=3600) == 0 and db_registry.blobs.exists(sha)
+    assert db_registry.blobs.remove(sha) == 1 and not db_registry.blobs.exists(sha)
+
+
+def test_per_question_results_are_stored_with_their_score(db_registry, expert_file):
+    from t2reg.question_results import dumps_results
+
+    results = dumps_results([{"id": "q", "prediction": "1", "answer": "1", "correct": True, "logprob": -0.5}])
+    version = db_registry.publish(expert_file())
+    recorded = db_registry.record(version.ref, ["gsm8k:accuracy=1.0"], results=results)
+    sha = recorded.evaluations[-1].results_sha256
+    assert db_registry.evaluation_results(sha)[0]["id"] == "q" and _blob_rows(db_registry) == 2
