@@ -45,7 +45,7 @@ from t2reg.registry.bundles.manifest import (
     parse_manifest,
 )
 from t2reg.registry.entities import ExpertVersion, Lineage, as_utc
-from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionAliasRow, VersionRow
+from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.vocabulary import VersionStatus
 
 if TYPE_CHECKING:
@@ -270,6 +270,10 @@ def _check_against_registry(session: Session, bundle: Bundle) -> None:
     for version in manifest.versions:
         row = base_models.find_model(session, version.model)
         expert = bundle.experts[version.sha256]
+        claimed = base_models.find_model(session, expert.meta.base_model) if expert.meta.base_model else None
+        if claimed is not None and claimed.id != row.id:
+            raise InvalidInputError(f"{MANIFEST}: {version.key} is for {row.name}, but its file says "
+                                    f"{claimed.name}")
         check_against_model(expert, {k: min(v) for k, v in row.shapes.items()}, row.name, version.key)
         versions.check_owner(session, version.name, row.id)
 
@@ -290,8 +294,8 @@ def _write(session: Session, bundle: Bundle) -> BundleImport:
         if new:
             created.append(refs[version.key])
         added += _add_evaluations(session, row, version.evaluations, specs)
-        labels.set_tags(session, row, {k: v for k, v in version.tags.items()
-                                       if k not in versions.describe(session, row).tags})
+        have = set(session.scalars(select(VersionTagRow.key).where(VersionTagRow.version_id == row.id)))
+        labels.set_tags(session, row, {k: v for k, v in version.tags.items() if k not in have})  # never overwrite
         skipped += _add_aliases(session, row, version, refs[version.key])
     return BundleImport(refs[manifest.root], refs, tuple(created), added, tuple(dropped), tuple(skipped))
 

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from t2reg.errors import InvalidInputError
 from t2reg.registry.validation import check_tag, check_text, validate_name, validate_task
@@ -207,22 +207,26 @@ def _sha(value: str | None, where: str) -> str | None:
     return value
 
 
-def _checked(check: Callable[[str], Any], value: str, where: str) -> str:
+def _name(o: _Object, key: str, what: str) -> str:
+    """``o[key]``, a name by the registry's rules (what a name may be is the same in every registry)."""
+    return _valid_name(o.get(key, str), f"{o.where}.{key}", what)
+
+
+def _valid_name(value: str, where: str, what: str) -> str:
     try:
-        check(value)
+        return validate_name(value, what)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
-    return value
 
 
 def _model(o: _Object) -> BundleModel:
     return BundleModel(check_text(o.get("name", str), f"{o.where}.name", 200), check_text(o.get("revision", str),
-                       f"{o.where}.revision", 100), _checked(validate_name, o.get("architecture", str), o.where))
+                       f"{o.where}.revision", 100), _name(o, "architecture", "architecture"))
 
 
 def _protocol(o: _Object) -> BundleProtocol:
     return BundleProtocol(check_text(o.get("id", str), f"{o.where}.id", 128),
-                          _checked(validate_name, o.get("task", str), o.where), o.get("spec", dict))
+                          _name(o, "task", "task"), o.get("spec", dict))
 
 
 def _evaluation(o: _Object) -> BundleEvaluation:
@@ -233,10 +237,10 @@ def _evaluation(o: _Object) -> BundleEvaluation:
     if n is not None and n < 1:
         raise InvalidInputError(f"{o.where}.n must be positive")
     return BundleEvaluation(
-        task=_checked(validate_name, o.get("task", str), o.where),
-        metric=_checked(validate_name, o.get("metric", str), o.where),
-        value=value, split=o.get("split", str, optional=True), n=n,
-        source=_checked(validate_name, o.get("source", str), o.where),
+        task=_name(o, "task", "task"),
+        metric=_name(o, "metric", "metric"),
+        value=value, split=_optional_name(o, "split"), n=n,
+        source=_name(o, "source", "score source"),
         protocol=check_text(o.get("protocol", str), f"{o.where}.protocol", 128),
         results_sha256=_sha(o.get("results_sha256", str, optional=True), f"{o.where}.results_sha256"),
         created_at=check_text(o.get("created_at", str), f"{o.where}.created_at", 64),
@@ -254,26 +258,34 @@ def _lineage(o: _Object) -> BundleLineage:
     )
 
 
-def _version(o: _Object) -> BundleVersion:
+def _optional_name(o: _Object, key: str) -> str | None:
+    value = o.get(key, str, optional=True)
+    return None if value is None else _valid_name(value, f"{o.where}.{key}", key)
+
+
+def _tags(o: _Object) -> dict[str, str]:
     tags = o.get("tags", dict)
+    for key, value in tags.items():
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{o.where}.tags.{key} must be text")
+    return dict(check_tag(k, v) for k, v in tags.items())
+
+
+def _version(o: _Object) -> BundleVersion:
     return BundleVersion(
         key=check_text(o.get("key", str), f"{o.where}.key", 200),
-        name=_checked(validate_name, o.get("name", str), o.where),
+        name=_name(o, "name", "expert name"),
         model=check_text(o.get("model", str), f"{o.where}.model", 200),
         task=validate_task(o.get("task", str, optional=True)),
         description=check_text(o.get("description", str), f"{o.where}.description", 10_000, newlines=True),
         source=Source.parse(o.get("source", str), "source"),
         sha256=_sha(o.get("sha256", str), f"{o.where}.sha256"),
         size=o.get("size", int),
-        tags=dict(check_tag(k, v if isinstance(v, str) else _bad(f"{o.where}.tags.{k}")) for k, v in tags.items()),
-        aliases=tuple(_checked(validate_name, a, o.where) for a in o.strings("aliases")),
+        tags=_tags(o),
+        aliases=tuple(_valid_name(a, f"{o.where}.aliases", "alias") for a in o.strings("aliases")),
         evaluations=tuple(_evaluation(e) for e in o.objects("evaluations")),
         lineage=tuple(_lineage(e) for e in o.objects("lineage")),
     )
-
-
-def _bad(where: str) -> str:
-    raise InvalidInputError(f"{where} must be text")
 
 
 def _file(o: _Object) -> BundleFile:
