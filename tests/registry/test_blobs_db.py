@@ -121,3 +121,19 @@ def test_per_question_results_are_stored_with_their_score(db_registry, expert_fi
     recorded = db_registry.record(version.ref, ["gsm8k:accuracy=1.0"], results=results)
     sha = recorded.evaluations[-1].results_sha256
     assert db_registry.evaluation_results(sha)[0]["id"] == "q" and _blob_rows(db_registry) == 2
+
+
+def test_init_blobs_db_switches_an_empty_file_registry_and_refuses_one_holding_versions(registry, tmp_path):
+    url = registry.settings.database_url
+    shapes = registry.model_shapes("smollm2-135m")
+    asked = Registry(load_settings(home=tmp_path / "x", database_url=url, blob_root="db"), check_schema=False)
+    try:
+        registry.publish(write(make_expert(shapes, SMOL), tmp_path / "e.safetensors"))
+        with pytest.raises(ConflictError, match="blobs migrate --to db"):
+            asked.init()
+    finally:
+        asked.close()
+    with Registry(load_settings(home=tmp_path / "y", blob_root="db"), create=True) as fresh:
+        assert fresh.blobs.kind is BlobStoreKind.DATABASE
+        with Registry(load_settings(home=tmp_path / "y")) as again:  # the recorded choice, not the default folder
+            assert again.blobs.kind is BlobStoreKind.DATABASE
