@@ -13,6 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, TypeVar
 
 from t2reg.errors import InvalidInputError
@@ -243,8 +244,16 @@ def _evaluation(o: _Object) -> BundleEvaluation:
         source=_name(o, "source", "score source"),
         protocol=check_text(o.get("protocol", str), f"{o.where}.protocol", 128),
         results_sha256=_sha(o.get("results_sha256", str, optional=True), f"{o.where}.results_sha256"),
-        created_at=check_text(o.get("created_at", str), f"{o.where}.created_at", 64),
+        created_at=_time(o.get("created_at", str), f"{o.where}.created_at"),
     )
+
+
+def _time(text: str, where: str) -> str:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(f"{where} is not an ISO 8601 time") from None
+    return text
 
 
 def _lineage(o: _Object) -> BundleLineage:

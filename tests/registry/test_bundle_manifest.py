@@ -62,6 +62,7 @@ BROKEN = {
     "bad alias": (_broken(lambda d: d["versions"][1].update(aliases=["../x"])), "alias"),
     "tag not text": (_broken(lambda d: d["versions"][1]["tags"].update(seed=3)), "tags.seed must be text"),
     "unknown relation": (_broken(lambda d: d["versions"][1]["lineage"][0].update(relation="stolen")), "relation"),
+    "bad time": (_broken(lambda d: d["versions"][1]["evaluations"][0].update(created_at="yesterday")), "ISO 8601"),
     "control character": (_broken(lambda d: d["versions"][1].update(description="\x1b[2J")), "description"),
 }
 
