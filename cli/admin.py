@@ -12,17 +12,21 @@ from t2reg.registry import schema
 
 
 @click.command()
+@click.option("--blobs", "blob_root", metavar="DIR|db",
+              help="Where blobs go: a folder, or `db` for the database itself (recorded, so every later "
+                   "command on any machine finds them there) [the global --blobs; env T2REG_BLOB_ROOT].")
 @pass_app
-def init(app: AppContext) -> None:
+def init(app: AppContext, blob_root: str | None) -> None:
     """Create the registry (database schema at head, blob store, built-in models).
 
     The only command that makes a registry: every other one refuses a database
     that is not there, so a mistyped --home or --db never becomes a new, empty registry.
     """
+    if blob_root is not None:
+        app.blob_root = blob_root
     registry = app.registry(check_schema=False, create=True)
     registry.init()
-    settings = registry.settings
-    click.echo(f"registry ready: database {registry.db.display_url}, blobs {settings.blob_root}")
+    click.echo(f"registry ready: database {registry.db.display_url}, blobs in {registry.blobs.location}")
 
 
 @click.command()

@@ -46,10 +46,11 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, blob_roo
 
 
 def _register_commands() -> None:
-    from t2reg.cli import (adapt, admin, demo, dispatch, evaluation, expert_io, experts, jobs, models, serve, train,
-                           transfer)
+    from t2reg.cli import (adapt, admin, demo, dispatch, evaluation, expert_io, experts, jobs, models, serve, sharing,
+                           train, transfer)
 
-    modules = (admin, experts, models, expert_io, transfer, evaluation, adapt, train, dispatch, serve, jobs, demo)
+    modules = (admin, experts, models, expert_io, sharing, transfer, evaluation, adapt, train, dispatch, serve, jobs,
+               demo)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
@@ -24,7 +25,10 @@ from t2reg.expert_file import (
 from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
+from t2reg.registry.bundles import BundleImport, Manifest, export_bundle, import_bundle
+from t2reg.registry.blob_migration import BlobMigration, migrate_to_database
 from t2reg.registry.blobs import BlobStore
+from t2reg.registry.blobs_db import DatabaseBlobStore, record_blob_store, recorded_blob_store, recorded_blob_store_in
 from t2reg.registry.db import Database, MissingDatabaseError
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
@@ -55,7 +59,7 @@ from t2reg.registry.validation import (
     validate_task,
 )
 from t2reg.settings import Settings, load_settings
-from t2reg.vocabulary import Relation, Source, VersionStatus
+from t2reg.vocabulary import BlobStoreKind, Relation, Source, VersionStatus
 
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
@@ -74,7 +78,7 @@ class Registry:
     def __init__(self, settings: Settings | None = None, *, create: bool = False, check_schema: bool = True) -> None:
         self.settings = settings or load_settings()
         self.db = Database(self.settings.database_url, create=create)
-        self.blobs = BlobStore(self.settings.blob_root)
+        self.blobs: BlobStore | DatabaseBlobStore = self._asked_for_store()  # until the registry says otherwise
         self.jobs = JobQueue(self.db, self.settings.job_timeout)
         if not check_schema:
             return
@@ -84,6 +88,7 @@ class Registry:
                     raise MissingDatabaseError(
                         f"database {self.db.display_url} holds no registry; `t2reg init` creates one there")
                 self._init_racing_others()
+            self.blobs = self._recorded_store()
         except BaseException:
             self.db.dispose()
             raise
@@ -114,17 +119,46 @@ class Registry:
     # -- set-up ---------------------------------------------------------------
 
     def init(self) -> None:
-        """Bring the schema to head and register the built-in models (idempotent)."""
-        self.blobs.root.mkdir(parents=True, exist_ok=True)
+        """Bring the schema to head, register the built-in models and record the blob store (idempotent).
+
+        Blobs asked for in the database (``blob_root`` ``db``) are recorded as the registry's store, so
+        every later open, on any machine, uses it; a registry that already keeps files is refused (it
+        would lose them from sight) and pointed at ``t2reg blobs migrate``.
+        """
         schema.upgrade(self.db, "head")
+        in_database = self.settings.blob_root is None
 
         def register(session) -> None:
             for alias in BUILTIN_MODELS:
                 if base_models.find_model(session, alias) is None:
                     base_models.add_model(session, from_builtin(alias))
+            if in_database and recorded_blob_store_in(session) is not BlobStoreKind.DATABASE:
+                if versions.count_all(session):
+                    raise ConflictError(
+                        f"registry {self.db.display_url} already keeps its blobs in files; "
+                        "`t2reg blobs migrate --to db` moves them into the database")
+                record_blob_store(session, BlobStoreKind.DATABASE)
 
         self.db.write(register)
+        self.blobs = self._recorded_store()
+        if isinstance(self.blobs, BlobStore):
+            self.blobs.root.mkdir(parents=True, exist_ok=True)
         self.blobs.register_user(self.db.identity)
+
+    def _asked_for_store(self) -> BlobStore | DatabaseBlobStore:
+        root = self.settings.blob_root
+        return DatabaseBlobStore(self.db) if root is None else BlobStore(root)
+
+    def _recorded_store(self) -> BlobStore | DatabaseBlobStore:
+        """The store this registry recorded wins over the settings: a machine that only reaches the
+        database must find the blobs there without being told."""
+        if recorded_blob_store(self.db) is BlobStoreKind.DATABASE:
+            return DatabaseBlobStore(self.db)
+        if self.settings.blob_root is None:
+            raise ConflictError(
+                f"registry {self.db.display_url} keeps its blobs in files, not in its database; "
+                "`t2reg blobs migrate --to db` moves them there (run it with the file store's location)")
+        return BlobStore(self.settings.blob_root)
 
     def _init_racing_others(self) -> None:
         try:
@@ -266,28 +300,41 @@ class Registry:
     def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
         if self.db.read_only:
             raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
-        sha, created = self.blobs.put(data)
-        stamp = self.blobs.path(sha).stat().st_mtime_ns if created else None
+        store = self.blobs
+        if isinstance(store, DatabaseBlobStore):
+            def publish(session) -> ExpertVersion:  # the blobs and the version's rows: one commit
+                sha = store.put_in(session, data)
+                for measurement, _ in new.measurements:
+                    self._keep_results(session, measurement.results)
+                return versions.describe(session, versions.insert_version(session, dataclasses.replace(new, sha256=sha)))
+
+            return self.db.write(publish)
+        return self._store_in_files(store, data, new)
+
+    def _store_in_files(self, store: BlobStore, data: bytes, new: versions.NewVersion) -> ExpertVersion:
+        # A file cannot join the transaction: write it first, then the row; undo the file if the row fails.
+        sha, created = store.put(data)
+        stamp = store.path(sha).stat().st_mtime_ns if created else None
         new = dataclasses.replace(new, sha256=sha)
         try:
             version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
         except BaseException:
             if created:
-                self._discard_blob(sha, stamp)
+                self._discard_blob(store, sha, stamp)
             raise
-        if not self.blobs.exists(sha):  # a concurrent failed publish of the same bytes removed it
-            self.blobs.put(data)
+        if not store.exists(sha):  # a concurrent failed publish of the same bytes removed it
+            store.put(data)
         return version
 
-    def _discard_blob(self, sha: str, stamp: int | None) -> None:
+    def _discard_blob(self, store: BlobStore, sha: str, stamp: int | None) -> None:
         # Only a blob this call created, that nobody touched since and no row uses.
         try:
-            if self.blobs.path(sha).stat().st_mtime_ns != stamp:
+            if store.path(sha).stat().st_mtime_ns != stamp:
                 return
         except FileNotFoundError:
             return
         if sha not in maintenance.referenced_blobs(self.db):
-            self.blobs.remove(sha)
+            store.remove(sha)
 
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None
@@ -417,6 +464,7 @@ class Registry:
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed, live_only=True)
             session.refresh(row, with_for_update=True)  # serialise concurrent records of one version
+            self._keep_results(session, results)
             task = versions.describe(session, row).task
             parsed_metrics = [_as_metric(m, task, split, n) for m in metrics]
             if not parsed_metrics:
@@ -456,6 +504,7 @@ class Registry:
 
         def work(session) -> list[EvaluationInfo]:
             row = base_models.get_model(session, model)
+            self._keep_results(session, results)
             return [base_models.add_evaluation(session, row.id, metric, source, protocol_id, results_sha)
                     for metric, protocol_id in protocols.assign(session, list(metrics), protocol)]
 
@@ -491,10 +540,18 @@ class Registry:
         return loads_results(self.blobs.read(sha256), f"results {sha256[:12]}")
 
     def _store_results(self, results: bytes | None) -> str | None:
+        """Check per-question results and name them; a file store keeps them now, the database store in the
+        transaction that records the score (:meth:`_keep_results`)."""
         if results is None:
             return None
         loads_results(results)  # refuse malformed results before they are stored
+        if isinstance(self.blobs, DatabaseBlobStore):
+            return hashlib.sha256(results).hexdigest()
         return self.blobs.put(results)[0]
+
+    def _keep_results(self, session, results: bytes | None) -> None:
+        if results is not None and isinstance(self.blobs, DatabaseBlobStore):
+            self.blobs.put_in(session, results)
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:
@@ -526,7 +583,29 @@ class Registry:
 
         return self.db.write(work)
 
+    # -- sharing --------------------------------------------------------------
+
+    def export_bundle(self, ref: str, out: str | os.PathLike[str], *, with_lineage: bool = False) -> Manifest:
+        """Write a version as a bundle folder (see :mod:`t2reg.registry.bundles`); ``with_lineage`` adds
+        every ancestor, so a transfer or a mixture travels with what it came from."""
+        return export_bundle(self, ref, out, with_lineage=with_lineage)
+
+    def import_bundle(self, folder: str | os.PathLike[str]) -> BundleImport:
+        """Bring a bundle folder in: checked whole, then written in one transaction; idempotent."""
+        return import_bundle(self, folder)
+
     # -- maintenance ----------------------------------------------------------
+
+    def migrate_blobs_to_database(self, on_blob: Callable[[str], None] | None = None) -> BlobMigration:
+        """Move the blobs from the file store into the database and switch to it (see
+        :mod:`t2reg.registry.blob_migration`); a run on a registry already there does nothing."""
+        if self.db.read_only:
+            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; migrating writes")
+        if isinstance(self.blobs, DatabaseBlobStore):
+            return BlobMigration(0, len(maintenance.referenced_blobs(self.db)), self.blobs.location)
+        report = migrate_to_database(self.db, self.blobs, on_blob)
+        self.blobs = DatabaseBlobStore(self.db)
+        return report
 
     def verify(self) -> VerifyReport:
         return maintenance.verify(self.db, self.blobs)

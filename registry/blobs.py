@@ -25,6 +25,7 @@ from typing import Iterator
 
 from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
 from t2reg.files import land_bytes, land_text
+from t2reg.vocabulary import BlobStoreKind
 
 _CHUNK = 1 << 20
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -35,10 +36,16 @@ MARKERS = "registries"
 class BlobStore:
     """Blobs on a local (or shared) file system, named by their sha256."""
 
+    kind = BlobStoreKind.FILES
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._objects = self.root / "sha256"
         self._tmp = self.root / "tmp"
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def path(self, sha256: str) -> Path:
         return self._objects / sha256[:2] / sha256
@@ -147,11 +154,15 @@ class BlobStore:
             found[marker] = database if isinstance(database, str) else None
         return found
 
-    def remove(self, sha256: str) -> int:
-        """Delete a blob; return the bytes freed (0 if it was already gone)."""
+    def remove(self, sha256: str, untouched_for: float = 0.0) -> int:
+        """Delete a blob not touched in the last ``untouched_for`` seconds; return the bytes freed (0 if it was
+        already gone, or was touched: a publish storing the same bytes refreshes its mtime)."""
         path = self.path(sha256)
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if time.time() - info.st_mtime < untouched_for:
+                return 0
+            size = info.st_size
             path.unlink()
         except FileNotFoundError:
             return 0
@@ -164,7 +175,6 @@ class BlobStore:
             return time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return 0.0
-
 
 
 def _key(database: str) -> str:

@@ -21,10 +21,12 @@ from datetime import timedelta
 from typing import Collection
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, T2RegError
 from t2reg.registry import schema
 from t2reg.registry.blobs import BlobStore
+from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.db import Database, redact
 from t2reg.registry.entities import GcReport, VerifyReport, as_utc
 from t2reg.registry.orm import EvaluationRow, ExpertRow, ModelEvaluationRow, VersionRow, utcnow
@@ -37,14 +39,19 @@ DELETED = VersionStatus.DELETED.value
 def referenced_blobs(db: Database, excluding: Collection[int] = ()) -> set[str]:
     """Every blob a row still needs: expert files of versions not purged (nor among ``excluding``), and
     per-question evaluation results."""
+    with db.session() as session:
+        return referenced_blobs_in(session, excluding)
+
+
+def referenced_blobs_in(session: Session, excluding: Collection[int] = ()) -> set[str]:
+    """:func:`referenced_blobs` inside ``session``'s transaction."""
     query = select(VersionRow.blob_sha256).where(VersionRow.status != PURGED)
     if excluding:
         query = query.where(VersionRow.id.not_in(list(excluding)))
-    with db.session() as session:
-        found = set(session.scalars(query.distinct()))
-        for column in (EvaluationRow.results_sha256, ModelEvaluationRow.results_sha256):
-            found |= set(session.scalars(select(column).where(column.is_not(None)).distinct()))
-        return found
+    found = set(session.scalars(query.distinct()))
+    for column in (EvaluationRow.results_sha256, ModelEvaluationRow.results_sha256):
+        found |= set(session.scalars(select(column).where(column.is_not(None)).distinct()))
+    return found
 
 
 def count_versions(db: Database) -> int:
@@ -52,7 +59,7 @@ def count_versions(db: Database) -> int:
         return session.scalar(select(func.count()).select_from(VersionRow)) or 0
 
 
-def verify(db: Database, blobs: BlobStore) -> VerifyReport:
+def verify(db: Database, blobs: BlobStore | DatabaseBlobStore) -> VerifyReport:
     """Every blob a row points to must exist and hash to its name."""
     referenced = referenced_blobs(db)
     missing, corrupt = [], []
@@ -91,7 +98,7 @@ def purge_deleted(db: Database, grace_seconds: float, dry_run: bool = False) -> 
 
 def gc(
     db: Database,
-    blobs: BlobStore,
+    blobs: BlobStore | DatabaseBlobStore,
     grace_seconds: float = 600.0,
     dry_run: bool = False,
     *,
@@ -115,21 +122,28 @@ def gc(
         )
     purged = purge_deleted(db, purge_grace_seconds, dry_run) if purge else {}
     referenced = referenced_blobs(db, excluding=purged) | others_referenced
-    removable = [(sha, path) for sha, path in blobs.iter_blobs() if sha not in referenced]
+    # each blob comes with a handle its store reads the age from (a path, or when the row was last stored)
+    removable = [(sha, handle) for sha, handle in blobs.iter_blobs() if sha not in referenced]
     if removable and not force and count_versions(db) == 0:
         raise ConflictError(
             f"registry {db.display_url} holds no versions, yet gc would remove {len(removable)} blob(s) from "
-            f"{blobs.root}: is this the registry that uses them? If it is, run again with {{force}}",
+            f"{blobs.location}: is this the registry that uses them? If it is, run again with {{force}}",
             options=["force"],
         )
     removed, freed, young = [], 0, 0
-    for sha, path in removable:
-        if blobs.age_seconds(path) < grace_seconds:
+    for sha, handle in removable:
+        if blobs.age_seconds(handle) < grace_seconds:
             young += 1
             continue
-        removed.append(sha)
-        if not dry_run:
-            freed += blobs.remove(sha)
+        if dry_run:
+            removed.append(sha)
+            continue
+        size = blobs.remove(sha, untouched_for=grace_seconds)  # the age again, as late as the store allows
+        if size or not blobs.exists(sha):
+            removed.append(sha)
+            freed += size
+        else:
+            young += 1
     temps = 0
     for path in blobs.iter_temp_files():
         if blobs.age_seconds(path) >= grace_seconds:
@@ -140,7 +154,7 @@ def gc(
     return GcReport(tuple(removed), temps, freed, young, dry_run, tuple(purged.values()), tuple(others), strays)
 
 
-def _other_users(db: Database, blobs: BlobStore) -> tuple[set[str], list[str], list[str]]:
+def _other_users(db: Database, blobs: BlobStore | DatabaseBlobStore) -> tuple[set[str], list[str], list[str]]:
     """Blobs referenced by every other registry whose marker lies in the store.
 
     Returns (their references, the registries read, the ones that could not be read).

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -294,3 +296,28 @@ class JobEventRow(Base):
 
     def to_entity(self) -> JobEvent:
         return JobEvent(self.seq, self.data, as_utc(self.created_at))
+
+
+class BlobRow(Base):
+    """A blob kept in the database (the ``database`` blob store): named by the sha256 of ``data``.
+
+    ``touched_at`` is refreshed whenever the same bytes are stored again, so gc's grace period
+    protects a blob a publish in flight is about to point to, as a file's mtime does."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    touched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegistrySettingRow(Base):
+    """A choice made once for the whole registry (``blob_store``), so every machine reaching the database
+    makes the same one without being told."""
+
+    __tablename__ = "registry_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

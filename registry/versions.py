@@ -238,3 +238,8 @@ def _lineage(session: Session, row: VersionRow) -> tuple[Lineage, ...]:
     ).outerjoin(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(LineageRow.child_id == row.id).order_by(LineageRow.id)
     return tuple(link.to_entity(f"{name}:{version}" if name else None) for link, version, name in session.execute(parents))
 
+
+
+def count_all(session: Session) -> int:
+    """Every version ever published here, deleted and purged ones included."""
+    return session.scalar(select(func.count()).select_from(VersionRow)) or 0

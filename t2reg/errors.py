@@ -110,3 +110,9 @@ class IsolationUnavailableError(T2RegError):
     """Generated code cannot be run under OS isolation here, and the weak mode was not chosen by name."""
 
     exit_code = 1
+
+
+class HubError(T2RegError, ConnectionError):
+    """The Hugging Face Hub cannot be reached (or offline mode forbids it), or refused a request."""
+
+    exit_code = 1

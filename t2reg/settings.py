@@ -5,7 +5,7 @@ setting                environment             default
 =====================  ======================  ==================================
 home                   ``T2REG_HOME``          ``~/.t2reg``
 database URL           ``T2REG_DATABASE_URL``  ``sqlite:///<home>/registry.db``
-blob root              ``T2REG_BLOB_ROOT``     ``<home>/blobs``
+blob root              ``T2REG_BLOB_ROOT``     ``<home>/blobs`` (``db``: in the database)
 job heartbeat timeout  ``T2REG_JOB_TIMEOUT``   ``120`` seconds
 code sandbox           ``T2REG_SANDBOX``       ``namespaces`` (or ``weak``, by name)
 =====================  ======================  ==================================
@@ -26,6 +26,7 @@ ENV_BLOB_ROOT = "T2REG_BLOB_ROOT"
 ENV_JOB_TIMEOUT = "T2REG_JOB_TIMEOUT"
 ENV_SANDBOX = "T2REG_SANDBOX"
 SANDBOX_ISOLATIONS = ("namespaces", "weak")
+DB_BLOBS = "db"  # the blob root that means "in the database itself" (a folder named db: write ./db)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Settings:
 
     home: Path
     database_url: str
-    blob_root: Path
+    blob_root: Path | None  # None: blobs in the database (asked for as T2REG_BLOB_ROOT=db)
     job_timeout: float = 120.0  # a running job whose worker is silent this long may be claimed again
 
     @property
@@ -57,7 +58,8 @@ def load_settings(
     env = os.environ if environ is None else environ
     home_path = Path(home or env.get(ENV_HOME) or Path.home() / ".t2reg").expanduser().resolve()
     url = database_url or env.get(ENV_DATABASE_URL) or default_database_url(home_path)
-    blobs = Path(blob_root or env.get(ENV_BLOB_ROOT) or home_path / "blobs").expanduser().resolve()
+    raw = blob_root or env.get(ENV_BLOB_ROOT) or home_path / "blobs"
+    blobs = None if os.fspath(raw) == DB_BLOBS else Path(raw).expanduser().resolve()
     return Settings(home=home_path, database_url=url, blob_root=blobs, job_timeout=_job_timeout(env))
 
 

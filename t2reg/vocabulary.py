@@ -74,3 +74,10 @@ class JobStatus(Word):
     @property
     def finished(self) -> bool:
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class BlobStoreKind(Word):
+    """Where a registry keeps its blobs (expert files, per-question results)."""
+
+    FILES = "files"  # a content-addressed folder (T2REG_BLOB_ROOT), possibly shared between registries
+    DATABASE = "database"  # a table of the registry's own database: whoever reaches the database reaches them

@@ -57,6 +57,20 @@ def registry(backend, tmp_path, request):
 
 
 @pytest.fixture
+def db_registry(backend, tmp_path, request):
+    """A fresh registry on each backend whose blobs live in its database (``t2reg init --blobs db``)."""
+    if backend == "postgres":
+        postgres = request.getfixturevalue("postgres")
+        url = postgres.create_database(f"d_{uuid.uuid4().hex[:12]}", template=postgres.template)
+        reg = Registry(load_settings(home=tmp_path / "home", database_url=url, blob_root="db"), check_schema=False)
+        reg.init()
+    else:
+        reg = Registry(load_settings(home=tmp_path / "home", blob_root="db"), create=True)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
 def sqlite_registry(tmp_path):
     reg = Registry(load_settings(home=tmp_path / "home"), create=True)
     yield reg

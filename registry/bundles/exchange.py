@@ -1,0 +1,373 @@
+"""Writing a version (and, asked, its ancestors) to a bundle folder, and reading one into a registry.
+
+Import checks everything before it writes anything: the manifest, every file's
+size and sha256, every expert file against its base model, every result file's
+format, and that this registry knows each base model. Only then does it write,
+in one transaction (with the database blob store, the blobs join it too). It
+is idempotent: a version whose expert already holds a version with the same
+bytes is that version; scores, tags and aliases already there are not added
+twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
+from t2reg.protocols import Protocol
+from t2reg.files import land_bytes, land_text, landing_dir
+from t2reg.question_results import loads_results
+from t2reg.registry import base_models, evaluations, labels, protocols, versions
+from t2reg.registry.blobs_db import DatabaseBlobStore
+from t2reg.registry.bundles.card import render_card
+from t2reg.registry.bundles.manifest import (
+    CARD,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    BundleEvaluation,
+    BundleFile,
+    BundleLineage,
+    BundleModel,
+    BundleProtocol,
+    BundleVersion,
+    FileKind,
+    Manifest,
+    parse_manifest,
+)
+from t2reg.registry.entities import ExpertVersion, Lineage, as_utc
+from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
+from t2reg.vocabulary import VersionStatus
+
+if TYPE_CHECKING:
+    from t2reg.registry.api import Registry
+
+
+# -- export ---------------------------------------------------------------------
+
+
+def export_bundle(registry: Registry, ref: str, out: str | os.PathLike[str], *, with_lineage: bool = False) -> Manifest:
+    """Write ``ref`` (and, ``with_lineage``, every ancestor whose file is kept) as a bundle folder ``out``.
+
+    ``out`` must be absent or empty; it appears whole or not at all.
+    """
+    chosen = _versions_to_export(registry, ref, with_lineage)
+    root = chosen[-1]
+    blobs: dict[tuple[FileKind, str], bytes] = {}
+    bundled = [_bundle_version(registry, v, {c.ref for c in chosen}, blobs) for v in chosen]
+    models = {v.model: registry.get_model(v.model) for v in chosen}
+    protocol_ids = sorted({e.protocol for v in bundled for e in v.evaluations})
+    manifest = Manifest(
+        root=root.ref,
+        models=tuple(BundleModel(m.name, m.revision, m.architecture) for m in models.values()),
+        protocols=tuple(_bundle_protocol(registry, p) for p in protocol_ids),
+        versions=tuple(bundled),
+        files=tuple(BundleFile(kind, sha, len(data)) for (kind, sha), data in sorted(blobs.items())),
+    )
+    with landing_dir(Path(out)) as staging:
+        for file in manifest.files:
+            (staging / file.path).parent.mkdir(exist_ok=True)
+            land_bytes(staging / file.path, blobs[(file.kind, file.sha256)])
+        land_text(staging / MANIFEST, manifest.to_json())
+        root_model = next(m for m in manifest.models if m.name == root.model)
+        land_text(staging / CARD, render_card(manifest.root_version, root_model))
+    return manifest
+
+
+def _versions_to_export(registry: Registry, ref: str, with_lineage: bool) -> list[ExpertVersion]:
+    """The version and (asked) its ancestors, parents before children."""
+    root = registry.get(ref)
+    if root.status == VersionStatus.PURGED:
+        raise NotFoundError(f"{root.ref} was purged by gc: its file is gone")
+    ordered: list[ExpertVersion] = []
+    seen: set[str] = set()
+
+    def visit(version: ExpertVersion) -> None:
+        seen.add(version.ref)
+        if with_lineage:
+            for edge in version.lineage:
+                if edge.parent is not None and edge.parent not in seen:
+                    parent = registry.get(edge.parent)
+                    if parent.status != VersionStatus.PURGED:  # a purged parent has no file to carry
+                        visit(parent)
+        ordered.append(version)
+
+    visit(root)
+    return ordered
+
+
+def _bundle_version(registry: Registry, version: ExpertVersion, bundled: set[str],
+                    blobs: dict[tuple[FileKind, str], bytes]) -> BundleVersion:
+    blobs[(FileKind.EXPERT, version.sha256)] = registry.blobs.read(version.sha256)  # checked on read
+    for evaluation in version.evaluations:
+        if evaluation.results_sha256:
+            blobs[(FileKind.RESULTS, evaluation.results_sha256)] = registry.blobs.read(evaluation.results_sha256)
+    return BundleVersion(
+        key=version.ref, name=version.name, model=version.model, task=version.task,
+        description=version.description, source=version.source, sha256=version.sha256, size=version.size,
+        tags=dict(version.tags), aliases=tuple(version.aliases),
+        evaluations=tuple(BundleEvaluation(e.task, e.metric, e.value, e.split, e.n, e.source, e.protocol,
+                                           e.results_sha256, as_utc(e.created_at).isoformat())
+                          for e in version.evaluations),
+        lineage=tuple(_bundle_edge(registry, edge, bundled) for edge in version.lineage),
+    )
+
+
+def _bundle_edge(registry: Registry, edge: Lineage, bundled: set[str]) -> BundleLineage:
+    parent = registry.get(edge.parent) if edge.parent is not None else None
+    return BundleLineage(
+        relation=edge.relation, parent=edge.parent if edge.parent in bundled else None,
+        parent_name=parent.name if parent else None, parent_sha256=parent.sha256 if parent else None,
+        weight=edge.weight, params=dict(edge.params))
+
+
+def _bundle_protocol(registry: Registry, protocol_id: str) -> BundleProtocol:
+    info = registry.protocol(protocol_id)
+    return BundleProtocol(info.id, info.task, dict(info.spec))
+
+
+# -- import ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle read and checked: its manifest and every file's bytes (each hashed against its name)."""
+
+    manifest: Manifest
+    blobs: dict[tuple[FileKind, str], bytes]
+    experts: dict[str, Expert]  # sha256 -> the parsed expert file (format v1, checked)
+
+
+@dataclass(frozen=True)
+class BundleImport:
+    """What an import did: the root's reference here, each bundled version's reference here, and
+    what it left alone (lineage to parents neither bundled nor found here, aliases taken here)."""
+
+    root: str
+    refs: dict[str, str]  # key in the bundle -> NAME:VERSION here
+    created: tuple[str, ...]  # references of versions this import added
+    evaluations_added: int
+    dropped_lineage: tuple[str, ...] = ()
+    skipped_aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None) -> Bundle:
+    """Read and check a bundle folder without writing anything (see :func:`import_bundle`).
+
+    Symlinks are refused, except, given ``links_within``, those resolving inside it (the Hugging Face
+    cache links each snapshot's files to its own blobs folder).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidInputError(f"{root} is not a bundle folder")
+    try:
+        text = _read_inside(root, MANIFEST, MAX_MANIFEST_BYTES, links_within).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{MANIFEST} is not UTF-8 text") from None
+    manifest = parse_manifest(text)
+    blobs: dict[tuple[FileKind, str], bytes] = {}
+    for file in manifest.files:
+        data = _read_inside(root, file.path, MAX_FILE_BYTES, links_within)
+        if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
+            raise InvalidInputError(f"bundle file {file.path} does not match its sha256: the bundle was changed "
+                                    "or damaged; nothing was imported")
+        if file.kind is FileKind.RESULTS:
+            loads_results(data, f"bundle file {file.path}")
+        blobs[(file.kind, file.sha256)] = data
+    experts: dict[str, Expert] = {}
+    for version in manifest.versions:
+        data = blobs[(FileKind.EXPERT, version.sha256)]
+        if version.size != len(data):
+            raise InvalidInputError(f"{MANIFEST}: {version.key}'s size does not match its file")
+        experts[version.sha256] = loads_expert(data, f"bundle file experts/{version.sha256}.safetensors")
+    _check_protocols(manifest)
+    return Bundle(manifest, blobs, experts)
+
+
+def _check_protocols(manifest: Manifest) -> None:
+    # A measured protocol's id is the hash of its spec: one that does not match would rank unlike scores together.
+    for protocol in manifest.protocols:
+        if not protocols.is_measured(protocol.id, protocol.task):
+            continue
+        try:
+            same = Protocol.from_dict(protocol.spec).id == protocol.id
+        except (TypeError, InvalidInputError):
+            same = False
+        if not same:
+            raise InvalidInputError(f"{MANIFEST}: protocol {protocol.id!r} does not match its spec")
+
+
+def _read_inside(root: Path, relative: str, limit: int, links_within: Path | None = None) -> bytes:
+    """A regular file at ``relative`` under ``root``: no component may be a symlink (but one that stays
+    inside ``links_within``), nothing may lie outside."""
+    path = root
+    for part in relative.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidInputError(f"bundle path {relative!r} is not a plain relative path")
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            raise InvalidInputError(f"the bundle has no {relative}; nothing was imported") from None
+        if stat.S_ISLNK(mode) and not _stays_within(path, links_within):
+            raise InvalidInputError(f"bundle path {relative} goes through a symlink; refusing to follow it")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise InvalidInputError(f"bundle path {relative} is not a regular file")
+    if path.stat().st_size > limit:
+        raise InvalidInputError(f"bundle file {relative} is larger than {limit} bytes")
+    with path.open("rb") as fh:
+        return fh.read(limit + 1)
+
+
+def _stays_within(link: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    target, base = link.resolve(), folder.resolve()
+    return base in target.parents
+
+
+def import_bundle(registry: Registry, folder: str | os.PathLike[str], *, links_within: Path | None = None
+                  ) -> BundleImport:
+    """Bring a bundle into ``registry``: checked whole first, then written in one transaction."""
+    if registry.db.read_only:
+        raise DatabaseError(f"registry {registry.db.display_url} is read-only for this user; importing writes")
+    bundle = read_bundle(folder, links_within)
+    with registry.db.session() as session:
+        _check_against_registry(session, bundle)
+    store = registry.blobs
+    if isinstance(store, DatabaseBlobStore):
+        def work(session: Session) -> BundleImport:
+            for data in bundle.blobs.values():
+                store.put_in(session, data)
+            return _write(session, bundle)
+        return registry.db.write(work)
+    # Files cannot join the transaction: they land first; if the rows then fail, gc takes them.
+    for data in bundle.blobs.values():
+        store.put(data)
+    return registry.db.write(lambda session: _write(session, bundle))
+
+
+def _check_against_registry(session: Session, bundle: Bundle) -> None:
+    """Refuse what this registry cannot take before anything is written."""
+    manifest = bundle.manifest
+    for model in manifest.models:
+        row = base_models.find_model(session, model.name)
+        if row is None:
+            raise NotFoundError(f"the bundle is for base model {model.name!r}, which this registry does not know: "
+                                f"`t2reg model add {model.name}` registers it")
+        if (row.revision or "") != model.revision:
+            raise ConflictError(f"the bundle is for {model.name} at revision {model.revision!r}; this registry has "
+                                f"{row.revision!r}")
+    for version in manifest.versions:
+        row = base_models.find_model(session, version.model)
+        expert = bundle.experts[version.sha256]
+        claimed = base_models.find_model(session, expert.meta.base_model) if expert.meta.base_model else None
+        if claimed is not None and claimed.id != row.id:
+            raise InvalidInputError(f"{MANIFEST}: {version.key} is for {row.name}, but its file says "
+                                    f"{claimed.name}")
+        check_against_model(expert, {k: min(v) for k, v in row.shapes.items()}, row.name, version.key)
+        versions.check_owner(session, version.name, row.id)
+
+
+def _write(session: Session, bundle: Bundle) -> BundleImport:
+    manifest = bundle.manifest
+    specs = {p.id: p for p in manifest.protocols}
+    ids: dict[str, int] = {}
+    refs: dict[str, str] = {}
+    created: list[str] = []
+    dropped: list[str] = []
+    skipped: list[str] = []
+    added = 0
+    for version in manifest.versions:
+        row, new = _find_or_insert(session, version, bundle.experts[version.sha256], ids, dropped)
+        ids[version.key] = row.id
+        refs[version.key] = f"{version.name}:{row.version}"
+        if new:
+            created.append(refs[version.key])
+        added += _add_evaluations(session, row, version.evaluations, specs)
+        have = set(session.scalars(select(VersionTagRow.key).where(VersionTagRow.version_id == row.id)))
+        labels.set_tags(session, row, {k: v for k, v in version.tags.items() if k not in have})  # never overwrite
+        skipped += _add_aliases(session, row, version, refs[version.key])
+    return BundleImport(refs[manifest.root], refs, tuple(created), added, tuple(dropped), tuple(skipped))
+
+
+def _find_or_insert(session: Session, version: BundleVersion, expert: Expert, ids: dict[str, int],
+                    dropped: list[str]) -> tuple[VersionRow, bool]:
+    """The version of this expert with these bytes (same bytes, same version), or a new one."""
+    same = session.scalar(select(VersionRow).join(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(
+        ExpertRow.name == version.name, VersionRow.blob_sha256 == version.sha256,
+        VersionRow.status != VersionStatus.PURGED.value).order_by(VersionRow.version).limit(1))
+    if same is not None:
+        return same, False
+    model = base_models.find_model(session, version.model)
+    return versions.insert_version(session, versions.NewVersion(
+        name=version.name, model_id=model.id, task=version.task, description=version.description,
+        sha256=version.sha256, size=version.size, n_params=expert.n_params,
+        parametrization=expert.meta.parametrization, renormalize=expert.meta.renormalize,
+        source=version.source, metadata=expert.meta.to_header(), tags=tuple(version.tags.items()),
+        lineage=tuple(_edges(session, version, ids, dropped)))), True
+
+
+def _edges(session: Session, version: BundleVersion, ids: dict[str, int], dropped: list[str]):
+    for edge in version.lineage:
+        parent_id = ids.get(edge.parent) if edge.parent is not None else None
+        if parent_id is None and edge.parent_sha256 is not None:
+            parent_id = _find_here(session, edge.parent_name, edge.parent_sha256)
+            if parent_id is None:
+                dropped.append(f"{version.key} {edge.relation.value} {edge.parent_name} ({edge.parent_sha256[:12]})")
+                continue
+        yield parent_id, Lineage(None, edge.relation, edge.weight, edge.params)
+
+
+def _find_here(session: Session, name: str | None, sha256: str) -> int | None:
+    return session.scalar(select(VersionRow.id).join(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(
+        ExpertRow.name == name, VersionRow.blob_sha256 == sha256).order_by(VersionRow.version).limit(1))
+
+
+def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[BundleEvaluation, ...],
+                     specs: dict[str, BundleProtocol]) -> int:
+    """The bundle's scores this version does not hold yet, with their protocols and original times."""
+    have = {(e.task, e.metric, e.value, e.split, e.n, e.protocol_id, e.results_sha256)
+            for e in session.scalars(select(EvaluationRow).where(EvaluationRow.version_id == row.id))}
+    added = 0
+    for e in sorted(bundled, key=lambda e: e.created_at):
+        if (e.task, e.metric, e.value, e.split, e.n, e.protocol, e.results_sha256) in have:
+            continue
+        spec = specs[e.protocol]
+        protocols.use(session, spec.id, spec.task, spec.spec)
+        score = evaluations.add(session, row.id, Metric(e.task, e.metric, e.value, e.split, e.n), e.source,
+                                e.protocol, e.results_sha256)
+        score.created_at = _when(e.created_at)
+        added += 1
+    return added
+
+
+def _when(text: str) -> datetime:
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise InvalidInputError(f"{MANIFEST}: {text!r} is not an ISO 8601 time") from None
+
+
+def _add_aliases(session: Session, row: VersionRow, version: BundleVersion, ref: str) -> list[str]:
+    skipped = []
+    for alias in version.aliases:
+        taken = session.get(VersionAliasRow, (row.expert_id, alias))
+        if taken is not None and taken.version_id != row.id:
+            skipped.append(f"{version.name}@{alias} (already names another version here)")
+            continue
+        try:
+            labels.set_alias(session, row, alias)
+        except ConflictError as exc:
+            skipped.append(f"{version.name}@{alias} ({exc})")
+    return skipped
+

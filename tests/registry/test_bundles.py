@@ -1,0 +1,205 @@
+"""Bundles between registries: every score, protocol, tag, alias and lineage edge arrives; import is
+idempotent; a tampered bundle is refused with nothing written."""
+
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.protocols import Protocol
+from t2reg.question_results import dumps_results
+from t2reg.registry import Registry
+from t2reg.registry.bundles.card import read_front_matter
+from t2reg.registry.entities import Lineage
+from t2reg.registry.orm import BlobRow, EvaluationRow, LineageRow, ProtocolRow, VersionRow
+from t2reg.settings import load_settings
+from t2reg.vocabulary import Relation
+from tests.helpers.experts import make_expert, write
+
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROTOCOL = Protocol(task="gsm8k", split="test", mode="generate", prompt_version="gsm8k-v1", n=2, sample_seed=0,
+                    max_new_tokens=64)
+RESULTS = dumps_results([{"id": "q1", "prediction": "4", "answer": "4", "correct": True, "logprob": -0.2},
+                         {"id": "q2", "prediction": "5", "answer": "6", "correct": False, "logprob": -3.0}])
+
+
+def history(registry, tmp_path):
+    """A parent, a transfer of it, and a mixture of both, with scores, tags and aliases: the mixture's ref."""
+    shapes = registry.model_shapes("smollm2-135m")
+    files = [write(make_expert(shapes, SMOL, seed=i), tmp_path / f"h{i}.safetensors") for i in range(3)]
+    parent = registry.publish(files[0], name="parent", metrics=["gsm8k:accuracy=0.4"], split="test", n=50)
+    moved = registry.publish(files[1], name="moved", lineage=[Lineage(parent.ref, Relation.TRANSFERRED_FROM, None,
+                                                                      {"layer_align": "relative"})])
+    mixture = registry.publish(files[2], name="mixture", description="a mixture\nof two",
+                               lineage=[Lineage(parent.ref, Relation.MIXTURE_COMPONENT, 0.25, {}),
+                                        Lineage(moved.ref, Relation.MIXTURE_COMPONENT, 0.75, {})],
+                               tags={"seed": "3", "team": "a"})
+    registry.record(mixture.ref, ["gsm8k:accuracy=0.5"], split="test", n=2, protocol=PROTOCOL, results=RESULTS)
+    registry.alias(mixture.ref, "production")
+    return mixture.ref
+
+
+def _pg_target(postgres, tmp_path, blobs="db"):
+    url = postgres.create_database(f"b_{uuid.uuid4().hex[:12]}", template=postgres.template)
+    target = Registry(load_settings(home=tmp_path / "pg-home", database_url=url, blob_root=blobs), check_schema=False)
+    target.init()
+    return target
+
+
+def _counts(registry):
+    with registry.db.session() as session:
+        rows = tuple(session.scalar(select(func.count()).select_from(t)) for t in
+                     (VersionRow, EvaluationRow, LineageRow, ProtocolRow, BlobRow))
+    files = len(list(registry.blobs.iter_blobs()))
+    return rows + (files,)
+
+
+def _scores(version):
+    return sorted((e.task, e.metric, e.value, e.split, e.n, e.source, e.protocol, e.results_sha256)
+                  for e in version.evaluations)
+
+
+def test_round_trip_sqlite_files_to_postgres_database_keeps_everything(sqlite_registry, postgres, tmp_path):
+    source = sqlite_registry
+    ref = history(source, tmp_path)
+    source.export_bundle(ref, tmp_path / "bundle", with_lineage=True)
+    target = _pg_target(postgres, tmp_path)
+    try:
+        done = target.import_bundle(tmp_path / "bundle")
+        assert done.root == "mixture:1" and len(done.created) == 3 and done.dropped_lineage == ()
+        for key, here in done.refs.items():
+            was, now = source.get(key), target.get(here)
+            assert (now.sha256, now.size, now.n_params, now.source, now.task, now.description, now.metadata) == (
+                was.sha256, was.size, was.n_params, was.source, was.task, was.description, was.metadata)
+            assert _scores(now) == _scores(was) and now.tags == was.tags and now.aliases == was.aliases
+            assert [(e.parent, e.relation, e.weight, dict(e.params)) for e in now.lineage] == [
+                (done.refs[e.parent], e.relation, e.weight, dict(e.params)) for e in was.lineage]
+            assert target.download(here, tmp_path / "copy").read_bytes() == source.blobs.read(was.sha256)
+        assert target.protocol(PROTOCOL.id).spec == source.protocol(PROTOCOL.id).spec
+        sha = target.get("mixture@production").evaluations[-1].results_sha256
+        assert target.evaluation_results(sha) == source.evaluation_results(sha)
+        assert target.best("gsm8k", protocol=PROTOCOL.id)[0].ref == "mixture:1"
+        assert target.verify().ok
+    finally:
+        target.close()
+
+
+def test_importing_twice_changes_nothing(registry, tmp_path):
+    ref = history(registry, tmp_path)
+    registry.export_bundle(ref, tmp_path / "bundle", with_lineage=True)
+    with Registry(load_settings(home=tmp_path / "other"), create=True) as target:
+        target.import_bundle(tmp_path / "bundle")
+        before = _counts(target)
+        again = target.import_bundle(tmp_path / "bundle")
+        assert again.created == () and again.evaluations_added == 0 and _counts(target) == before
+    before = _counts(registry)  # into the registry it came from: the same versions, nothing added
+    assert registry.import_bundle(tmp_path / "bundle").created == () and _counts(registry) == before
+
+
+def test_without_lineage_parents_are_found_by_their_bytes_or_reported(sqlite_registry, tmp_path):
+    ref = history(sqlite_registry, tmp_path)
+    sqlite_registry.export_bundle(ref, tmp_path / "alone")
+    with Registry(load_settings(home=tmp_path / "bare"), create=True) as bare:
+        done = bare.import_bundle(tmp_path / "alone")
+        assert len(done.dropped_lineage) == 2 and bare.get(done.root).lineage == ()
+    sqlite_registry.export_bundle("parent:1", tmp_path / "p")
+    sqlite_registry.export_bundle("moved:1", tmp_path / "m")
+    with Registry(load_settings(home=tmp_path / "full"), create=True) as full:
+        for folder in ("p", "m", "alone"):
+            done = full.import_bundle(tmp_path / folder)
+        assert done.dropped_lineage == ()
+        assert [e.parent for e in full.get(done.root).lineage] == ["parent:1", "moved:1"]
+
+
+def test_the_model_card_has_the_hub_keys(sqlite_registry, tmp_path):
+    ref = history(sqlite_registry, tmp_path)
+    sqlite_registry.export_bundle(ref, tmp_path / "bundle")
+    card = read_front_matter((tmp_path / "bundle" / "README.md").read_text())
+    assert card["base_model"] == SMOL and card["base_model_relation"] == "adapter"
+    assert card["library_name"] == "t2reg" and "t2reg" in card["tags"] and "gsm8k" in card["tags"]
+    [entry] = card["model-index"]
+    [result] = entry["results"]
+    [metric] = result["metrics"]
+    assert (metric["type"], metric["value"], metric["args"]["protocol"], metric["args"]["n"]) == (
+        "accuracy", 0.5, PROTOCOL.id, 2)
+    low, high = metric["args"]["ci95"]
+    assert 0 < low < 0.5 < high < 1
+    assert yaml.safe_load(json.dumps(card)) == card
+
+
+def _tamper_bytes(bundle):
+    path = next((bundle / "experts").iterdir())
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(change):
+    def apply(bundle):
+        manifest = json.loads((bundle / "t2reg.json").read_text())
+        change(manifest)
+        (bundle / "t2reg.json").write_text(json.dumps(manifest))
+    return apply
+
+
+def _symlinked(bundle):
+    victim = next((bundle / "experts").iterdir())
+    real = bundle.parent / "elsewhere"
+    shutil.move(victim, real)
+    os.symlink(real, victim)
+
+
+TAMPERED = {
+    "changed bytes": (_tamper_bytes, "does not match its sha256"),
+    "traversal in a file path": (_edit_manifest(lambda m: m["files"][0].update(path="../../outside.safetensors")),
+                                 "derived from hashes"),
+    "traversal in a name": (_edit_manifest(lambda m: m["versions"][-1].update(name="../../etc")), "expert name"),
+    "missing file": (lambda b: next((b / "experts").iterdir()).unlink(), "has no experts/"),
+    "unknown format version": (_edit_manifest(lambda m: m.update(format_version=2)), "format version 2"),
+    "symlinked file": (_symlinked, "symlink"),
+    "protocol not matching its spec": (
+        _edit_manifest(lambda m: [p["spec"].update(n=3) for p in m["protocols"] if p["id"] == PROTOCOL.id]),
+        "does not match its spec"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_bundle_is_refused_and_writes_nothing(sqlite_registry, tmp_path, case):
+    ref = history(sqlite_registry, tmp_path)
+    bundle = tmp_path / "bundle"
+    sqlite_registry.export_bundle(ref, bundle, with_lineage=True)
+    tamper, words = TAMPERED[case]
+    tamper(bundle)
+    with Registry(load_settings(home=tmp_path / "target"), create=True) as target:
+        before = _counts(target)
+        with pytest.raises(InvalidInputError, match=words) as info:
+            target.import_bundle(bundle)
+        assert "\n" not in str(info.value)
+        assert _counts(target) == before
+    assert not (tmp_path / "outside.safetensors").exists()
+
+
+def test_a_bundle_for_an_unknown_base_model_names_the_command_to_add_it(registry, tiny_llama_dir, tmp_path):
+    registry.add_model(str(tiny_llama_dir), name="tiny-llama")
+    shapes = registry.model_shapes("tiny-llama")
+    version = registry.publish(write(make_expert(shapes, "tiny-llama"), tmp_path / "t.safetensors"))
+    registry.export_bundle(version.ref, tmp_path / "bundle")
+    with Registry(load_settings(home=tmp_path / "target"), create=True) as target:
+        before = _counts(target)
+        with pytest.raises(NotFoundError, match="t2reg model add tiny-llama"):
+            target.import_bundle(tmp_path / "bundle")
+        assert _counts(target) == before
+
+
+def test_export_refuses_a_folder_that_is_not_empty(sqlite_registry, tmp_path):
+    ref = history(sqlite_registry, tmp_path)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with pytest.raises(InvalidInputError, match="not an empty folder"):
+        sqlite_registry.export_bundle(ref, tmp_path / "full")
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
