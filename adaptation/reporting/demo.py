@@ -168,6 +168,9 @@ def _train(registry: Registry, plan: DemoPlan, task: str, data_dir: str | None, 
         say(f"      {task}: reusing {found[0].ref}")
         return found[0]
     spec = TrainSpec(plan.source, task, data_dir=data_dir, **plan.train[task])
+    # The bar counts iterations; scoring the kept checkpoint and the base model afterwards takes a while too.
+    say(f"      {task}: {spec.iterations} iterations, then the best checkpoint and the base model on "
+        f"{spec.heldout} held-out test questions")
     job = _run(registry, spec, f"train {task}")
     version = registry.tag(job.result["published"], {"demo": key})
     say(f"      {task}: published {version.ref} (validation {job.result['validation']['score']:.3f}, "
