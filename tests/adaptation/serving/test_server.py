@@ -41,6 +41,7 @@ def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3, max_positions=2048)
     home = root / "home"
+    t2reg(home, "init")
     t2reg(home, "model", "add", str(root / "tiny"), "--alias", "tiny")
     t2reg(home, "model", "decompose", "tiny")
     for name, task, seed, score in EXPERTS:
@@ -180,8 +181,10 @@ def test_bad_input_gets_openai_error_bodies_and_never_takes_the_server_down(clie
     assert body["code"] == "model_not_found" and body["param"] == "model"
     body = refused(400, lambda: chat(client, "tiny", "hi", max_tokens=1025))
     assert body["param"] == "max_tokens" and "at most 1024" in body["message"]
-    body = refused(400, lambda: chat(client, "tiny", "hi " * 1100, max_tokens=1000))  # past the 2048-token context
-    assert "exceeds the model's context of 2048 tokens" in body["message"]
+    body = refused(400, lambda: chat(client, "tiny", "hi " * 1100, max_tokens=1000))  # the prompt alone is too long
+    assert "the model's context holds 2048" in body["message"]
+    body = refused(400, lambda: chat(client, "tiny", "hi " * 600, max_tokens=1000))  # prompt + max_tokens are
+    assert "exceeds the model's context" in body["message"] and body["param"] == "max_tokens"
     body = refused(422, lambda: chat(client, "tiny", "hi", temperature=7))
     assert body["param"] == "temperature"
     refused(422, lambda: client.chat.completions.create(model="tiny", messages=[]))
