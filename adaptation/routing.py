@@ -32,9 +32,10 @@ from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.adaptation.tasks.dispatch import dispatch_prompt
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.registry import ExpertVersion, Registry
+from t2reg.vocabulary import Strategy
 
 OTHER = "other"
-STRATEGIES = ("prompt", "classifier", "fixed:REF")
+STRATEGIES = (Strategy.PROMPT.value, Strategy.CLASSIFIER.value, f"{Strategy.FIXED}:REF")
 _BOXED = "\nPut the category name in \\boxed{}."
 
 
@@ -42,7 +43,7 @@ _BOXED = "\nPut the category name in \\boxed{}."
 class Routing:
     """Which expert answers which category, and how prompts are classified."""
 
-    strategy: str
+    strategy: Strategy
     experts: dict[str, ExpertVersion]  # category -> expert; categories without one use the base weights
     dispatcher: ExpertVersion | None = None
 
@@ -66,14 +67,14 @@ class TwoPassResult:
 
 def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[str] = ()) -> Routing:
     """The experts per category (the pool's best by ``best``), and the dispatcher for ``classifier``."""
-    if strategy.startswith("fixed:"):
-        version = registry.get(strategy.removeprefix("fixed:"))
+    if strategy.startswith(f"{Strategy.FIXED}:"):
+        version = registry.get(strategy.removeprefix(f"{Strategy.FIXED}:"))
         target = registry.get_model(model).name
         if version.model != target:
             raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}; "
                                     f"transfer it first (`t2reg transfer {version.ref} --to {model}`)")
-        return Routing("fixed", {"fixed": version})
-    if strategy not in ("prompt", "classifier"):
+        return Routing(Strategy.FIXED, {"fixed": version})
+    if strategy not in (Strategy.PROMPT, Strategy.CLASSIFIER):
         raise InvalidInputError(f"unknown {{strategy}} {strategy!r}; choose from {', '.join(STRATEGIES)}",
                                 options=["strategy"])
     if not pool:
@@ -85,13 +86,13 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
     if not experts:
         raise InvalidInputError(f"no expert of the pool is on {target} with a registered task; nothing to route to")
     dispatcher = None
-    if strategy == "classifier":
+    if strategy == Strategy.CLASSIFIER:
         found = registry.list(model=target, where="tag.role=dispatcher")
         if not found:
             raise NotFoundError(f"no classification expert for {target}: train one with "
                                 f"`t2reg train --model {model} --task dispatch`")
         dispatcher = found[0]
-    return Routing(strategy, experts, dispatcher)
+    return Routing(Strategy(strategy), experts, dispatcher)
 
 
 def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVersion]) -> dict[str, ExpertVersion]:
@@ -114,9 +115,9 @@ def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVe
 
 def classify(engine: Backend, registry: Registry, routing: Routing, questions: Sequence[str]) -> list[str]:
     """First pass: a category per question (``other`` when the answer is not one of them)."""
-    if routing.strategy == "fixed":
+    if routing.strategy == Strategy.FIXED:
         return ["fixed"] * len(questions)
-    if routing.strategy == "prompt":
+    if routing.strategy == Strategy.PROMPT:
         names = routing.categories
         answers = engine.generate([dispatch_request(engine, q, names) for q in questions])
         return [category_of(a, names) for a in answers]
@@ -294,7 +295,7 @@ def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strat
     routing = plan_routing(registry, base, strategy, pool)
     with open_for(registry, base, backend, device=device, dtype=dtype, batch_size=batch_size) as engine:
         result, routed = evaluate_two_pass(engine, registry, routing, task, questions.examples)
-    protocol = dataclasses.replace(questions.protocol(task.default_mode), routing=routing.strategy)
+    protocol = dataclasses.replace(questions.protocol(task.default_mode), routing=routing.strategy.value)
     result = dataclasses.replace(result, split=split, protocol=protocol)
     record(registry, result, model=base, source=f"two-pass:{routing.strategy}")
     return result, routed

@@ -6,20 +6,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
+from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus, Word
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any, extra: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    """``value`` as JSON-ready data: dataclasses become dicts (plus ``extra(obj)``'s keys, for derived
+    fields), vocabulary words their text, datetimes UTC ISO strings."""
+    if isinstance(value, Word):
+        return value.value
     if isinstance(value, datetime):
         return as_utc(value).isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: plain(getattr(value, f.name), extra) for f in dataclasses.fields(value)}
+        return fields | (extra(value) if extra else {})
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v, extra) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v, extra) for k, v in value.items()}
     return value
 
 
@@ -30,7 +35,7 @@ def as_utc(value: datetime) -> datetime:
 
 class _Serialisable:
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class ExpertVersion(_Serialisable):
         return f"{self.name}:{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, **_plain(self)}
+        return {"ref": self.ref, **plain(self)}
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ class MixSpace(Word):
     STRENGTH = "strength"  # the z mixture with its effect scaled by a searched strength s
 
 
+class Strategy(Word):
+    """How two-pass routing's first pass picks a prompt's expert (recorded in a protocol's ``routing``)."""
+
+    PROMPT = "prompt"  # the base model names the category in \\boxed{}
+    CLASSIFIER = "classifier"  # the dispatch expert scores each category's name
+    FIXED = "fixed"  # one expert for everything (spelled fixed:REF)
+
+
 class VersionStatus(Word):
     LIVE = "live"
     DELETED = "deleted"  # hidden from listings; its file is kept

@@ -29,6 +29,7 @@ from t2reg.adaptation.serving.protocol import ApiError
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
+from t2reg.vocabulary import Strategy
 
 log = logging.getLogger("t2reg.serve")
 FIRST_PASS_TOKENS = 32  # what the prompt strategy's dispatch answer may take (as in `t2reg run`)
@@ -169,7 +170,7 @@ class Service:
         if not target.auto:
             return [Route(target.expert)] * len(questions)
         routing = self.catalog.routing
-        if routing.strategy == "classifier":
+        if routing.strategy == Strategy.CLASSIFIER:
             with self.engine.tokenizer_lock:
                 requests = two_pass.classifier_requests(self.engine.backend, questions)
             scores = await asyncio.wrap_future(self.engine.score([(r.context, r.continuation) for r in requests],

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
+from t2reg.vocabulary import Strategy
 
 if TYPE_CHECKING:
     from t2reg.registry import Registry
 
-SERVE_STRATEGIES = ("prompt", "classifier")
+SERVE_STRATEGIES = (Strategy.PROMPT.value, Strategy.CLASSIFIER.value)  # fixed:REF is a plain model name here
 
 
 @dataclass(frozen=True)

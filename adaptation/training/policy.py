@@ -21,7 +21,7 @@ import torch
 
 from t2reg.adaptation.backends import WeightLayout
 from t2reg.adaptation.patching import scaled_spectrum
-from t2reg.adaptation.training.spec import PARAMETRIZATIONS
+from t2reg.adaptation.training.spec import PARAMETRIZATIONS, Parametrization
 from t2reg.errors import InvalidInputError
 from t2reg.spectra import Spectra
 
@@ -38,14 +38,14 @@ class SVFPolicy(torch.nn.Module):
         if not names:
             raise InvalidInputError("no matrices to train: check {modules} against the model", options=["modules"])
         self.spectra, self.names, self.param, self.max_mult = spectra, list(names), param, max_mult
-        self.renormalize = "nuclear" if param == "logits" else "none"
+        self.renormalize = "nuclear" if param == Parametrization.LOGITS else "none"
         self.vectors = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.full_like(spectra[n].S, init, device=device)) for n in self.names])
         self._factors = {n: spectra[n].to(device) for n in self.names}
 
     def z(self) -> dict[str, torch.Tensor]:
         """The expert's z per matrix (with gradients)."""
-        if self.param == "logits":
+        if self.param == Parametrization.LOGITS:
             return {n: torch.sigmoid(p) * self.max_mult for n, p in zip(self.names, self.vectors)}
         return dict(zip(self.names, self.vectors))
 

@@ -51,7 +51,7 @@ from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import LETTERS, Example, Task, get_task
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.training.policy import SVFPolicy, token_kl
-from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.adaptation.training.spec import Estimator, Parametrization, TrainSpec
 from t2reg.architectures import matrix_specs
 from t2reg.errors import InvalidInputError
 from t2reg.registry import ExpertVersion, Registry
@@ -130,7 +130,7 @@ class _Trainer:
             raise InvalidInputError(f"no spectra for {len(missing)} {spec.modules} matrices of {spec.model}: "
                                     f"run `t2reg model decompose {spec.model} --modules {spec.modules}`")
         self.layout = engine.weight_layout(names)
-        init = spec.init if spec.param == "logits" else spec.init_scale
+        init = spec.init if spec.param == Parametrization.LOGITS else spec.init_scale
         self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr)
         self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
@@ -185,7 +185,7 @@ class _Trainer:
             base_logp = torch.log_softmax(torch.stack([lp.sum() for lp in base[options]]), -1)
             reward = torch.full_like(logp, -1.0)
             reward[LETTERS.index(ex.answer)] = 1.0
-            if self.spec.estimator == "exact":  # the gradient of the expected reward itself: no sampling noise
+            if self.spec.estimator == Estimator.EXACT:  # the gradient of the expected reward itself: no sampling noise
                 gain = (logp.exp() * reward).sum()
                 rewards.append(float(gain.detach()))
             else:  # sampled on the CPU: the seeded generator lives there whatever device the model is on
@@ -251,10 +251,10 @@ class _Trainer:
 
     def initial_z(self) -> dict[str, torch.Tensor]:
         """z as training started it (every vector at its initial value)."""
-        init = self.spec.init if self.spec.param == "logits" else self.spec.init_scale
+        init = self.spec.init if self.spec.param == Parametrization.LOGITS else self.spec.init_scale
         vectors = [torch.full_like(p, init) for p in self.policy.vectors]
         with torch.no_grad():
-            if self.policy.param == "logits":
+            if self.policy.param == Parametrization.LOGITS:
                 return {n: (torch.sigmoid(v) * self.policy.max_mult).cpu() for n, v in zip(self.policy.names, vectors)}
             return {n: v.cpu() for n, v in zip(self.policy.names, vectors)}
 

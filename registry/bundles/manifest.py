@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Mapping, TypeVar
 
 from t2reg.errors import InvalidInputError
+from t2reg.registry.entities import plain
 from t2reg.registry.validation import check_tag, check_text, validate_name, validate_task
 from t2reg.vocabulary import Relation, Source, Word
 
@@ -125,21 +126,13 @@ class Manifest:
         return next(v for v in self.versions if v.key == self.root)
 
     def to_json(self) -> str:
-        return json.dumps(_plain(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return json.dumps(plain(self, _derived_fields), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Word):
-        return value.value
-    if hasattr(value, "__dataclass_fields__"):
-        extra = {"format": FORMAT} if isinstance(value, Manifest) else {"path": value.path} if isinstance(
-            value, BundleFile) else {}
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__} | extra
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+def _derived_fields(value: Any) -> dict[str, Any]:
+    """What the file holds beyond the dataclass fields: the format version, each file's hash-named path."""
+    return {"format": FORMAT} if isinstance(value, Manifest) else {"path": value.path} if isinstance(
+        value, BundleFile) else {}
 
 
 # -- parsing --------------------------------------------------------------------
