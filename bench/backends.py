@@ -36,14 +36,14 @@ def main() -> None:
 
     from t2reg.adaptation.backends import GenerationRequest, Sampling, open_backend
     from t2reg.adaptation.patching import patched_weight
-    from t2reg.adaptation.tasks import data_dir, get_task
+    from t2reg.adaptation.tasks import data_dir, get_task, sample
 
     registry, spectra = setup()
     model_dir = Path(registry.get_model("smollm2-135m").location)
     root = Path(__file__).resolve().parents[1]
     task = get_task("gsm8k")
     examples = task.examples("test", data_dir(os.environ.get("T2REG_DATA_DIR", root.parent / "shared" / "data")))
-    texts = [task.prompt(ex) for ex in examples[: args.prompts]]
+    texts = [task.prompt(ex) for ex in sample(examples, args.prompts, seed=0)]
 
     hf = open_backend("hf", model_dir, batch_size=16)
     sampling = Sampling(args.max_new_tokens)

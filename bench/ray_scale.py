@@ -62,14 +62,14 @@ def main() -> None:
     from t2reg.adaptation.distributed.sharding import evaluate_sharded
     from t2reg.adaptation.evaluation.scoring import evaluate
     from t2reg.adaptation.search.objective import MixtureScorer
-    from t2reg.adaptation.tasks import data_dir, get_task
+    from t2reg.adaptation.tasks import data_dir, get_task, sample
 
     registry, spectra = setup()
     model_dir = Path(registry.get_model("smollm2-135m").location)
     root = data_dir(os.environ.get("T2REG_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
     task = get_task("arc-easy")
     shots = task.shots(args.shots, 0, root)
-    questions = task.examples("test", root)[: args.questions]
+    questions = sample(task.examples("test", root), args.questions, seed=0)
     g = torch.Generator().manual_seed(0)
     vectors = [{n: (1 + 0.3 * torch.randn(spectra[n].S.shape, generator=g)).clamp(min=0.05).numpy()
                 for n in spectra.names()} for _ in range(args.experts)]

@@ -40,7 +40,7 @@ READY = re.compile(r"t2reg: serving .* on (http://\S+/v1)")
 
 def questions(n: int) -> list[str]:
     """Questions as a chat user would send them: GSM8K, ARC-Easy (with its options) and MBPP, interleaved."""
-    from t2reg.adaptation.tasks import LETTERS, data_dir, get_task
+    from t2reg.adaptation.tasks import LETTERS, data_dir, get_task, sample
 
     root = data_dir(os.environ.get("T2REG_DATA_DIR", ROOT.parent / "shared" / "data"))
 
@@ -48,7 +48,8 @@ def questions(n: int) -> list[str]:
         options = " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(ex.choices))
         return f"{ex.question} {options}".strip()
 
-    per_task = [[text(ex) for ex in get_task(name).examples("test", root)[:n]] for name in ("gsm8k", "arc-easy", "mbpp")]
+    per_task = [[text(ex) for ex in sample(get_task(name).examples("test", root), n, seed=0)]
+                for name in ("gsm8k", "arc-easy", "mbpp")]
     return [q for group in zip(*per_task) for q in group][:n]
 
 
