@@ -52,6 +52,9 @@ class Architecture:
     num_layers_key: str = "num_hidden_layers"
     transposed: bool = False
     model_types: tuple[str, ...] = ()  # config.json ``model_type`` values, for configs without ``architectures``
+    # The family was trained with <bos> opening every sequence and scores far worse without it (Gemma-3-270M,
+    # ARC-Easy cloze: 0.35 without, 0.63 with, 150 questions); lm-evaluation-harness prepends it for Gemma.
+    bos_first: bool = False
     _patterns: dict[str, re.Pattern[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -199,8 +202,10 @@ _register_builtins(
         Architecture("mistral", ("MistralForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("mistral",)),
         Architecture("qwen2", ("Qwen2ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("qwen2",)),
         Architecture("qwen3", ("Qwen3ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("qwen3",)),
-        Architecture("gemma2", ("Gemma2ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma2",)),
-        Architecture("gemma3", ("Gemma3ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma3_text",)),
+        Architecture("gemma2", ("Gemma2ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma2",),
+                     bos_first=True),
+        Architecture("gemma3", ("Gemma3ForCausalLM",), _LLAMA_STYLE, _split_shapes, model_types=("gemma3_text",),
+                     bos_first=True),
         Architecture(
             "phi3",
             ("Phi3ForCausalLM",),

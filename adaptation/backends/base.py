@@ -125,12 +125,18 @@ class Backend(ABC):
     # -- built on the above ----------------------------------------------------------------------
 
     def split_continuation(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Token ids of context and continuation, cut where the joint tokenisation agrees."""
+        """Token ids of context and continuation, cut where the joint tokenisation agrees; the context
+        opens with <bos> when the model family needs one (a chat template may have put it there already)."""
         ctx = self.tokenizer(context, add_special_tokens=False).input_ids
         full = self.tokenizer(context + continuation, add_special_tokens=False).input_ids
         if full[: len(ctx)] == ctx and len(full) > len(ctx):
-            return ctx, full[len(ctx) :]
-        return ctx, self.tokenizer(continuation, add_special_tokens=False).input_ids
+            cont = full[len(ctx) :]
+        else:
+            cont = self.tokenizer(continuation, add_special_tokens=False).input_ids
+        bos = self.tokenizer.bos_token_id
+        if get_architecture(self.architecture).bos_first and bos is not None and ctx[:1] != [bos]:
+            ctx = [bos, *ctx]
+        return ctx, cont
 
     def render(self, text: str) -> str:
         """A user turn through the tokenizer's chat template when it has one."""

@@ -81,6 +81,17 @@ def test_a_shared_prefix_scores_every_option_as_a_full_forward_pass_does(archite
     assert len({round(v, 3) for v in shared}) == len(requests)  # the options really differ
 
 
+@pytest.mark.parametrize("architecture, opens_with_bos", [("Gemma3ForCausalLM", True), ("LlamaForCausalLM", False)])
+def test_a_context_opens_with_bos_only_for_families_that_need_it(architecture, opens_with_bos, tmp_path):
+    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture), batch_size=2)
+    bos, plain = engine.tokenizer.bos_token_id, engine.tokenizer("Question: what?\nAnswer:", add_special_tokens=False)
+    ctx, cont = engine.split_continuation("Question: what?\nAnswer:", " light")
+    assert ctx == ([bos] if opens_with_bos else []) + plain.input_ids
+    assert cont == engine.tokenizer(" light", add_special_tokens=False).input_ids
+    templated, _ = engine.split_continuation(engine.tokenizer.bos_token + "Question: what?", " light")
+    assert templated.count(bos) == 1  # a chat template's own <bos> is not doubled
+
+
 def test_set_weights_and_restore(backend):
     name = "model.layers.0.mlp.up_proj.weight"
     before = backend.model.get_parameter(name).detach().clone()
