@@ -111,10 +111,11 @@ def accuracy(registry, data: str, models: list[str], tasks: list[str], letter_n:
     rows = []
     print(f"\n{'model':<14}{'task':<15}{'mode':<8}{'n':>6}{'accuracy':>10}{'acc_norm':>10}{'constant':>10}"
           f"{'top pick':>10}  seconds")
+    for model in models:
+        ensure_model(registry, model)
     # Cloze first, every model and task: it is the reference; letter scoring shows the letter prior.
     for mode, limit in (("cloze", None), ("letter", letter_n)):
         for model, task in itertools.product(models, tasks):
-            ensure_model(registry, model)
             spec = EvalSpec(task, base=model, mode=mode, limit=limit, data_dir=data)
             start = time.perf_counter()
             result = recorded(registry, spec) or run_evaluation(registry, spec).result

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from functools import cached_property
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 
@@ -133,10 +134,16 @@ class Backend(ABC):
             cont = full[len(ctx) :]
         else:
             cont = self.tokenizer(continuation, add_special_tokens=False).input_ids
-        bos = self.tokenizer.bos_token_id
-        if get_architecture(self.architecture).bos_first and bos is not None and ctx[:1] != [bos]:
-            ctx = [bos, *ctx]
+        if self._bos and ctx[: len(self._bos)] != self._bos:
+            ctx = self._bos + ctx
         return ctx, cont
+
+    @cached_property
+    def _bos(self) -> list[int]:
+        """What opens every scored context: <bos> for families that need it, else nothing (looked up once,
+        not per option)."""
+        bos = self.tokenizer.bos_token_id
+        return [bos] if get_architecture(self.architecture).bos_first and bos is not None else []
 
     def render(self, text: str) -> str:
         """A user turn through the tokenizer's chat template when it has one."""

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from t2reg.registry import Registry
 
 
-
 class Parametrization(Word):
     """What the trained parameters are."""
 
