@@ -5,7 +5,8 @@ split, scoring mode, prompt, shots, sample (seed and size) and generation
 limits. A :class:`Protocol` holds exactly that; its canonical JSON hashes to a
 short id, so equal protocols get equal ids on every machine. Scores recorded
 before protocols existed, or typed in by hand, belong to a per-task
-``legacy`` or ``reported`` protocol and are only ranked among themselves.
+``legacy`` or ``reported`` protocol, and Gemma scores taken without its
+``<bos>`` to a ``nobos`` one; they are only ranked among themselves.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def legacy_id(task: str) -> str:
 def reported_id(task: str) -> str:
     """The protocol of a task's scores recorded by hand (``publish --metric``, ``record``): unknown."""
     return f"reported:{task}"
+
+
+def without_bos_id(protocol_id: str) -> str:
+    """Where migration 0007 moved Gemma scores taken under ``protocol_id`` before t2reg fed Gemma its
+    ``<bos>`` (2026-11-29): they measured a crippled model, and rank only among themselves."""
+    return f"nobos:{protocol_id}"
 
 
 @dataclass(frozen=True)

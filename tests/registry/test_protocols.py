@@ -82,3 +82,14 @@ def test_a_publish_records_its_measured_scores_in_the_same_transaction(registry,
                          measurements=[Measurement((_metric(1.0, 1),), CLOZE, dumps_results(rows))])
     assert [(e.metric, e.protocol) for e in v.evaluations] == [("accuracy", CLOZE.id)]
     assert registry.evaluation_results(v.evaluations[0].results_sha256) == rows
+
+
+def test_only_hashed_protocols_count_as_measured():
+    from t2reg.protocols import legacy_id, reported_id, without_bos_id
+    from t2reg.registry.protocols import is_measured
+
+    measured = Protocol("arc-easy", "test", "cloze", "v1", 100, 0).id
+    assert is_measured(measured, "arc-easy")
+    # legacy and typed-in scores say nothing of how they were taken; a voided id no longer hashes its spec
+    for other in (legacy_id("arc-easy"), reported_id("arc-easy"), without_bos_id(measured)):
+        assert not is_measured(other, "arc-easy")
