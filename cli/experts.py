@@ -112,13 +112,14 @@ def record(app: AppContext, ref: str, metrics, split, n, as_json) -> None:
 @click.option("--split", help="Rank by scores on this split only.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(min=1), help="How many to show.")
 @click.option("--source", help="Only these sources, comma-separated, e.g. native,transferred.")
-@click.option("--protocol", help="Rank scores measured under this protocol [default: the task's most used].")
+@click.option("--protocol",
+              help="Rank scores measured under this protocol [default: the task's most used measured one].")
 @json_option
 @pass_app
 def best(app: AppContext, task, model, metric, split, limit, source, protocol, as_json) -> None:
     """Rank live versions by their most recent score for a task and metric, under one protocol.
 
-    Only scores measured the same way rank together: by default the task's most used protocol
+    Only scores measured the same way rank together: by default the task's most used measured protocol
     (`t2reg protocols --task TASK` lists them; --protocol picks another). Each row shows n and its 95%
     interval; "~" marks versions whose interval overlaps the leader's, which the data cannot tell apart
     from it (compare two of them paired with `t2reg compare`).

@@ -488,7 +488,7 @@ class Registry:
     ) -> list[RankedVersion]:
         """Live versions ranked by their most recent ``task``/``metric`` score under one protocol, best first.
 
-        ``protocol`` is a protocol id; by default the task's most used protocol that has such scores. Each
+        ``protocol`` is a protocol id; by default the task's most used measured protocol with such scores. Each
         row carries its 95% interval and whether that overlaps the leader's."""
         validate_count(limit, "limit")
         with self.db.session() as session:

@@ -65,7 +65,7 @@ def best(
     protocol_id: str | None = None,
 ) -> list[RankedVersion]:
     """Live versions ranked by their most recent score for ``task``/``metric`` under one protocol
-    (by default the task's most used one that has such scores)."""
+    (by default the task's most used measured one that has such scores)."""
     protocol_id = protocol_id or protocols.default_for(session, task, metric)
     if protocol_id is None:
         return []

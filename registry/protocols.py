@@ -62,8 +62,10 @@ def every(session: Session) -> list[ProtocolRow]:
 
 
 def default_for(session: Session, task: str, metric: str) -> str | None:
-    """The task's most used protocol that has a current ``metric`` score (one index probe per protocol)."""
-    for row in for_task(session, task):
+    """The task's most used measured protocol that has a current ``metric`` score; a legacy, hand-reported or
+    voided one only when no measured protocol has any (one index probe per protocol)."""
+    # sorted() is stable: within each kind the most used stays first.
+    for row in sorted(for_task(session, task), key=lambda r: not is_measured(r.id, task)):
         has = exists().where(EvaluationRow.task == task, EvaluationRow.metric == metric,
                              EvaluationRow.protocol_id == row.id, EvaluationRow.is_latest == true())
         if session.scalar(select(has)):

@@ -43,6 +43,16 @@ def test_best_ranks_within_one_protocol_the_most_used_by_default(registry, versi
         registry.best("arc-easy", protocol="nope")
 
 
+def test_best_defaults_to_a_measured_protocol_however_often_others_were_used(registry, versions):
+    a, b, _ = versions
+    for value in (0.99, 0.98, 0.97):  # typed in three times: the most used protocol, but nothing says how
+        registry.record(a, [f"arc-easy:accuracy={value}"])
+    assert [(r.ref, r.protocol) for r in registry.best("arc-easy")] == [(a, "reported:arc-easy")]  # all there is
+    registry.record(b, [_metric(0.5)], protocol=CLOZE)
+    assert registry.protocols("arc-easy")[0].id == "reported:arc-easy"
+    assert [(r.ref, r.value, r.protocol) for r in registry.best("arc-easy")] == [(b, 0.5, CLOZE.id)]
+
+
 def test_a_versions_latest_score_is_kept_per_protocol(registry, versions):
     a = versions[0]
     registry.record(a, [_metric(0.40)], protocol=CLOZE)
