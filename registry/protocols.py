@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, select, true
 from sqlalchemy.orm import Session
 
+from t2reg.architectures import needs_bos
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.expert_file import Metric
-from t2reg.protocols import Protocol, legacy_id, reported_id, without_bos_id
+from t2reg.protocols import BOS_FIX_LANDED, Protocol, legacy_id, reported_id, without_bos_id
+from t2reg.registry.entities import as_utc
 from t2reg.registry.orm import EvaluationRow, ProtocolRow
 
 
@@ -77,3 +80,10 @@ def is_measured(protocol_id: str, task: str) -> bool:
     """False for the legacy, hand-reported and voided (``nobos``) protocols: nothing says how those scores were
     measured, or their id is no longer the hash of the spec they were measured under."""
     return protocol_id not in (legacy_id(task), reported_id(task)) and not protocol_id.startswith(without_bos_id(""))
+
+
+def taken_without_bos(architecture: str, protocol_id: str, task: str, created_at: datetime) -> bool:
+    """Whether a score of a model of class ``architecture`` was measured under a measured protocol before t2reg
+    fed that family its ``<bos>``: migration 0007's rule, for scores that arrive later (bundles exported by an
+    older registry)."""
+    return needs_bos(architecture) and is_measured(protocol_id, task) and as_utc(created_at) < BOS_FIX_LANDED

@@ -98,6 +98,12 @@ def supported_architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def needs_bos(class_name: str) -> bool:
+    """Whether the family behind ``class_name`` must see ``<bos>`` first (False for classes not in the table)."""
+    entry = _REGISTRY.get(class_name)
+    return entry is not None and entry.bos_first
+
+
 def get_architecture(class_name: str) -> Architecture:
     """The table entry for a transformers class name such as ``LlamaForCausalLM``."""
     try:

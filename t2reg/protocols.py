@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from t2reg.errors import InvalidInputError
@@ -82,10 +83,22 @@ def reported_id(task: str) -> str:
     return f"reported:{task}"
 
 
+# Until then t2reg scored the families that need <bos> (Gemma 2 and 3) without it: a crippled model.
+BOS_FIX_LANDED = datetime(2026, 11, 29, 18, 0, 1, tzinfo=timezone.utc)
+NO_BOS_NOTE = ("measured without the <bos> this model family needs (before 2026-11-29 18:00 UTC): the scores "
+               "describe a crippled model; the spec it was measured under is in 'measured_as'")
+
+
 def without_bos_id(protocol_id: str) -> str:
-    """Where migration 0007 moved Gemma scores taken under ``protocol_id`` before t2reg fed Gemma its
-    ``<bos>`` (2026-11-29): they measured a crippled model, and rank only among themselves."""
+    """Where scores taken under ``protocol_id`` before :data:`BOS_FIX_LANDED`, of a family that needs
+    ``<bos>``, are kept (migration 0007; bundles from older registries on import): they rank only among
+    themselves."""
     return f"nobos:{protocol_id}"
+
+
+def without_bos_spec(task: str, measured_as: dict[str, Any]) -> dict[str, Any]:
+    """The spec of :func:`without_bos_id`'s protocol: a note, and the spec the scores were measured under."""
+    return {"task": task, "legacy": True, "note": NO_BOS_NOTE, "measured_as": measured_as}
 
 
 @dataclass(frozen=True)

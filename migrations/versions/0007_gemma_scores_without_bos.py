@@ -9,12 +9,16 @@ recorded before the fix under a measured protocol ``P`` to ``nobos:P``, a
 protocol whose spec says why; they keep ranking among themselves, never with
 new scores, and ``compare`` measures such subjects afresh.
 
-The families and the moment are frozen here, as they were when the fix landed.
+The families and the moment are frozen here, as they were when the fix landed
+(t2reg.protocols keeps the same rule for bundles that older registries
+export). The rule goes by when a score was recorded: a job started before
+the fix and finished after it, or a client not yet upgraded, escapes it.
 
 Revision ID: 0007
 Revises: 0006
 """
 import json
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Sequence, Union
 
@@ -33,45 +37,67 @@ NOTE = ("measured without the <bos> this model family needs (before 2026-11-29 1
         "crippled model; the spec it was measured under is in 'measured_as'")
 
 _GEMMA = ", ".join(f"'{name}'" for name in BOS_FIRST_ARCHITECTURES)
-# Each score table, with the query that finds its Gemma rows: (id, protocol_id, created_at, results_sha256).
+# Each score table, with the query that finds its Gemma rows: id, protocol, time, and what tells runs apart
+# (the subject, and the task, metric and split of each row).
 SCORES = {
-    "evaluations": "SELECT e.id, e.protocol_id, e.created_at, e.results_sha256 FROM evaluations e "
-                   "JOIN expert_versions v ON v.id = e.version_id JOIN experts x ON x.id = v.expert_id "
+    "evaluations": "SELECT e.id, e.protocol_id, e.created_at, e.version_id, e.task, e.metric, e.split "
+                   "FROM evaluations e JOIN expert_versions v ON v.id = e.version_id "
+                   "JOIN experts x ON x.id = v.expert_id "
                    f"JOIN base_models b ON b.id = x.base_model_id WHERE b.architecture IN ({_GEMMA})",
-    "model_evaluations": "SELECT e.id, e.protocol_id, e.created_at, e.results_sha256 FROM model_evaluations e "
+    "model_evaluations": "SELECT e.id, e.protocol_id, e.created_at, e.model_id, e.task, e.metric, e.split "
+                         "FROM model_evaluations e "
                          f"JOIN base_models b ON b.id = e.model_id WHERE b.architecture IN ({_GEMMA})",
 }
+PROTOCOLS = sa.table("protocols", sa.column("id", sa.String(128)), sa.column("task", sa.String(100)),
+                     sa.column("spec", sa.JSON()), sa.column("uses", sa.Integer()),
+                     sa.column("created_at", sa.DateTime(timezone=True)))
 
 
 def upgrade() -> None:
     connection = op.get_bind()
     moved: dict[str, list[tuple[str, int]]] = {}  # original protocol -> (table, row id)
-    runs: dict[str, set] = {}  # original protocol -> the runs that used it (one results blob per run)
+    rows_per_score: dict[str, Counter] = {}  # original protocol -> rows per (table, subject, task, metric, split)
     for table, query in SCORES.items():
-        for row_id, protocol_id, created_at, results in connection.execute(sa.text(query)):
+        for row_id, protocol_id, created_at, subject, task, metric, split in connection.execute(sa.text(query)):
             if _measured(protocol_id) and _before_fix(created_at):
                 moved.setdefault(protocol_id, []).append((table, row_id))
-                runs.setdefault(protocol_id, set()).add(results or (table, row_id))
+                rows_per_score.setdefault(protocol_id, Counter())[(table, subject, task, metric, split)] += 1
     for protocol_id, rows in sorted(moved.items()):
-        _move(connection, protocol_id, rows, len(runs[protocol_id]))
+        _move(connection, protocol_id, rows, _runs(rows_per_score[protocol_id]))
     if moved:
         _recompute_latest_flags()
 
 
 def downgrade() -> None:
     connection = op.get_bind()
-    voided = connection.execute(sa.text("SELECT id, spec, uses FROM protocols WHERE id LIKE :prefix"),
-                                {"prefix": PREFIX + "%"}).all()
-    for protocol_id, _spec, uses in voided:
+    voided = connection.execute(sa.select(PROTOCOLS.c.id, PROTOCOLS.c.spec, PROTOCOLS.c.uses)
+                                .where(PROTOCOLS.c.id.like(PREFIX + "%"))).all()
+    for protocol_id, spec, uses in voided:
+        spec = json.loads(spec) if isinstance(spec, str) else spec
         original = protocol_id[len(PREFIX):]
+        back = spec.get("moved_uses", uses)
+        if connection.execute(sa.select(PROTOCOLS.c.id).where(PROTOCOLS.c.id == original)).first() is None:
+            # Only there through a bundle import of voided scores: the protocol they were measured under.
+            connection.execute(PROTOCOLS.insert().values(id=original, task=spec["task"], spec=spec["measured_as"],
+                                                         uses=back, created_at=datetime.now(timezone.utc)))
+        else:
+            connection.execute(PROTOCOLS.update().where(PROTOCOLS.c.id == original)
+                               .values(uses=PROTOCOLS.c.uses + back))
         for table in SCORES:
             connection.execute(sa.text(f"UPDATE {table} SET protocol_id = :original WHERE protocol_id = :voided"),
                                {"original": original, "voided": protocol_id})
-        connection.execute(sa.text("UPDATE protocols SET uses = uses + :uses WHERE id = :original"),
-                           {"uses": uses, "original": original})
-        connection.execute(sa.text("DELETE FROM protocols WHERE id = :voided"), {"voided": protocol_id})
+        connection.execute(PROTOCOLS.delete().where(PROTOCOLS.c.id == protocol_id))
     if voided:
         _recompute_latest_flags()
+
+
+def _runs(rows: Counter) -> int:
+    # A run records several metrics of one subject at once: a subject's runs are the rows of its most
+    # recorded (task, metric, split); the protocol's are the sum over subjects.
+    most: dict[tuple, int] = {}
+    for (table, subject, *_score), count in rows.items():
+        most[(table, subject)] = max(most.get((table, subject), 0), count)
+    return sum(most.values())
 
 
 def _measured(protocol_id: str) -> bool:
@@ -86,22 +112,20 @@ def _before_fix(created_at) -> bool:
 
 
 def _move(connection, protocol_id: str, rows: list[tuple[str, int]], runs: int) -> None:
-    task, spec = connection.execute(sa.text("SELECT task, spec FROM protocols WHERE id = :id"),
-                                    {"id": protocol_id}).one()
-    spec = json.loads(spec) if isinstance(spec, str) else spec  # SQLite: text; PostgreSQL: decoded
-    voided = PREFIX + protocol_id
-    protocols = sa.table("protocols", sa.column("id"), sa.column("task"), sa.column("spec", sa.JSON),
-                         sa.column("uses"), sa.column("created_at"))
-    connection.execute(protocols.insert().values(
-        id=voided, task=task, uses=runs, created_at=datetime.now(timezone.utc),
-        spec={"task": task, "legacy": True, "note": NOTE, "measured_as": spec}))
-    connection.execute(sa.text("UPDATE protocols SET uses = CASE WHEN uses > :runs THEN uses - :runs ELSE 0 END "
-                               "WHERE id = :id"), {"runs": runs, "id": protocol_id})
+    task, spec, uses = connection.execute(sa.select(PROTOCOLS.c.task, PROTOCOLS.c.spec, PROTOCOLS.c.uses)
+                                          .where(PROTOCOLS.c.id == protocol_id)).one()
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    taken = min(uses, runs)  # what the original protocol gives up, and gets back on a downgrade
+    connection.execute(PROTOCOLS.insert().values(
+        id=PREFIX + protocol_id, task=task, uses=runs, created_at=datetime.now(timezone.utc),
+        spec={"task": task, "legacy": True, "note": NOTE, "measured_as": spec, "moved_uses": taken}))
+    connection.execute(PROTOCOLS.update().where(PROTOCOLS.c.id == protocol_id).values(uses=uses - taken))
     for table in SCORES:
         ids = [row_id for t, row_id in rows if t == table]
         if ids:
             connection.execute(sa.text(f"UPDATE {table} SET protocol_id = :voided WHERE id IN :ids")
-                               .bindparams(sa.bindparam("ids", expanding=True)), {"voided": voided, "ids": ids})
+                               .bindparams(sa.bindparam("ids", expanding=True)),
+                               {"voided": PREFIX + protocol_id, "ids": ids})
 
 
 def _recompute_latest_flags() -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
-from t2reg.protocols import Protocol
+from t2reg.protocols import Protocol, without_bos_id, without_bos_spec
 from t2reg.files import land_bytes, land_text, landing_dir
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, protocols, versions
@@ -45,7 +45,7 @@ from t2reg.registry.bundles.manifest import (
     parse_manifest,
 )
 from t2reg.registry.entities import ExpertVersion, Lineage, as_utc
-from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
+from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.vocabulary import VersionStatus
 
 if TYPE_CHECKING:
@@ -338,17 +338,27 @@ def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[BundleEva
     """The bundle's scores this version does not hold yet, with their protocols and original times."""
     have = {(e.task, e.metric, e.value, e.split, e.n, e.protocol_id, e.results_sha256)
             for e in session.scalars(select(EvaluationRow).where(EvaluationRow.version_id == row.id))}
+    architecture = session.scalar(select(BaseModelRow.architecture).join(
+        ExpertRow, ExpertRow.base_model_id == BaseModelRow.id).where(ExpertRow.id == row.expert_id))
     added = 0
     for e in sorted(bundled, key=lambda e: e.created_at):
-        if (e.task, e.metric, e.value, e.split, e.n, e.protocol, e.results_sha256) in have:
+        protocol_id, spec = _protocol_here(e, specs[e.protocol], architecture)
+        if (e.task, e.metric, e.value, e.split, e.n, protocol_id, e.results_sha256) in have:
             continue
-        spec = specs[e.protocol]
-        protocols.use(session, spec.id, spec.task, spec.spec)
+        protocols.use(session, protocol_id, specs[e.protocol].task, spec)
         score = evaluations.add(session, row.id, Metric(e.task, e.metric, e.value, e.split, e.n), e.source,
-                                e.protocol, e.results_sha256)
+                                protocol_id, e.results_sha256)
         score.created_at = _when(e.created_at)
         added += 1
     return added
+
+
+def _protocol_here(e: BundleEvaluation, protocol: BundleProtocol, architecture: str) -> tuple[str, dict]:
+    # A bundle from a registry that predates migration 0007 may hold Gemma scores taken without <bos> under
+    # a measured protocol: they land where the migration would have put them, never beside valid ones.
+    if protocols.taken_without_bos(architecture, e.protocol, protocol.task, _when(e.created_at)):
+        return without_bos_id(e.protocol), without_bos_spec(protocol.task, protocol.spec)
+    return e.protocol, protocol.spec
 
 
 def _when(text: str) -> datetime:

@@ -203,3 +203,29 @@ def test_export_refuses_a_folder_that_is_not_empty(sqlite_registry, tmp_path):
     with pytest.raises(InvalidInputError, match="not an empty folder"):
         sqlite_registry.export_bundle(ref, tmp_path / "full")
     assert (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def test_gemma_scores_from_before_the_bos_fix_arrive_under_their_own_protocol(registry, tmp_path):
+    """A bundle written by a registry older than migration 0007 may hold Gemma scores taken without <bos>
+    under a measured protocol: they land where the migration would have put them, later ones where they were."""
+    arc = Protocol(task="arc-easy", split="test", mode="cloze", prompt_version="v1", n=2, sample_seed=0)
+    shapes = registry.model_shapes("gemma3-270m")
+    ref = registry.publish(write(make_expert(shapes, "google/gemma-3-270m"), tmp_path / "g.safetensors"),
+                           name="g").ref
+    for value in (0.25, 0.75):
+        registry.record(ref, [f"arc-easy:accuracy={value}"], split="test", n=2, protocol=arc)
+    registry.export_bundle(ref, tmp_path / "bundle")
+
+    def backdate(manifest):
+        for score in manifest["versions"][0]["evaluations"]:
+            if score["value"] == 0.25:
+                score["created_at"] = "2026-11-29T15:00:00+00:00"
+    _edit_manifest(backdate)(tmp_path / "bundle")
+    with Registry(load_settings(home=tmp_path / "other"), create=True) as target:
+        assert target.import_bundle(tmp_path / "bundle").evaluations_added == 2
+        assert {(e.value, e.protocol) for e in target.get("g:1").evaluations} == {(0.25, f"nobos:{arc.id}"),
+                                                                                 (0.75, arc.id)}
+        assert [r.value for r in target.best("arc-easy", protocol=arc.id)] == [0.75]
+        voided = next(p for p in target.protocols("arc-easy") if p.id == f"nobos:{arc.id}")
+        assert voided.spec["measured_as"]["id"] == arc.id and "<bos>" in voided.spec["note"]
+        assert target.import_bundle(tmp_path / "bundle").evaluations_added == 0  # and again: nothing new

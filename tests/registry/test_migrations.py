@@ -101,33 +101,49 @@ def test_old_scores_move_to_their_tasks_legacy_protocol_and_still_rank(empty_db,
 
 P = "0123456789ab"  # a measured protocol's id
 BEFORE, AFTER = "2026-11-29 15:00:00+00:00", "2026-11-29 19:00:00+00:00"  # either side of the <bos> fix
+SCORES_0006 = (  # id, version, metric, value, split, time, protocol, results blob
+    (1, 1, "accuracy", 0.35, "'test'", BEFORE, P, "'r1'"),  # Gemma, one run before the fix: moves ...
+    (2, 1, "accuracy_norm", 0.30, "'test'", BEFORE, P, "'r1'"),  # ... with its other metric
+    (3, 1, "accuracy", 0.36, "NULL", BEFORE, P, "NULL"),  # Gemma, no split and no results: moves
+    (4, 1, "accuracy", 0.30, "'test'", BEFORE, "legacy:arc-easy", "'r0'"),  # legacy: stays
+    (5, 1, "accuracy", 0.60, "'test'", AFTER, P, "'r5'"),  # Gemma, after the fix: stays
+    (6, 1, "accuracy_norm", 0.55, "'test'", AFTER, P, "'r5'"),
+    (7, 2, "accuracy", 0.50, "'test'", BEFORE, P, "'r7'"),  # Llama: stays
+)
+
+
+def _latest(rows, key):
+    """The ids that are newest of their group, as the registry keeps them."""
+    newest = {}
+    for row in rows:
+        newest[key(row)] = max(newest.get(key(row), 0), row[0])
+    return sorted(newest.values())
 
 
 def _gemma_and_llama_scores(db):
     """A registry at 0006: an expert on a Gemma 3 model and one on a Llama model, scored under ``P`` before
     and after the fix (and under a legacy protocol), and the Gemma base model itself before and after."""
+    latest = _latest(SCORES_0006, lambda r: (r[1], r[2], r[6]))
+    latest_in_split = _latest(SCORES_0006, lambda r: (r[1], r[2], r[6], r[4]))
     statements = [
         *(f"INSERT INTO base_models (id, name, revision, architecture, source, config, shapes, created_at) VALUES "
           f"({i}, '{name}', '', '{arch}', 'local', '{{}}', '{{}}', '{BEFORE}')"
-          for i, name, arch in ((1, 'gemma', 'Gemma3ForCausalLM'), (2, 'llama', 'LlamaForCausalLM'))),
+          for i, name, arch in ((1, "gemma", "Gemma3ForCausalLM"), (2, "llama", "LlamaForCausalLM"))),
         *(f"INSERT INTO experts (id, name, base_model_id, task, description, created_at) VALUES "
-          f"({i}, '{name}', {i}, 'arc-easy', '', '{BEFORE}')" for i, name in ((1, 'g'), (2, 'l'))),
+          f"({i}, '{name}', {i}, 'arc-easy', '', '{BEFORE}')" for i, name in ((1, "g"), (2, "l"))),
         *(f"INSERT INTO expert_versions (id, expert_id, version, blob_sha256, size, n_params, parametrization, "
           f"renormalize, source, status, created_at, metadata) VALUES ({i}, {i}, 1, 'ab', 1, 1, 'scale', 'nuclear', "
           f"'native', 'live', '{BEFORE}', '{{}}')" for i in (1, 2)),
+        # used once: fewer than the two runs that move, so the migration takes what there is (and gives it back)
         f"INSERT INTO protocols (id, task, spec, uses, created_at) VALUES ('{P}', 'arc-easy', "
-        f"'{{\"task\": \"arc-easy\", \"n\": 100}}', 5, '{BEFORE}')",
+        f"'{{\"task\": \"arc-easy\", \"n\": 100}}', 1, '{BEFORE}')",
         f"INSERT INTO protocols (id, task, spec, uses, created_at) VALUES ('legacy:arc-easy', 'arc-easy', "
         f"'{{\"task\": \"arc-easy\", \"legacy\": true}}', 1, '{BEFORE}')",
         *(f"INSERT INTO evaluations (id, version_id, task, metric, value, split, n, source, created_at, is_latest, "
-          f"is_latest_in_split, protocol_id, results_sha256) VALUES ({i}, {v}, 'arc-easy', 'accuracy', {value}, "
-          f"'test', 100, 'eval', '{when}', {latest}, {latest}, '{protocol}', '{results}')"
-          for i, v, value, when, latest, protocol, results in (
-              (1, 1, 0.35, BEFORE, "false", P, "r1"),  # Gemma, before the fix: moves
-              (2, 1, 0.30, BEFORE, "true", "legacy:arc-easy", "r0"),  # legacy: stays
-              (3, 1, 0.60, AFTER, "true", P, "r3"),  # Gemma, after: stays, and stays the latest
-              (4, 2, 0.50, BEFORE, "true", P, "r4"),  # Llama: stays
-          )),
+          f"is_latest_in_split, protocol_id, results_sha256) VALUES ({i}, {v}, 'arc-easy', '{metric}', {value}, "
+          f"{split}, 100, 'eval', '{when}', {str(i in latest).lower()}, {str(i in latest_in_split).lower()}, "
+          f"'{protocol}', {results})"
+          for i, v, metric, value, split, when, protocol, results in SCORES_0006),
         *(f"INSERT INTO model_evaluations (id, model_id, task, metric, value, split, n, source, created_at, "
           f"protocol_id, results_sha256) VALUES ({i}, {m}, 'arc-easy', 'accuracy', {value}, 'test', 100, 'eval', "
           f"'{when}', '{P}', 'm{i}')"
@@ -143,6 +159,7 @@ def _scores(db):
         return (dict(conn.execute(text("SELECT id, protocol_id FROM evaluations")).all()),
                 dict(conn.execute(text("SELECT id, protocol_id FROM model_evaluations")).all()),
                 conn.execute(text("SELECT id FROM evaluations WHERE is_latest ORDER BY id")).scalars().all(),
+                conn.execute(text("SELECT id FROM evaluations WHERE is_latest_in_split ORDER BY id")).scalars().all(),
                 dict(conn.execute(text("SELECT id, uses FROM protocols")).all()))
 
 
@@ -153,18 +170,48 @@ def test_gemma_scores_from_before_the_bos_fix_move_to_their_own_protocol(empty_d
     schema.upgrade(empty_db, "0006")
     _gemma_and_llama_scores(empty_db)
     before = _scores(empty_db)
+    assert before[2] == [4, 5, 6, 7] and before[3] == [3, 4, 5, 6, 7]
     schema.upgrade(empty_db)
-    evaluations, model_scores, latest, uses = _scores(empty_db)
-    assert evaluations == {1: f"nobos:{P}", 2: "legacy:arc-easy", 3: P, 4: P}
-    assert model_scores == {1: f"nobos:{P}", 2: P, 3: P}
-    assert latest == [1, 2, 3, 4]  # row 1 is now the newest of its own protocol
-    assert uses == {P: 3, f"nobos:{P}": 2, "legacy:arc-easy": 1}  # two runs (results blobs) moved
+    evaluations, model_scores, latest, latest_in_split, uses = _scores(empty_db)
+    voided = f"nobos:{P}"
+    assert evaluations == {1: voided, 2: voided, 3: voided, 4: "legacy:arc-easy", 5: P, 6: P, 7: P}
+    assert model_scores == {1: voided, 2: P, 3: P}
+    assert latest == [2, 3, 4, 5, 6, 7]  # rows 2 and 3 are now the newest of their own protocol
+    assert latest_in_split == [1, 2, 3, 4, 5, 6, 7]  # row 1 too, in its split (row 3 has none)
+    assert uses == {P: 0, voided: 2, "legacy:arc-easy": 1}  # two runs moved: the expert's and the model's
     registry = Registry(load_settings(home=tmp_path / "home", database_url=empty_db.url))
-    assert [(r.ref, r.value) for r in registry.best("arc-easy", protocol=P)] == [("g:1", 0.6), ("l:1", 0.5)]
-    assert [(r.ref, r.value) for r in registry.best("arc-easy", protocol=f"nobos:{P}")] == [("g:1", 0.35)]
-    voided = registry.protocols("arc-easy")
-    spec = next(p.spec for p in voided if p.id == f"nobos:{P}")
+    # by default the measured protocol, though the voided one is used more
+    assert [(r.ref, r.value, r.protocol) for r in registry.best("arc-easy")] == [("g:1", 0.6, P), ("l:1", 0.5, P)]
+    assert [(r.ref, r.value) for r in registry.best("arc-easy", protocol=voided)] == [("g:1", 0.36)]
+    spec = next(p.spec for p in registry.protocols("arc-easy") if p.id == voided)
     assert spec["legacy"] and "<bos>" in spec["note"] and spec["measured_as"]["n"] == 100
     registry.close()
     schema.downgrade(empty_db, "0006")
     assert _scores(empty_db) == before
+
+
+def test_a_downgrade_restores_the_protocol_of_scores_that_only_ever_arrived_voided(empty_db):
+    """A bundle import can bring ``nobos:Q`` scores into a registry that never held ``Q``: downgrading puts
+    them back under ``Q``, created from the spec they were measured under."""
+    import json
+
+    from t2reg.protocols import without_bos_id, without_bos_spec
+
+    schema.upgrade(empty_db, "0006")
+    _gemma_and_llama_scores(empty_db)
+    schema.upgrade(empty_db)
+    q = "fedcba987654"
+    spec = json.dumps(without_bos_spec("arc-easy", {"id": q, "task": "arc-easy", "n": 7}))
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO protocols (id, task, spec, uses, created_at) VALUES (:id, 'arc-easy', :spec, "
+                          f"1, '{AFTER}')"), {"id": without_bos_id(q), "spec": spec})
+        conn.execute(text("INSERT INTO evaluations (id, version_id, task, metric, value, split, n, source, "
+                          "created_at, is_latest, is_latest_in_split, protocol_id) VALUES (8, 1, 'arc-easy', "
+                          f"'accuracy', 0.2, 'test', 7, 'import', '{BEFORE}', true, true, :voided)"),
+                     {"voided": without_bos_id(q)})
+    schema.downgrade(empty_db, "0006")
+    with empty_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT protocol_id FROM evaluations WHERE id = 8")).scalar() == q
+        restored = conn.execute(text("SELECT uses, spec FROM protocols WHERE id = :q"), {"q": q}).one()
+        assert conn.execute(text("SELECT COUNT(*) FROM protocols WHERE id LIKE 'nobos:%'")).scalar() == 0
+    assert restored[0] == 1 and (json.loads(restored[1]) if isinstance(restored[1], str) else restored[1])["n"] == 7

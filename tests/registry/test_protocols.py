@@ -103,3 +103,17 @@ def test_only_hashed_protocols_count_as_measured():
     # legacy and typed-in scores say nothing of how they were taken; a voided id no longer hashes its spec
     for other in (legacy_id("arc-easy"), reported_id("arc-easy"), without_bos_id(measured)):
         assert not is_measured(other, "arc-easy")
+
+
+def test_a_score_was_taken_without_bos_only_for_families_that_need_it_and_before_the_fix():
+    from datetime import datetime, timezone
+
+    from t2reg.registry.protocols import taken_without_bos
+
+    measured = CLOZE.id
+    before, after = (datetime(2026, 11, 29, hour, tzinfo=timezone.utc) for hour in (15, 19))
+    assert taken_without_bos("Gemma3ForCausalLM", measured, "arc-easy", before)
+    assert taken_without_bos("Gemma2ForCausalLM", measured, "arc-easy", before)
+    assert not taken_without_bos("Gemma3ForCausalLM", measured, "arc-easy", after)
+    assert not taken_without_bos("LlamaForCausalLM", measured, "arc-easy", before)
+    assert not taken_without_bos("Gemma3ForCausalLM", "legacy:arc-easy", "arc-easy", before)  # not measured

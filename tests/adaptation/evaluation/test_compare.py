@@ -98,3 +98,14 @@ def test_scores_typed_in_by_hand_cannot_be_compared(cli):
     cli.ok("record", "arc-easy-tiny:1", "--metric", "accuracy=0.5")
     code, _, err = cli("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", "reported:arc-easy")
     assert code == 4 and "recorded without per-question results" in err
+
+
+def test_scores_taken_without_bos_point_to_the_protocol_to_compare_under():
+    from t2reg.adaptation.evaluation.compare import spec_of
+    from t2reg.adaptation.evaluation.spec import EvalSpec
+    from t2reg.protocols import without_bos_spec
+
+    measured = Protocol("arc-easy", "test", "cloze", "v1", n=50, sample_seed=0)
+    assert spec_of(measured.to_dict(), EvalSpec("arc-easy")).limit == 50
+    with pytest.raises(InvalidInputError, match=f"without the <bos>.*compare under {measured.id} "):
+        spec_of(without_bos_spec("arc-easy", measured.to_dict()), EvalSpec("arc-easy"))
