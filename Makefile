@@ -38,7 +38,7 @@ test: venv
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare (about 75 minutes on 2 shared CPU cores).
+# The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare (88 minutes measured on one shared CPU core).
 # DEMO_ARGS=--quick for the short version (about 4 minutes from an empty home).
 demo: venv
 	$(BIN)/t2reg --home $(DEMO_HOME) demo $(DEMO_ARGS)
