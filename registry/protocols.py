@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from t2reg.architectures import needs_bos
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.expert_file import Metric
-from t2reg.protocols import BOS_FIX_LANDED, Protocol, legacy_id, reported_id, without_bos_id
+from t2reg.protocols import BOS_FIX_LANDED, NO_BOS_PREFIX, Protocol, legacy_id, reported_id
 from t2reg.registry.entities import as_utc
 from t2reg.registry.orm import EvaluationRow, ProtocolRow
 
@@ -79,7 +79,7 @@ def default_for(session: Session, task: str, metric: str) -> str | None:
 def is_measured(protocol_id: str, task: str) -> bool:
     """False for the legacy, hand-reported and voided (``nobos``) protocols: nothing says how those scores were
     measured, or their id is no longer the hash of the spec they were measured under."""
-    return protocol_id not in (legacy_id(task), reported_id(task)) and not protocol_id.startswith(without_bos_id(""))
+    return protocol_id not in (legacy_id(task), reported_id(task)) and not protocol_id.startswith(NO_BOS_PREFIX)
 
 
 def taken_without_bos(architecture: str, protocol_id: str, task: str, created_at: datetime) -> bool:

@@ -89,11 +89,14 @@ NO_BOS_NOTE = ("measured without the <bos> this model family needs (before 2026-
                "describe a crippled model; the spec it was measured under is in 'measured_as'")
 
 
+NO_BOS_PREFIX = "nobos:"
+
+
 def without_bos_id(protocol_id: str) -> str:
     """Where scores taken under ``protocol_id`` before :data:`BOS_FIX_LANDED`, of a family that needs
     ``<bos>``, are kept (migration 0007; bundles from older registries on import): they rank only among
     themselves."""
-    return f"nobos:{protocol_id}"
+    return f"{NO_BOS_PREFIX}{protocol_id}"
 
 
 def without_bos_spec(task: str, measured_as: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 import torch
 
 from t2reg.adaptation.patching import patched_weight
-from t2reg.architectures import get_architecture
+from t2reg.architectures import get_architecture, needs_bos
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
@@ -143,7 +143,7 @@ class Backend(ABC):
         """What opens every scored context: <bos> for families that need it, else nothing (looked up once,
         not per option)."""
         bos = self.tokenizer.bos_token_id
-        return [bos] if get_architecture(self.architecture).bos_first and bos is not None else []
+        return [bos] if needs_bos(self.architecture) and bos is not None else []
 
     def render(self, text: str) -> str:
         """A user turn through the tokenizer's chat template when it has one."""

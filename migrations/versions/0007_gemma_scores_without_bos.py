@@ -17,7 +17,6 @@ the fix and finished after it, or a client not yet upgraded, escapes it.
 Revision ID: 0007
 Revises: 0006
 """
-import json
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Sequence, Union
@@ -73,7 +72,6 @@ def downgrade() -> None:
     voided = connection.execute(sa.select(PROTOCOLS.c.id, PROTOCOLS.c.spec, PROTOCOLS.c.uses)
                                 .where(PROTOCOLS.c.id.like(PREFIX + "%"))).all()
     for protocol_id, spec, uses in voided:
-        spec = json.loads(spec) if isinstance(spec, str) else spec
         original = protocol_id[len(PREFIX):]
         back = spec.get("moved_uses", uses)
         if connection.execute(sa.select(PROTOCOLS.c.id).where(PROTOCOLS.c.id == original)).first() is None:
@@ -114,7 +112,6 @@ def _before_fix(created_at) -> bool:
 def _move(connection, protocol_id: str, rows: list[tuple[str, int]], runs: int) -> None:
     task, spec, uses = connection.execute(sa.select(PROTOCOLS.c.task, PROTOCOLS.c.spec, PROTOCOLS.c.uses)
                                           .where(PROTOCOLS.c.id == protocol_id)).one()
-    spec = json.loads(spec) if isinstance(spec, str) else spec
     taken = min(uses, runs)  # what the original protocol gives up, and gets back on a downgrade
     connection.execute(PROTOCOLS.insert().values(
         id=PREFIX + protocol_id, task=task, uses=runs, created_at=datetime.now(timezone.utc),

@@ -342,23 +342,25 @@ def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[BundleEva
         ExpertRow, ExpertRow.base_model_id == BaseModelRow.id).where(ExpertRow.id == row.expert_id))
     added = 0
     for e in sorted(bundled, key=lambda e: e.created_at):
-        protocol_id, spec = _protocol_here(e, specs[e.protocol], architecture)
+        when = _when(e.created_at)
+        protocol_id, spec = _protocol_here(e.protocol, specs[e.protocol], architecture, when)
         if (e.task, e.metric, e.value, e.split, e.n, protocol_id, e.results_sha256) in have:
             continue
         protocols.use(session, protocol_id, specs[e.protocol].task, spec)
         score = evaluations.add(session, row.id, Metric(e.task, e.metric, e.value, e.split, e.n), e.source,
                                 protocol_id, e.results_sha256)
-        score.created_at = _when(e.created_at)
+        score.created_at = when
         added += 1
     return added
 
 
-def _protocol_here(e: BundleEvaluation, protocol: BundleProtocol, architecture: str) -> tuple[str, dict]:
+def _protocol_here(protocol_id: str, protocol: BundleProtocol, architecture: str,
+                   when: datetime) -> tuple[str, dict]:
     # A bundle from a registry that predates migration 0007 may hold Gemma scores taken without <bos> under
     # a measured protocol: they land where the migration would have put them, never beside valid ones.
-    if protocols.taken_without_bos(architecture, e.protocol, protocol.task, _when(e.created_at)):
-        return without_bos_id(e.protocol), without_bos_spec(protocol.task, protocol.spec)
-    return e.protocol, protocol.spec
+    if protocols.taken_without_bos(architecture, protocol_id, protocol.task, when):
+        return without_bos_id(protocol_id), without_bos_spec(protocol.task, protocol.spec)
+    return protocol_id, protocol.spec
 
 
 def _when(text: str) -> datetime:
