@@ -33,6 +33,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 from t2reg.errors import UncheckableTestsError
@@ -117,8 +118,10 @@ def plan_tests(tests: str, solution: str, problem: str = "") -> TestPlan:
     reference ``solution`` defines count as the program's. :class:`UncheckableTestsError` when they cannot be
     rewritten (``problem`` names the problem in the message)."""
     try:
-        module = ast.parse(tests)
-        program = _defined_names(ast.parse(solution))
+        with warnings.catch_warnings():  # task data's own style ("\d" in a plain string) is not ours to flag
+            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+            module = ast.parse(tests)
+            program = _defined_names(ast.parse(solution))
     except SyntaxError as exc:
         raise UncheckableTestsError(f"{problem}: its tests or reference do not parse ({exc.msg}, line {exc.lineno})") from None
     try:
@@ -227,7 +230,7 @@ class _Planner:
             return Check(probe, relation, line, transforms, ast.unparse(target))
         if isinstance(op, (ast.Is, ast.IsNot)):
             probe_side, target = self.sides(test, left, right)
-            if not (isinstance(target, ast.Constant) and target.value in (None, True, False)):
+            if not (isinstance(target, ast.Constant) and any(target.value is c for c in (None, True, False))):
                 raise _Refused(test, "`is` with something other than None, True or False")
             probe, transforms = self.probe(probe_side)
             relation = Relation.IS if isinstance(op, ast.Is) else Relation.IS_NOT

@@ -184,7 +184,7 @@ def _attempt(plan: _Plan, mode: str, files: dict[str, str], secret: bytes,
         os.write(secret_w, secret)
         os.close(secret_w)
         secret_w = -1
-        _stage(staging, {"harness.py": Path(harness.__file__).read_text(), **files}, plan.drop)
+        _stage(staging, {"harness.py": _harness_source(), **files}, plan.drop)
         where = _groups()
         try:
             group = cgroups.new_group(where, limits.memory_bytes, limits.processes) if where else None
@@ -224,6 +224,11 @@ def _attempt(plan: _Plan, mode: str, files: dict[str, str], secret: bytes,
         peak_memory_bytes=peak,
     )
     return outcome.report[len(harness.STARTED):], run
+
+
+@functools.lru_cache(maxsize=1)
+def _harness_source() -> str:
+    return Path(harness.__file__).read_text()
 
 
 def _stage(staging: Path, files: dict[str, str], drop: bool) -> None:
