@@ -11,9 +11,10 @@ program that failed. Then, by ``MODE``:
     and writes the nonce back after its last statement ran.
 
 ``probes``
-    Runs ``FOLDER/program.py``, then the steps of ``FOLDER/plan.json`` in a copy
-    of the program's namespace: ``["run", STATEMENTS]`` executes test code,
-    ``["value", EXPRESSION]`` evaluates an expression and writes one line on the
+    Runs ``FOLDER/program.py``, then the steps of ``FOLDER/plan.marshal`` (a
+    list of pairs, written by t2reg) in a copy of the program's namespace:
+    ``("run", STATEMENTS)`` executes test code, ``("value", EXPRESSION)``
+    evaluates an expression and writes one line on the
     report pipe, ``{"v": VALUE}`` (the value in the format below) or ``{"e":
     REASON}`` when it raised or cannot be written. A ``run`` step that raises
     ends the run. Nothing here decides whether a value is right: the parent
@@ -25,15 +26,22 @@ object with one key: ``{"tuple": [...]}``, ``{"set": [...]}``, ``{"frozenset":
 [...]}``, ``{"dict": [[key, value], ...]}``, ``{"bytes": "HEX"}``, ``{"float":
 "nan" | "inf" | "-inf"}``, ``{"int": "HEX"}`` (larger integers) and ``{"complex":
 [real, imag]}``. Subclasses are written as their base type (a namedtuple as a
-tuple, a Counter as a dict); anything else cannot be written.
+tuple, a Counter as a dict); anything else cannot be written. (JSON is written
+here with the C string escaper of ``json``, not ``json`` itself, whose import
+costs more than a small program's whole run.)
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import math
 import os
 import sys
+
+try:
+    from _json import encode_basestring_ascii as _quote  # CPython's: what json.dumps uses, without importing re
+except ImportError:  # pragma: no cover - other Pythons
+    from json.encoder import encode_basestring_ascii as _quote
 
 STARTED = b"t2reg-harness-started\n"
 MAX_DEPTH = 32  # nesting of a written value; the parent refuses deeper ones too
@@ -73,6 +81,25 @@ def encode(value: object, depth: int = 0) -> object:
     raise TypeError(f"a {type(value).__name__} cannot be reported")
 
 
+def dump(data: object) -> str:
+    """JSON text of :func:`encode`'s output (what ``json.dumps`` writes for it, ASCII only)."""
+    if data is None:
+        return "null"
+    if data is True or data is False:
+        return "true" if data else "false"
+    if type(data) is int:
+        return int.__repr__(data)
+    if type(data) is float:
+        return float.__repr__(data)  # finite: encode() tags the others
+    if type(data) is str:
+        return _quote(data)
+    if type(data) is list:
+        return "[" + ",".join([dump(item) for item in data]) + "]"
+    if type(data) is dict:
+        return "{" + ",".join([_quote(key) + ":" + dump(item) for key, item in data.items()]) + "}"
+    raise TypeError(f"not encoded data: {type(data).__name__}")
+
+
 def _write_all(write, fd: int, data: bytes) -> None:
     while data:
         data = data[write(fd, data):]
@@ -80,10 +107,10 @@ def _write_all(write, fd: int, data: bytes) -> None:
 
 def _record(value: object) -> bytes:
     try:
-        body = {"v": encode(value)}
+        line = dump({"v": encode(value)})
     except (TypeError, ValueError, RecursionError) as exc:
-        body = {"e": f"unreportable: {str(exc)[:200]}"}
-    return (json.dumps(body, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        line = dump({"e": f"unreportable: {str(exc)[:200]}"})
+    return (line + "\n").encode()
 
 
 def _compile_program(folder: str):
@@ -104,10 +131,10 @@ def _run_program(report_fd: int, secret_fd: int, folder: str, guard) -> None:
 
 def _run_probes(report_fd: int, secret_fd: int, folder: str, guard) -> None:
     os.close(secret_fd)
-    write, dumps = os.write, json.dumps  # bound now: the program may rebind them
-    with open(os.path.join(folder, "plan.json"), encoding="utf-8") as fh:
+    write = os.write  # bound now: the program may rebind it
+    with open(os.path.join(folder, "plan.marshal"), "rb") as fh:
         steps = [(kind, compile(source, "<test>", "exec" if kind == "run" else "eval"))
-                 for kind, source in json.load(fh)]
+                 for kind, source in marshal.load(fh)]
     code = _compile_program(folder)
     sys.argv = ["program.py"]
     guard()
@@ -121,7 +148,7 @@ def _run_probes(report_fd: int, secret_fd: int, folder: str, guard) -> None:
         try:
             value = eval(step, scope)
         except BaseException as exc:  # noqa: BLE001 - whatever the program raises is its answer
-            line = (dumps({"e": f"raised {type(exc).__name__}"}) + "\n").encode()
+            line = (dump({"e": f"raised {type(exc).__name__}"}) + "\n").encode()
         else:
             line = _record(value)
         _write_all(write, report_fd, line)

@@ -48,8 +48,8 @@ the values it reports and compare them outside it.
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import marshal
 import os
 import resource
 import secrets
@@ -129,8 +129,8 @@ def run_probes(program: str, steps: Sequence[tuple[str, str]], limits: Limits = 
     """Run ``program``, then ``steps`` (``("run", statements)`` or ``("value", expression)``), isolated; the
     report holds one line per value step (see :mod:`harness`). ``passed`` and ``completed`` stay False:
     whether the values are right is decided outside, by whoever asked for them."""
-    plan = json.dumps([[kind, source] for kind, source in steps])
-    report, run = _run("probes", {"program.py": program, "plan.json": plan}, b"", limits, isolation)
+    plan = marshal.dumps([(str(kind), str(source)) for kind, source in steps])  # read by the harness only
+    report, run = _run("probes", {"program.py": program, "plan.marshal": plan}, b"", limits, isolation)
     return ProbeRun(report, run)
 
 
@@ -153,7 +153,7 @@ class _NotStarted(Exception):
     """The machine did not start the run: nothing of the program ran."""
 
 
-def _run(mode: str, files: dict[str, str], secret: bytes, limits: Limits,
+def _run(mode: str, files: dict[str, str | bytes], secret: bytes, limits: Limits,
          isolation: str | None) -> tuple[bytes, RunResult]:
     """The harness's report (after its start marker) and the run, trying again a run the machine did not start."""
     chosen = isolation or sandbox_isolation()
@@ -172,7 +172,7 @@ def _run(mode: str, files: dict[str, str], secret: bytes, limits: Limits,
                             "program ran, so it was not scored")
 
 
-def _attempt(plan: _Plan, mode: str, files: dict[str, str], secret: bytes,
+def _attempt(plan: _Plan, mode: str, files: dict[str, str | bytes], secret: bytes,
              limits: Limits) -> tuple[bytes, RunResult]:
     staging = Path(tempfile.mkdtemp(prefix="t2reg-sandbox-"))
     secret_r, secret_w = os.pipe()
@@ -231,9 +231,12 @@ def _harness_source() -> str:
     return Path(harness.__file__).read_text()
 
 
-def _stage(staging: Path, files: dict[str, str], drop: bool) -> None:
-    for name, text in files.items():
-        (staging / name).write_text(text)
+def _stage(staging: Path, files: dict[str, str | bytes], drop: bool) -> None:
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (staging / name).write_bytes(content)
+        else:
+            (staging / name).write_text(content)
     if drop:  # the sandbox's user reads them
         for path in (staging, *(staging / name for name in files)):
             os.chown(path, NOBODY, NOBODY)

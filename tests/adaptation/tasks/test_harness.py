@@ -2,18 +2,17 @@
 
 import collections
 import enum
+import json
 import math
 
 import pytest
 
-from t2reg.adaptation.tasks.harness import MAX_DEPTH, encode
+from t2reg.adaptation.tasks.harness import MAX_DEPTH, dump, encode
 from t2reg.adaptation.tasks.values import read_report
 
 
 def _round_trip(value):
-    import json
-
-    line = json.dumps({"v": encode(value)}, allow_nan=False).encode() + b"\n"
+    line = dump({"v": encode(value)}).encode() + b"\n"
     return read_report(line, 1)[0]
 
 
@@ -32,6 +31,11 @@ Point = collections.namedtuple("Point", "x y")
 def test_plain_values_come_back_equal_and_of_the_same_type(value):
     back = _round_trip(value)
     assert back == value and type(back) is type(value)
+
+
+@pytest.mark.parametrize("value", ["tab\t quote\" back\\ é 😀 \ud800 \x00", 1e16, -0.0, 5e-324, 2**62, [[], {"k": ()}]])
+def test_the_json_written_is_what_json_dumps_writes(value):
+    assert dump(encode(value)) == json.dumps(encode(value), allow_nan=False, separators=(",", ":"))
 
 
 def test_nan_comes_back_as_nan():

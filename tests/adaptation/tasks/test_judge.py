@@ -132,10 +132,10 @@ def test_patching_the_builtins_an_assertion_uses_changes_nothing():
 def test_the_candidate_never_sees_the_expected_values():
     secret = Example("mbpp/secret", "", "", tests="assert add(2, 3) == 987654321\n",
                      solution="def add(a, b):\n    return 987654321\n")
-    spy = ("import os, sys\nfor name in sorted(os.listdir('/t2reg')):\n    print(name, open('/t2reg/' + name).read())\n"
+    spy = ("import os, sys\nfor name in sorted(os.listdir('/t2reg')):\n    print(name, open('/t2reg/' + name, 'rb').read())\n"
            "print(sys._getframe(1).f_locals)\ndef add(a, b):\n    return 0\n")
     verdict = judge(secret, spy, FAST)
-    assert "plan.json" in verdict.run.stdout and "add(2, 3)" in verdict.run.stdout
+    assert "plan.marshal" in verdict.run.stdout and "add(2, 3)" in verdict.run.stdout
     assert "987654321" not in verdict.run.stdout and not verdict.passed
 
 
