@@ -117,6 +117,8 @@ def plan_tests(tests: str, solution: str, problem: str = "") -> TestPlan:
     """``tests`` (asserts, MBPP style, or a HumanEval check function) as a :class:`TestPlan`; names the
     reference ``solution`` defines count as the program's. :class:`UncheckableTestsError` when they cannot be
     rewritten (``problem`` names the problem in the message)."""
+    if not solution.strip():
+        raise UncheckableTestsError(f"{problem}: no reference solution to take the expected values from")
     try:
         with warnings.catch_warnings():  # task data's own style ("\d" in a plain string) is not ours to flag
             warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))

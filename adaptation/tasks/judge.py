@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from t2reg.adaptation.tasks.checks import Check, Relation, TestPlan, Transform, plan_tests
 from t2reg.adaptation.tasks.datasets import Example
 from t2reg.adaptation.tasks.sandbox import Limits, RunResult, run_probes
-from t2reg.adaptation.tasks.values import BadValue, Raised, read_report
+from t2reg.adaptation.tasks.values import MAX_HASHED, BadValue, Raised, read_report
 from t2reg.errors import UncheckableTestsError
 
 REFERENCE_SLACK = 6  # the reference run's time limits, as a multiple of the candidate's: it runs once
@@ -83,7 +83,7 @@ def judge(example: Example, program: str, limits: Limits = Limits(), isolation: 
 
 # -- the expected values ------------------------------------------------------------------------------------------
 
-_cache: dict[str, tuple[Expectation, ...] | UncheckableTestsError] = {}
+_cache: dict[str, tuple[Expectation, ...] | str] = {}  # the expectations, or why the problem is refused
 _cache_lock = threading.Lock()
 
 
@@ -99,11 +99,11 @@ def expectations(example: Example, plan: TestPlan, limits: Limits = Limits(),
         try:
             known = _reference(example, plan, reference_limits, isolation)
         except UncheckableTestsError as exc:
-            known = exc
+            known = str(exc)
         with _cache_lock:
             _cache[key.hexdigest()] = known
-    if isinstance(known, UncheckableTestsError):
-        raise known
+    if isinstance(known, str):
+        raise UncheckableTestsError(known)
     return known
 
 
@@ -116,11 +116,14 @@ def _reference(example: Example, plan: TestPlan, limits: Limits, isolation: str 
 
     if probed.run.timed_out:
         raise refuse(f"did not finish its tests within {limits.wall_seconds:g} s")
+    lines = probed.run.stderr.strip().splitlines()
+    last = lines[-1][:300] if lines else "no message"
     try:
         values = iter(read_report(probed.report, sum(kind == "value" for kind, _ in steps)))
     except BadValue as exc:
-        lines = probed.run.stderr.strip().splitlines()
-        raise refuse(f"stopped or reported badly ({exc}; {lines[-1] if lines else 'no message'})") from None
+        raise refuse(f"stopped or reported badly ({exc}; {last})") from None
+    if probed.run.returncode != 0 or probed.run.output_exceeded:  # its own run: its exit status is trusted
+        raise refuse(f"ended with status {probed.run.returncode} ({last})")
     found = []
     for check in plan.checks:
         raw = next(values)
@@ -188,6 +191,10 @@ def _transformed(check: Check, value: object) -> object:
 
 
 def _apply(transform: Transform, value: object) -> object:
+    if transform.name in ("set", "frozenset") and isinstance(value, (list, tuple, str, bytes)) \
+            and len(value) > MAX_HASHED:
+        # The decoder caps what it hashes (predictable integer hashes make collisions cheap); so does this.
+        raise ValueError(f"more than {MAX_HASHED} members to hash")
     return _BUILTINS[transform.name](value, *transform.args)
 
 
@@ -198,5 +205,8 @@ def _describe(check: Check, value: object) -> str:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's conversion limit (4300 digits)
+        return f"a {type(value).__name__} too large to print"
     return text if len(text) <= 120 else text[:117] + "..."

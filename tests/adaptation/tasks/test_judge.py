@@ -129,6 +129,21 @@ def test_patching_the_builtins_an_assertion_uses_changes_nothing():
     assert not check(pairs, _fenced(forgery))
 
 
+@pytest.mark.parametrize("body", [
+    "return 10 ** 5000",  # past Python's int-to-text limit: printed in no message
+    "return [k * (2 ** 61 - 1) for k in range(1, 20000)]",  # every hash 0: set() of them would be quadratic
+    "return [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    "return 'x' * 3_000_000",
+])
+def test_hostile_values_are_judged_wrong_without_harming_the_judge(body):
+    pairs = Example("mbpp/pairs", "", "", tests="assert set(pair(1)) == {1, 2}\n",
+                    solution="def pair(x):\n    return [x, x + 1]\n")
+    verdict = judge(pairs, f"def pair(x):\n    {body}\n", FAST)
+    assert not verdict.passed and verdict.failed == (0,) and len(verdict.why) < 400
+    verdict = judge(ADD, f"def add(a, b):\n    {body}\n", FAST)  # compared as it is, and shown
+    assert not verdict.passed and verdict.failed == (0, 1) and len(verdict.why) < 400
+
+
 def test_the_candidate_never_sees_the_expected_values():
     secret = Example("mbpp/secret", "", "", tests="assert add(2, 3) == 987654321\n",
                      solution="def add(a, b):\n    return 987654321\n")
@@ -178,6 +193,14 @@ def test_a_problem_whose_reference_fails_its_tests_is_refused_not_scored():
     raising = Example("mbpp/raising", "", "", tests="assert add(2, 3) == 5\n", solution="def add(a, b):\n    1 / 0\n")
     with pytest.raises(UncheckableTestsError, match="raised on line 1 .*ZeroDivisionError"):
         code_check(FAST)(raising, _fenced(ADD.solution))
+
+
+def test_a_reference_whose_other_assertions_fail_is_refused_too():
+    constant = Example("mbpp/constant", "", "", tests="assert add(2, 3) == 5\nassert 1 == 2\n", solution=ADD.solution)
+    with pytest.raises(UncheckableTestsError, match="ended with status 1 .*AssertionError"):
+        judge(constant, ADD.solution, FAST)
+    with pytest.raises(UncheckableTestsError, match="no reference solution"):
+        judge(Example("mbpp/none", "", "", tests="assert add(2, 3) == 5\n"), ADD.solution, FAST)
 
 
 def test_the_reference_runs_once_per_problem():
