@@ -161,13 +161,13 @@ def _run(mode: str, files: dict[str, str | bytes], secret: bytes, limits: Limits
         raise InvalidInputError(f"isolation must be one of {', '.join(SANDBOX_ISOLATIONS)}, not {chosen!r}")
     plan = namespaces_plan() if chosen == "namespaces" else weak_plan()
     why = ""
-    for pause in _TRIES:
+    for attempt, pause in enumerate(_TRIES, 1):
         time.sleep(pause)
         try:
             return _attempt(plan, mode, files, secret, limits)
         except _NotStarted as exc:
             why = str(exc)
-            log.warning("a sandboxed run did not start (%s); trying again", why)
+            log.warning("a sandboxed run did not start (%s)%s", why, "; trying again" if attempt < len(_TRIES) else "")
     raise SandboxStartError(f"the sandbox did not start after {len(_TRIES)} tries ({why}); nothing of the "
                             "program ran, so it was not scored")
 
