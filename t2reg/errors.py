@@ -112,6 +112,18 @@ class IsolationUnavailableError(T2RegError):
     exit_code = 1
 
 
+class SandboxStartError(T2RegError, OSError):
+    """The machine could not start a sandboxed run (no process, no namespace, no control group), even after
+    retries. Nothing of the program ran, so nothing about it was learnt: never a wrong answer."""
+
+    exit_code = 1
+
+
+class UncheckableTestsError(InvalidInputError):
+    """A code problem whose tests cannot be judged outside the program's process: their assertions cannot be
+    rewritten into values compared by t2reg, or its reference solution does not pass them."""
+
+
 class HubError(T2RegError, ConnectionError):
     """The Hugging Face Hub cannot be reached (or offline mode forbids it), or refused a request."""
 

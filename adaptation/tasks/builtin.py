@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from t2reg.adaptation.tasks import answers
 from t2reg.adaptation.tasks import datasets as ds
 from t2reg.adaptation.tasks.base import Category, Mode, Task, register_task
+from t2reg.adaptation.tasks.checks import plan_tests
 from t2reg.adaptation.tasks.datasets import LETTERS, Example
-from t2reg.adaptation.tasks.sandbox import Limits, run_program
+from t2reg.adaptation.tasks.judge import judge
+from t2reg.adaptation.tasks.sandbox import Limits
+from t2reg.errors import UncheckableTestsError
 
 
 # -- prompts and checkers -----------------------------------------------------
@@ -61,18 +65,38 @@ def _humaneval_prompt(ex: Example) -> str:
 
 
 def code_check(limits: Limits = Limits()) -> Callable[[Example, str], bool]:
-    """A checker running the extracted code and the example's tests in the sandbox.
+    """A checker running the extracted code in the sandbox and judging its values outside (see :mod:`judge`).
 
-    Right means the tests ran to their end (see :mod:`sandbox`): an early ``SystemExit(0)`` is wrong.
+    Raises :class:`UncheckableTestsError` for a problem whose tests cannot be judged that way (the built-in
+    code tasks leave those out, see :func:`judgeable`) and :class:`SandboxStartError` when the machine could
+    not start the run: neither is a wrong answer.
     """
 
     def check(ex: Example, output: str) -> bool:
         code = answers.extract_code(output)
         if ex.id.startswith("HumanEval") and f"def {ex.entry_point}" not in code:
             code = ex.question + code  # a bare body completes the prompt's signature
-        return run_program(f"{code}\n\n{ex.tests}", limits).passed
+        return judge(ex, code, limits).passed
 
     return check
+
+
+def judgeable(loader: Callable[[Path | None, str], list[Example]]) -> Callable[[Path | None, str], list[Example]]:
+    """``loader`` without the problems whose tests t2reg cannot judge outside the program (see :mod:`checks`):
+    HumanEval's five with a loop around their assertions; every MBPP problem can be judged."""
+
+    def load(root: Path | None, split: str) -> list[Example]:
+        return [ex for ex in loader(root, split) if _can_judge(ex)]
+
+    return load
+
+
+def _can_judge(ex: Example) -> bool:
+    try:
+        plan_tests(ex.tests, ex.solution, ex.id)
+    except UncheckableTestsError:
+        return False
+    return True
 
 
 for _task in [
@@ -87,9 +111,13 @@ for _task in [
     Task("arc-challenge", Category.REASONING, ds.arc("challenge"), choice_prompt, _choice_check, max_new_tokens=64,
          multiple_choice=True, description="AI2 ARC Challenge; multiple choice.", default_mode=Mode.CLOZE,
          cloze_prompt=cloze_prompt),
-    Task("mbpp", Category.CODE, ds.mbpp, _mbpp_prompt, code_check(), max_new_tokens=384, shot_split="shots",
-         description="Mostly Basic Python Problems; run against the tests.", runs_code=True),
-    Task("humaneval", Category.CODE, ds.humaneval, _humaneval_prompt, code_check(), max_new_tokens=384,
-         shot_split="shots", description="HumanEval; run against the tests.", runs_code=True),
+    # v2: answers judged outside the program's process (values compared with the reference's), and HumanEval
+    # without the problems that cannot be judged so: scores of v1 do not rank with them.
+    Task("mbpp", Category.CODE, judgeable(ds.mbpp), _mbpp_prompt, code_check(), max_new_tokens=384,
+         shot_split="shots", description="Mostly Basic Python Problems; judged on its tests' values.",
+         runs_code=True, prompt_version="v2"),
+    Task("humaneval", Category.CODE, judgeable(ds.humaneval), _humaneval_prompt, code_check(), max_new_tokens=384,
+         shot_split="shots", description="HumanEval (159 of its 164 problems); judged on its tests' values.",
+         runs_code=True, prompt_version="v2"),
 ]:
     register_task(_task)

@@ -1,4 +1,4 @@
-"""Running untrusted generated code under OS isolation, and scoring it by a channel it cannot fake.
+"""Running untrusted generated code under OS isolation.
 
 Isolation ``namespaces`` (the default) runs the program under bubblewrap
 (``bwrap``, Debian package ``bubblewrap``), as an unprivileged user:
@@ -12,30 +12,44 @@ Isolation ``namespaces`` (the default) runs the program under bubblewrap
   are simply not there;
 * run as the user ``nobody`` on the host too (when started as root, privileges
   are dropped before ``bwrap`` runs), so nothing it does is done as root;
-* rlimits: address space, CPU seconds, file size, open files, processes;
+* per-run limits: each run gets its own control group (:mod:`cgroups`) capping
+  the memory and the number of processes of the whole run, so one run's fork
+  bomb or four processes' allocations cannot starve another run; where no
+  control group can be made (no write access to a cgroup hierarchy) the
+  processes limit falls back to ``RLIMIT_NPROC``, which counts per host user,
+  and a warning says so;
+* rlimits: address space (per process, besides the run's memory cap), CPU
+  seconds, file size, open files;
 * stdout and stderr are read as they come and capped (1 MiB by default): past
   the cap the run is killed; the wall-clock limit is enforced by killing the
   sandbox, never by waiting on pipes a straggler may hold.
 
 Where bubblewrap or user namespaces are missing, :func:`run_program` refuses
 (:class:`IsolationUnavailableError`) rather than run code unconfined. The old
-``weak`` isolation (a subprocess with the same rlimits and an in-process audit
+``weak`` isolation (a subprocess with the same limits and an in-process audit
 hook) is still there for such machines, only when asked for by name
 (``isolation="weak"`` or ``T2REG_SANDBOX=weak``); it is not a security boundary.
 
-Passing: the program and its tests run inside a small harness. The harness
-reads a random nonce from a pipe (then closes it) before the program starts,
-and writes it to a second pipe only after the last statement of the program
-(tests included) has run. ``passed`` needs that nonce back, so ``raise
-SystemExit(0)``, ``os._exit(0)`` or killing itself before the tests count as a
-failure, whatever the exit code. (A program that deliberately searches its own
-interpreter's memory for the nonce could still forge it: the channel closes the
-shortcuts an optimiser stumbles on, not every door a determined author opens.)
+A run the machine could not start (bubblewrap failing to make its namespaces,
+no process or control group to be had) is retried, then reported as
+:class:`SandboxStartError`: the program never ran, so it is neither right nor
+wrong. The harness (:mod:`harness`) marks the start on its report pipe before
+any of the program runs, so a program cannot pass its own failure off as the
+machine's.
+
+:func:`run_program` runs a program to its end: the harness hands it a nonce it
+reports after the last statement, so ``raise SystemExit(0)`` or ``os._exit(0)``
+part way is not ``completed``. That is no verdict a program cannot forge (code
+in the same interpreter can find the nonce); code tasks are scored by
+:func:`run_probes` and :mod:`judge` instead, which take nothing from the run but
+the values it reports and compare them outside it.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import marshal
 import os
 import resource
 import secrets
@@ -48,80 +62,31 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from t2reg.errors import InvalidInputError, IsolationUnavailableError
+from t2reg.adaptation.tasks import cgroups, harness
+from t2reg.errors import InvalidInputError, IsolationUnavailableError, SandboxStartError
 from t2reg.settings import SANDBOX_ISOLATIONS, sandbox_isolation
 
+log = logging.getLogger("t2reg.sandbox")
 NOBODY = 65534
 SCRATCH = "/scratch"  # the one writable folder inside the sandbox (a size-capped tmpfs)
 HARNESS_DIR = "/t2reg"  # read-only: the harness and the program
 _TAIL = 4000  # characters of stdout and stderr kept in a result
-
-# The harness: reads the nonce, runs the program, reports the nonce only if the program ran to its end.
-_HARNESS = r'''
-import os, sys
-
-def _t2reg_main(nonce_fd, result_fd, path):
-    nonce = os.read(nonce_fd, 256)
-    os.close(nonce_fd)
-    report = os.write  # bound now: the program may rebind os.write
-    with open(path, "rb") as fh:
-        code = compile(fh.read(), "program.py", "exec")
-    sys.argv = ["program.py"]
-    GUARD
-    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-    report(result_fd, nonce)
-
-_t2reg_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
-'''
-
-# Weak isolation only: an audit hook refusing writes outside the working folder and new processes.
-_WEAK_GUARD = r'''
-    def _install_guard(root=os.path.realpath(os.getcwd()), realpath=os.path.realpath, fsdecode=os.fsdecode,
-                       sep=os.sep, flags=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC):
-        def inside(path):
-            try:
-                real = realpath(fsdecode(path))
-            except (TypeError, ValueError):
-                return False
-            return real == root or real.startswith(root + sep)
-
-        def guard(event, args):
-            if event == "open":
-                path, mode, oflags = args
-                writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (oflags & flags)
-                if writing and (path is None or isinstance(path, int) or not inside(path)):
-                    raise PermissionError(f"sandbox: writing outside the working directory is not allowed: {path}")
-            elif event in ("os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate", "os.link",
-                           "os.symlink", "shutil.rmtree", "os.utime", "os.mkfifo", "os.mknod"):
-                if not args or not inside(args[0]):
-                    raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
-            elif event in ("os.rename", "os.replace"):
-                if not (inside(args[0]) and inside(args[1])):
-                    raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
-            elif event in ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                           "subprocess.Popen", "os.kill", "os.killpg", "ctypes.dlopen", "socket.connect",
-                           "socket.bind", "socket.sendto", "socket.sendmsg", "sqlite3.connect", "os.setsid"):
-                raise PermissionError(f"sandbox: {event} is not allowed")
-
-        sys.addaudithook(guard)
-
-    _install_guard()
-    del _install_guard
-'''
+_TRIES = (0.0, 0.25, 1.0)  # a run the machine did not start is tried again after these pauses
 
 
 @dataclass(frozen=True)
 class Limits:
     wall_seconds: float = 10.0
-    memory_bytes: int = 1 << 30
+    memory_bytes: int = 1 << 30  # per process (address space), and for the whole run (control group)
     cpu_seconds: int = 10
     file_bytes: int = 16 << 20
-    processes: int = 64
+    processes: int = 64  # the whole run's processes and threads (the sandbox's own two included)
     open_files: int = 64
     output_bytes: int = 1 << 20  # stdout and stderr together; past this the run is killed
     scratch_bytes: int = 64 << 20  # size of the writable scratch folder (namespaces isolation)
+    report_bytes: int = 4 << 20  # what the harness may report (probe values); past this the run is killed
 
 
 @dataclass(frozen=True)
@@ -133,8 +98,17 @@ class RunResult:
     stderr: str
     seconds: float
     completed: bool = False  # the harness reported the nonce: every statement of the program ran
-    output_exceeded: bool = False
+    output_exceeded: bool = False  # stdout and stderr, or the report, passed their cap
     isolation: str = ""
+    peak_memory_bytes: int | None = None  # the whole run's, where it had a control group
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """What a probes run reported (raw: :mod:`judge` decodes it) and how the run went."""
+
+    report: bytes
+    run: RunResult
 
 
 def run_program(source: str, limits: Limits = Limits(), isolation: str | None = None) -> RunResult:
@@ -142,51 +116,22 @@ def run_program(source: str, limits: Limits = Limits(), isolation: str | None = 
 
     ``isolation`` is ``namespaces`` or ``weak``; None reads ``T2REG_SANDBOX`` (default ``namespaces``).
     """
-    mode = isolation or sandbox_isolation()
-    if mode not in SANDBOX_ISOLATIONS:
-        raise InvalidInputError(f"isolation must be one of {', '.join(SANDBOX_ISOLATIONS)}, not {mode!r}")
-    plan = namespaces_plan() if mode == "namespaces" else weak_plan()
-    staging = Path(tempfile.mkdtemp(prefix="t2reg-sandbox-"))
     nonce = secrets.token_hex(16).encode()
-    nonce_r, nonce_w = os.pipe()
-    result_r, result_w = os.pipe()
-    start = time.monotonic()
-    try:
-        os.write(nonce_w, nonce)
-        os.close(nonce_w)
-        (staging / "harness.py").write_text(_HARNESS.replace("    GUARD", _WEAK_GUARD if plan.weak else "    pass"))
-        (staging / "program.py").write_text(source)
-        if plan.drop:
-            for path in (staging, staging / "harness.py", staging / "program.py"):
-                os.chown(path, NOBODY, NOBODY)
-        argv = plan.argv(staging, [str(nonce_r), str(result_w)], limits)
-        proc = subprocess.Popen(
-            argv, cwd=staging, env=plan.env(staging), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(nonce_r, result_w), start_new_session=True, close_fds=True,
-            preexec_fn=lambda: _limit(limits, plan.drop),
-        )
-        os.close(nonce_r)
-        os.close(result_w)
-        nonce_r = result_w = -1
-        outcome = _supervise(proc, result_r, limits, plan.weak)
-    finally:
-        for fd in (nonce_r, result_w, result_r):
-            if fd >= 0:
-                _close(fd)
-        shutil.rmtree(staging, ignore_errors=True)  # the folder this call made, nothing else
-    timed_out = outcome.timed_out or proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
-    completed = outcome.result == nonce
-    return RunResult(
-        passed=completed and not timed_out and not outcome.exceeded and proc.returncode == 0,
-        returncode=None if timed_out else proc.returncode,
-        timed_out=timed_out,
-        stdout=outcome.stdout.decode("utf-8", "replace")[-_TAIL:],
-        stderr=outcome.stderr.decode("utf-8", "replace")[-_TAIL:],
-        seconds=time.monotonic() - start,
-        completed=completed,
-        output_exceeded=outcome.exceeded,
-        isolation=plan.name,
-    )
+    report, run = _run("program", {"program.py": source}, nonce, limits, isolation)
+    completed = report == nonce
+    passed = completed and not run.timed_out and not run.output_exceeded and run.returncode == 0
+    return RunResult(passed, run.returncode, run.timed_out, run.stdout, run.stderr, run.seconds, completed,
+                     run.output_exceeded, run.isolation, run.peak_memory_bytes)
+
+
+def run_probes(program: str, steps: Sequence[tuple[str, str]], limits: Limits = Limits(),
+               isolation: str | None = None) -> ProbeRun:
+    """Run ``program``, then ``steps`` (``("run", statements)`` or ``("value", expression)``), isolated; the
+    report holds one line per value step (see :mod:`harness`). ``passed`` and ``completed`` stay False:
+    whether the values are right is decided outside, by whoever asked for them."""
+    plan = marshal.dumps([(str(kind), str(source)) for kind, source in steps])  # read by the harness only
+    report, run = _run("probes", {"program.py": program, "plan.marshal": plan}, b"", limits, isolation)
+    return ProbeRun(report, run)
 
 
 def require_isolation(isolation: str | None = None) -> str:
@@ -194,6 +139,118 @@ def require_isolation(isolation: str | None = None) -> str:
     mode = isolation or sandbox_isolation()
     namespaces_plan() if mode == "namespaces" else weak_plan()
     return mode
+
+
+def per_run_limits() -> cgroups.Hierarchy | cgroups.Unavailable:
+    """Where each run's control group is made, or why none can be (then ``RLIMIT_NPROC`` stands in)."""
+    return cgroups.hierarchy()
+
+
+# -- one run ----------------------------------------------------------------------
+
+
+class _NotStarted(Exception):
+    """The machine did not start the run: nothing of the program ran."""
+
+
+def _run(mode: str, files: dict[str, str | bytes], secret: bytes, limits: Limits,
+         isolation: str | None) -> tuple[bytes, RunResult]:
+    """The harness's report (after its start marker) and the run, trying again a run the machine did not start."""
+    chosen = isolation or sandbox_isolation()
+    if chosen not in SANDBOX_ISOLATIONS:
+        raise InvalidInputError(f"isolation must be one of {', '.join(SANDBOX_ISOLATIONS)}, not {chosen!r}")
+    plan = namespaces_plan() if chosen == "namespaces" else weak_plan()
+    why = ""
+    for attempt, pause in enumerate(_TRIES, 1):
+        time.sleep(pause)
+        try:
+            return _attempt(plan, mode, files, secret, limits)
+        except _NotStarted as exc:
+            why = str(exc)
+            log.warning("a sandboxed run did not start (%s)%s", why, "; trying again" if attempt < len(_TRIES) else "")
+    raise SandboxStartError(f"the sandbox did not start after {len(_TRIES)} tries ({why}); nothing of the "
+                            "program ran, so it was not scored")
+
+
+def _attempt(plan: _Plan, mode: str, files: dict[str, str | bytes], secret: bytes,
+             limits: Limits) -> tuple[bytes, RunResult]:
+    staging = Path(tempfile.mkdtemp(prefix="t2reg-sandbox-"))
+    secret_r, secret_w = os.pipe()
+    report_r, report_w = os.pipe()
+    group: cgroups.RunGroup | None = None
+    proc: subprocess.Popen | None = None
+    start = time.monotonic()
+    try:
+        os.write(secret_w, secret)
+        os.close(secret_w)
+        secret_w = -1
+        _stage(staging, {"harness.py": _harness_source(), **files}, plan.drop)
+        where = _groups()
+        try:
+            group = cgroups.new_group(where, limits.memory_bytes, limits.processes) if where else None
+            proc = subprocess.Popen(
+                plan.argv(staging, [str(report_w), str(secret_r), plan.folder(staging), mode], limits),
+                cwd=staging, env=plan.env(staging), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(secret_r, report_w), start_new_session=True, close_fds=True,
+                preexec_fn=functools.partial(_limit, limits, plan.drop, group.procs_files if group else None),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise _NotStarted(f"cannot start the run: {exc}") from None
+        for fd in (secret_r, report_w):
+            os.close(fd)
+        secret_r = report_w = -1
+        outcome = _supervise(proc, report_r, limits, plan.weak)
+        peak = group.peak_memory_bytes() if group else None
+    finally:
+        for fd in (secret_r, secret_w, report_w, report_r):
+            if fd >= 0:
+                _close(fd)
+        if group is not None:
+            group.close()
+        shutil.rmtree(staging, ignore_errors=True)  # the folder this call made, nothing else
+    if not outcome.report.startswith(harness.STARTED):
+        err = outcome.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise _NotStarted(err[-1][:300] if err else f"exit status {proc.returncode}, no message")
+    timed_out = outcome.timed_out or proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+    run = RunResult(
+        passed=False,
+        returncode=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        stdout=outcome.stdout.decode("utf-8", "replace")[-_TAIL:],
+        stderr=outcome.stderr.decode("utf-8", "replace")[-_TAIL:],
+        seconds=time.monotonic() - start,
+        output_exceeded=outcome.exceeded,
+        isolation=plan.name,
+        peak_memory_bytes=peak,
+    )
+    return outcome.report[len(harness.STARTED):], run
+
+
+@functools.lru_cache(maxsize=1)
+def _harness_source() -> str:
+    return Path(harness.__file__).read_text()
+
+
+def _stage(staging: Path, files: dict[str, str | bytes], drop: bool) -> None:
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (staging / name).write_bytes(content)
+        else:
+            (staging / name).write_text(content)
+    if drop:  # the sandbox's user reads them
+        for path in (staging, *(staging / name for name in files)):
+            os.chown(path, NOBODY, NOBODY)
+
+
+@functools.lru_cache(maxsize=1)
+def _groups() -> cgroups.Hierarchy | None:
+    """The hierarchy for run groups; None (said once) where there is none and rlimits stand in."""
+    where = cgroups.hierarchy()
+    if isinstance(where, cgroups.Unavailable):
+        log.warning("no per-run memory and process limits (%s): memory is capped per process and processes "
+                    "per user (RLIMIT_NPROC), so concurrent runs can starve each other", where.reason)
+        return None
+    return where
 
 
 # -- how a run is started -------------------------------------------------------
@@ -210,6 +267,10 @@ class _Plan:
     def env(self, staging: Path) -> dict[str, str]:
         home = SCRATCH if not self.weak else str(staging)
         return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": home}
+
+    def folder(self, staging: Path) -> str:
+        """Where the harness finds the program, as it sees it."""
+        return str(staging) if self.weak else HARNESS_DIR
 
 
 @functools.lru_cache(maxsize=4)
@@ -238,7 +299,7 @@ def namespaces_plan(bwrap: str | None = None) -> _Plan:
             "--ro-bind", str(staging), HARNESS_DIR, "--chdir", SCRATCH, "--remount-ro", "/",
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", SCRATCH, "--setenv", "TMPDIR",
             SCRATCH, "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            "--", interpreter, "-I", "-S", f"{HARNESS_DIR}/harness.py", *args, f"{HARNESS_DIR}/program.py",
+            "--", interpreter, "-I", "-S", f"{HARNESS_DIR}/harness.py", *args,
         ]
 
     plan = _Plan("namespaces", interpreter, drop, False, argv)
@@ -251,7 +312,7 @@ def weak_plan() -> _Plan:
     interpreter, _ = _interpreter()
 
     def argv(staging: Path, args: list[str], limits: Limits) -> list[str]:
-        return [interpreter, "-I", "-S", "harness.py", *args, "program.py"]
+        return [interpreter, "-I", "-S", "harness.py", *args, "weak"]
 
     return _Plan("weak", interpreter, os.geteuid() == 0, True, argv)
 
@@ -312,7 +373,7 @@ def _probe(plan: _Plan, hint: str) -> None:
         try:
             probe = subprocess.run(plan.argv(staging, [], limits), cwd=staging, env=plan.env(staging),
                                    stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                                   preexec_fn=lambda: _limit(limits, plan.drop))
+                                   preexec_fn=lambda: _limit(limits, plan.drop, None))
         except (OSError, subprocess.SubprocessError) as exc:
             raise IsolationUnavailableError(f"cannot start bubblewrap ({exc}); {hint}") from None
         if probe.returncode != 0:
@@ -322,7 +383,10 @@ def _probe(plan: _Plan, hint: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _limit(limits: Limits, drop: bool) -> None:
+def _limit(limits: Limits, drop: bool, group: tuple[str, ...] | None) -> None:
+    """In the child, before exec: join the run's control group (while still root), set rlimits, drop to nobody."""
+    if group is not None:
+        cgroups.join(group)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
@@ -332,7 +396,8 @@ def _limit(limits: Limits, drop: bool) -> None:
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    if group is None:  # counted per host user, shared by every run: only where no control group caps the run
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
 
 
 # -- watching a run ---------------------------------------------------------------
@@ -342,7 +407,7 @@ def _limit(limits: Limits, drop: bool) -> None:
 class _Outcome:
     stdout: bytes
     stderr: bytes
-    result: bytes
+    report: bytes
     timed_out: bool
     exceeded: bool
 
@@ -350,16 +415,16 @@ class _Outcome:
 _STRAGGLER_SECONDS = 0.5  # after the program exits, how long output still held open by a child is read
 
 
-def _supervise(proc: subprocess.Popen, result_fd: int, limits: Limits, weak: bool) -> _Outcome:
-    """Read stdout, stderr and the result pipe until the program is done, capping output and time.
+def _supervise(proc: subprocess.Popen, report_fd: int, limits: Limits, weak: bool) -> _Outcome:
+    """Read stdout, stderr and the report pipe until the program is done, capping output, report and time.
 
     The run ends at the wall-clock limit, when output passes its cap, or shortly
     after the program exits; then the whole sandbox (namespace or process group)
     is killed, so no pipe held by a leftover process can keep this waiting.
     """
-    buffers = {"out": bytearray(), "err": bytearray(), "result": bytearray()}
+    buffers = {"out": bytearray(), "err": bytearray(), "report": bytearray()}
     selector = selectors.DefaultSelector()
-    for name, fd in (("out", proc.stdout.fileno()), ("err", proc.stderr.fileno()), ("result", result_fd)):
+    for name, fd in (("out", proc.stdout.fileno()), ("err", proc.stderr.fileno()), ("report", report_fd)):
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ, name)
     deadline = time.monotonic() + limits.wall_seconds
@@ -383,15 +448,16 @@ def _supervise(proc: subprocess.Popen, result_fd: int, limits: Limits, weak: boo
                     selector.unregister(key.fd)
                     continue
                 buffer = buffers[key.data]
-                room = 256 - len(buffer) if key.data == "result" else limits.output_bytes - _used(buffers)
+                room = (limits.report_bytes + len(harness.STARTED) - len(buffer) if key.data == "report"
+                        else limits.output_bytes - _used(buffers))
                 buffer += chunk[: max(room, 0)]
-                if key.data != "result" and len(chunk) > room:
+                if len(chunk) > room:
                     exceeded = True
                     break
     finally:
         selector.close()
         _kill(proc, weak)
-    return _Outcome(bytes(buffers["out"]), bytes(buffers["err"]), bytes(buffers["result"]), timed_out, exceeded)
+    return _Outcome(bytes(buffers["out"]), bytes(buffers["err"]), bytes(buffers["report"]), timed_out, exceeded)
 
 
 def _used(buffers: dict[str, bytearray]) -> int:

@@ -7,15 +7,19 @@ that must not arrive.
 """
 
 import os
+import signal
 import socket
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from t2reg.adaptation.tasks.builtin import code_check
+from t2reg.adaptation.tasks.cgroups import Unavailable
 from t2reg.adaptation.tasks.datasets import Example
-from t2reg.adaptation.tasks.sandbox import Limits, namespaces_plan, require_isolation, run_program
+from t2reg.adaptation.tasks.sandbox import Limits, namespaces_plan, per_run_limits, require_isolation, run_program
 from t2reg.errors import InvalidInputError, IsolationUnavailableError
 
 FAST = Limits(wall_seconds=5, cpu_seconds=5)
@@ -81,7 +85,8 @@ def test_exiting_early_with_status_0_is_a_failure(escape):
 
 
 def test_the_code_checker_scores_an_early_exit_as_wrong():
-    example = Example("mbpp/1", "add two numbers", "", tests="assert add(2, 3) == 5\n", entry_point="")
+    example = Example("mbpp/1", "add two numbers", "", tests="assert add(2, 3) == 5\n", entry_point="",
+                      solution="def add(a, b):\n    return a + b\n")  # the reference: its values are expected
     check = code_check(FAST)
     assert check(example, "```python\ndef add(a, b):\n    return a + b\n```")
     assert not check(example, "```python\ndef add(a, b):\n    return a - b\nraise SystemExit(0)\n```")
@@ -112,6 +117,83 @@ def test_a_fork_bomb_is_contained_and_leaves_nothing():
     result = run_program(program, FAST)
     assert not result.passed and ("BlockingIOError" in result.stderr or "Resource temporarily" in result.stderr)
     assert _alive(marker) == []
+
+
+@pytest.fixture
+def per_run():
+    """Per-run control groups: required on CI (root, cgroups writable); without them runs share rlimits."""
+    found = per_run_limits()
+    if isinstance(found, Unavailable):
+        if os.environ.get("CI"):
+            pytest.fail(f"per-run limits unavailable on CI: {found.reason}")
+        pytest.skip(found.reason)
+    return found
+
+
+def test_a_fork_bomb_beside_eight_concurrent_runs_leaves_them_all_right(per_run):
+    # The bomb holds every process its run may have while eight honest answers are scored. Counted per
+    # host user (RLIMIT_NPROC), the bomb's processes left the others unable to start, scored as wrong.
+    example = Example("mbpp/add", "add two numbers", "", tests="assert add(2, 3) == 5\n",
+                      solution="def add(a, b):\n    return a + b\n")
+    check = code_check(FAST)
+    right = "```python\ndef add(a, b):\n    return a + b\n```"
+    assert check(example, right)  # the reference's values are known before the bomb goes off
+    marker = f"t2reg-bomb-{uuid.uuid4().hex}"
+    bomb = ("import subprocess, time\nheld = []\ntry:\n    for _ in range(500):\n"
+            f"        held.append(subprocess.Popen(['/bin/sh', '-c', 'sleep 1000; :', {marker!r}]))\n"
+            "except OSError:\n    pass\nwhile any(p.poll() is None for p in held):\n    time.sleep(0.05)\n")
+    with ThreadPoolExecutor(9) as pool:
+        bombing = pool.submit(run_program, bomb, Limits(wall_seconds=60, cpu_seconds=60))
+        deadline = time.monotonic() + 15
+        while len(_alive(marker)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_alive(marker)) >= 20, "the bomb never went off"
+        verdicts = list(pool.map(lambda _: check(example, right), range(8)))
+        held = len(_alive(marker))
+        _kill_all(marker)
+        bombing.result()
+    assert verdicts == [True] * 8
+    assert 20 <= held < 64  # the bomb filled its own run's budget (64 processes: sh and sleep each), no more
+    assert _alive(marker) == []
+
+
+def _kill_all(marker: str) -> None:
+    for pid in _alive(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _anonymous_memory(marker: str) -> int:
+    """Bytes of anonymous memory held by the processes tagged with ``marker`` together."""
+    total = 0
+    for pid in _alive(marker):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) << 10 for line in status.splitlines() if line.startswith("RssAnon:"))
+    return total
+
+
+def test_four_processes_share_one_memory_cap(per_run):
+    # Each child stays under the per-process cap; together they would hold 1.2 GB. The run's cap is 512 MiB.
+    cap = 512 << 20
+    marker = f"t2reg-memory-{uuid.uuid4().hex}"
+    child = "x = b'x' * (300 << 20); import time; time.sleep(3)"
+    program = (f"import subprocess, sys\nchildren = [subprocess.Popen([sys.executable, '-c', {child!r}, {marker!r}]) "
+               "for _ in range(4)]\nprint([c.wait() for c in children])\n")
+    peak = 0
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_program, program, Limits(wall_seconds=30, cpu_seconds=30, memory_bytes=cap))
+        while not running.done():
+            peak = max(peak, _anonymous_memory(marker))
+            time.sleep(0.02)
+        result = running.result()
+    assert 250 << 20 < peak <= cap  # seen holding memory, never more than the run's cap together
+    assert "-9" in result.stdout  # the memory controller killed some of them
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes <= cap
 
 
 def test_a_10_gb_allocation_fails():
