@@ -58,6 +58,14 @@ class MixSpace(Word):
     STRENGTH = "strength"  # the z mixture with its effect scaled by a searched strength s
 
 
+class TransferMethod(Word):
+    """How an expert is carried to another base model (``t2reg transfer --method``)."""
+
+    RANK = "rank"  # z resampled along canonical singular-value order: no data, same-family copies only
+    PROJECTION = "projection"  # the expert's effect mapped through what both models' matrices do on shared text
+    DISTILL = "distill"  # the target's z trained to move its answers as the expert moves the source's (no labels)
+
+
 class Strategy(Word):
     """How two-pass routing's first pass picks a prompt's expert (recorded in a protocol's ``routing``)."""
 

@@ -7,7 +7,7 @@ reused rather than published again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -19,17 +19,24 @@ from t2reg.registry.validation import validate_name
 from t2reg.spectra import Spectra
 from t2reg.transfer.core import transfer
 from t2reg.transfer.layout import Layout
-from t2reg.transfer.report import TransferReport
 from t2reg.transfer.similarity import similarities
 from t2reg.transfer.spec import TransferSpec
 from t2reg.vocabulary import Relation, Source, VersionStatus
+
+
+class Report(Protocol):
+    """What every method's report offers: its JSON and its lines for the terminal."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def lines(self) -> Iterable[str]: ...
 
 
 @dataclass
 class TransferResult:
     source_ref: str
     target_model: str
-    report: TransferReport
+    report: Report
     vectors: dict[str, np.ndarray]
     version: ExpertVersion | None = None  # None for a dry run
     reused: bool = False
@@ -37,7 +44,7 @@ class TransferResult:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source_ref, "target_model": self.target_model,
                 "published": self.version.ref if self.version else None, "reused": self.reused,
-                "report": self.report.to_dict()}
+                "report": self.report.to_dict(), "lines": list(self.report.lines())}
 
 
 def transfer_version(
@@ -88,13 +95,18 @@ def transfer_version(
     return result
 
 
-def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
-    """Transfer the latest live version of every native expert of ``source_model``."""
-    candidates = registry.list(model=source_model, task=task, sources=[Source.NATIVE, Source.IMPORTED, Source.ADAPTED])
-    if not candidates:
+def candidates(registry: Registry, source_model: str, task: str | None = None) -> list[ExpertVersion]:
+    """The latest live version of every expert of ``source_model`` made on it (not transferred to it)."""
+    found = registry.list(model=source_model, task=task, sources=[Source.NATIVE, Source.IMPORTED, Source.ADAPTED])
+    if not found:
         scope = f" for task {task!r}" if task else ""
         raise NotFoundError(f"model {source_model!r} has no experts{scope} to transfer")
-    return [transfer_version(registry, v.ref, target, **options) for v in candidates]
+    return found
+
+
+def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
+    """Transfer the latest live version of every native expert of ``source_model``."""
+    return [transfer_version(registry, v.ref, target, **options) for v in candidates(registry, source_model, task)]
 
 
 @dataclass

@@ -104,7 +104,7 @@ def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | 
     spec.validate_questions()
     questions = questions_for(spec)
     measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute)
-    rows = [_results(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
+    rows = [results_for(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
     return pair(rows[0], rows[1], x, y, measured)
 
 
@@ -123,8 +123,9 @@ def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
                                permute=protocol.permute, max_new_tokens=protocol.max_new_tokens)
 
 
-def _results(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
-             progress: Progress | None) -> list[dict[str, Any]]:
+def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """``subject``'s per-question results under ``protocol``: the recorded ones, or a new evaluation."""
     found = registry.latest_measured(protocol.task, protocol.id, ref=subject.ref, model=subject.model)
     if found is None:
         run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
