@@ -40,6 +40,7 @@ class Source(Word):
     TRANSFERRED_SHUFFLED = "transferred-shuffled"  # the same, each vector permuted: the control
     ADAPTED = "adapted"  # a few-shot mixture of other experts
     IMPORTED = "imported"  # converted from the reference code's files
+    CONTROL = "control"  # made from another expert to test it (rescaled, sign-flipped, a random direction): not for use
 
 
 class Relation(Word):
@@ -48,6 +49,7 @@ class Relation(Word):
     TRANSFERRED_FROM = "transferred_from"
     MIXTURE_COMPONENT = "mixture_component"
     TRAINED_FROM = "trained_from"
+    CONTROL_OF = "control_of"  # a control made from the parent (see t2reg.transfer.controls)
 
 
 class MixSpace(Word):

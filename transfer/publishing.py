@@ -17,6 +17,7 @@ from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.registry.validation import validate_name
 from t2reg.spectra import Spectra
+from t2reg.transfer.controls import Control, effective, make
 from t2reg.transfer.core import transfer
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.similarity import similarities
@@ -144,3 +145,24 @@ def _spectra(registry: Registry, source: str, target: str, required: bool) -> tu
 
 def _sigmas(spectra: Spectra) -> dict[str, np.ndarray]:
     return {name: spectra[name].S.numpy() for name in spectra.names()}
+
+
+def control_version(registry: Registry, ref: str, control: Control) -> ExpertVersion:
+    """Publish a control made from ``ref`` (see :mod:`t2reg.transfer.controls`), or find the one made before."""
+    version = registry.get(ref)
+    params = {**control.params(), "model": version.model}
+    existing = registry.find_derived(version.ref, Relation.CONTROL_OF, params)
+    if existing is not None:
+        return existing
+    expert = registry.read_expert(version.ref)
+    sigmas = None
+    if expert.meta.renormalize != "none":
+        spectra = Spectra.load(registry.spectra_dir(version.model))
+        sigmas = {name: spectra[name].S.numpy() for name in expert.vectors}
+    vectors = make(effective(expert.vectors, expert.meta.renormalize, sigmas), control)
+    return registry.publish_derived(DerivedExpert(
+        vectors, model=version.model, task=version.task, source=Source.CONTROL,
+        name=validate_name(f"{version.name}--{control.suffix()}"), renormalize="none",
+        provenance={"from": version.ref, **params}, description=f"control of {version.ref}: {control.params()}",
+        tags={"control": str(control.kind)}, lineage=(Lineage(version.ref, Relation.CONTROL_OF, None, params),),
+    ))

@@ -21,6 +21,7 @@ for a length) survives, the per-question information does not.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from t2reg.adaptation.backends import Backend, open_for
+from t2reg.adaptation.crossmodel.cache import cache_folder, model_identity, write
 from t2reg.adaptation.evaluation.proxy import normalised, option_shift, shuffled_shifts
 from t2reg.adaptation.evaluation.scoring import option_logprobs
 from t2reg.adaptation.models import load_spectra
@@ -61,6 +63,21 @@ class Teacher:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Teacher":
         return cls(data["target"], data["shift"])
+
+
+def teacher_for(registry, version, target_model: str, target: Backend, task: Task, stems: list[Example],
+                progress: Progress | None = None) -> Teacher:
+    """The teacher of ``version`` (an expert on its base model) for ``target_model`` on ``stems``: computed
+    once, then read from the cache (a transfer and its shuffled control share it)."""
+    key = {"source": model_identity(registry, version.model), "expert": version.sha256,
+           "target": model_identity(registry, target_model), "task": task.name,
+           "prompt_version": task.prompt_version, "stems": [ex.id for ex in stems], "version": 1}
+    folder = cache_folder(registry, "teacher", key)
+    if (folder / "teacher.json").is_file():
+        return Teacher.from_dict(json.loads((folder / "teacher.json").read_text()))
+    teacher = compute_teacher(registry, version.model, registry.read_expert(version.ref), target, task, stems, progress)
+    write(folder, "teacher.json", json.dumps(teacher.to_dict()).encode(), key)
+    return teacher
 
 
 def compute_teacher(registry, source_model: str, expert, target: Backend, task: Task, stems: list[Example],

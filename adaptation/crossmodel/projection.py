@@ -17,16 +17,14 @@ texts, and its control, reuses them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save
 
+from t2reg.adaptation.crossmodel.cache import cache_folder, model_identity, write
 from t2reg.adaptation.crossmodel.positions import encode, right_padded, shared_positions
 from t2reg.adaptation.crossmodel.texts import Texts
 from t2reg.adaptation.models import load_model, load_spectra
@@ -34,7 +32,6 @@ from t2reg.adaptation.models.files import load_tokenizer
 from t2reg.adaptation.models.registered import weights_dir
 from t2reg.architectures import MatrixSpec, needs_bos
 from t2reg.errors import InvalidInputError
-from t2reg.files import contained, landing
 from t2reg.registry import Registry
 from t2reg.spectra import Spectra
 from t2reg.transfer.alignment import source_position
@@ -86,8 +83,7 @@ class MomentCache:
 
     def __init__(self, registry: Registry, key: dict) -> None:
         self.key = key
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        self.folder = contained(registry.settings.home, "cache", "projection", digest)
+        self.folder = cache_folder(registry, "projection", key)
         self.done, self.partial = self.folder / "moments.safetensors", self.folder / "partial.safetensors"
 
     def load(self, partial: bool = False) -> tuple[dict[str, PairMoments], int] | None:
@@ -111,10 +107,8 @@ class MomentCache:
         for name, pm in moments.items():
             for split, m in (("fit", pm.fit), ("heldout", pm.heldout)):
                 arrays |= {f"{split}|{name}|{k}": np.ascontiguousarray(v) for k, v in m.arrays().items()}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "key.json").write_text(json.dumps(self.key, indent=1, sort_keys=True))
-        with landing(self.done if final else self.partial) as fh:
-            fh.write(save(arrays, metadata={"format": "t2reg.projection-moments"}))
+        data = save(arrays, metadata={"format": "t2reg.projection-moments"})
+        write(self.folder, (self.done if final else self.partial).name, data, self.key)
         if final and self.partial.exists():
             self.partial.unlink()
 
@@ -221,14 +215,8 @@ def _gather(rows: list[int], enc_s, enc_t) -> tuple[tuple[torch.Tensor, torch.Te
 
 
 def _key(registry: Registry, source: str, target: str, pairs: list[Pair], texts: Texts) -> dict:
-    def model(ref: str) -> dict:
-        info = registry.get_model(ref)
-        return {"name": info.name, "revision": info.revision, "spectra": info.spectra_fingerprint}
-
-    return {"source": model(source), "target": model(target), "texts": texts.identity(),
+    return {"source": model_identity(registry, source), "target": model_identity(registry, target),
+            "texts": texts.identity(),
             "pairs": [[p.target.name, p.source.name] for p in pairs], "heldout_every": HELDOUT_EVERY,
             "batch": BATCH, "version": 1}
 
-
-def cache_folder(registry: Registry) -> Path:
-    return registry.settings.home / "cache" / "projection"

@@ -10,13 +10,14 @@ killed job continues from its checkpoint (distillation) or its cached moments
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from t2reg.adaptation.crossmodel.distill import DistillReport, DistillTrainer, Teacher, compute_teacher, teacher_summary
+from t2reg.adaptation.crossmodel.distill import DistillReport, DistillTrainer, teacher_for, teacher_summary
 from t2reg.adaptation.crossmodel.projection import collect, pairs_for
 from t2reg.adaptation.crossmodel.texts import Texts, file_texts, parse_texts_option, stems, task_texts
 from t2reg.adaptation.backends import open_for
@@ -31,6 +32,7 @@ from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.registry.validation import validate_name
 from t2reg.specs import Checkpoint
+from t2reg.transfer.controls import effective
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.projection import ProjectionReport, project, report_notes
 from t2reg.transfer.publishing import TransferResult, TransferRun, candidates
@@ -107,15 +109,9 @@ def _projection(registry: Registry, spec: TransferSpec, version: ExpertVersion, 
 
 
 def effective_z(expert: Expert, spectra) -> dict[str, np.ndarray]:
-    """Each vector times its renormalisation: what the expert really multiplies each singular value by."""
-    out = {}
-    for name, z in expert.vectors.items():
-        z = np.asarray(z, dtype=np.float64)
-        if expert.meta.renormalize == "nuclear":
-            sigma = spectra[name].S.double().numpy()
-            z = z * sigma.sum() / (sigma * z).sum()
-        out[name] = z
-    return out
+    """What the expert really multiplies each singular value by (its renormalisation folded in)."""
+    sigmas = {name: spectra[name].S.double().numpy() for name in expert.vectors}
+    return effective(expert.vectors, expert.meta.renormalize, sigmas)
 
 
 def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo, task: Task,
@@ -127,20 +123,15 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
     held = stems(task, other, spec.validation, spec.seed, root)
     state = state or {}
     with open_for(registry, target.name, "hf") as engine:
-        measured = state.get("teacher")
-        if measured is None:
-            measured = compute_teacher(registry, version.model, registry.read_expert(version.ref), engine, task,
-                                       train + held, progress=lambda it: tqdm(it, desc="teacher", unit="batch",
-                                                                              disable=None)).to_dict()
-            save({"teacher": measured}, None)
-        teacher = Teacher.from_dict(measured)
+        teacher = teacher_for(registry, version, target.name, engine, task, train + held,
+                              progress=lambda it: tqdm(it, desc="teacher: options scored", unit="batch", disable=None))
         if spec.baseline == "shuffled":
             teacher = teacher.shuffled(spec.seed)
         trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, engine, teacher, spec.beta,
                                  state.get("trainer"))
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train, held)
-            save({"teacher": measured, "trainer": trainer.state()}, event)
+            save({"trainer": trainer.state()}, event)
         best = trainer.best_z()
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
@@ -207,19 +198,27 @@ def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
 
 @dataclass
 class StoredReport:
-    """A reused transfer's report: the settings its lineage row recorded."""
+    """A reused transfer's report: the settings its lineage row recorded and the summary its file carries."""
 
     params: dict[str, Any]
+    recorded: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.recorded)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.params)
+        return {**self.params, "summary": self.recorded}
 
     def lines(self):
         p = self.params
         yield (f"{p.get('source_model')} -> {p.get('target_model')}: {p.get('method')} on {p.get('n_texts')} texts "
                f"({p.get('texts')}), made earlier with these settings")
+        if self.recorded:
+            yield "recorded: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in self.recorded.items())
 
 
 def _stored_report(version: ExpertVersion) -> StoredReport:
     edge = next((e for e in version.lineage if e.relation == Relation.TRANSFERRED_FROM), None)
-    return StoredReport(dict(edge.params) if edge and edge.params else {})
+    provenance = json.loads(version.metadata.get("provenance", "{}"))
+    return StoredReport(dict(edge.params) if edge and edge.params else {}, provenance.get("summary") or {})

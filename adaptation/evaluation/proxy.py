@@ -53,7 +53,7 @@ def proxy_tuned(target_base: Rows, source_base: Rows, source_expert: Rows, beta:
         shifts = shuffled_shifts(shifts, shuffle_seed)
     out = []
     for row in shared:
-        combined = normalised(row["option_logprobs"]) + beta * shifts[row["id"]]
+        combined = normalised(normalised(row["option_logprobs"]) + beta * shifts[row["id"]])
         truth = LETTERS.index(row["answer"])
         best = int(np.argmax(combined))  # ties: the earliest option, as evaluation breaks them
         out.append({"id": row["id"], "prediction": LETTERS[best], "answer": row["answer"], "correct": best == truth,
