@@ -142,6 +142,12 @@ def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
 class DistillTrainer(PolicyTrainer):
     """The SVF trainer with the teacher's distribution as the objective instead of a reward."""
 
+    # Where the expert changes nothing the teacher equals the target base up to float rounding, and the
+    # gradient is rounding noise (about 1e-8 per coordinate); AdamW's default eps (1e-8) would turn it into
+    # full steps of size lr. At 1e-6 such noise moves z by about 1 % of a step; real gradients (1e-4 and up
+    # per coordinate on these models) are unaffected.
+    adam_eps = 1e-6
+
     def __init__(self, registry, spec: TrainSpec, task: Task, engine: Backend, teacher: Teacher, beta: float,
                  state: dict | None) -> None:
         super().__init__(registry, spec, task, engine, engine, state)

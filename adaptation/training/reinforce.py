@@ -118,6 +118,8 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
 class PolicyTrainer:
     """The policy, its optimizer and the bookkeeping of one run; ``state()`` is its checkpoint."""
 
+    adam_eps = 1e-8  # AdamW's own default
+
     def __init__(self, registry: Registry, spec: TrainSpec, task: Task, engine: Backend, sampler: Backend,
                  state: dict | None) -> None:
         if not isinstance(engine, DifferentiableBackend):
@@ -132,7 +134,7 @@ class PolicyTrainer:
         self.layout = engine.weight_layout(names)
         init = spec.init if spec.param == Parametrization.LOGITS else spec.init_scale
         self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr, eps=self.adam_eps)
         self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
         self.stale, self.curve = 0, []
         self._best = [p.detach().clone() for p in self.policy.vectors]
