@@ -125,9 +125,17 @@ def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
 
 def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
-    """``subject``'s per-question results under ``protocol``: the recorded ones, or a new evaluation."""
+    """``subject``'s per-question results under ``protocol``: the recorded ones, those questions cut from a
+    recorded run on the whole split (each question is scored on its own, so a sample's rows are the whole
+    split's rows for its questions), or a new evaluation."""
     found = registry.latest_measured(protocol.task, protocol.id, ref=subject.ref, model=subject.model)
-    if found is None:
-        run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
-        return run.result.outputs
-    return registry.evaluation_results(found.results_sha256)
+    if found is not None:
+        return registry.evaluation_results(found.results_sha256)
+    if protocol.n != FULL:
+        whole = dataclasses.replace(protocol, n=FULL, sample_seed=None)
+        found = registry.latest_measured(whole.task, whole.id, ref=subject.ref, model=subject.model)
+        if found is not None:
+            wanted = {ex.id for ex in questions_for(spec).examples}
+            return [row for row in registry.evaluation_results(found.results_sha256) if row["id"] in wanted]
+    run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
+    return run.result.outputs
