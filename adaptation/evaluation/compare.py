@@ -67,7 +67,7 @@ class Comparison:
         return self.accuracy_y - self.accuracy_x
 
     def to_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict(), "n": self.n,
+        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict() if self.protocol else None, "n": self.n,
                 "accuracy_x": self.accuracy_x, "accuracy_y": self.accuracy_y, "delta": self.delta,
                 "delta_ci95": list(self.delta_ci95), "mcnemar_p": self.mcnemar_p, "only_x": self.only_x,
                 "only_y": self.only_y, "logprob_delta": self.logprob_delta,
