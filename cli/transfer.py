@@ -79,6 +79,9 @@ def transfer(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     spec = TransferSpec(**options)
     spec.validate()
     if spec.method != TransferMethod.RANK:
+        from t2reg.adaptation.crossmodel.publishing import check
+
+        check(app.registry(), spec)  # the texts and experts, before a job exists
         run_or_queue(app, spec, detach=detach, as_json=as_json, label=f"transfer ({spec.method})")
         return
     if detach:

@@ -85,8 +85,9 @@ class TransferSpec(JobSpec):
                    or (n in DATA_DRIVEN and method == TransferMethod.RANK)
                    or (n in ("layer_align", "rank_align") and method != TransferMethod.RANK)]
         if foreign:
-            raise InvalidInputError(f"{', '.join('{' + n + '}' for n in foreign)} do not apply to {{method}} "
-                                    f"{method}", options=foreign)
+            verb = "does" if len(foreign) == 1 else "do"
+            raise InvalidInputError(f"{', '.join('{' + n + '}' for n in foreign)} {verb} not apply to {{method}} "
+                                    f"{method}", options=[*foreign, "method"])
         if method == TransferMethod.RANK:
             return
         if self.texts and self.texts_file:

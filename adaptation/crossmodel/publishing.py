@@ -55,6 +55,17 @@ def run_transfer(registry: Registry, spec: TransferSpec, *, state: dict[str, Any
     return TransferRun(results)
 
 
+def check(registry: Registry, spec: TransferSpec) -> None:
+    """Refuse, before a job is queued, what would fail on its first step: the texts (a task that exists,
+    not its test split, multiple choice for distill) and the experts to carry. No model is loaded."""
+    spec.check(registry)
+    if spec.method == TransferMethod.RANK:
+        return
+    refs = [spec.ref] if spec.ref else [v.ref for v in candidates(registry, spec.source_model, spec.task)]
+    for ref in refs:
+        _texts(spec, registry.get(ref))
+
+
 def carry(registry: Registry, spec: TransferSpec, ref: str, *, state: dict[str, Any] | None = None,
           checkpoint: Checkpoint | None = None) -> TransferResult:
     """Carry one expert version by a data-driven method (or find the transfer already made)."""
