@@ -15,11 +15,33 @@
     and the dispatch classification expert) against the best single expert,
     strength-tuned on the same shots, the uniform average, and the base model.
 
+(d) Cross-family transfer by methods that learn the correspondence from
+    unlabeled text (projection, distill) beside rank order, each with its
+    control, on a ladder of targets: SmolLM2 itself, its 2/5/10 % noisy copies,
+    Gemma-3-270M; ARC-Easy (the expert's task) and ARC-Challenge (unseen).
+    Steps (``--steps``), cheapest first, so the compute goes where the
+    diagnostics point:
+      ceiling   proxy-tuning (target + beta * the expert's log-ratio on the
+                source, from recorded per-question option scores) on every
+                rung: if this does not beat the target, distillation cannot;
+      fit       projection's per-matrix fit (held-out R^2 of the map, the share
+                of the mapped change the SVF form expresses) on every rung;
+      ladder    every method on every rung against the base model and against
+                its control (rank: shuffled seeds; projection: the map fitted
+                on mismatched positions; distill: the teacher's shifts shuffled
+                across questions);
+      controls  on Gemma, for each method: a random z of matched size per
+                matrix (the null band, several seeds), the sign flip, and the
+                strength sweep (z - 1 scaled by 0.5 and 2);
+      final     on Gemma, the whole ARC-Easy test split: each method and its
+                control against the base and against each other.
+
 Resumable: every training and adaptation is a job in the bench registry
 (./.t2reg-bench), found again by its spec; every evaluation is recorded with
 its per-question results and read back. A full run takes CPU-hours on 2 cores.
 
-Usage: python bench/science.py [--parts a,b,c] [--n 1000] [--shuffles 5] [--iterations 40] [--targets ...]
+Usage: python bench/science.py [--parts a,b,c,d] [--n 1000] [--shuffles 5] [--iterations 40] [--targets ...]
+       python bench/science.py --parts d --steps ceiling,fit [--methods projection,distill] [--rungs self,gemma]
 """
 
 from __future__ import annotations
@@ -48,6 +70,13 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=40)
     parser.add_argument("--population", type=int, default=12, help="part (c): CEM candidates per generation")
     parser.add_argument("--generations", type=int, default=8, help="part (c): CEM generations")
+    parser.add_argument("--steps", default="ceiling,fit,ladder,controls,final", help="part (d)'s steps")
+    parser.add_argument("--methods", default="rank,projection,distill", help="part (d)'s transfer methods")
+    parser.add_argument("--rungs", default="self,noise2,noise5,noise10,gemma", help="part (d)'s targets")
+    parser.add_argument("--d-tasks", default="arc-easy,arc-challenge", help="part (d)'s evaluation tasks")
+    parser.add_argument("--null-seeds", type=int, default=5, help="part (d): random-direction controls per method")
+    parser.add_argument("--n-texts", type=int, default=1000, help="part (d): unlabeled texts per transfer")
+    parser.add_argument("--distill-iterations", type=int, default=30)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apply import setup  # the same cached bench registry as bench/apply.py
@@ -63,7 +92,15 @@ def main() -> None:
         results["b"] = lab.part_b([float(x) for x in args.noise.split(",")], args.shuffles, args.targets.split(","))
     if "c" in parts:
         results["c"] = lab.part_c(args.shots, args.population, args.generations)
-    OUT.write_text(json.dumps(results, indent=2))
+    if "d" in parts:
+        from science_transfer import Ladder
+
+        ladder = Ladder(lab, args.methods.split(","), args.rungs.split(","), args.d_tasks.split(","),
+                        args.n_texts, args.distill_iterations)
+        done = results.setdefault("d", {})
+        for step in args.steps.split(","):
+            done[step] = getattr(ladder, step)(**({"seeds": args.null_seeds} if step == "controls" else {}))
+            OUT.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {OUT}")
 
 
@@ -163,15 +200,16 @@ class Lab:
         return self.registry.publish_derived(DerivedExpert(vectors, model, task, Source.ADAPTED, name,
                                                            provenance={"method": "uniform", "components": pool})).ref
 
-    def versus(self, label: str, model: str, task: str, expert: str) -> dict:
-        return self.head_to_head(label, task, f"base:{model}", expert)
+    def versus(self, label: str, model: str, task: str, expert: str, n: int | None | str = "default") -> dict:
+        return self.head_to_head(label, task, f"base:{model}", expert, n)
 
-    def head_to_head(self, label: str, task: str, x: str, y: str) -> dict:
+    def head_to_head(self, label: str, task: str, x: str, y: str, n: int | None | str = "default") -> dict:
         from t2reg.adaptation.evaluation.compare import compare
         from t2reg.adaptation.evaluation.spec import EvalSpec
 
         start = time.perf_counter()
-        c = compare(self.registry, x, y, EvalSpec(task, limit=self.n, data_dir=self.data))
+        limit = self.n if n == "default" else n
+        c = compare(self.registry, x, y, EvalSpec(task, limit=limit, data_dir=self.data))
         low, high = c.delta_ci95
         lp = "-" if c.logprob_delta is None else f"{c.logprob_delta:+.3f}"
         print(f"  {label:<44} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "

@@ -14,6 +14,7 @@ from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.options import OutputFile, json_option, replica_options
 from t2reg.cli.output import emit_fields, emit_json, emit_table
 from t2reg.specs import JobSpec
+from t2reg.transfer.spec import TransferSpec
 from t2reg.vocabulary import JobStatus
 
 
@@ -42,7 +43,9 @@ def run_or_queue(app: AppContext, spec: JobSpec, *, detach: bool, as_json: bool,
 
 
 def _follow(registry, job, label: str, as_json: bool, claim=None) -> None:
-    total = getattr(spec_of(job), "iterations", None)  # adapt and train count iterations
+    spec = spec_of(job)
+    # adapt, train and distillation count iterations; a projection or a rank transfer is one step
+    total = getattr(spec, "iterations", None) if getattr(spec, "method", "distill") == "distill" else None
     finished = run_with_progress(registry, job.id, total, label, claim=claim)
     if as_json:
         emit_json({"job": finished.id, **finished.result})
@@ -71,7 +74,23 @@ def _print_train(result: dict[str, Any], task: str) -> None:
         click.echo(_score_line(name, task, result[label]))
 
 
-_PRINTERS = {AdaptSpec.kind: _print_adapt, TrainSpec.kind: _print_train}
+def print_transfer(result: dict[str, Any]) -> None:
+    """One transfer: its report's lines and what it published."""
+    for line in result["lines"]:
+        click.echo(line)
+    if result["published"] is None:
+        click.echo(f"dry run: nothing published (from {result['source']})")
+    else:
+        click.echo(f"{'reused' if result['reused'] else 'published'} {result['published']} (from {result['source']})")
+    click.echo("")
+
+
+def _print_transfers(result: dict[str, Any], _task: str | None) -> None:
+    for transfer in result["transfers"]:
+        print_transfer(transfer)
+
+
+_PRINTERS = {AdaptSpec.kind: _print_adapt, TrainSpec.kind: _print_train, TransferSpec.kind: _print_transfers}
 
 
 def print_result(job) -> None:

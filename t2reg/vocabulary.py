@@ -40,6 +40,7 @@ class Source(Word):
     TRANSFERRED_SHUFFLED = "transferred-shuffled"  # the same, each vector permuted: the control
     ADAPTED = "adapted"  # a few-shot mixture of other experts
     IMPORTED = "imported"  # converted from the reference code's files
+    CONTROL = "control"  # made from another expert to test it (rescaled, sign-flipped, a random direction): not for use
 
 
 class Relation(Word):
@@ -48,6 +49,7 @@ class Relation(Word):
     TRANSFERRED_FROM = "transferred_from"
     MIXTURE_COMPONENT = "mixture_component"
     TRAINED_FROM = "trained_from"
+    CONTROL_OF = "control_of"  # a control made from the parent (see t2reg.transfer.controls)
 
 
 class MixSpace(Word):
@@ -56,6 +58,14 @@ class MixSpace(Word):
     Z = "z"  # z' = sum alpha_k z_k: convex after renormalisation, it can only shrink an expert
     LOGITS = "logits"  # z' = sigmoid(sum alpha_k logit z_k), as the reference code mixes: it extrapolates
     STRENGTH = "strength"  # the z mixture with its effect scaled by a searched strength s
+
+
+class TransferMethod(Word):
+    """How an expert is carried to another base model (``t2reg transfer --method``)."""
+
+    RANK = "rank"  # z resampled along canonical singular-value order: no data, same-family copies only
+    PROJECTION = "projection"  # the expert's effect mapped through what both models' matrices do on shared text
+    DISTILL = "distill"  # the target's z trained to move its answers as the expert moves the source's (no labels)
 
 
 class Strategy(Word):

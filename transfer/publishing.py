@@ -7,7 +7,7 @@ reused rather than published again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -17,19 +17,27 @@ from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.registry.validation import validate_name
 from t2reg.spectra import Spectra
+from t2reg.transfer.controls import Control, effective, make
 from t2reg.transfer.core import transfer
 from t2reg.transfer.layout import Layout
-from t2reg.transfer.report import TransferReport
 from t2reg.transfer.similarity import similarities
 from t2reg.transfer.spec import TransferSpec
 from t2reg.vocabulary import Relation, Source, VersionStatus
+
+
+class Report(Protocol):
+    """What every method's report offers: its JSON and its lines for the terminal."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def lines(self) -> Iterable[str]: ...
 
 
 @dataclass
 class TransferResult:
     source_ref: str
     target_model: str
-    report: TransferReport
+    report: Report
     vectors: dict[str, np.ndarray]
     version: ExpertVersion | None = None  # None for a dry run
     reused: bool = False
@@ -37,7 +45,7 @@ class TransferResult:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source_ref, "target_model": self.target_model,
                 "published": self.version.ref if self.version else None, "reused": self.reused,
-                "report": self.report.to_dict()}
+                "report": self.report.to_dict(), "lines": list(self.report.lines())}
 
 
 def transfer_version(
@@ -88,13 +96,18 @@ def transfer_version(
     return result
 
 
-def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
-    """Transfer the latest live version of every native expert of ``source_model``."""
-    candidates = registry.list(model=source_model, task=task, sources=[Source.NATIVE, Source.IMPORTED, Source.ADAPTED])
-    if not candidates:
+def candidates(registry: Registry, source_model: str, task: str | None = None) -> list[ExpertVersion]:
+    """The latest live version of every expert of ``source_model`` made on it (not transferred to it)."""
+    found = registry.list(model=source_model, task=task, sources=[Source.NATIVE, Source.IMPORTED, Source.ADAPTED])
+    if not found:
         scope = f" for task {task!r}" if task else ""
         raise NotFoundError(f"model {source_model!r} has no experts{scope} to transfer")
-    return [transfer_version(registry, v.ref, target, **options) for v in candidates]
+    return found
+
+
+def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
+    """Transfer the latest live version of every native expert of ``source_model``."""
+    return [transfer_version(registry, v.ref, target, **options) for v in candidates(registry, source_model, task)]
 
 
 @dataclass
@@ -132,3 +145,24 @@ def _spectra(registry: Registry, source: str, target: str, required: bool) -> tu
 
 def _sigmas(spectra: Spectra) -> dict[str, np.ndarray]:
     return {name: spectra[name].S.numpy() for name in spectra.names()}
+
+
+def control_version(registry: Registry, ref: str, control: Control) -> ExpertVersion:
+    """Publish a control made from ``ref`` (see :mod:`t2reg.transfer.controls`), or find the one made before."""
+    version = registry.get(ref)
+    params = {**control.params(), "model": version.model}
+    existing = registry.find_derived(version.ref, Relation.CONTROL_OF, params)
+    if existing is not None:
+        return existing
+    expert = registry.read_expert(version.ref)
+    sigmas = None
+    if expert.meta.renormalize != "none":
+        spectra = Spectra.load(registry.spectra_dir(version.model))
+        sigmas = {name: spectra[name].S.numpy() for name in expert.vectors}
+    vectors = make(effective(expert.vectors, expert.meta.renormalize, sigmas), control)
+    return registry.publish_derived(DerivedExpert(
+        vectors, model=version.model, task=version.task, source=Source.CONTROL,
+        name=validate_name(f"{version.name}--{control.suffix()}"), renormalize="none",
+        provenance={"from": version.ref, **params}, description=f"control of {version.ref}: {control.params()}",
+        tags={"control": str(control.kind)}, lineage=(Lineage(version.ref, Relation.CONTROL_OF, None, params),),
+    ))

@@ -67,7 +67,7 @@ class Comparison:
         return self.accuracy_y - self.accuracy_x
 
     def to_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict(), "n": self.n,
+        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict() if self.protocol else None, "n": self.n,
                 "accuracy_x": self.accuracy_x, "accuracy_y": self.accuracy_y, "delta": self.delta,
                 "delta_ci95": list(self.delta_ci95), "mcnemar_p": self.mcnemar_p, "only_x": self.only_x,
                 "only_y": self.only_y, "logprob_delta": self.logprob_delta,
@@ -104,7 +104,7 @@ def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | 
     spec.validate_questions()
     questions = questions_for(spec)
     measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute)
-    rows = [_results(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
+    rows = [results_for(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
     return pair(rows[0], rows[1], x, y, measured)
 
 
@@ -123,10 +123,19 @@ def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
                                permute=protocol.permute, max_new_tokens=protocol.max_new_tokens)
 
 
-def _results(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
-             progress: Progress | None) -> list[dict[str, Any]]:
+def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """``subject``'s per-question results under ``protocol``: the recorded ones, those questions cut from a
+    recorded run on the whole split (each question is scored on its own, so a sample's rows are the whole
+    split's rows for its questions), or a new evaluation."""
     found = registry.latest_measured(protocol.task, protocol.id, ref=subject.ref, model=subject.model)
-    if found is None:
-        run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
-        return run.result.outputs
-    return registry.evaluation_results(found.results_sha256)
+    if found is not None:
+        return registry.evaluation_results(found.results_sha256)
+    if protocol.n != FULL:
+        whole = dataclasses.replace(protocol, n=FULL, sample_seed=None)
+        found = registry.latest_measured(whole.task, whole.id, ref=subject.ref, model=subject.model)
+        if found is not None:
+            wanted = {ex.id for ex in questions_for(spec).examples}
+            return [row for row in registry.evaluation_results(found.results_sha256) if row["id"] in wanted]
+    run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
+    return run.result.outputs

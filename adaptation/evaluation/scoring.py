@@ -170,21 +170,37 @@ def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], r
         row["logprob"] = total / max(1, len(tokens))
 
 
-def _cloze(backend: Backend, task: Task, examples: list[Example], progress: Progress,
-           variants: list[int] | None) -> Rows:
-    rows = []
-    for part in _chunks(backend, len(examples), 32, progress):
+def option_logprobs(backend: Backend, task: Task, examples: Sequence[Example], progress: Progress | None = None,
+                    variants: list[int] | None = None) -> list[list[float]]:
+    """Cloze: each question's options' summed log-probabilities, as evaluation scores them. Reads no answer,
+    so label-free methods (distillation's teacher) score exactly what evaluation scores."""
+    out: list[list[float]] = []
+    examples = list(examples)
+    for part in _chunks(backend, len(examples), 32, progress or (lambda it: it)):
         batch = examples[part]
         requests = [r for j, ex in enumerate(batch) for r in option_requests(task, ex, _variant(variants, part.start + j))]
         scores = iter(backend.loglikelihood(requests))
-        for ex in batch:
-            logprobs = [next(scores) for _ in ex.choices]
-            norm = [lp / max(1, len(text.encode("utf-8"))) for lp, text in zip(logprobs, ex.choices)]
-            truth = LETTERS.index(ex.answer)
-            best, best_norm = _argmax(logprobs), _argmax(norm)
-            rows.append({"id": ex.id, "prediction": LETTERS[best], "answer": ex.answer, "correct": best == truth,
-                         "correct_norm": best_norm == truth, "logprob": logprobs[truth], "option_logprobs": logprobs})
+        out += [[next(scores) for _ in ex.choices] for ex in batch]
+    return out
+
+
+def _cloze(backend: Backend, task: Task, examples: list[Example], progress: Progress,
+           variants: list[int] | None) -> Rows:
+    rows = []
+    for ex, logprobs in zip(examples, option_logprobs(backend, task, examples, progress, variants)):
+        rows.append(cloze_row(ex, logprobs))
     return rows
+
+
+def cloze_row(ex: Example, logprobs: Sequence[float]) -> dict[str, Any]:
+    """A question's cloze result from its options' log-probabilities (``accuracy`` and, per byte,
+    ``accuracy_norm``)."""
+    logprobs = list(logprobs)
+    norm = [lp / max(1, len(text.encode("utf-8"))) for lp, text in zip(logprobs, ex.choices)]
+    truth = LETTERS.index(ex.answer)
+    best, best_norm = _argmax(logprobs), _argmax(norm)
+    return {"id": ex.id, "prediction": LETTERS[best], "answer": ex.answer, "correct": best == truth,
+            "correct_norm": best_norm == truth, "logprob": logprobs[truth], "option_logprobs": logprobs}
 
 
 def _letter(backend: Backend, task: Task, examples: list[Example], progress: Progress,

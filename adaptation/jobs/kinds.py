@@ -11,5 +11,6 @@ from t2reg.transfer.spec import TransferSpec
 register_job_kind(AdaptSpec, library_call("t2reg.adaptation.search.adapt:adapt", resumable=True))
 register_job_kind(TrainSpec, library_call("t2reg.adaptation.training.reinforce:train", resumable=True))
 register_job_kind(EvalSpec, library_call("t2reg.adaptation.evaluation.runs:run_evaluation"))
-# Transfers already made are reused, so a resumed transfer job redoes only what is missing.
-register_job_kind(TransferSpec, library_call("t2reg.transfer.publishing:run_transfer"))
+# Transfers already made are reused, so a resumed transfer job redoes only what is missing; a distillation
+# continues from its checkpoint, a projection from its cached moments.
+register_job_kind(TransferSpec, library_call("t2reg.adaptation.crossmodel.publishing:run_transfer", resumable=True))

@@ -97,7 +97,7 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device))
         sampler = engine if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
             open_for(registry, spec.model, spec.sampler))
-        trainer = _Trainer(registry, spec, task, engine, sampler, state)
+        trainer = PolicyTrainer(registry, spec, task, engine, sampler, state)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train_examples, validation_questions.examples)
             (checkpoint or (lambda _s, _e: None))(trainer.state(), event)
@@ -115,8 +115,10 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
                        pair(base.outputs, test.outputs, f"base:{spec.model}", version.ref, test.protocol))
 
 
-class _Trainer:
+class PolicyTrainer:
     """The policy, its optimizer and the bookkeeping of one run; ``state()`` is its checkpoint."""
+
+    adam_eps = 1e-8  # AdamW's own default
 
     def __init__(self, registry: Registry, spec: TrainSpec, task: Task, engine: Backend, sampler: Backend,
                  state: dict | None) -> None:
@@ -132,7 +134,7 @@ class _Trainer:
         self.layout = engine.weight_layout(names)
         init = spec.init if spec.param == Parametrization.LOGITS else spec.init_scale
         self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr, eps=self.adam_eps)
         self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
         self.stale, self.curve = 0, []
         self._best = [p.detach().clone() for p in self.policy.vectors]
@@ -159,7 +161,7 @@ class _Trainer:
         event = {"iteration": iteration, "reward": reward, "kl": kl, "loss": float(loss.detach()), "lr": lr,
                  "grad_norm": grad_norm}
         if iteration % self.spec.eval_every == 0 or iteration == self.spec.iterations:
-            event["validation"] = self.score(self._z(), val_examples).score
+            event |= self.validate(val_examples)
             self._track(event["validation"], iteration)
         event["seconds"] = time.monotonic() - start
         self.curve.append(event)
@@ -224,6 +226,10 @@ class _Trainer:
         if isinstance(loss, float):  # every completion was empty: nothing to learn from this batch
             loss = sum(p.sum() * 0 for p in self.policy.parameters())
         return loss / len(batch), float(np.mean(rewards)), float(np.mean(kls)) if kls else 0.0
+
+    def validate(self, examples: list[Example]) -> dict[str, Any]:
+        """The event's validation entries; ``validation`` is the score checkpoints are chosen by."""
+        return {"validation": self.score(self._z(), examples).score}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -317,7 +323,7 @@ def _predicting(cont: list[int], keep: int) -> torch.Tensor:
     return torch.arange(keep - len(cont) - 1, keep - 1)
 
 
-def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch.Tensor], trainer: _Trainer,
+def _publish(registry: Registry, spec: TrainSpec, task: Task, z: dict[str, torch.Tensor], trainer: PolicyTrainer,
              validation: EvalResult, test: EvalResult, job_id: int | None) -> ExpertVersion:
     info = registry.get_model(spec.model)
     hyper = {k: v for k, v in spec.to_dict().items() if k not in ("model", "task", "data_dir", "name", "device")}

@@ -22,7 +22,8 @@ def build(vocab_size: int = 400):
 
 
 def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM", seed: int = 0,
-                              initializer_range: float | None = None, max_positions: int | None = None) -> Path:
+                              initializer_range: float | None = None, max_positions: int | None = None,
+                              vocab_size: int = 400) -> Path:
     """A tiny random model whose vocabulary matches a trained tokenizer, saved with it.
 
     A larger ``initializer_range`` gives the MLPs a real say in the output (at the
@@ -33,7 +34,7 @@ def save_model_with_tokenizer(path: Path, architecture: str = "LlamaForCausalLM"
 
     from tests.helpers.tiny_models import configs
 
-    tokenizer = build()
+    tokenizer = build(vocab_size)  # another size: other merges, so token boundaries differ between two models
     config = configs()[architecture]()
     config.vocab_size = len(tokenizer)
     config.architectures = [architecture]

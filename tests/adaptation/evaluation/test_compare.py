@@ -71,6 +71,17 @@ def test_compare_evaluates_what_is_missing_then_reads_it_back(cli):
     assert "McNemar exact p" in human and "paired bootstrap 95% CI" in human
 
 
+def test_a_sample_is_read_from_a_whole_split_run_instead_of_scored_again(cli):
+    whole = cli.json("eval", "arc-easy-tiny:1", "--task", "arc-easy", "--split", "validation", "--data-dir", str(DATA))
+    cli.json("eval", "--base", "tiny", "--task", "arc-easy", "--split", "validation", "--data-dir", str(DATA))
+    before = cli.json("show", "arc-easy-tiny:1")["evaluations"]
+    out = cli.json("compare", "base:tiny", "arc-easy-tiny:1", "--task", "arc-easy", "--split", "validation",
+                   "--limit", "30", "--data-dir", str(DATA))
+    assert out["n"] == 30 and out["protocol"]["n"] == 30
+    assert cli.json("show", "arc-easy-tiny:1")["evaluations"] == before  # nothing scored again
+    assert whole["n"] > 30
+
+
 def test_a_two_pass_score_never_stands_in_for_the_base_model_alone(cli):
     from t2reg.adaptation.evaluation.compare import compare
     from t2reg.adaptation.evaluation.spec import EvalSpec

@@ -1,7 +1,6 @@
 """SVF training by REINFORCE on tiny real models: it learns a known direction, starts
 with zero KL, resumes after SIGKILL to the same z, and publishes a valid expert."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -11,10 +10,8 @@ import numpy as np
 import pytest
 
 from t2reg.adaptation.backends import open_backend
-from t2reg.adaptation.tasks import Example
 from t2reg.adaptation.models import load_spectra, weights_dir
 from t2reg.adaptation.training.policy import SVFPolicy, token_kl
-from t2reg.adaptation.tasks import get_task, register_task
 from t2reg.adaptation.training.reinforce import train
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.architectures import matrix_specs
@@ -22,8 +19,8 @@ from t2reg.cli.context import AppContext
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import check_against_model
 from tests.adaptation.jobs.test_jobs import finish, t2reg
-from tests.helpers.backend_calls import loglikelihood
 from tests.helpers.data import DATA
+from tests.helpers.tasks import always_task
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
@@ -41,35 +38,9 @@ def _registry(cli):
     return AppContext(home=cli.base[1]).registry()
 
 
-WORDS = ("light", "sand", "noise", "rocks")  # each one token of the tiny tokenizer
-
-
-def _always(registry) -> str:
-    """A multiple-choice task whose options are always the four WORDS, and whose right answer is always the
-    one the base model likes least in cloze scoring: reward depends on one known direction, which the base
-    model does not already take."""
-    arc = get_task("arc-easy")
-    engine = open_backend("hf", weights_dir(registry, "tiny"))
-    probes = arc.examples("train", DATA)[:8]
-    liking = {w: np.mean(loglikelihood(engine, [(arc.cloze_prompt(ex), f" {w}") for ex in probes])) for w in WORDS}
-    target = min(WORDS, key=liking.get)
-    others = [w for w in WORDS if w != target]
-
-    def loader(root, split):
-        rows = []
-        for i, ex in enumerate(arc.examples(split, root)[:200]):
-            position = i % 4  # the right option moves around: in cloze its position means nothing anyway
-            choices = tuple(others[:position] + [target] + others[position:])
-            rows.append(Example(f"{target}-{ex.id}", ex.question, "ABCD"[position], choices))
-        return rows
-
-    register_task(dataclasses.replace(arc, name=f"always-{target}", loader=loader, description="test: one answer"))
-    return f"always-{target}"
-
-
 def test_training_learns_a_known_direction_and_publishes_a_valid_expert(tiny):
     registry = _registry(tiny)
-    task = _always(registry)
+    task = always_task(registry)
     spec = TrainSpec("tiny", task, iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
                      eval_every=4, heldout=16, data_dir=str(DATA))
     result = train(registry, spec)
@@ -92,7 +63,7 @@ def test_training_learns_a_known_direction_and_publishes_a_valid_expert(tiny):
 
 def test_the_sampled_estimator_rewards_one_option_per_question(tiny):
     registry = _registry(tiny)
-    spec = TrainSpec("tiny", _always(registry), iterations=2, batch_size=8, lr=0.3, kl=0.1, validation=4,
+    spec = TrainSpec("tiny", always_task(registry), iterations=2, batch_size=8, lr=0.3, kl=0.1, validation=4,
                      heldout=4, estimator="reinforce", data_dir=str(DATA))
     curve = train(registry, spec).curve
     # eight +1/-1 rewards averaged: a multiple of 1/4

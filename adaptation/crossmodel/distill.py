@@ -1,0 +1,187 @@
+"""Distillation transfer: train the target's z to move its answers the way the expert moves the source's.
+
+No label is ever read. On unlabeled multiple-choice questions (a split's stems,
+answers blanked), each option's cloze log-probability is taken from the source
+base model, the source with the expert, and the target base model; so the two
+tokenizers never meet, only option texts do. The teacher moves the target by
+the expert's log-ratio on the source:
+
+    log p*(option) = log p_t(option) + β · (log p_s^z(option) − log p_s(option)) + const
+
+(proxy-tuning's rule, arXiv 2401.08565, applied per question over its
+options). The target's z (the SVF policy training uses) is trained to minimise
+KL(p* ‖ p_t^z) plus ``kl`` · KL(p_t^z ‖ p_t); checkpoints are chosen by
+agreement with the teacher on held-out stems of another split (argmax of p_t^z
+equal to argmax of p*), again without labels.
+
+The control (``baseline shuffled``) hands each question the expert's shifts of
+another question with as many options: any global preference (for a position,
+for a length) survives, the per-question information does not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from t2reg.adaptation.backends import Backend, open_for
+from t2reg.adaptation.crossmodel.cache import cache_folder, model_identity, write
+from t2reg.adaptation.evaluation.proxy import normalised, option_shift, shuffled_shifts
+from t2reg.adaptation.evaluation.scoring import option_logprobs
+from t2reg.adaptation.models import load_spectra
+from t2reg.adaptation.tasks import Example, Task
+from t2reg.adaptation.training.reinforce import PolicyTrainer
+from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.errors import InvalidInputError
+
+Progress = Callable[[Iterable], Iterable]
+
+
+@dataclass
+class Teacher:
+    """Per question id: the target base's option log-probabilities (normalised over the options) and the
+    expert's shift on the source, log p_s^z − log p_s (normalised likewise)."""
+
+    target: dict[str, list[float]]
+    shift: dict[str, list[float]]
+
+    def distribution(self, beta: float) -> dict[str, np.ndarray]:
+        """log p* per question."""
+        return {q: normalised(np.asarray(t) + beta * np.asarray(self.shift[q])) for q, t in self.target.items()}
+
+    def shuffled(self, seed: int) -> "Teacher":
+        """The control: shifts handed to other questions with as many options (seeded)."""
+        return Teacher(self.target, shuffled_shifts(self.shift, seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "shift": self.shift}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Teacher":
+        return cls(data["target"], data["shift"])
+
+
+def teacher_for(registry, version, target_model: str, target: Backend, task: Task, stems: list[Example],
+                progress: Progress | None = None) -> Teacher:
+    """The teacher of ``version`` (an expert on its base model) for ``target_model`` on ``stems``: computed
+    once, then read from the cache (a transfer and its shuffled control share it)."""
+    key = {"source": model_identity(registry, version.model), "expert": version.sha256,
+           "target": model_identity(registry, target_model), "task": task.name,
+           "prompt_version": task.prompt_version, "stems": [ex.id for ex in stems], "version": 1}
+    folder = cache_folder(registry, "teacher", key)
+    if (folder / "teacher.json").is_file():
+        return Teacher.from_dict(json.loads((folder / "teacher.json").read_text()))
+    teacher = compute_teacher(registry, version.model, registry.read_expert(version.ref), target, task, stems, progress)
+    write(folder, "teacher.json", json.dumps(teacher.to_dict()).encode(), key)
+    return teacher
+
+
+def compute_teacher(registry, source_model: str, expert, target: Backend, task: Task, stems: list[Example],
+                    progress: Progress | None = None) -> Teacher:
+    """Score every stem's options on the source (base, then with the expert) and on the target base."""
+    with open_for(registry, source_model, "hf") as source:
+        base = option_logprobs(source, task, stems, progress)
+        spectra = load_spectra(source_model, registry)
+        with source.patched(spectra, expert):
+            moved = option_logprobs(source, task, stems, progress)
+    on_target = option_logprobs(target, task, stems, progress)
+    return Teacher({ex.id: normalised(t).tolist() for ex, t in zip(stems, on_target)},
+                   {ex.id: option_shift(b, m).tolist() for ex, b, m in zip(stems, base, moved)})
+
+
+@dataclass
+class DistillReport:
+    """What the distillation did: the teacher, the curve, where checkpoints were chosen."""
+
+    source_model: str
+    target_model: str
+    baseline: str
+    seed: int | None
+    settings: dict[str, Any]
+    texts: dict[str, Any]
+    teacher: dict[str, float] = field(default_factory=dict)  # how far the teacher is from the target base
+    best_iteration: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def options(self) -> dict[str, Any]:
+        return {"method": "distill", "baseline": self.baseline, "seed": self.seed, **self.settings, **self.texts}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> Iterable[str]:
+        yield (f"{self.source_model} -> {self.target_model}: distill on {self.texts['n_texts']} unlabeled "
+               f"questions ({self.texts['texts']}), beta {self.settings['beta']}, baseline {self.baseline}")
+        t = self.teacher
+        if t:
+            yield (f"teacher: moves the target's pick on {t['changed_pick']:.1%} of training questions; "
+                   f"mean KL(p* || p_t) {t['kl_to_base']:.4f}")
+        if self.curve:
+            last = self.curve[-1]
+            yield (f"trained {last['iteration']} iterations; best held-out agreement with the teacher "
+                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f} at iteration {self.best_iteration}")
+        for note in self.notes:
+            yield f"note: {note}"
+
+
+def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
+    star = teacher.distribution(beta)
+    changed, kls = [], []
+    for q, target in teacher.target.items():
+        t = np.asarray(target)
+        changed.append(int(np.argmax(star[q])) != int(np.argmax(t)))
+        kls.append(float((np.exp(star[q]) * (star[q] - t)).sum()))
+    return {"changed_pick": float(np.mean(changed)), "kl_to_base": float(np.mean(kls))}
+
+
+class DistillTrainer(PolicyTrainer):
+    """The SVF trainer with the teacher's distribution as the objective instead of a reward."""
+
+    # Where the expert changes nothing the teacher equals the target base up to float rounding, and the
+    # gradient is rounding noise (about 1e-8 per coordinate); AdamW's default eps (1e-8) would turn it into
+    # full steps of size lr. At 1e-6 such noise moves z by about 1 % of a step; real gradients (1e-4 and up
+    # per coordinate on these models) are unaffected.
+    adam_eps = 1e-6
+
+    def __init__(self, registry, spec: TrainSpec, task: Task, engine: Backend, teacher: Teacher, beta: float,
+                 state: dict | None) -> None:
+        super().__init__(registry, spec, task, engine, engine, state)
+        if not task.multiple_choice:
+            raise InvalidInputError(f"distillation needs multiple-choice questions; {task.name} is not")
+        self.star = teacher.distribution(beta)
+        self.base = {q: np.asarray(t) for q, t in teacher.target.items()}
+
+    def _choice_rollout(self, batch, generator, _iteration):
+        contexts = [self.task.cloze_prompt(ex) for ex in batch]
+        pairs = [self.engine.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
+        policy = self.engine.continuation_logprobs(pairs, self.policy.weights(self.layout))
+        loss, distances, kls, start = 0.0, [], [], 0
+        for ex in batch:
+            options = slice(start, start + len(ex.choices))
+            start += len(ex.choices)
+            logp = torch.log_softmax(torch.stack([lp.sum() for lp in policy[options]]), -1)
+            star = torch.as_tensor(self.star[ex.id], dtype=logp.dtype)
+            base = torch.as_tensor(self.base[ex.id], dtype=logp.dtype)
+            to_teacher = (star.exp() * (star - logp)).sum()
+            # the target base's option distribution is the teacher's own: no second pass for the KL reference
+            to_base = (logp.exp() * (logp - base)).sum().clamp_min(0.0)
+            loss = loss + to_teacher + self.spec.kl * to_base
+            distances.append(float(to_teacher.detach()))
+            kls.append(float(to_base.detach()))
+        # "reward" in the curve: minus the mean distance to the teacher (higher is better, as for training)
+        return loss / len(batch), -float(np.mean(distances)), float(np.mean(kls))
+
+    def validate(self, examples: list[Example]) -> dict[str, Any]:
+        with self.engine.patched(self.spectra, self._z(), self.policy.renormalize):
+            scored = option_logprobs(self.engine, self.task, examples)
+        agree, distance = [], []
+        for ex, logprobs in zip(examples, scored):
+            logp, star = normalised(logprobs), self.star[ex.id]
+            agree.append(int(np.argmax(logp)) == int(np.argmax(star)))
+            distance.append(float((np.exp(star) * (star - logp)).sum()))
+        return {"validation": float(np.mean(agree)), "teacher_kl": float(np.mean(distance))}

@@ -1,0 +1,97 @@
+"""Distillation transfer on tiny real models: label-free, an identity expert leaves z at 1, a known
+preference carries across families, and the shuffled control carries less of it."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from t2reg.adaptation.crossmodel import carry
+from t2reg.adaptation.crossmodel.distill import Teacher
+from t2reg.adaptation.evaluation.scoring import option_logprobs
+from t2reg.adaptation.backends import open_for
+from t2reg.adaptation.models import load_spectra
+from t2reg.adaptation.tasks import get_task, register_task
+from t2reg.adaptation.training.reinforce import train
+from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.expert_file import read_expert
+from t2reg.transfer.spec import TransferSpec
+from t2reg.vocabulary import Relation, Source
+from tests.adaptation.crossmodel.conftest import effective
+from tests.helpers.data import DATA
+from tests.helpers.tasks import always_task
+
+SMALL = dict(n_texts=48, validation=16, batch_size=8, data_dir=str(DATA))
+
+
+def test_an_identity_expert_distils_to_z_one(two_families, tmp_path):
+    registry = two_families
+    registry.new_expert_file("tiny", tmp_path / "identity.safetensors", task="arc-easy")
+    ref = registry.publish(read_expert(tmp_path / "identity.safetensors"), model="tiny", task="arc-easy",
+                           name="identity-tiny").ref
+    result = carry(registry, TransferSpec("other", ref=ref, method="distill", iterations=3, lr=0.05, **SMALL), ref)
+    assert result.report.teacher["changed_pick"] == 0 and result.report.teacher["kl_to_base"] < 1e-9
+    z = effective(registry, result.version.ref)
+    assert max(float(np.abs(v - 1).max()) for v in z.values()) < 0.005  # nothing to learn: the target stays itself
+    assert result.version.source == Source.TRANSFERRED and result.version.lineage[0].params["method"] == "distill"
+
+
+def test_distillation_never_reads_a_label(two_families):
+    registry = two_families
+    arc = get_task("arc-easy")
+
+    def scrambled(root, split):  # every answer moved to another option
+        return [dataclasses.replace(ex, answer="ABCDE"[("ABCDE".index(ex.answer) + 1) % len(ex.choices)])
+                for ex in arc.examples(split, root)]
+
+    register_task(dataclasses.replace(arc, name="arc-easy-scrambled", loader=scrambled))
+    runs = [carry(registry, TransferSpec("other", ref="arc-easy-tiny:1", method="distill", iterations=2, lr=0.05,
+                                         texts=task, name=f"label-free-{task}", **SMALL), "arc-easy-tiny:1")
+            for task in ("arc-easy", "arc-easy-scrambled")]
+    a, b = (registry.read_expert(r.version.ref).vectors for r in runs)
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+    timeless = [[{k: v for k, v in e.items() if k != "seconds"} for e in r.report.curve] for r in runs]
+    assert timeless[0] == timeless[1]
+
+
+@pytest.mark.slow
+def test_a_known_preference_carries_across_families_and_its_control_carries_less(two_families):
+    registry = two_families
+    task = always_task(registry, "tiny")  # the right option is always the word tiny likes least
+    trained = train(registry, TrainSpec("tiny", task, iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
+                                        eval_every=4, heldout=16, data_dir=str(DATA), name="always-tiny")).version
+    word = task.removeprefix("always-")
+    spec = TransferSpec("other", ref=trained.ref, method="distill", iterations=12, lr=0.3, kl=0.0, n_texts=64,
+                        validation=16, batch_size=16, data_dir=str(DATA), texts=f"{task}:train")
+    real = carry(registry, spec, trained.ref)
+    control = carry(registry, dataclasses.replace(spec, baseline="shuffled"), trained.ref)
+    assert real.report.teacher["changed_pick"] > 0.3  # the teacher does push the target towards the word
+    held = get_task(task).examples("test", DATA)[:40]
+    share = {}
+    with open_for(registry, "other", "hf") as other:
+        spectra = load_spectra("other", registry)
+        share["base"] = _picks(other, get_task(task), held, word)
+        for label, result in (("real", real), ("control", control)):
+            with other.patched(spectra, registry.read_expert(result.version.ref)):
+                share[label] = _picks(other, get_task(task), held, word)
+    assert share["real"] > share["base"] + 0.25, share  # the other family now picks the word far more often
+    # the control keeps the teacher's global push (the word is always the preferred option, so shuffling
+    # questions keeps it here): what it must not exceed is the real transfer
+    assert share["control"] <= share["real"] + 1e-9, share
+    assert control.version.source == Source.TRANSFERRED_SHUFFLED
+    assert [e.relation for e in real.version.lineage] == [Relation.TRANSFERRED_FROM]
+
+
+def _picks(backend, task, examples, word) -> float:
+    scored = option_logprobs(backend, task, examples)
+    return float(np.mean([ex.choices[int(np.argmax(s))] == word for ex, s in zip(examples, scored)]))
+
+
+def test_the_teacher_shuffle_keeps_option_counts():
+    teacher = Teacher({"a": [0.0] * 4, "b": [0.0] * 4, "c": [0.0] * 3},
+                      {"a": [1.0, 0, 0, 0], "b": [0, 1.0, 0, 0], "c": [0, 0, 1.0]})
+    shuffled = teacher.shuffled(seed=3)
+    assert shuffled.shift["c"] == [0, 0, 1.0] and sorted(map(tuple, (shuffled.shift["a"], shuffled.shift["b"]))) == \
+        sorted(map(tuple, (teacher.shift["a"], teacher.shift["b"])))
+    star = teacher.distribution(beta=1.0)
+    assert all(np.isclose(np.exp(v).sum(), 1) for v in star.values()) and int(np.argmax(star["b"])) == 1
