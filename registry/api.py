@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.architectures import matrix_specs
 from t2reg.expert_file import (
     Expert,
@@ -399,7 +399,7 @@ class Registry:
             else:
                 found = self.list(where=spec)
             if not found:
-                raise NotFoundError(f"pool filter {spec!r} matched no live expert")
+                raise NotFoundError(f"pool filter {shown(spec)} matched no live expert")
             for version in found:
                 chosen.setdefault(version.ref, version)
         return list(chosen.values())

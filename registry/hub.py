@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from t2reg.errors import HubError, InvalidInputError, NotFoundError
+from t2reg.errors import HubError, InvalidInputError, NotFoundError, shown
 from t2reg.registry.bundles import BundleImport, Manifest
 from t2reg.registry.bundles.exchange import export_bundle, import_bundle
 
@@ -82,7 +82,7 @@ def _check_repo_id(repo: str) -> None:
     try:
         validate_repo_id(repo)
     except HFValidationError:
-        raise InvalidInputError(f"{repo!r} is not a Hugging Face repository id (ORG/NAME)") from None
+        raise InvalidInputError(f"{shown(repo)} is not a Hugging Face repository id (ORG/NAME)") from None
 
 
 @contextmanager

@@ -90,7 +90,7 @@ class BaseModelRow(Base):
 class ModelAliasRow(Base):
     __tablename__ = "model_aliases"
 
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -230,7 +230,7 @@ class VersionTagRow(Base):
     __tablename__ = "version_tags"
 
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(String(500))
 
 
@@ -238,7 +238,7 @@ class VersionAliasRow(Base):
     __tablename__ = "version_aliases"
 
     expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)
 
 

@@ -9,11 +9,12 @@ from sqlalchemy import exists, select, true
 from sqlalchemy.orm import Session
 
 from t2reg.architectures import needs_bos
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import Metric
 from t2reg.protocols import BOS_FIX_LANDED, NO_BOS_PREFIX, Protocol, legacy_id, reported_id
 from t2reg.registry.entities import as_utc
 from t2reg.registry.orm import EvaluationRow, ProtocolRow
+from t2reg.registry.validation import check_metric
 
 
 def use(session: Session, protocol_id: str, task: str, spec: dict[str, Any]) -> ProtocolRow:
@@ -35,7 +36,10 @@ def reported(task: str) -> tuple[str, str, dict[str, Any]]:
 
 def assign(session: Session, metrics: list[Metric], protocol: Protocol | None) -> list[tuple[Metric, str]]:
     """Each metric with the id of the protocol it is recorded under (each protocol used once per call):
-    ``protocol`` for all of them, or each metric's task's hand-reported protocol when there is none."""
+    ``protocol`` for all of them, or each metric's task's hand-reported protocol when there is none. Every
+    score passes here on its way in (publish, record, a base model's evaluation): each is checked once more by
+    the one rule for scores, whoever made it."""
+    metrics = [check_metric(m) for m in metrics]
     if protocol is not None:
         stray = sorted({m.task for m in metrics} - {protocol.task})
         if stray:
@@ -50,7 +54,7 @@ def assign(session: Session, metrics: list[Metric], protocol: Protocol | None) -
 def get(session: Session, protocol_id: str) -> ProtocolRow:
     row = session.get(ProtocolRow, protocol_id)
     if row is None:
-        raise NotFoundError(f"no protocol {protocol_id!r} (see `t2reg protocols`)")
+        raise NotFoundError(f"no protocol {shown(protocol_id)} (see `t2reg protocols`)")
     return row
 
 

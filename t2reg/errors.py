@@ -17,6 +17,20 @@ import re
 from typing import Callable, Sequence
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+ECHO_MAX = 100  # characters of a user's input an error message repeats
+MESSAGE_MAX = 1000  # characters of a whole message: a backstop for input echoed without shown()
+
+
+def clip(text: str, limit: int = ECHO_MAX) -> str:
+    """``text``, or its first ``limit`` characters, an ellipsis and how long it was: the one rule for how much
+    of someone's input a message repeats (a 100k-character name must not come back as a 100k-character line)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: object, limit: int = ECHO_MAX) -> str:
+    """``value`` quoted as ``repr`` does, clipped by :func:`clip`: how a message quotes input."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 class T2RegError(Exception):
@@ -25,6 +39,7 @@ class T2RegError(Exception):
     exit_code = 1
 
     def __init__(self, message: str = "", *, options: Sequence[str] = ()) -> None:
+        message = clip(message, MESSAGE_MAX)
         super().__init__(message)
         self.template = message
         self.options = tuple(options)

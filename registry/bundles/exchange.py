@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
 from t2reg.protocols import Protocol, without_bos_id, without_bos_spec
 from t2reg.files import land_bytes, land_text, landing_dir
@@ -203,7 +203,7 @@ def _check_protocols(manifest: Manifest) -> None:
         except (TypeError, InvalidInputError):
             same = False
         if not same:
-            raise InvalidInputError(f"{MANIFEST}: protocol {protocol.id!r} does not match its spec")
+            raise InvalidInputError(f"{MANIFEST}: protocol {shown(protocol.id)} does not match its spec")
 
 
 def _read_inside(root: Path, relative: str, limit: int, links_within: Path | None = None) -> bytes:
@@ -212,7 +212,7 @@ def _read_inside(root: Path, relative: str, limit: int, links_within: Path | Non
     path = root
     for part in relative.split("/"):
         if part in ("", ".", ".."):
-            raise InvalidInputError(f"bundle path {relative!r} is not a plain relative path")
+            raise InvalidInputError(f"bundle path {shown(relative)} is not a plain relative path")
         path = path / part
         try:
             mode = path.lstat().st_mode
@@ -262,10 +262,10 @@ def _check_against_registry(session: Session, bundle: Bundle) -> None:
     for model in manifest.models:
         row = base_models.find_model(session, model.name)
         if row is None:
-            raise NotFoundError(f"the bundle is for base model {model.name!r}, which this registry does not know: "
+            raise NotFoundError(f"the bundle is for base model {shown(model.name)}, which this registry does not know: "
                                 f"`t2reg model add {model.name}` registers it")
         if (row.revision or "") != model.revision:
-            raise ConflictError(f"the bundle is for {model.name} at revision {model.revision!r}; this registry has "
+            raise ConflictError(f"the bundle is for {model.name} at revision {shown(model.revision)}; this registry has "
                                 f"{row.revision!r}")
     for version in manifest.versions:
         row = base_models.find_model(session, version.model)
@@ -367,7 +367,7 @@ def _when(text: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:
-        raise InvalidInputError(f"{MANIFEST}: {text!r} is not an ISO 8601 time") from None
+        raise InvalidInputError(f"{MANIFEST}: {shown(text)} is not an ISO 8601 time") from None
 
 
 def _add_aliases(session: Session, row: VersionRow, version: BundleVersion, ref: str) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, TypeVar
 
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, shown
 from t2reg.registry.entities import plain
 from t2reg.registry.validation import check_tag, check_text, validate_name, validate_task
 from t2reg.vocabulary import Relation, Source, Word
@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 MANIFEST = "t2reg.json"
 CARD = "README.md"
 MAX_MANIFEST_BYTES = 64 << 20
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
 _KINDS = {str: "text", int: "a whole number", float: "a number", list: "a list", dict: "an object"}
 
@@ -196,7 +196,7 @@ class _Object:
 
 
 def _sha(value: str | None, where: str) -> str | None:
-    if value is not None and not _SHA.match(value):
+    if value is not None and not _SHA.fullmatch(value):
         raise InvalidInputError(f"{where} is not a sha256 (64 lowercase hex digits)")
     return value
 
@@ -295,7 +295,7 @@ def _file(o: _Object) -> BundleFile:
     sha = _sha(o.get("sha256", str), f"{o.where}.sha256")
     path = o.get("path", str)
     if path != kind.path_for(sha):
-        raise InvalidInputError(f"{o.where}.path {path!r} is not {kind.path_for(sha)!r}; a bundle's paths are "
+        raise InvalidInputError(f"{o.where}.path {shown(path)} is not {kind.path_for(sha)!r}; a bundle's paths are "
                                 "derived from hashes, never taken from it")
     size = o.get("size", int)
     if size < 0:
@@ -311,19 +311,19 @@ def _check_consistent(manifest: Manifest) -> None:
     files: Mapping[tuple[FileKind, str], BundleFile] = {(f.kind, f.sha256): f for f in manifest.files}
     for version in manifest.versions:
         if version.key in seen:
-            raise InvalidInputError(f"{MANIFEST}: version {version.key!r} is listed twice")
+            raise InvalidInputError(f"{MANIFEST}: version {shown(version.key)} is listed twice")
         if version.model not in models:
-            raise InvalidInputError(f"{MANIFEST}: {version.key} names model {version.model!r}, which is not listed")
+            raise InvalidInputError(f"{MANIFEST}: {version.key} names model {shown(version.model)}, which is not listed")
         if (FileKind.EXPERT, version.sha256) not in files:
             raise InvalidInputError(f"{MANIFEST}: the expert file of {version.key} is not listed")
         for evaluation in version.evaluations:
             if evaluation.protocol not in protocols:
-                raise InvalidInputError(f"{MANIFEST}: protocol {evaluation.protocol!r} is not listed")
+                raise InvalidInputError(f"{MANIFEST}: protocol {shown(evaluation.protocol)} is not listed")
             if evaluation.results_sha256 and (FileKind.RESULTS, evaluation.results_sha256) not in files:
                 raise InvalidInputError(f"{MANIFEST}: results {evaluation.results_sha256} are not listed")
         for edge in version.lineage:
             if edge.parent is not None and edge.parent not in seen:
-                raise InvalidInputError(f"{MANIFEST}: {version.key}'s parent {edge.parent!r} is not listed before it")
+                raise InvalidInputError(f"{MANIFEST}: {version.key}'s parent {shown(edge.parent)} is not listed before it")
         seen.add(version.key)
     if manifest.root not in seen:
-        raise InvalidInputError(f"{MANIFEST}: the root version {manifest.root!r} is not listed")
+        raise InvalidInputError(f"{MANIFEST}: the root version {shown(manifest.root)} is not listed")

@@ -63,9 +63,27 @@ def test_model_add_with_a_path_as_name_destroys_nothing(cli, tmp_path, source):
     (["db", "downgrade", "9999"], 4, "9999"),
     (["publish", "/dev/zero"], 4, "not a regular file"),
     (["model", "add", "owner/name", "--revision", "../../etc"], 4, "--revision"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=2"], 4, "proportion, from 0 to 1"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=-5"], 4, "proportion, from 0 to 1"),
+    (["alias", "gsm8k-smollm2-135m:1", "prod\n"], 4, "alias"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "accuracy=0.5", "--split", "test\n"], 4, "split"),
+    (["tag", "gsm8k-smollm2-135m:1", "k=v\n"], 4, "control character"),
 ])
 def test_bad_input_gets_its_exit_code(cli, args, code, words):
     _fails(cli, code, words, *args)
+
+
+def test_a_name_ending_in_a_newline_is_refused(cli, tmp_path):
+    _fails(cli, 4, "expert name", "publish", str(tmp_path / "e.safetensors"), "--name", "evil\n")
+    assert [v["ref"] for v in cli.json("list")] == ["gsm8k-smollm2-135m:1"]
+
+
+@pytest.mark.parametrize("args", [["show", "x" * 100_000], ["show", "x" * 100_000 + ":1"], ["list", "--model", "m" * 100_000],
+                                  ["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=" + "9" * 100_000],
+                                  ["list", "--where", "k" * 100_000]])
+def test_a_100k_character_input_comes_back_clipped(cli, args):
+    _, _, err = cli(*args)
+    assert err.count("\n") == 1 and len(err) < 400 and "characters)" in err, err[:300]
 
 
 @pytest.mark.parametrize("db, code, words", [

@@ -28,7 +28,7 @@ def _tables(db):
 
 
 def test_exactly_one_head():
-    assert schema.head_revision() == "0007"
+    assert schema.head_revision() == "0008"
 
 
 def test_upgrade_from_empty_to_head_and_down_to_base(empty_db):
