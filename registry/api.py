@@ -320,21 +320,11 @@ class Registry:
             version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
         except BaseException:
             if created:
-                self._discard_blob(store, sha, stamp)
+                maintenance.discard_blob(self.db, store, sha, stamp)
             raise
         if not store.exists(sha):  # a concurrent failed publish of the same bytes removed it
             store.put(data)
         return version
-
-    def _discard_blob(self, store: BlobStore, sha: str, stamp: int | None) -> None:
-        # Only a blob this call created, that nobody touched since and no row uses.
-        try:
-            if store.path(sha).stat().st_mtime_ns != stamp:
-                return
-        except FileNotFoundError:
-            return
-        if sha not in maintenance.referenced_blobs(self.db):
-            store.remove(sha)
 
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None

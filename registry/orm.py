@@ -35,6 +35,7 @@ from t2reg.registry.entities import (
     RankedVersion,
     as_utc,
 )
+from t2reg.registry.validation import readable_json
 from t2reg.expert_file import Metric
 from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
 
@@ -159,7 +160,7 @@ class ProtocolRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def to_entity(self) -> ProtocolInfo:
-        return ProtocolInfo(self.id, self.task, self.spec, self.uses)
+        return ProtocolInfo(self.id, self.task, readable_json(self.spec, f"the spec of protocol {self.id}"), self.uses)
 
 
 class ScoreColumns:
@@ -223,7 +224,7 @@ class LineageRow(Base):
 
     def to_entity(self, parent: str | None) -> Lineage:
         """``parent`` is the parent's NAME:VERSION (None for an edge to no version, e.g. trained_from)."""
-        return Lineage(parent, Relation(self.relation), self.weight, self.params)
+        return Lineage(parent, Relation(self.relation), self.weight, readable_json(self.params, "lineage params"))
 
 
 class VersionTagRow(Base):

@@ -5,10 +5,11 @@ One place, so the CLI and the Python API refuse the same things with the same wo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from t2reg.errors import InvalidInputError, InvalidReferenceError, shown
 from t2reg.expert_file import Metric
@@ -31,6 +32,7 @@ _METRIC = re.compile(r"(?:(?P<task>[^:=\s]+):)?(?P<metric>[^:=\s]+)=(?P<value>.*
 TASK_MAX = 100  # "reported:TASK" must fit a protocol id (128)
 METRIC_MAX = 100
 SPLIT_MAX = 50
+SOURCE_MAX = 32  # who recorded a score: publish, record, eval, a bundle's word for it
 
 
 def validate_name(name: str, what: str = "expert name", max_length: int = NAME_MAX) -> str:
@@ -192,6 +194,60 @@ def check_text(value: str, what: str, max_length: int, newlines: bool = False) -
     if bad is not None:
         raise InvalidInputError(f"{what} holds the control character {bad!r}")
     return value
+
+
+# What the registry itself writes into a JSON column (lineage params, a protocol's spec) fits in these:
+# a mixture's per-matrix weights are a few hundred numbers two levels down.
+JSON_DEPTH_MAX = 8
+JSON_BYTES_MAX = 256 << 10
+JSON_KEY_MAX = 128
+
+
+def check_json(value: Any, what: str) -> Any:
+    """``value`` if it is JSON data as the registry stores it: objects with text keys, lists, text without
+    control characters (but tabs and newlines), finite numbers, whole numbers within what every database keeps,
+    true, false and null; at most :data:`JSON_DEPTH_MAX` levels and :data:`JSON_BYTES_MAX` bytes as JSON.
+
+    Walked with a stack, not recursion: a structure nested 100,000 deep is refused, never a RecursionError.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > JSON_DEPTH_MAX:
+            raise InvalidInputError(f"{what} is nested more than {JSON_DEPTH_MAX} levels deep")
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    raise InvalidInputError(f"{what} has a key that is not text")
+                check_text(key, f"{what}: key {shown(key, 20)}", JSON_KEY_MAX)
+                stack.append((inner, level + 1))
+        elif isinstance(item, list):
+            stack.extend((inner, level + 1) for inner in item)
+        elif isinstance(item, str):
+            check_text(item, f"{what}: a text value", JSON_BYTES_MAX, newlines=True)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) > INT_MAX:
+                raise InvalidInputError(f"{what} holds the whole number {shown(item, 20)}, beyond ±{INT_MAX}")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidInputError(f"{what} holds {item}, not a finite number")
+        else:
+            raise InvalidInputError(f"{what} holds a {type(item).__name__}, which is not JSON")
+    if len(json.dumps(value, allow_nan=False).encode("utf-8")) > JSON_BYTES_MAX:
+        raise InvalidInputError(f"{what} is larger than {JSON_BYTES_MAX} bytes as JSON")
+    return value
+
+
+def readable_json(value: Any, what: str) -> Any:
+    """A JSON column's stored ``value`` as read commands may print it: itself when :func:`check_json` takes it,
+    else an object saying why it is not shown. A registry written before imports were checked this way (or by
+    another tool) may hold anything; reading it must never fail."""
+    try:
+        return check_json(value, what)
+    except InvalidInputError as exc:
+        return {"unreadable": str(exc)}
 
 
 def parse_tag(text: str) -> tuple[str, str]:

@@ -28,9 +28,10 @@ def clip(text: str, limit: int = ECHO_MAX) -> str:
 
 
 def shown(value: object, limit: int = ECHO_MAX) -> str:
-    """``value`` quoted as ``repr`` does, clipped by :func:`clip`: how a message quotes input."""
-    text = value if isinstance(value, str) else str(value)
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+    """``value`` as ``repr`` writes it (text quoted), clipped by :func:`clip`: how a message quotes input."""
+    if not isinstance(value, str):
+        return clip(repr(value), limit)
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 class T2RegError(Exception):

@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
-from t2reg.protocols import Protocol, without_bos_id, without_bos_spec
+from t2reg.protocols import without_bos_id, without_bos_spec
 from t2reg.files import land_bytes, land_text, landing_dir
 from t2reg.question_results import loads_results
-from t2reg.registry import base_models, evaluations, labels, protocols, versions
+from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, versions
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.bundles.card import render_card
 from t2reg.registry.bundles.manifest import (
@@ -176,7 +176,9 @@ def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None
     manifest = parse_manifest(text)
     blobs: dict[tuple[FileKind, str], bytes] = {}
     for file in manifest.files:
-        data = _read_inside(root, file.path, MAX_FILE_BYTES, links_within)
+        if file.size > MAX_FILE_BYTES:
+            raise InvalidInputError(f"bundle file {file.path} is larger than {MAX_FILE_BYTES} bytes")
+        data = _read_inside(root, file.path, file.size, links_within)
         if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
             raise InvalidInputError(f"bundle file {file.path} does not match its sha256: the bundle was changed "
                                     "or damaged; nothing was imported")
@@ -189,26 +191,12 @@ def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None
         if version.size != len(data):
             raise InvalidInputError(f"{MANIFEST}: {version.key}'s size does not match its file")
         experts[version.sha256] = loads_expert(data, f"bundle file experts/{version.sha256}.safetensors")
-    _check_protocols(manifest)
     return Bundle(manifest, blobs, experts)
 
 
-def _check_protocols(manifest: Manifest) -> None:
-    # A measured protocol's id is the hash of its spec: one that does not match would rank unlike scores together.
-    for protocol in manifest.protocols:
-        if not protocols.is_measured(protocol.id, protocol.task):
-            continue
-        try:
-            same = Protocol.from_dict(protocol.spec).id == protocol.id
-        except (TypeError, InvalidInputError):
-            same = False
-        if not same:
-            raise InvalidInputError(f"{MANIFEST}: protocol {shown(protocol.id)} does not match its spec")
-
-
 def _read_inside(root: Path, relative: str, limit: int, links_within: Path | None = None) -> bytes:
-    """A regular file at ``relative`` under ``root``: no component may be a symlink (but one that stays
-    inside ``links_within``), nothing may lie outside."""
+    """A regular file at ``relative`` under ``root``, of at most ``limit`` bytes (refused unread when larger):
+    no component may be a symlink (but one that stays inside ``links_within``), nothing may lie outside."""
     path = root
     for part in relative.split("/"):
         if part in ("", ".", ".."):
@@ -250,10 +238,18 @@ def import_bundle(registry: Registry, folder: str | os.PathLike[str], *, links_w
                 store.put_in(session, data)
             return _write(session, bundle)
         return registry.db.write(work)
-    # Files cannot join the transaction: they land first; if the rows then fail, gc takes them.
-    for data in bundle.blobs.values():
-        store.put(data)
-    return registry.db.write(lambda session: _write(session, bundle))
+    # Files cannot join the transaction: they land first; if the rows then fail, those this import created go.
+    landed = []
+    try:
+        for data in bundle.blobs.values():
+            sha, created = store.put(data)
+            if created:
+                landed.append((sha, store.path(sha).stat().st_mtime_ns))
+        return registry.db.write(lambda session: _write(session, bundle))
+    except BaseException:
+        for sha, stamp in landed:
+            maintenance.discard_blob(registry.db, store, sha, stamp)
+        raise
 
 
 def _check_against_registry(session: Session, bundle: Bundle) -> None:

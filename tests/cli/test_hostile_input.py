@@ -189,3 +189,19 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
         else:
             assert proc.returncode == 130 and err.strip().splitlines()[-1] == "t2reg: error: interrupted", err
             assert err.count("interrupted") == 1
+
+
+def test_every_read_command_works_on_what_an_unchecked_import_stored(registry, tmp_path, capsys):
+    from tests.registry.test_bundles import PROTOCOL, _poison_as_an_unchecked_import_did
+
+    ref = _poison_as_an_unchecked_import_did(registry, tmp_path)
+    runner = CLI(registry.settings.home, capsys, db=registry.settings.database_url, init=False)
+    assert "a spec this t2reg cannot read" in runner.ok("protocols")
+    assert "a spec this t2reg cannot read" in runner.ok("best", "--task", "gsm8k", "--protocol", PROTOCOL.id)
+    assert "parent:1" in runner.ok("best", "--task", "gsm8k", "--protocol", "reported:gsm8k")
+    for args in (["protocols", "--json"], ["best", "--task", "gsm8k", "--json"], ["list"], ["list", "--json"],
+                 ["show", ref], ["show", ref, "--json"], ["bundle", "export", ref, "--out", str(tmp_path / "b"),
+                                                          "--with-lineage"]):
+        runner.ok(*args)
+    assert "nested more than 8 levels" in runner.ok("show", ref)
+    _fails(runner, 4, "a protocol spec has no field", "compare", "parent:1", ref, "--protocol", PROTOCOL.id)
