@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
 from t2reg.protocols import without_bos_id, without_bos_spec
-from t2reg.files import land_bytes, land_text, landing_dir
+from t2reg.files import check_folder_destination, land_bytes, land_text, landing_dir
 from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, versions
 from t2reg.registry.blobs_db import DatabaseBlobStore
@@ -60,6 +60,7 @@ def export_bundle(registry: Registry, ref: str, out: str | os.PathLike[str], *, 
 
     ``out`` must be absent or empty; it appears whole or not at all.
     """
+    check_folder_destination(out)  # before reading every blob
     chosen = _versions_to_export(registry, ref, with_lineage)
     root = chosen[-1]
     blobs: dict[tuple[FileKind, str], bytes] = {}
@@ -88,20 +89,28 @@ def _versions_to_export(registry: Registry, ref: str, with_lineage: bool) -> lis
     root = registry.get(ref)
     if root.status == VersionStatus.PURGED:
         raise NotFoundError(f"{root.ref} was purged by gc: its file is gone")
+    # Depth first, parents before children, with a stack: a lineage thousands of versions long is no
+    # RecursionError.
     ordered: list[ExpertVersion] = []
-    seen: set[str] = set()
+    seen: set[str] = {root.ref}
 
-    def visit(version: ExpertVersion) -> None:
-        seen.add(version.ref)
-        if with_lineage:
-            for edge in version.lineage:
-                if edge.parent is not None and edge.parent not in seen:
-                    parent = registry.get(edge.parent)
-                    if parent.status != VersionStatus.PURGED:  # a purged parent has no file to carry
-                        visit(parent)
-        ordered.append(version)
+    def parents(version: ExpertVersion) -> Iterator[ExpertVersion]:
+        for edge in version.lineage if with_lineage else ():
+            if edge.parent is not None and edge.parent not in seen:
+                parent = registry.get(edge.parent)
+                if parent.status != VersionStatus.PURGED:  # a purged parent has no file to carry
+                    yield parent
 
-    visit(root)
+    stack = [(root, parents(root))]
+    while stack:
+        version, pending = stack[-1]
+        parent = next(pending, None)
+        if parent is None:
+            stack.pop()
+            ordered.append(version)
+        elif parent.ref not in seen:
+            seen.add(parent.ref)
+            stack.append((parent, parents(parent)))
     return ordered
 
 

@@ -205,3 +205,34 @@ def test_every_read_command_works_on_what_an_unchecked_import_stored(registry, t
         runner.ok(*args)
     assert "nested more than 8 levels" in runner.ok("show", ref)
     _fails(runner, 4, "a protocol spec has no field", "compare", "parent:1", ref, "--protocol", PROTOCOL.id)
+
+
+def test_a_database_of_another_application_is_refused_by_every_command_init_included(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE accounts (id INTEGER)")
+    runner = CLI(tmp_path / "home", capsys, db=f"sqlite:///{path}", init=False)
+    for command in (["list"], ["init"], ["db", "upgrade"], ["protocols"]):
+        _fails(runner, 4, "not a t2reg registry", *command)
+    with sqlite3.connect(path) as conn:
+        assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["accounts"]
+
+
+def test_out_onto_a_symlink_to_an_empty_folder_is_refused_and_left_alone(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    for command in (["bundle", "export"], ["export"]):  # export refuses before it loads any model
+        _fails(cli, 4, "is a symlink", *command, "gsm8k-smollm2-135m:1", "--out", str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink() and os.listdir(tmp_path / "empty") == []
+
+
+def test_out_ending_in_a_slash_names_a_folder(cli, tmp_path):
+    """One rule: a command that writes a file refuses DIR/, one that writes a folder creates DIR."""
+    for command in (["download", "gsm8k-smollm2-135m:1"], ["new-expert", "--model", "smollm2-135m"],
+                    ["jobs", "plot", "1"]):
+        _fails(cli, 2, "ends in '/'", *command, "--out", f"{tmp_path / 'dir'}/")
+    assert not (tmp_path / "dir").exists()
+    cli.ok("bundle", "export", "gsm8k-smollm2-135m:1", "--out", f"{tmp_path / 'new' / 'bundle'}/")
+    assert (tmp_path / "new" / "bundle" / "t2reg.json").is_file()

@@ -1,12 +1,14 @@
 """Bad input gets a clear error and leaves no row and no stray blob."""
 
+import uuid
+
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, inspect, select, text
 
 from t2reg.registry.entities import Lineage
 from t2reg.vocabulary import Relation
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, T2RegError
+from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
 from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionRow, VersionTagRow
 from t2reg.settings import load_settings
@@ -140,14 +142,39 @@ def test_unreachable_database_is_one_clear_line(tmp_path, url, words):
     assert words in message and "\n" not in message and "sqlalche.me" not in message
 
 
-def test_database_with_foreign_tables_is_not_touched(tmp_path):
-    import sqlite3
+def _foreign_database(backend, tmp_path, request) -> str:
+    """A database another application made: one table of its own, no t2reg revision."""
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres").create_database(f"f_{uuid.uuid4().hex[:12]}")
+    else:
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE accounts (id INTEGER)"))
+    engine.dispose()
+    return url
 
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE accounts (id INTEGER)")
-    with pytest.raises(DatabaseError, match="no t2reg schema revision"):
-        Registry(load_settings(home=tmp_path, database_url=f"sqlite:///{path}"))
+
+def _table_names(url):
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_database_with_foreign_tables_is_not_touched(backend, tmp_path, request):
+    url = _foreign_database(backend, tmp_path, request)
+    for create in (False, True):
+        with pytest.raises(InvalidInputError, match="no t2reg schema revision"):
+            Registry(load_settings(home=tmp_path, database_url=url), create=create)
+    registry = Registry(load_settings(home=tmp_path, database_url=url), check_schema=False)  # as `t2reg init` opens
+    try:
+        with pytest.raises(InvalidInputError, match="not a t2reg registry"):
+            registry.init()
+    finally:
+        registry.close()
+    assert _table_names(url) == ["accounts"]
 
 
 @pytest.mark.parametrize("metric, value", [("accuracy", 2), ("accuracy", -5), ("acc_norm", 1.5),

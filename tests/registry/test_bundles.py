@@ -10,6 +10,7 @@ import uuid
 import pytest
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.protocols import Protocol
@@ -397,3 +398,23 @@ def test_a_bundle_exported_from_a_poisoned_registry_is_refused_elsewhere(registr
         with pytest.raises(InvalidInputError):
             clean.import_bundle(tmp_path / "out")
         assert snapshot(clean) == before
+
+
+def test_a_lineage_longer_than_the_recursion_limit_exports(sqlite_registry, tmp_path):
+    # Each import may add a generation: a chain of 1,200 is what a registry can come to hold.
+    registry = sqlite_registry
+    shapes = registry.model_shapes("smollm2-135m")
+    first = registry.publish(write(make_expert(shapes, SMOL), tmp_path / "e.safetensors"), name="chain")
+    with registry.db.session(write=True) as session:
+        row = session.get(VersionRow, session.scalar(select(VersionRow.id)))
+        same = {a.key: getattr(row, a.key) for a in sa_inspect(VersionRow).column_attrs if a.key not in ("id", "version")}
+        parent = row.id
+        for number in range(2, 1201):
+            child = VersionRow(version=number, **same)
+            session.add(child)
+            session.flush()
+            session.add(LineageRow(child_id=child.id, parent_id=parent, relation="transferred_from", params={}))
+            parent = child.id
+    manifest = registry.export_bundle("chain:1200", tmp_path / "out", with_lineage=True)
+    assert [v.key for v in manifest.versions] == [f"chain:{n}" for n in range(1, 1201)]
+    assert manifest.versions[0].key == first.ref
