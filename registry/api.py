@@ -19,7 +19,7 @@ from t2reg.expert_file import (
     constant_expert,
     dumps_expert,
     loads_expert,
-    read_file_bytes,
+    read_expert_bytes,
     write_expert,
 )
 from t2reg.protocols import Measurement, Protocol
@@ -626,7 +626,7 @@ def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
         return data, loads_expert(data, "expert"), "expert"
     if isinstance(source, bytes):
         return source, loads_expert(source), "<bytes>"
-    data = read_file_bytes(source)
+    data = read_expert_bytes(source)
     return data, loads_expert(data, str(source)), str(source)
 
 

@@ -236,3 +236,27 @@ def test_out_ending_in_a_slash_names_a_folder(cli, tmp_path):
     assert not (tmp_path / "dir").exists()
     cli.ok("bundle", "export", "gsm8k-smollm2-135m:1", "--out", f"{tmp_path / 'new' / 'bundle'}/")
     assert (tmp_path / "new" / "bundle" / "t2reg.json").is_file()
+
+
+def _peak_rss_of(args, home):
+    """Run t2reg in a child process: its exit code, stderr and peak resident memory in bytes (Linux: KiB)."""
+    proc = subprocess.Popen([sys.executable, "-m", "t2reg.cli", "--home", str(home), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err, usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("head", ["junk", "an expert's header, then a gigabyte"])
+def test_publishing_a_gigabyte_file_is_refused_from_its_header(cli, tmp_path, head):
+    big = tmp_path / "big.safetensors"
+    good = (tmp_path / "e.safetensors").read_bytes()
+    with big.open("wb") as fh:  # sparse: the test itself writes a few bytes
+        fh.write(os.urandom(64) if head == "junk" else good)
+        fh.truncate(10**9)
+    code, err, peak = _peak_rss_of(["publish", str(big)], tmp_path / "home")
+    assert code == 4 and err.count("\n") == 1, err
+    assert ("8 bytes claim" in err or "not a safetensors file" in err) if head == "junk" else "header describes" in err
+    baseline = _peak_rss_of(["publish", str(tmp_path / "missing.safetensors")], tmp_path / "home")[2]
+    assert peak < baseline + 100 * 2**20, (peak, baseline)  # reading it all would add 1 GB
