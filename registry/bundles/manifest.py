@@ -291,6 +291,7 @@ def _lineage(o: _Object) -> BundleLineage:
 def _tags(o: _Object) -> dict[str, str]:
     tags = o.get("tags", dict)
     for key, value in tags.items():
+        _valid_name(key, f"{o.where}.tags", "tag key")  # first: the key is named in the next message
         if not isinstance(value, str):
             raise InvalidInputError(f"{o.where}.tags.{key} must be text")
     return dict(check_tag(k, v) for k, v in tags.items())

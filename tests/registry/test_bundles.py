@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy import inspect as sa_inspect
 
 from t2reg.errors import InvalidInputError, NotFoundError
@@ -18,10 +18,11 @@ from t2reg.question_results import dumps_results
 from t2reg.registry import Registry
 from t2reg.registry.bundles.card import read_front_matter
 from t2reg.registry.entities import Lineage
-from t2reg.registry.orm import Base, BlobRow, EvaluationRow, LineageRow, ProtocolRow, VersionRow
+from t2reg.registry.orm import BlobRow, EvaluationRow, LineageRow, ProtocolRow, VersionRow
 from t2reg.settings import load_settings
 from t2reg.vocabulary import Relation
 from tests.helpers.experts import make_expert, write
+from tests.helpers.registry_state import snapshot
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROTOCOL = Protocol(task="gsm8k", split="test", mode="generate", prompt_version="gsm8k-v1", n=2, sample_seed=0,
@@ -236,16 +237,6 @@ def test_gemma_scores_from_before_the_bos_fix_arrive_under_their_own_protocol(re
 # -- what a bundle may not bring in ------------------------------------------------------------------------
 
 
-def snapshot(registry):
-    """Every row of every table and every blob's name: a registry a refused import left unchanged reads the same."""
-    with registry.db.session() as session:
-        rows = {table.name: sorted(map(repr, session.execute(table.select()).all()))
-                for table in Base.metadata.sorted_tables}
-    blobs = sorted(sha for sha, _ in registry.blobs.iter_blobs()) if hasattr(registry.blobs, "iter_blobs") else []
-    temp = sorted(map(str, registry.blobs.iter_temp_files())) if hasattr(registry.blobs, "iter_temp_files") else []
-    return rows, blobs, temp
-
-
 def _hash_of(spec):
     """A measured protocol's id, computed the way t2reg.protocols does, for any spec: a forger can."""
     body = {k: v for k, v in spec.items() if k != "id"}
@@ -418,3 +409,16 @@ def test_a_lineage_longer_than_the_recursion_limit_exports(sqlite_registry, tmp_
     manifest = registry.export_bundle("chain:1200", tmp_path / "out", with_lineage=True)
     assert [v.key for v in manifest.versions] == [f"chain:{n}" for n in range(1, 1201)]
     assert manifest.versions[0].key == first.ref
+
+
+def test_a_stored_value_deeper_than_python_parses_still_reads(registry, tmp_path):
+    # Written by another tool: deeper than json.loads can go before Python's recursion limit.
+    ref = _poison_as_an_unchecked_import_did(registry, tmp_path)
+    deep = '{"a":' * 3000 + "0" + "}" * 3000
+    with registry.db.session(write=True) as session:
+        session.execute(text("UPDATE lineage SET params = :deep"), {"deep": deep})
+        session.execute(text("UPDATE protocols SET spec = :deep WHERE id = 'reported:gsm8k'"), {"deep": deep})
+    [edge] = registry.get(ref).lineage
+    assert edge.params == {"unreadable": "nested too deeply to read"}
+    assert "unreadable" in {p.id: p.spec for p in registry.protocols()}["reported:gsm8k"]
+    registry.export_bundle(ref, tmp_path / "out", with_lineage=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from t2reg.errors import InvalidInputError, T2RegError, clip, shown
+from t2reg.errors import InvalidInputError, T2RegError
 from t2reg.expert_file import Metric
 from t2reg.files import contained
 from t2reg.registry.model_sources import ModelSpec, from_builtin
@@ -183,6 +183,8 @@ def test_a_long_input_is_echoed_clipped_with_its_length(registry):
 
 
 def test_clip_keeps_short_text_and_says_how_long_long_text_was():
+    from t2reg.errors import clip, shown
+
     assert clip("short") == "short" and shown("short") == "'short'"
     assert clip("y" * 150) == "y" * 100 + "… (150 characters)"
     assert shown("y" * 150) == repr("y" * 100) + "… (150 characters)"
