@@ -40,7 +40,8 @@ class T2RegError(Exception):
     exit_code = 1
 
     def __init__(self, message: str = "", *, options: Sequence[str] = ()) -> None:
-        message = clip(message, MESSAGE_MAX)
+        if len(message) > MESSAGE_MAX:  # clipped well below the bound, so a rebuilt error is not clipped again
+            message = clip(message, MESSAGE_MAX - 50)
         super().__init__(message)
         self.template = message
         self.options = tuple(options)
