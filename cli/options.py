@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import click
 
+from t2reg.errors import shown
+from t2reg.files import ends_with_separator
 from t2reg.specs import JobSpec
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -51,6 +53,8 @@ class OutputFile(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
             self.fail("the path is empty", param, ctx)
+        if isinstance(value, str) and ends_with_separator(value):  # Path would drop the '/' and write a file "DIR"
+            self.fail(f"{shown(value)} ends in '/', which names a folder; give the file's own name", param, ctx)
         return super().convert(value, param, ctx)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.architectures import matrix_specs
 from t2reg.expert_file import (
     Expert,
@@ -19,7 +19,7 @@ from t2reg.expert_file import (
     constant_expert,
     dumps_expert,
     loads_expert,
-    read_file_bytes,
+    read_expert_bytes,
     write_expert,
 )
 from t2reg.protocols import Measurement, Protocol
@@ -320,21 +320,11 @@ class Registry:
             version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
         except BaseException:
             if created:
-                self._discard_blob(store, sha, stamp)
+                maintenance.discard_blob(self.db, store, sha, stamp)
             raise
         if not store.exists(sha):  # a concurrent failed publish of the same bytes removed it
             store.put(data)
         return version
-
-    def _discard_blob(self, store: BlobStore, sha: str, stamp: int | None) -> None:
-        # Only a blob this call created, that nobody touched since and no row uses.
-        try:
-            if store.path(sha).stat().st_mtime_ns != stamp:
-                return
-        except FileNotFoundError:
-            return
-        if sha not in maintenance.referenced_blobs(self.db):
-            store.remove(sha)
 
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None
@@ -399,7 +389,7 @@ class Registry:
             else:
                 found = self.list(where=spec)
             if not found:
-                raise NotFoundError(f"pool filter {spec!r} matched no live expert")
+                raise NotFoundError(f"pool filter {shown(spec)} matched no live expert")
             for version in found:
                 chosen.setdefault(version.ref, version)
         return list(chosen.values())
@@ -636,7 +626,7 @@ def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
         return data, loads_expert(data, "expert"), "expert"
     if isinstance(source, bytes):
         return source, loads_expert(source), "<bytes>"
-    data = read_file_bytes(source)
+    data = read_expert_bytes(source)
     return data, loads_expert(data, str(source)), str(source)
 
 

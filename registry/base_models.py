@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, NotFoundError
+from t2reg.errors import ConflictError, NotFoundError, shown
 from t2reg.expert_file import Metric
 from t2reg.registry.entities import EvaluationInfo, ModelInfo
 from t2reg.registry.model_sources import ModelSpec
@@ -31,7 +31,7 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
         session.add(row)
         session.flush()
     elif row.shapes != spec.shapes():
-        raise ConflictError(f"model {spec.name!r} is already registered with other shapes; choose another {{name}}",
+        raise ConflictError(f"model {shown(spec.name)} is already registered with other shapes; choose another {{name}}",
                             options=["name"])
     elif spec.location and spec.location != row.location:
         # Same model, now with weights (e.g. a built-in shape table gets its converted GGUF).
@@ -43,16 +43,16 @@ def add_model(session: Session, spec: ModelSpec, aliases: tuple[str, ...] = ()) 
 
 
 def add_alias(session: Session, model: BaseModelRow, alias: str) -> None:
-    validate_name(alias, "model alias", max_length=100)
+    validate_name(alias, "model alias")
     existing = session.get(ModelAliasRow, alias)
     if existing is not None:
         if existing.model_id != model.id:
             owner = session.get(BaseModelRow, existing.model_id)
-            raise ConflictError(f"model alias {alias!r} already names model {owner.name!r}")
+            raise ConflictError(f"model alias {shown(alias)} already names model {shown(owner.name)}")
         return
     clash = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == alias, BaseModelRow.id != model.id))
     if clash is not None:
-        raise ConflictError(f"model alias {alias!r} is the name of another registered model")
+        raise ConflictError(f"model alias {shown(alias)} is the name of another registered model")
     session.add(ModelAliasRow(alias=alias, model_id=model.id))
 
 
@@ -68,7 +68,7 @@ def get_model(session: Session, ref: str) -> BaseModelRow:
     if row is None:
         known = sorted(session.scalars(select(ModelAliasRow.alias)))
         hint = f"; known aliases: {', '.join(known)}" if known else ""
-        raise NotFoundError(f"unknown model {ref!r} (register it with `t2reg model add`){hint}")
+        raise NotFoundError(f"unknown model {shown(ref)} (register it with `t2reg model add`){hint}")
     return row
 
 

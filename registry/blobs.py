@@ -28,8 +28,8 @@ from t2reg.files import land_bytes, land_text
 from t2reg.vocabulary import BlobStoreKind
 
 _CHUNK = 1 << 20
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_SHARD = re.compile(r"^[0-9a-f]{2}$")
+_SHA = re.compile(r"[0-9a-f]{64}")  # fullmatch only: "$" would take a name ending in a newline
+_SHARD = re.compile(r"[0-9a-f]{2}")
 MARKERS = "registries"
 
 
@@ -112,11 +112,11 @@ class BlobStore:
         if not self._objects.is_dir():
             return
         for shard in sorted(self._objects.iterdir()):
-            if not (_SHARD.match(shard.name) and shard.is_dir() and not shard.is_symlink()):
+            if not (_SHARD.fullmatch(shard.name) and shard.is_dir() and not shard.is_symlink()):
                 yield None, shard
                 continue
             for path in sorted(shard.iterdir()):
-                good = _SHA.match(path.name) and path.name[:2] == shard.name
+                good = _SHA.fullmatch(path.name) and path.name[:2] == shard.name
                 yield (path.name if good and path.is_file() and not path.is_symlink() else None), path
 
     def iter_temp_files(self) -> Iterator[Path]:

@@ -168,7 +168,8 @@ def _make_engine(url: str, create: bool) -> tuple[Engine, bool]:
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed, create)
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed), json_serializer=_strict_json)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=_connect_args(parsed), json_serializer=_strict_json,
+                                   json_deserializer=_lenient_json)
         return engine, False
     except T2RegError:
         raise
@@ -185,6 +186,15 @@ def _make_engine(url: str, create: bool) -> tuple[Engine, bool]:
 def _strict_json(value: object) -> str:
     # PostgreSQL's json type has no NaN or Infinity; refusing them on SQLite too keeps the two stores alike.
     return json.dumps(value, allow_nan=False)
+
+
+def _lenient_json(text: str) -> object:
+    # A read must never fail on what is stored: a value nested deeper than Python's parser goes (written by
+    # another tool, or by an import before imports were checked) reads as a note saying so.
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return {"unreadable": "nested too deeply to read"}
 
 
 def _connect_args(parsed) -> dict[str, object]:
@@ -209,7 +219,8 @@ def _sqlite_engine(parsed: URL, create: bool) -> tuple[Engine, bool]:
         _require_existing_file(path)
     read_only = path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
     target = _read_only_url(parsed, path) if read_only else parsed
-    engine = create_engine(target, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, json_serializer=_strict_json)
+    engine = create_engine(target, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, json_serializer=_strict_json,
+                           json_deserializer=_lenient_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

@@ -19,7 +19,7 @@ from t2reg.expert_file import Metric
 from t2reg.registry import protocols
 from t2reg.registry.entities import EvaluationInfo, RankedVersion
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
-from t2reg.registry.validation import source_values
+from t2reg.registry.validation import is_proportion, source_values
 from t2reg.stats import intervals_overlap, wilson_interval
 from t2reg.vocabulary import VersionStatus
 
@@ -77,6 +77,8 @@ def best(
         .where(EvaluationRow.task == task, EvaluationRow.metric == metric, EvaluationRow.protocol_id == protocol_id,
                VersionRow.status == VersionStatus.LIVE.value)
     )
+    if is_proportion(metric):  # a registry written before scores were range-checked may hold 2 or 1e308
+        stmt = stmt.where(EvaluationRow.value.between(0.0, 1.0))
     if split is None:
         stmt = stmt.where(EvaluationRow.is_latest == true())
     else:

@@ -11,15 +11,17 @@ card and a pull imports the bundle with all of its checks.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from t2reg.errors import HubError, InvalidInputError, NotFoundError
+from t2reg.errors import HubError, InvalidInputError, NotFoundError, shown
 from t2reg.registry.bundles import BundleImport, Manifest
 from t2reg.registry.bundles.exchange import export_bundle, import_bundle
+from t2reg.registry.validation import validate_revision
 
 if TYPE_CHECKING:
     from t2reg.registry.api import Registry
@@ -41,6 +43,7 @@ def push(registry: Registry, ref: str, repo: str, *, revision: str | None = None
          private: bool | None = None, token: str | None = None) -> HubPush:
     """Upload ``ref`` as a bundle to the model repository ``repo`` (created if missing), on ``revision``."""
     _check_repo_id(repo)
+    revision = validate_revision(revision) or None
     with tempfile.TemporaryDirectory(prefix="t2reg-push-") as tmp:
         folder = Path(tmp) / "bundle"
         manifest = export_bundle(registry, ref, folder, with_lineage=with_lineage)
@@ -65,14 +68,35 @@ def upload_folder(folder: Path, repo: str, *, revision: str | None, private: boo
 
 
 def pull(registry: Registry, repo: str, *, revision: str | None = None, token: str | None = None) -> BundleImport:
-    """Download (or, offline, find in the local cache) ``repo`` at ``revision`` and import it as a bundle."""
-    from huggingface_hub import snapshot_download
+    """Download (or, offline, find in the local cache) ``repo`` at ``revision`` and import it as a bundle.
+
+    ``revision`` is a branch, tag or commit: names joined by '/' (never '..'). What is imported is the
+    snapshot folder ``<cache>/models--org--name/snapshots/<commit>`` and nothing else: a ref file in the cache
+    naming another folder (``../../x``) is refused, not followed.
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.file_download import repo_folder_name
 
     _check_repo_id(repo)
+    revision = validate_revision(revision) or None
+    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
+    storage = cache / repo_folder_name(repo_id=repo, repo_type=REPO_TYPE)
     with _hub_errors(repo, "pull"):
-        folder = Path(snapshot_download(repo_id=repo, repo_type=REPO_TYPE, revision=revision, token=token))
-    # <cache>/models--org--name/snapshots/<commit>: its files link into <cache>/models--org--name/blobs
-    return import_bundle(registry, folder, links_within=folder.parents[1])
+        folder = Path(snapshot_download(repo_id=repo, repo_type=REPO_TYPE, revision=revision, token=token,
+                                        cache_dir=cache))
+    _check_snapshot(folder, storage, repo)
+    # the snapshot's files link into <cache>/models--org--name/blobs
+    return import_bundle(registry, folder, links_within=storage)
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _check_snapshot(folder: Path, storage: Path, repo: str) -> None:
+    real = folder.resolve()
+    if real.parent != (storage / "snapshots").resolve() or not _COMMIT.fullmatch(real.name):
+        raise InvalidInputError(f"the Hugging Face cache names {shown(str(folder))} as the snapshot of {repo}, "
+                                f"which is not a commit's folder under {storage / 'snapshots'}; refusing to import it")
 
 
 def _check_repo_id(repo: str) -> None:
@@ -82,7 +106,7 @@ def _check_repo_id(repo: str) -> None:
     try:
         validate_repo_id(repo)
     except HFValidationError:
-        raise InvalidInputError(f"{repo!r} is not a Hugging Face repository id (ORG/NAME)") from None
+        raise InvalidInputError(f"{shown(repo)} is not a Hugging Face repository id (ORG/NAME)") from None
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, NotFoundError
+from t2reg.errors import ConflictError, NotFoundError, shown
 from t2reg.registry.orm import ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.registry.validation import validate_name
 from t2reg.vocabulary import VersionStatus
@@ -23,7 +23,7 @@ def set_tags(session: Session, row: VersionRow, tags: dict[str, str]) -> None:
 def remove_tags(session: Session, row: VersionRow, keys: list[str]) -> None:
     missing = [k for k in keys if session.get(VersionTagRow, (row.id, k)) is None]
     if missing:
-        raise NotFoundError(f"no tag {missing[0]!r} on this version")
+        raise NotFoundError(f"no tag {shown(missing[0])} on this version")
     session.execute(delete(VersionTagRow).where(VersionTagRow.version_id == row.id, VersionTagRow.key.in_(keys)))
 
 
@@ -31,7 +31,7 @@ def set_alias(session: Session, row: VersionRow, alias: str, move: bool = False)
     """Point ``alias`` at ``row``; moving it off another version needs ``move``."""
     validate_name(alias, "alias")
     if alias.isdigit():
-        raise ConflictError(f"alias {alias!r} would read as a version number")
+        raise ConflictError(f"alias {shown(alias)} would read as a version number")
     if row.status != VersionStatus.LIVE.value:
         raise ConflictError("cannot alias a deleted version")
     existing = session.get(VersionAliasRow, (row.expert_id, alias))

@@ -54,6 +54,18 @@ def referenced_blobs_in(session: Session, excluding: Collection[int] = ()) -> se
     return found
 
 
+def discard_blob(db: Database, store: BlobStore, sha256: str, stamp: int | None) -> None:
+    """Undo a blob a failed write landed (its rows did not commit): only when nobody touched it since (its
+    mtime is still ``stamp``) and no row uses it (the same bytes may have been published meanwhile)."""
+    try:
+        if store.path(sha256).stat().st_mtime_ns != stamp:
+            return
+    except FileNotFoundError:
+        return
+    if sha256 not in referenced_blobs(db):
+        store.remove(sha256)
+
+
 def count_versions(db: Database) -> int:
     with db.session() as session:
         return session.scalar(select(func.count()).select_from(VersionRow)) or 0

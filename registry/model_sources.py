@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from t2reg.architectures import architecture_of, matrix_specs
 from t2reg.builtin_models import BUILTIN_MODELS
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError, shown
 from t2reg.registry.validation import validate_revision
 
 
@@ -67,7 +67,7 @@ def from_hub(repo_id: str, revision: str | None = None, name: str | None = None)
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
         config_path = folder / "config.json"
     except RepositoryNotFoundError:
-        raise NotFoundError(f"no model {repo_id!r} on the Hugging Face Hub (or it is gated)") from None
+        raise NotFoundError(f"no model {shown(repo_id)} on the Hugging Face Hub (or it is gated)") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise NotFoundError(
             f"cannot fetch {repo_id}/config.json from the Hugging Face Hub ({type(exc).__name__}); "

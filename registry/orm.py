@@ -35,6 +35,7 @@ from t2reg.registry.entities import (
     RankedVersion,
     as_utc,
 )
+from t2reg.registry.validation import readable_json
 from t2reg.expert_file import Metric
 from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
 
@@ -90,7 +91,7 @@ class BaseModelRow(Base):
 class ModelAliasRow(Base):
     __tablename__ = "model_aliases"
 
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -159,7 +160,7 @@ class ProtocolRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def to_entity(self) -> ProtocolInfo:
-        return ProtocolInfo(self.id, self.task, self.spec, self.uses)
+        return ProtocolInfo(self.id, self.task, readable_json(self.spec, f"the spec of protocol {self.id}"), self.uses)
 
 
 class ScoreColumns:
@@ -223,14 +224,14 @@ class LineageRow(Base):
 
     def to_entity(self, parent: str | None) -> Lineage:
         """``parent`` is the parent's NAME:VERSION (None for an edge to no version, e.g. trained_from)."""
-        return Lineage(parent, Relation(self.relation), self.weight, self.params)
+        return Lineage(parent, Relation(self.relation), self.weight, readable_json(self.params, "lineage params"))
 
 
 class VersionTagRow(Base):
     __tablename__ = "version_tags"
 
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(String(500))
 
 
@@ -238,7 +239,7 @@ class VersionAliasRow(Base):
     __tablename__ = "version_aliases"
 
     expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("expert_versions.id", ondelete="CASCADE"), index=True)
 
 

@@ -66,6 +66,8 @@ def downgrade(db: Database, revision: str) -> None:
 
 def _check_known(db: Database) -> None:
     current = current_revision(db)
+    if current is None and not is_empty(db):
+        raise _foreign(db)
     if current is not None and not is_known(current):
         raise DatabaseError(
             f"database {db.display_url} is at schema revision {current}, newer than this t2reg knows "
@@ -85,8 +87,15 @@ def _revision_errors() -> Iterator[None]:
 
 
 def is_empty(db: Database) -> bool:
+    """Whether the database holds no table (but, perhaps, t2reg's version table, left by a downgrade to base)."""
     with translate_errors(db.url), db.engine.connect() as conn:
-        return not inspect(conn).get_table_names()
+        return not set(inspect(conn).get_table_names()) - {VERSION_TABLE}
+
+
+def _foreign(db: Database) -> InvalidInputError:
+    # Another application's database: t2reg neither reads it as a registry nor adds its tables beside theirs.
+    return InvalidInputError(f"database {db.display_url} holds tables but no t2reg schema revision: it is not a "
+                             "t2reg registry; refusing to touch it (a registry needs a database of its own)")
 
 
 def check_schema(db: Database) -> str:
@@ -97,7 +106,7 @@ def check_schema(db: Database) -> str:
     if current is None:
         if is_empty(db):
             return "empty"
-        raise DatabaseError(f"database {db.display_url} holds tables but no t2reg schema revision; refusing to touch it")
+        raise _foreign(db)
     if not is_known(current):
         raise DatabaseError(
             f"database {db.display_url} is at schema revision {current}, which this t2reg does not know (it knows up "

@@ -60,7 +60,7 @@ class Architecture:
     def __post_init__(self) -> None:
         for role, template in self.templates.items():
             regex = re.escape(template).replace(re.escape("{layer}"), r"(\d+)")
-            self._patterns[role] = re.compile(f"^{regex}$")
+            self._patterns[role] = re.compile(regex)
 
     def matrices(self, config: Mapping[str, Any], modules: str = "all") -> list[MatrixSpec]:
         """Every adaptable matrix for ``config``, layer by layer in role order."""
@@ -77,7 +77,7 @@ class Architecture:
     def locate(self, name: str) -> tuple[int, str] | None:
         """``(layer, role)`` of a parameter name, or None when it is no adaptable matrix."""
         for role, pattern in self._patterns.items():
-            match = pattern.match(name)
+            match = pattern.fullmatch(name)
             if match:
                 return int(match.group(1)), role
         return None

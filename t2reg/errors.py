@@ -17,6 +17,21 @@ import re
 from typing import Callable, Sequence
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+ECHO_MAX = 100  # characters of a user's input an error message repeats
+MESSAGE_MAX = 1000  # characters of a whole message: a backstop for input echoed without shown()
+
+
+def clip(text: str, limit: int = ECHO_MAX) -> str:
+    """``text``, or its first ``limit`` characters, an ellipsis and how long it was: the one rule for how much
+    of someone's input a message repeats (a 100k-character name must not come back as a 100k-character line)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: object, limit: int = ECHO_MAX) -> str:
+    """``value`` as ``repr`` writes it (text quoted), clipped by :func:`clip`: how a message quotes input."""
+    if not isinstance(value, str):
+        return clip(repr(value), limit)
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 class T2RegError(Exception):
@@ -25,6 +40,8 @@ class T2RegError(Exception):
     exit_code = 1
 
     def __init__(self, message: str = "", *, options: Sequence[str] = ()) -> None:
+        if len(message) > MESSAGE_MAX:  # clipped well below the bound, so a rebuilt error is not clipped again
+            message = clip(message, MESSAGE_MAX - 50)
         super().__init__(message)
         self.template = message
         self.options = tuple(options)

@@ -12,9 +12,11 @@ import json
 import math
 import os
 import stat
+import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 from safetensors import SafetensorError
@@ -133,12 +135,16 @@ def write_expert(expert: Expert, path: str | os.PathLike[str]) -> Path:
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: an expert over every matrix of a 70B model is about 20 MB
 
 
-def read_file_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes (at most ``limit``), with one-line errors for the usual ways that fails.
+EXPERT_HEADER_MAX = 16 << 20  # an expert's header: a few hundred tensor entries and its metadata, far below this
 
-    A FIFO, a device (``/dev/zero``) or a socket is refused without reading: one
-    would block forever, another never end. Opened non-blocking, then checked on
-    the open descriptor, so a path swapped between check and read changes nothing.
+
+@contextmanager
+def _open_regular(path: str | os.PathLike[str], limit: int) -> Iterator[tuple[BinaryIO, int]]:
+    """A regular file open for reading, and its size, with one-line errors for the usual ways that fails.
+
+    A FIFO, a device (``/dev/zero``) or a socket is refused without reading: one would block forever, another
+    never end. Opened non-blocking, then checked on the open descriptor, so a path swapped between check and
+    read changes nothing.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -159,15 +165,42 @@ def read_file_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -
         if info.st_size > limit:
             raise ExpertFileError(f"{path}: {info.st_size} bytes; an expert file is at most {limit}")
         os.set_blocking(fd, True)
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ExpertFileError(f"{path}: more than {limit} bytes; an expert file is at most {limit}")
+        yield fh, info.st_size
+
+
+def read_expert_bytes(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """An expert file's bytes, judged by its header before its data is read.
+
+    A safetensors file's first 8 bytes give its header's length: one beyond :data:`EXPERT_HEADER_MAX` (or
+    the file) is refused at once, and so is a header that is not an expert's (no t2reg metadata, a tensor that
+    is not a float32 vector) or that describes a file of another size. So a gigabyte of junk costs a few bytes
+    of reading, not a gigabyte of memory. Only then is the rest read (and :func:`loads_expert` checks it all).
+    """
+    origin = str(path)
+    with _open_regular(path, limit) as (fh, size):
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise ExpertFileError(f"{origin}: not a safetensors file (only {len(prefix)} bytes)")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > EXPERT_HEADER_MAX:
+            raise ExpertFileError(f"{origin}: not a safetensors file, or not an expert: its first 8 bytes claim a "
+                                  f"{header_size}-byte header; an expert's is at most {EXPERT_HEADER_MAX}")
+        head = prefix + fh.read(header_size)
+        header, _ = safetensors_io.parse_header(head, size, origin, ExpertFileError)
+        _parse_meta(_check_metadata_strings(header.pop("__metadata__", None), origin), origin)
+        _check_tensor_entries(header, size - 8 - header_size, origin)
+        described = 8 + header_size + max((entry["data_offsets"][1] for entry in header.values()), default=0)
+        if described != size:
+            raise ExpertFileError(f"{origin}: its header describes {described} bytes, but the file has {size}")
+        data = head + fh.read(size - len(head) + 1)
+    if len(data) != size:
+        raise ExpertFileError(f"{origin}: changed while it was read ({len(data)} bytes, not {size})")
     return data
 
 
 def read_expert(path: str | os.PathLike[str]) -> Expert:
     """Read and validate an expert file."""
-    return loads_expert(read_file_bytes(path), str(path))
+    return loads_expert(read_expert_bytes(path), str(path))
 
 
 def loads_expert(data: bytes, origin: str = "<bytes>") -> Expert:

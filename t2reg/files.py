@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, StorageError, shown
 
 
 def contained(root: str | os.PathLike[str], *parts: str) -> Path:
@@ -35,9 +35,13 @@ def contained(root: str | os.PathLike[str], *parts: str) -> Path:
 
 
 def check_destination(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a Path, refused when something other than a regular file is already there."""
-    if not os.fspath(path):
+    """``path`` as a Path, refused when something other than a regular file is already there, or when it ends
+    in '/': that names a folder, and a file is never written under the folder's own name."""
+    text = os.fspath(path)
+    if not text:
         raise InvalidInputError("the output path is empty")
+    if ends_with_separator(text):
+        raise InvalidInputError(f"{shown(text)} ends in '/', which names a folder; give the file's own name")
     path = Path(path)
     if path.exists() and not path.is_file():
         raise InvalidInputError(f"{path} exists and is not a regular file; refusing to replace it")
@@ -80,6 +84,18 @@ def land_text(path: str | os.PathLike[str], text: str) -> Path:
     return land_bytes(path, text.encode("utf-8"))
 
 
+def check_folder_destination(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, refused unless it is absent or an empty folder (not a symlink to one: the folder
+    would replace the link, not be written through it). Commands that write a folder check this first, before
+    the expensive work; :func:`landing_dir` checks it again."""
+    path = Path(path)
+    if path.is_symlink():
+        raise InvalidInputError(f"{path} is a symlink; give the folder it points to, or a new path")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InvalidInputError(f"{path} exists and is not an empty folder; refusing to replace it")
+    return path
+
+
 @contextmanager
 def landing_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A staging folder renamed to ``path`` when the block ends (``path`` must be absent or empty).
@@ -87,10 +103,13 @@ def landing_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     Used for whole model folders (a converted GGUF, an export): a reader never
     sees half of one. Only the staging folder this call created is ever removed.
     """
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise InvalidInputError(f"{path} exists and is not an empty folder; refusing to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_folder_destination(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidInputError(f"{path.parent} is not a folder; cannot write {path.name} there") from None
+    except OSError as exc:
+        raise StorageError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield staging
@@ -101,6 +120,13 @@ def landing_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     fsync_dir(path.parent)
+
+
+def ends_with_separator(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` ends in '/' (a folder, by the one rule for ``--out``: a command writing a folder
+    creates it, one writing a file refuses it). ``Path`` drops the slash, so look before converting."""
+    text = os.fspath(path)
+    return text.endswith(os.sep) or (os.altsep is not None and text.endswith(os.altsep))
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

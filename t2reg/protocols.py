@@ -11,14 +11,16 @@ before protocols existed, or typed in by hand, belong to a per-task
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Metric
+from t2reg.specs import INT_MAX
 
 FULL = "full"  # n of a protocol that scores the whole split
 
@@ -53,7 +55,21 @@ class Protocol:
         return {"id": self.id, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+    def from_dict(cls, data: Any) -> "Protocol":
+        """The protocol a stored or bundled spec describes (its ``id`` key, if any, is not checked here), or an
+        :class:`InvalidInputError` naming the first field that is missing, unknown or of the wrong kind."""
+        if not isinstance(data, dict):
+            raise InvalidInputError("a protocol spec must be an object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields) - {"id"})
+        if unknown:
+            raise InvalidInputError(f"a protocol spec has no field {unknown[0][:40]!r}")
+        missing = [name for name in _REQUIRED if name not in data]
+        if missing:
+            raise InvalidInputError(f"a protocol spec needs {missing[0]!r}")
+        for name, value in data.items():
+            if name != "id" and not _FIELD_KINDS[name](value):
+                raise InvalidInputError(f"protocol field {name!r} is {_FIELD_WORDS[name]}, not {str(value)[:40]!r}")
         return cls(**{k: v for k, v in data.items() if k != "id"})
 
     def describe(self) -> str:
@@ -66,11 +82,42 @@ class Protocol:
         return f"{self.task}/{self.split}, {self.mode} ({self.prompt_version}), {sample}{extra}"
 
 
-def describe_spec(spec: dict[str, Any]) -> str:
-    """A stored protocol's spec for people (legacy and hand-reported ones carry a note instead)."""
-    if spec.get("legacy") or spec.get("reported"):
-        return str(spec.get("note", ""))
-    return Protocol.from_dict(spec).describe()
+def _whole(low: int, optional: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if value is None:
+            return optional
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= INT_MAX
+    return check
+
+
+def _text(optional: bool = False) -> Callable[[Any], bool]:
+    return lambda value: (value is None and optional) or (isinstance(value, str) and 0 < len(value) <= 128)
+
+
+_REQUIRED = ("task", "split", "mode", "prompt_version")
+# What each field may hold: what t2reg writes (a 1e30 or "1e999" sample size is nobody's protocol).
+_FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
+    "task": _text(), "split": _text(), "mode": _text(), "prompt_version": _text(),
+    "n": lambda value: value == FULL or _whole(1)(value), "sample_seed": _whole(-INT_MAX, optional=True),
+    "shots": _whole(0), "max_new_tokens": _whole(1, optional=True), "permute": _whole(1),
+    "routing": _text(optional=True),
+}
+_FIELD_WORDS = {**{k: "text of 1 to 128 characters" for k in ("task", "split", "mode", "prompt_version")},
+                "n": f"'{FULL}' or a whole number from 1 to {INT_MAX}",
+                "sample_seed": f"null or a whole number within ±{INT_MAX}", "shots": f"a whole number from 0 to {INT_MAX}",
+                "max_new_tokens": f"null or a whole number from 1 to {INT_MAX}",
+                "permute": f"a whole number from 1 to {INT_MAX}", "routing": "null or text of 1 to 128 characters"}
+
+
+def describe_spec(spec: Any) -> str:
+    """A stored protocol's spec for people (legacy and hand-reported ones carry a note instead). Never fails:
+    a spec this t2reg cannot read (another tool wrote it, or an unchecked import) says so."""
+    if isinstance(spec, dict) and (spec.get("legacy") or spec.get("reported")):
+        return str(spec.get("note", ""))[:500]
+    try:
+        return Protocol.from_dict(spec).describe()
+    except InvalidInputError as exc:
+        return f"(a spec this t2reg cannot read: {exc})"
 
 
 def legacy_id(task: str) -> str:

@@ -23,7 +23,7 @@ import torch
 from t2reg.architectures import MatrixSpec
 from t2reg.errors import ExpertFileError
 
-_POSITIONAL = re.compile(r"^learnable_params_module_list\.(\d+)$")
+_POSITIONAL = re.compile(r"learnable_params_module_list\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def read_reference(path: Path, mlp_specs: Sequence[MatrixSpec], max_mult: float 
     if not isinstance(state, dict) or not state:
         raise ExpertFileError(f"{path}: expected a non-empty dict of tensors")
     keys = list(state)
-    if all(isinstance(k, str) and _POSITIONAL.match(k) for k in keys):
+    if all(isinstance(k, str) and _POSITIONAL.fullmatch(k) for k in keys):
         logits = _positional(path, state, mlp_specs)
         layout = "policy_params"
     else:
@@ -56,7 +56,7 @@ def read_reference(path: Path, mlp_specs: Sequence[MatrixSpec], max_mult: float 
 
 
 def _positional(path: Path, state: dict[str, Any], mlp_specs: Sequence[MatrixSpec]) -> dict[str, torch.Tensor]:
-    indices = sorted(int(_POSITIONAL.match(k).group(1)) for k in state)
+    indices = sorted(int(_POSITIONAL.fullmatch(k).group(1)) for k in state)
     if indices != list(range(len(mlp_specs))):
         raise ExpertFileError(
             f"{path}: holds {len(indices)} positional vectors, but the model has {len(mlp_specs)} MLP matrices"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, shown
 
 
 class Word(str, Enum):
@@ -29,7 +29,7 @@ class Word(str, Enum):
         try:
             return cls(text)
         except ValueError:
-            raise InvalidInputError(f"unknown {what} {text!r}; choose from {', '.join(cls.values())}") from None
+            raise InvalidInputError(f"unknown {what} {shown(text)}; choose from {', '.join(cls.values())}") from None
 
 
 class Source(Word):

@@ -111,11 +111,12 @@ def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | 
 def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
     """An eval spec that measures under the stored protocol ``stored`` (backend and device from ``options``)."""
     if "measured_as" in stored:  # t2reg.protocols.without_bos_spec
-        measured = stored["measured_as"].get("id", "the protocol they were measured under")
-        raise InvalidInputError(f"protocol of {stored['task']} scores taken without the <bos> the model needed "
+        was = stored["measured_as"]
+        measured = (was.get("id") if isinstance(was, dict) else None) or "the protocol they were measured under"
+        raise InvalidInputError(f"protocol of {stored.get('task')} scores taken without the <bos> the model needed "
                                 f"(void); compare under {measured} to measure both sides afresh")
     if stored.get("legacy") or stored.get("reported"):
-        raise InvalidInputError(f"protocol of {stored['task']} scores recorded without per-question results "
+        raise InvalidInputError(f"protocol of {stored.get('task')} scores recorded without per-question results "
                                 "(legacy or typed in); compare under a measured protocol")
     protocol = Protocol.from_dict(stored)
     return dataclasses.replace(options, task=protocol.task, split=protocol.split, mode=protocol.mode,

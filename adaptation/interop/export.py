@@ -9,8 +9,7 @@ import torch
 
 from t2reg.adaptation.models import load_model, load_spectra, weights_dir
 from t2reg.adaptation.patching import ExpertPatch
-from t2reg.errors import ConflictError
-from t2reg.files import landing_dir
+from t2reg.files import check_folder_destination, landing_dir
 from t2reg.registry import Registry
 
 
@@ -20,13 +19,11 @@ def export_merged(registry: Registry, ref: str, out: Path, dtype: torch.dtype = 
     The result loads with ``AutoModelForCausalLM.from_pretrained(out)`` and needs
     no t2reg. Written to a staging folder and renamed, so ``out`` is never half there.
     """
+    out = check_folder_destination(out)  # before the model loads
     version = registry.get(ref)
     expert = registry.read_expert(version.ref)
     spectra = load_spectra(version.model, registry)  # first: it is the cheap thing that may be missing
     model = load_model(version.model, registry, dtype=dtype)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConflictError(f"{out} exists and is not an empty folder; choose another ({{out}})", options=["out"])
     with landing_dir(out) as staging:
         patch = ExpertPatch(model, spectra, expert)
         patch.apply()  # kept applied: this model is thrown away after saving

@@ -17,17 +17,17 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
-from t2reg.protocols import Protocol, without_bos_id, without_bos_spec
-from t2reg.files import land_bytes, land_text, landing_dir
+from t2reg.protocols import without_bos_id, without_bos_spec
+from t2reg.files import check_folder_destination, land_bytes, land_text, landing_dir
 from t2reg.question_results import loads_results
-from t2reg.registry import base_models, evaluations, labels, protocols, versions
+from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, versions
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.bundles.card import render_card
 from t2reg.registry.bundles.manifest import (
@@ -60,6 +60,7 @@ def export_bundle(registry: Registry, ref: str, out: str | os.PathLike[str], *, 
 
     ``out`` must be absent or empty; it appears whole or not at all.
     """
+    check_folder_destination(out)  # before reading every blob
     chosen = _versions_to_export(registry, ref, with_lineage)
     root = chosen[-1]
     blobs: dict[tuple[FileKind, str], bytes] = {}
@@ -88,20 +89,28 @@ def _versions_to_export(registry: Registry, ref: str, with_lineage: bool) -> lis
     root = registry.get(ref)
     if root.status == VersionStatus.PURGED:
         raise NotFoundError(f"{root.ref} was purged by gc: its file is gone")
+    # Depth first, parents before children, with a stack: a lineage thousands of versions long is no
+    # RecursionError.
     ordered: list[ExpertVersion] = []
-    seen: set[str] = set()
+    seen: set[str] = {root.ref}
 
-    def visit(version: ExpertVersion) -> None:
-        seen.add(version.ref)
-        if with_lineage:
-            for edge in version.lineage:
-                if edge.parent is not None and edge.parent not in seen:
-                    parent = registry.get(edge.parent)
-                    if parent.status != VersionStatus.PURGED:  # a purged parent has no file to carry
-                        visit(parent)
-        ordered.append(version)
+    def parents(version: ExpertVersion) -> Iterator[ExpertVersion]:
+        for edge in version.lineage if with_lineage else ():
+            if edge.parent is not None and edge.parent not in seen:
+                parent = registry.get(edge.parent)
+                if parent.status != VersionStatus.PURGED:  # a purged parent has no file to carry
+                    yield parent
 
-    visit(root)
+    stack = [(root, parents(root))]
+    while stack:
+        version, pending = stack[-1]
+        parent = next(pending, None)
+        if parent is None:
+            stack.pop()
+            ordered.append(version)
+        elif parent.ref not in seen:
+            seen.add(parent.ref)
+            stack.append((parent, parents(parent)))
     return ordered
 
 
@@ -176,7 +185,9 @@ def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None
     manifest = parse_manifest(text)
     blobs: dict[tuple[FileKind, str], bytes] = {}
     for file in manifest.files:
-        data = _read_inside(root, file.path, MAX_FILE_BYTES, links_within)
+        if file.size > MAX_FILE_BYTES:
+            raise InvalidInputError(f"bundle file {file.path} is larger than {MAX_FILE_BYTES} bytes")
+        data = _read_inside(root, file.path, file.size, links_within)
         if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
             raise InvalidInputError(f"bundle file {file.path} does not match its sha256: the bundle was changed "
                                     "or damaged; nothing was imported")
@@ -189,30 +200,16 @@ def read_bundle(folder: str | os.PathLike[str], links_within: Path | None = None
         if version.size != len(data):
             raise InvalidInputError(f"{MANIFEST}: {version.key}'s size does not match its file")
         experts[version.sha256] = loads_expert(data, f"bundle file experts/{version.sha256}.safetensors")
-    _check_protocols(manifest)
     return Bundle(manifest, blobs, experts)
 
 
-def _check_protocols(manifest: Manifest) -> None:
-    # A measured protocol's id is the hash of its spec: one that does not match would rank unlike scores together.
-    for protocol in manifest.protocols:
-        if not protocols.is_measured(protocol.id, protocol.task):
-            continue
-        try:
-            same = Protocol.from_dict(protocol.spec).id == protocol.id
-        except (TypeError, InvalidInputError):
-            same = False
-        if not same:
-            raise InvalidInputError(f"{MANIFEST}: protocol {protocol.id!r} does not match its spec")
-
-
 def _read_inside(root: Path, relative: str, limit: int, links_within: Path | None = None) -> bytes:
-    """A regular file at ``relative`` under ``root``: no component may be a symlink (but one that stays
-    inside ``links_within``), nothing may lie outside."""
+    """A regular file at ``relative`` under ``root``, of at most ``limit`` bytes (refused unread when larger):
+    no component may be a symlink (but one that stays inside ``links_within``), nothing may lie outside."""
     path = root
     for part in relative.split("/"):
         if part in ("", ".", ".."):
-            raise InvalidInputError(f"bundle path {relative!r} is not a plain relative path")
+            raise InvalidInputError(f"bundle path {shown(relative)} is not a plain relative path")
         path = path / part
         try:
             mode = path.lstat().st_mode
@@ -250,10 +247,18 @@ def import_bundle(registry: Registry, folder: str | os.PathLike[str], *, links_w
                 store.put_in(session, data)
             return _write(session, bundle)
         return registry.db.write(work)
-    # Files cannot join the transaction: they land first; if the rows then fail, gc takes them.
-    for data in bundle.blobs.values():
-        store.put(data)
-    return registry.db.write(lambda session: _write(session, bundle))
+    # Files cannot join the transaction: they land first; if the rows then fail, those this import created go.
+    landed = []
+    try:
+        for data in bundle.blobs.values():
+            sha, created = store.put(data)
+            if created:
+                landed.append((sha, store.path(sha).stat().st_mtime_ns))
+        return registry.db.write(lambda session: _write(session, bundle))
+    except BaseException:
+        for sha, stamp in landed:
+            maintenance.discard_blob(registry.db, store, sha, stamp)
+        raise
 
 
 def _check_against_registry(session: Session, bundle: Bundle) -> None:
@@ -262,10 +267,10 @@ def _check_against_registry(session: Session, bundle: Bundle) -> None:
     for model in manifest.models:
         row = base_models.find_model(session, model.name)
         if row is None:
-            raise NotFoundError(f"the bundle is for base model {model.name!r}, which this registry does not know: "
+            raise NotFoundError(f"the bundle is for base model {shown(model.name)}, which this registry does not know: "
                                 f"`t2reg model add {model.name}` registers it")
         if (row.revision or "") != model.revision:
-            raise ConflictError(f"the bundle is for {model.name} at revision {model.revision!r}; this registry has "
+            raise ConflictError(f"the bundle is for {model.name} at revision {shown(model.revision)}; this registry has "
                                 f"{row.revision!r}")
     for version in manifest.versions:
         row = base_models.find_model(session, version.model)
@@ -367,7 +372,7 @@ def _when(text: str) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:
-        raise InvalidInputError(f"{MANIFEST}: {text!r} is not an ISO 8601 time") from None
+        raise InvalidInputError(f"{MANIFEST}: {shown(text)} is not an ISO 8601 time") from None
 
 
 def _add_aliases(session: Session, row: VersionRow, version: BundleVersion, ref: str) -> list[str]:

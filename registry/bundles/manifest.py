@@ -12,13 +12,28 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Mapping, TypeVar
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, TypeVar
 
-from t2reg.errors import InvalidInputError
-from t2reg.registry.entities import plain
-from t2reg.registry.validation import check_tag, check_text, validate_name, validate_task
+from t2reg.errors import InvalidInputError, shown
+from t2reg.expert_file import Metric
+from t2reg.registry import protocols
+from t2reg.registry.entities import as_utc, plain
+from t2reg.registry.validation import (
+    NAME_MAX,
+    SOURCE_MAX,
+    TASK_MAX,
+    check_json,
+    check_metric,
+    check_tag,
+    check_text,
+    validate_model_name,
+    validate_name,
+    validate_revision,
+    validate_task,
+)
 from t2reg.vocabulary import Relation, Source, Word
 
 FORMAT = "t2reg.bundle"
@@ -26,9 +41,12 @@ FORMAT_VERSION = 1
 MANIFEST = "t2reg.json"
 CARD = "README.md"
 MAX_MANIFEST_BYTES = 64 << 20
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
 _KINDS = {str: "text", int: "a whole number", float: "a number", list: "a list", dict: "an object"}
+_FLOAT_MAX = int(sys.float_info.max)
+# Scores are dated from the epoch to the year 9998: each must convert to UTC and back on every database.
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 class FileKind(Word):
@@ -180,7 +198,7 @@ class _Object:
             return None  # type: ignore[return-value]
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            value, ok = (float(value), True) if abs(value) <= _FLOAT_MAX else (value, False)
         if not ok:
             raise InvalidInputError(f"{self.where}.{key} must be {_KINDS.get(kind, kind.__name__)}")
         return value
@@ -196,45 +214,48 @@ class _Object:
 
 
 def _sha(value: str | None, where: str) -> str | None:
-    if value is not None and not _SHA.match(value):
+    if value is not None and not _SHA.fullmatch(value):
         raise InvalidInputError(f"{where} is not a sha256 (64 lowercase hex digits)")
     return value
 
 
-def _name(o: _Object, key: str, what: str) -> str:
+def _name(o: _Object, key: str, what: str, max_length: int = NAME_MAX) -> str:
     """``o[key]``, a name by the registry's rules (what a name may be is the same in every registry)."""
-    return _valid_name(o.get(key, str), f"{o.where}.{key}", what)
+    return _valid_name(o.get(key, str), f"{o.where}.{key}", what, max_length)
 
 
-def _valid_name(value: str, where: str, what: str) -> str:
+def _valid_name(value: str, where: str, what: str, max_length: int = NAME_MAX) -> str:
+    return _checked(where, validate_name, value, what, max_length)
+
+
+def _checked(where: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``check(*args)``, its refusal prefixed with the place in the manifest."""
     try:
-        return validate_name(value, what)
+        return check(*args, **kwargs)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
 
 
 def _model(o: _Object) -> BundleModel:
-    return BundleModel(check_text(o.get("name", str), f"{o.where}.name", 200), check_text(o.get("revision", str),
-                       f"{o.where}.revision", 100), _name(o, "architecture", "architecture"))
+    return BundleModel(_checked(f"{o.where}.name", validate_model_name, o.get("name", str)),
+                       _checked(f"{o.where}.revision", validate_revision, o.get("revision", str)),
+                       _name(o, "architecture", "architecture"))
 
 
 def _protocol(o: _Object) -> BundleProtocol:
-    return BundleProtocol(check_text(o.get("id", str), f"{o.where}.id", 128),
-                          _name(o, "task", "task"), o.get("spec", dict))
+    """A protocol exactly as this registry would write it (see :func:`protocols.check_spec`): its spec is
+    stored, and read back by every ``best`` and ``protocols``."""
+    protocol_id, task = check_text(o.get("id", str), f"{o.where}.id", 128), _name(o, "task", "task", TASK_MAX)
+    return BundleProtocol(protocol_id, task, _checked(o.where, protocols.check_spec, protocol_id, task,
+                                                      o.get("spec", dict)))
 
 
 def _evaluation(o: _Object) -> BundleEvaluation:
-    value = o.get("value", float)
-    if not math.isfinite(value):
-        raise InvalidInputError(f"{o.where}.value must be finite")
-    n = o.get("n", int, optional=True)
-    if n is not None and n < 1:
-        raise InvalidInputError(f"{o.where}.n must be positive")
+    metric = _checked(o.where, check_metric, Metric(o.get("task", str), o.get("metric", str), o.get("value", float),
+                                                    o.get("split", str, optional=True), o.get("n", int, optional=True)))
     return BundleEvaluation(
-        task=_name(o, "task", "task"),
-        metric=_name(o, "metric", "metric"),
-        value=value, split=_optional_name(o, "split"), n=n,
-        source=_name(o, "source", "score source"),
+        task=metric.task, metric=metric.metric, value=metric.value, split=metric.split, n=metric.n,
+        source=_name(o, "source", "score source", SOURCE_MAX),
         protocol=check_text(o.get("protocol", str), f"{o.where}.protocol", 128),
         results_sha256=_sha(o.get("results_sha256", str, optional=True), f"{o.where}.results_sha256"),
         created_at=_time(o.get("created_at", str), f"{o.where}.created_at"),
@@ -242,32 +263,35 @@ def _evaluation(o: _Object) -> BundleEvaluation:
 
 
 def _time(text: str, where: str) -> str:
+    """An ISO 8601 time between 1970 and 9998, given back in UTC (a naive one is taken as UTC)."""
     try:
-        datetime.fromisoformat(text)
-    except ValueError:
+        when = as_utc(datetime.fromisoformat(text)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise InvalidInputError(f"{where} is not an ISO 8601 time") from None
-    return text
+    if not _EARLIEST <= when < _LATEST:
+        raise InvalidInputError(f"{where} is not between 1970 and 9998")
+    return when.isoformat()
 
 
 def _lineage(o: _Object) -> BundleLineage:
+    weight = o.get("weight", float, optional=True)
+    if weight is not None and not math.isfinite(weight):
+        raise InvalidInputError(f"{o.where}.weight must be a finite number")
+    parent_name = o.get("parent_name", str, optional=True)
     return BundleLineage(
         relation=Relation.parse(o.get("relation", str), "lineage relation"),
-        parent=o.get("parent", str, optional=True),
-        parent_name=o.get("parent_name", str, optional=True),
+        parent=o.get("parent", str, optional=True),  # a key: it must name a version listed before
+        parent_name=None if parent_name is None else _valid_name(parent_name, f"{o.where}.parent_name", "expert name"),
         parent_sha256=_sha(o.get("parent_sha256", str, optional=True), f"{o.where}.parent_sha256"),
-        weight=o.get("weight", float, optional=True),
-        params=o.get("params", dict),
+        weight=weight,
+        params=check_json(o.get("params", dict), f"{o.where}.params"),
     )
-
-
-def _optional_name(o: _Object, key: str) -> str | None:
-    value = o.get(key, str, optional=True)
-    return None if value is None else _valid_name(value, f"{o.where}.{key}", key)
 
 
 def _tags(o: _Object) -> dict[str, str]:
     tags = o.get("tags", dict)
     for key, value in tags.items():
+        _valid_name(key, f"{o.where}.tags", "tag key")  # first: the key is named in the next message
         if not isinstance(value, str):
             raise InvalidInputError(f"{o.where}.tags.{key} must be text")
     return dict(check_tag(k, v) for k, v in tags.items())
@@ -277,7 +301,7 @@ def _version(o: _Object) -> BundleVersion:
     return BundleVersion(
         key=check_text(o.get("key", str), f"{o.where}.key", 200),
         name=_name(o, "name", "expert name"),
-        model=check_text(o.get("model", str), f"{o.where}.model", 200),
+        model=_checked(f"{o.where}.model", validate_model_name, o.get("model", str)),
         task=validate_task(o.get("task", str, optional=True)),
         description=check_text(o.get("description", str), f"{o.where}.description", 10_000, newlines=True),
         source=Source.parse(o.get("source", str), "source"),
@@ -295,7 +319,7 @@ def _file(o: _Object) -> BundleFile:
     sha = _sha(o.get("sha256", str), f"{o.where}.sha256")
     path = o.get("path", str)
     if path != kind.path_for(sha):
-        raise InvalidInputError(f"{o.where}.path {path!r} is not {kind.path_for(sha)!r}; a bundle's paths are "
+        raise InvalidInputError(f"{o.where}.path {shown(path)} is not {kind.path_for(sha)!r}; a bundle's paths are "
                                 "derived from hashes, never taken from it")
     size = o.get("size", int)
     if size < 0:
@@ -304,26 +328,48 @@ def _file(o: _Object) -> BundleFile:
 
 
 def _check_consistent(manifest: Manifest) -> None:
-    """Every key, model, protocol and file a version mentions is there, and every parent comes first."""
+    """Every key, model, protocol and file a version mentions is there, every parent comes first, and every
+    file listed is one a version or a score uses (an extra file would be stored as a blob nothing points to)."""
     seen: set[str] = set()
     models = {m.name for m in manifest.models}
-    protocols = {p.id for p in manifest.protocols}
-    files: Mapping[tuple[FileKind, str], BundleFile] = {(f.kind, f.sha256): f for f in manifest.files}
+    protocol_tasks = _unique({p.id: p.task for p in manifest.protocols}, manifest.protocols, "protocol")
+    files: Mapping[tuple[FileKind, str], BundleFile] = _unique(
+        {(f.kind, f.sha256): f for f in manifest.files}, manifest.files, "file")
+    used: set[tuple[FileKind, str]] = set()
     for version in manifest.versions:
         if version.key in seen:
-            raise InvalidInputError(f"{MANIFEST}: version {version.key!r} is listed twice")
+            raise InvalidInputError(f"{MANIFEST}: version {shown(version.key)} is listed twice")
         if version.model not in models:
-            raise InvalidInputError(f"{MANIFEST}: {version.key} names model {version.model!r}, which is not listed")
-        if (FileKind.EXPERT, version.sha256) not in files:
+            raise InvalidInputError(f"{MANIFEST}: {version.key} names model {shown(version.model)}, which is not listed")
+        expert = files.get((FileKind.EXPERT, version.sha256))
+        if expert is None:
             raise InvalidInputError(f"{MANIFEST}: the expert file of {version.key} is not listed")
+        if expert.size != version.size:
+            raise InvalidInputError(f"{MANIFEST}: {version.key}'s size is not its file's")
+        used.add((FileKind.EXPERT, version.sha256))
         for evaluation in version.evaluations:
-            if evaluation.protocol not in protocols:
-                raise InvalidInputError(f"{MANIFEST}: protocol {evaluation.protocol!r} is not listed")
-            if evaluation.results_sha256 and (FileKind.RESULTS, evaluation.results_sha256) not in files:
-                raise InvalidInputError(f"{MANIFEST}: results {evaluation.results_sha256} are not listed")
+            if evaluation.protocol not in protocol_tasks:
+                raise InvalidInputError(f"{MANIFEST}: protocol {shown(evaluation.protocol)} is not listed")
+            if protocol_tasks[evaluation.protocol] != evaluation.task:
+                raise InvalidInputError(f"{MANIFEST}: a {evaluation.task} score of {version.key} names a "
+                                        f"{protocol_tasks[evaluation.protocol]} protocol")
+            if evaluation.results_sha256:
+                if (FileKind.RESULTS, evaluation.results_sha256) not in files:
+                    raise InvalidInputError(f"{MANIFEST}: results {evaluation.results_sha256} are not listed")
+                used.add((FileKind.RESULTS, evaluation.results_sha256))
         for edge in version.lineage:
             if edge.parent is not None and edge.parent not in seen:
-                raise InvalidInputError(f"{MANIFEST}: {version.key}'s parent {edge.parent!r} is not listed before it")
+                raise InvalidInputError(f"{MANIFEST}: {version.key}'s parent {shown(edge.parent)} is not listed before it")
         seen.add(version.key)
     if manifest.root not in seen:
-        raise InvalidInputError(f"{MANIFEST}: the root version {manifest.root!r} is not listed")
+        raise InvalidInputError(f"{MANIFEST}: the root version {shown(manifest.root)} is not listed")
+    extra = sorted(set(files) - used)
+    if extra:
+        raise InvalidInputError(f"{MANIFEST}: file {extra[0][0].path_for(extra[0][1])} is listed but no version or "
+                                "score uses it")
+
+
+def _unique(by_key: dict, items: tuple, what: str) -> dict:
+    if len(by_key) != len(items):
+        raise InvalidInputError(f"{MANIFEST}: a {what} is listed twice")
+    return by_key

@@ -63,9 +63,27 @@ def test_model_add_with_a_path_as_name_destroys_nothing(cli, tmp_path, source):
     (["db", "downgrade", "9999"], 4, "9999"),
     (["publish", "/dev/zero"], 4, "not a regular file"),
     (["model", "add", "owner/name", "--revision", "../../etc"], 4, "--revision"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=2"], 4, "proportion, from 0 to 1"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=-5"], 4, "proportion, from 0 to 1"),
+    (["alias", "gsm8k-smollm2-135m:1", "prod\n"], 4, "alias"),
+    (["record", "gsm8k-smollm2-135m:1", "--metric", "accuracy=0.5", "--split", "test\n"], 4, "split"),
+    (["tag", "gsm8k-smollm2-135m:1", "k=v\n"], 4, "control character"),
 ])
 def test_bad_input_gets_its_exit_code(cli, args, code, words):
     _fails(cli, code, words, *args)
+
+
+def test_a_name_ending_in_a_newline_is_refused(cli, tmp_path):
+    _fails(cli, 4, "expert name", "publish", str(tmp_path / "e.safetensors"), "--name", "evil\n")
+    assert [v["ref"] for v in cli.json("list")] == ["gsm8k-smollm2-135m:1"]
+
+
+@pytest.mark.parametrize("args", [["show", "x" * 100_000], ["show", "x" * 100_000 + ":1"], ["list", "--model", "m" * 100_000],
+                                  ["record", "gsm8k-smollm2-135m:1", "--metric", "gsm8k:accuracy=" + "9" * 100_000],
+                                  ["list", "--where", "k" * 100_000]])
+def test_a_100k_character_input_comes_back_clipped(cli, args):
+    _, _, err = cli(*args)
+    assert err.count("\n") == 1 and len(err) < 400 and "characters)" in err, err[:300]
 
 
 @pytest.mark.parametrize("db, code, words", [
@@ -171,3 +189,74 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
         else:
             assert proc.returncode == 130 and err.strip().splitlines()[-1] == "t2reg: error: interrupted", err
             assert err.count("interrupted") == 1
+
+
+def test_every_read_command_works_on_what_an_unchecked_import_stored(registry, tmp_path, capsys):
+    from tests.registry.test_bundles import PROTOCOL, _poison_as_an_unchecked_import_did
+
+    ref = _poison_as_an_unchecked_import_did(registry, tmp_path)
+    runner = CLI(registry.settings.home, capsys, db=registry.settings.database_url, init=False)
+    assert "a spec this t2reg cannot read" in runner.ok("protocols")
+    assert "a spec this t2reg cannot read" in runner.ok("best", "--task", "gsm8k", "--protocol", PROTOCOL.id)
+    assert "parent:1" in runner.ok("best", "--task", "gsm8k", "--protocol", "reported:gsm8k")
+    for args in (["protocols", "--json"], ["best", "--task", "gsm8k", "--json"], ["list"], ["list", "--json"],
+                 ["show", ref], ["show", ref, "--json"], ["bundle", "export", ref, "--out", str(tmp_path / "b"),
+                                                          "--with-lineage"]):
+        runner.ok(*args)
+    assert "nested more than 8 levels" in runner.ok("show", ref)
+    _fails(runner, 4, "a protocol spec has no field", "compare", "parent:1", ref, "--protocol", PROTOCOL.id)
+
+
+def test_a_database_of_another_application_is_refused_by_every_command_init_included(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE accounts (id INTEGER)")
+    runner = CLI(tmp_path / "home", capsys, db=f"sqlite:///{path}", init=False)
+    for command in (["list"], ["init"], ["db", "upgrade"], ["protocols"]):
+        _fails(runner, 4, "not a t2reg registry", *command)
+    with sqlite3.connect(path) as conn:
+        assert [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["accounts"]
+
+
+def test_out_onto_a_symlink_to_an_empty_folder_is_refused_and_left_alone(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    for command in (["bundle", "export"], ["export"]):  # export refuses before it loads any model
+        _fails(cli, 4, "is a symlink", *command, "gsm8k-smollm2-135m:1", "--out", str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink() and os.listdir(tmp_path / "empty") == []
+
+
+def test_out_ending_in_a_slash_names_a_folder(cli, tmp_path):
+    """One rule: a command that writes a file refuses DIR/, one that writes a folder creates DIR."""
+    for command in (["download", "gsm8k-smollm2-135m:1"], ["new-expert", "--model", "smollm2-135m"],
+                    ["jobs", "plot", "1"]):
+        _fails(cli, 2, "ends in '/'", *command, "--out", f"{tmp_path / 'dir'}/")
+    assert not (tmp_path / "dir").exists()
+    cli.ok("bundle", "export", "gsm8k-smollm2-135m:1", "--out", f"{tmp_path / 'new' / 'bundle'}/")
+    assert (tmp_path / "new" / "bundle" / "t2reg.json").is_file()
+
+
+def _peak_rss_of(args, home):
+    """Run t2reg in a child process: its exit code, stderr and peak resident memory in bytes (Linux: KiB)."""
+    proc = subprocess.Popen([sys.executable, "-m", "t2reg.cli", "--home", str(home), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err, usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("head", ["junk", "an expert's header, then a gigabyte"])
+def test_publishing_a_gigabyte_file_is_refused_from_its_header(cli, tmp_path, head):
+    big = tmp_path / "big.safetensors"
+    good = (tmp_path / "e.safetensors").read_bytes()
+    with big.open("wb") as fh:  # sparse: the test itself writes a few bytes
+        fh.write(os.urandom(64) if head == "junk" else good)
+        fh.truncate(10**9)
+    code, err, peak = _peak_rss_of(["publish", str(big)], tmp_path / "home")
+    assert code == 4 and err.count("\n") == 1, err
+    assert ("8 bytes claim" in err or "not a safetensors file" in err) if head == "junk" else "header describes" in err
+    baseline = _peak_rss_of(["publish", str(tmp_path / "missing.safetensors")], tmp_path / "home")[2]
+    assert peak < baseline + 100 * 2**20, (peak, baseline)  # reading it all would add 1 GB

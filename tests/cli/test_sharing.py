@@ -173,3 +173,23 @@ def test_hub_push_offline_is_refused_in_one_line(backend, tmp_path, expert):
     assert refused.stderr.count("\n") == 1
     bad = home("hub", "push", ref, "--repo", "not a repo")
     assert bad.returncode == 4 and "not a Hugging Face repository id" in bad.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_hub_pull_imports_a_snapshot_of_the_repository_and_nothing_else(backend, tmp_path, expert):
+    _bundle(tmp_path, expert)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _fill_hf_cache(tmp_path / "hf", "org/x", tmp_path / "bundle", commit)
+    os.rename(tmp_path / "bundle", tmp_path / "outside")  # a good bundle, but not in the cache
+    target = Home(tmp_path / "target", HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hf"))
+    target.ok("init")
+    for revision in (f"../snapshots/{commit}", "../../../outside", "main/../../x", "main\n"):
+        refused = target("hub", "pull", "org/x", "--revision", revision)
+        assert (refused.returncode, refused.stderr.count("\n")) == (4, 1), refused.stderr
+        assert "--revision" in refused.stderr and "internal error" not in refused.stderr
+    (tmp_path / "hf" / "models--org--x" / "refs" / "main").write_text("../../../outside")
+    refused = target("hub", "pull", "org/x")
+    assert refused.returncode == 4 and "not a commit's folder" in refused.stderr and refused.stderr.count("\n") == 1
+    assert json.loads(target.ok("list", "--json")) == []
+    (tmp_path / "hf" / "models--org--x" / "refs" / "main").write_text(commit)
+    assert target.ok("hub", "pull", "org/x").strip() == "parent:1"

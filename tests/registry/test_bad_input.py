@@ -1,16 +1,19 @@
 """Bad input gets a clear error and leaves no row and no stray blob."""
 
+import uuid
+
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, inspect, select, text
 
 from t2reg.registry.entities import Lineage
 from t2reg.vocabulary import Relation
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, T2RegError
+from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
 from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionRow, VersionTagRow
 from t2reg.settings import load_settings
 from tests.helpers.experts import make_expert, write
+from t2reg.expert_file import Metric
 from tests.t2reg.test_expert_file import BAD_FILES
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -139,11 +142,68 @@ def test_unreachable_database_is_one_clear_line(tmp_path, url, words):
     assert words in message and "\n" not in message and "sqlalche.me" not in message
 
 
-def test_database_with_foreign_tables_is_not_touched(tmp_path):
-    import sqlite3
+def _foreign_database(backend, tmp_path, request) -> str:
+    """A database another application made: one table of its own, no t2reg revision."""
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres").create_database(f"f_{uuid.uuid4().hex[:12]}")
+    else:
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE accounts (id INTEGER)"))
+    engine.dispose()
+    return url
 
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE accounts (id INTEGER)")
-    with pytest.raises(DatabaseError, match="no t2reg schema revision"):
-        Registry(load_settings(home=tmp_path, database_url=f"sqlite:///{path}"))
+
+def _table_names(url):
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_database_with_foreign_tables_is_not_touched(backend, tmp_path, request):
+    url = _foreign_database(backend, tmp_path, request)
+    for create in (False, True):
+        with pytest.raises(InvalidInputError, match="no t2reg schema revision"):
+            Registry(load_settings(home=tmp_path, database_url=url), create=create)
+    registry = Registry(load_settings(home=tmp_path, database_url=url), check_schema=False)  # as `t2reg init` opens
+    try:
+        with pytest.raises(InvalidInputError, match="not a t2reg registry"):
+            registry.init()
+    finally:
+        registry.close()
+    assert _table_names(url) == ["accounts"]
+
+
+@pytest.mark.parametrize("metric, value", [("accuracy", 2), ("accuracy", -5), ("acc_norm", 1.5),
+                                           ("accuracy_norm", -0.1), ("exact_match", 1.0001), ("logprob", "1e999")])
+def test_scores_out_of_their_range_are_refused_without_writing(registry, good, metric, value):
+    v = registry.publish(good)
+    before = _counts(registry)
+    words = "proportion, from 0 to 1|finite"
+    with pytest.raises(InvalidInputError, match=words):
+        registry.record(v.ref, [f"gsm8k:{metric}={value}"])
+    with pytest.raises(InvalidInputError, match=words):
+        registry.publish(good, name="other", metrics=[f"gsm8k:{metric}={value}"])
+    with pytest.raises(InvalidInputError, match=words):  # a Metric t2reg made itself passes the same rule
+        registry.record_model_evaluation("smollm2-135m", [Metric("gsm8k", metric, float(value))])
+    assert _counts(registry) == before
+
+
+def test_scores_in_range_and_unbounded_metrics_are_taken(registry, good):
+    v = registry.publish(good, metrics=["gsm8k:accuracy=0", "gsm8k:acc_norm=1", "gsm8k:logprob=-57.5",
+                                        "gsm8k:accumulated_reward=1e6"])
+    assert sorted(e.value for e in v.evaluations) == [-57.5, 0.0, 1.0, 1e6]
+
+
+def test_best_passes_over_proportions_out_of_range_already_stored(registry, good):
+    # As a registry written before scores were range-checked may hold them.
+    low = registry.publish(good, name="low", metrics=["gsm8k:accuracy=0.25"])
+    high = registry.publish(good, name="high", metrics=["gsm8k:accuracy=0.5"])
+    with registry.db.session(write=True) as session:
+        row = session.scalar(select(EvaluationRow).where(EvaluationRow.version_id == session.scalar(
+            select(VersionRow.id).join(ExpertRow).where(ExpertRow.name == high.name))))
+        row.value = 1e308
+    assert [r.ref for r in registry.best("gsm8k")] == [low.ref]

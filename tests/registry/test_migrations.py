@@ -28,7 +28,7 @@ def _tables(db):
 
 
 def test_exactly_one_head():
-    assert schema.head_revision() == "0007"
+    assert schema.head_revision() == "0008"
 
 
 def test_upgrade_from_empty_to_head_and_down_to_base(empty_db):
@@ -215,3 +215,23 @@ def test_a_downgrade_restores_the_protocol_of_scores_that_only_ever_arrived_void
         restored = conn.execute(text("SELECT uses, spec FROM protocols WHERE id = :q"), {"q": q}).one()
         assert conn.execute(text("SELECT COUNT(*) FROM protocols WHERE id LIKE 'nobos:%'")).scalar() == 0
     assert restored[0] == 1 and (json.loads(restored[1]) if isinstance(restored[1], str) else restored[1])["n"] == 7
+
+
+def test_a_downgrade_below_0008_is_refused_while_an_alias_holds_more_than_100_characters(empty_db):
+    from t2reg.errors import DatabaseError
+
+    schema.upgrade(empty_db)
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO base_models (id, name, revision, architecture, source, config, shapes, "
+                          "created_at) VALUES (1, 'tiny', '', 'LlamaForCausalLM', 'local', '{}', '{}', "
+                          "'2026-01-01 00:00:00+00:00')"))
+        conn.execute(text("INSERT INTO model_aliases (alias, model_id, created_at) VALUES (:a, 1, "
+                          "'2026-01-01 00:00:00+00:00')"), {"a": "a" * 128})
+    with pytest.raises(DatabaseError, match="128 characters"):
+        schema.downgrade(empty_db, "0007")
+    assert schema.current_revision(empty_db) == "0008"
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("UPDATE model_aliases SET alias = 'short'"))
+    schema.downgrade(empty_db, "0007")
+    with empty_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT alias FROM model_aliases")).scalar() == "short"

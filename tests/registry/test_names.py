@@ -2,11 +2,20 @@
 
 import pytest
 
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, T2RegError
 from t2reg.expert_file import Metric
 from t2reg.files import contained
 from t2reg.registry.model_sources import ModelSpec, from_builtin
-from t2reg.registry.validation import check_metric, validate_model_name, validate_name, validate_revision
+from t2reg.registry.validation import (
+    check_metric,
+    check_tag,
+    parse_metric,
+    parse_reference,
+    parse_tag,
+    validate_model_name,
+    validate_name,
+    validate_revision,
+)
 from tests.helpers.experts import make_expert, write
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -101,3 +110,83 @@ def test_check_metric_bounds_n():
     check_metric(Metric("gsm8k", "accuracy", 0.5, "test", 2**63 - 1))
     with pytest.raises(InvalidInputError, match="at most"):
         check_metric(Metric("gsm8k", "accuracy", 0.5, "test", 2**63))
+
+
+# '$' in re.match also matches before a final newline: every validator must look at the whole text.
+NEWLINE_ENDED = [
+    lambda: validate_name("evil\n"),
+    lambda: validate_name("evil\n", "alias"),
+    lambda: validate_model_name("owner/model\n"),
+    lambda: validate_revision("main\n"),
+    lambda: check_metric(Metric("gsm8k", "accuracy", 0.5, "test\n")),
+    lambda: check_metric(Metric("gsm8k\n", "accuracy", 0.5)),
+    lambda: parse_reference("evil\n"),
+    lambda: parse_reference("evil@prod\n"),
+    lambda: check_tag("key\n", "v"),
+]
+
+
+@pytest.mark.parametrize("check", range(len(NEWLINE_ENDED)))
+def test_a_name_ending_in_a_newline_is_refused(check):
+    with pytest.raises(InvalidInputError):
+        NEWLINE_ENDED[check]()
+
+
+def test_no_newline_ended_name_reaches_the_registry(registry, tmp_path):
+    shapes = registry.model_shapes("smollm2-135m")
+    good = write(make_expert(shapes, SMOL), tmp_path / "good.safetensors")
+    for kwargs in ({"name": "evil\n"}, {"task": "gsm8k\n"}, {"tags": {"k\n": "v"}},
+                   {"metrics": ["gsm8k:accuracy=0.5"], "split": "test\n"}):
+        with pytest.raises(InvalidInputError):
+            registry.publish(good, **kwargs)
+    version = registry.publish(good, name="fine")
+    with pytest.raises(InvalidInputError):
+        registry.alias(version.ref, "prod\n")
+    with pytest.raises(InvalidInputError):
+        registry.record(version.ref, ["gsm8k:accuracy=0.5"], split="test\n")
+    spec = from_builtin("smollm2-135m")
+    for bad in (ModelSpec("owner/model\n", spec.config, "hub"), ModelSpec("owner/model", spec.config, "hub",
+                                                                        revision="main\n")):
+        with pytest.raises(InvalidInputError):
+            registry.add_model_spec(bad)
+    with pytest.raises(InvalidInputError):
+        registry.add_model("smollm2-135m", aliases=["smol\n"])
+    assert [v.ref for v in registry.list()] == ["fine:1"] and registry.get("fine:1").aliases == ()
+
+
+def test_aliases_and_tag_keys_hold_128_characters_as_readme_says(registry, tmp_path):
+    shapes = registry.model_shapes("smollm2-135m")
+    version = registry.publish(write(make_expert(shapes, SMOL), tmp_path / "e.safetensors"), name="e")
+    longest = "a" * 128
+    assert registry.alias(version.ref, longest).aliases == (longest,)
+    assert registry.get(f"e@{longest}").ref == "e:1"
+    assert registry.tag(version.ref, {longest: "v"}).tags == {longest: "v"}
+    registry.add_model("smollm2-135m", aliases=["m" * 128])
+    assert registry.get_model("m" * 128).name == SMOL
+    for refused in (lambda: registry.alias(version.ref, "a" * 129), lambda: registry.tag(version.ref, {"k" * 129: "v"}),
+                    lambda: registry.add_model("smollm2-135m", aliases=["m" * 129])):
+        with pytest.raises(InvalidInputError, match="at most 128"):
+            refused()
+
+
+def test_a_long_input_is_echoed_clipped_with_its_length(registry):
+    long = "x" * 100_000
+    for attempt in (lambda: registry.get(long + ":1"), lambda: registry.get(long + " y"),
+                    lambda: validate_model_name(long), lambda: parse_tag(long), lambda: parse_metric(long),
+                    lambda: parse_metric(f"t:accuracy={long}"), lambda: registry.get_model(long),
+                    lambda: registry.list(where=f"tag.k={long}\x1b"), lambda: registry.list(where=long)):
+        with pytest.raises(T2RegError) as info:
+            attempt()
+        message = str(info.value)
+        assert len(message) < 400 and "\n" not in message, message[:300]
+        assert "characters" in message, message
+
+
+def test_clip_keeps_short_text_and_says_how_long_long_text_was():
+    from t2reg.errors import clip, shown
+
+    assert clip("short") == "short" and shown("short") == "'short'"
+    assert clip("y" * 150) == "y" * 100 + "… (150 characters)"
+    assert shown("y" * 150) == repr("y" * 100) + "… (150 characters)"
+    # a message that quotes input without shown() is still bounded, by the error class itself
+    assert len(str(InvalidInputError("z" * 5000))) < 1100

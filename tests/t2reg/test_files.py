@@ -1,6 +1,7 @@
 """Landing files: whole or not at all, never over something that is not a regular file."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,23 @@ def test_a_folder_lands_whole_and_a_failed_one_leaves_nothing(tmp_path):
         with landing_dir(tmp_path / "model"):
             pass
     assert os.listdir(tmp_path / "model") == ["config.json"]  # never removed
+
+
+def test_a_folder_is_never_landed_over_a_symlink_or_under_a_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    (tmp_path / "file").write_text("keep")
+    for out, words in ((tmp_path / "link", "is a symlink"), (tmp_path / "file" / "x", "is not a folder")):
+        with pytest.raises(InvalidInputError, match=words), landing_dir(out) as staging:
+            (staging / "x").write_text("x")
+    assert (tmp_path / "link").is_symlink() and os.listdir(tmp_path / "empty") == []
+    assert (tmp_path / "file").read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["empty", "file", "link"]
+
+
+def test_a_path_ending_in_a_slash_names_a_folder(tmp_path):
+    # One rule: a command writing a folder creates it (landing_dir), one writing a file refuses it.
+    with pytest.raises(InvalidInputError, match="ends in '/'"):
+        land_bytes(f"{tmp_path / 'dir'}/", b"x")
+    with landing_dir(Path(f"{tmp_path / 'new' / 'dir'}/")) as staging:
+        (staging / "a").write_text("a")
+    assert sorted(os.listdir(tmp_path)) == ["new"] and os.listdir(tmp_path / "new" / "dir") == ["a"]

@@ -5,7 +5,7 @@ import torch
 
 from t2reg.adaptation import ExpertPatch, decompose_model, load_model
 from t2reg.adaptation.interop.export import export_merged
-from t2reg.errors import ConflictError
+from t2reg.errors import InvalidInputError
 from tests.helpers.experts import make_expert, write
 from tests.helpers.tiny_models import register_tiny
 
@@ -26,5 +26,5 @@ def test_export_reloads_with_from_pretrained_and_matches_the_patched_model(tiny,
     model = load_model("tiny", tiny)
     with torch.no_grad(), ExpertPatch(model, spectra, tiny.read_expert(v.ref)):
         assert torch.allclose(reloaded(IDS).logits, model(IDS).logits, atol=1e-5)
-    with pytest.raises(ConflictError, match="not an empty folder"):
+    with pytest.raises(InvalidInputError, match="not an empty folder"):
         export_merged(tiny, v.ref, out)
