@@ -157,7 +157,9 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """The smallest set of most likely tokens whose mass reaches ``top_p``, renormalised."""
     ordered, order = probs.sort(descending=True)
     before = ordered.cumsum(0) - ordered  # mass strictly above each token
-    ordered[before >= top_p] = 0.0
+    dropped = before >= top_p
+    dropped[0] = False  # the most likely token always stays (a top_p that float32 rounds to 0 would drop it)
+    ordered[dropped] = 0.0
     kept = torch.zeros_like(probs).scatter_(0, order, ordered)
     return kept / kept.sum()
 

@@ -4,10 +4,10 @@ Fields the server cannot honour are refused rather than ignored (``n`` above 1,
 ``logprobs``, tools, images): an application that asks for them should know.
 Unknown fields are ignored, as OpenAI-compatible servers do, but every string
 in a body, known field or not, must be text that UTF-8 can carry (JSON's
-``\ud800`` escapes decode to lone surrogates, which no tokenizer takes). Every response
-says what answered it: ``model`` is the expert's ref (or the base model) and a
-``t2reg`` object carries the expert and, for ``<model>:auto``, the category the
-first pass chose.
+``\\ud800`` escapes decode to lone surrogates, which no tokenizer takes).
+Every response says what answered it: ``model`` is the expert's ref (or the
+base model) and a ``t2reg`` object carries the expert and, for
+``<model>:auto``, the category the first pass chose.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class _Request(BaseModel):
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    # OpenAI's default: sampled; 0 is greedy, and so is anything below engine.MIN_TEMPERATURE (1e-5)
+    # OpenAI's default: sampled; 0 is greedy, and so is anything below decoding.MIN_TEMPERATURE (1e-5)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
     top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])

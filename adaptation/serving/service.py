@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Sequence
 
+from jinja2 import TemplateError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -101,8 +102,6 @@ class Service:
     # -- completions ----------------------------------------------------------------------------------------
 
     async def chat(self, body: wire.ChatRequest, request: Request) -> Response:
-        from jinja2 import TemplateError
-
         target = self.resolve(body.model)
         try:
             with self.engine.tokenizer_lock:

@@ -102,12 +102,19 @@ def publish_noise_expert(home: Path, tmp: Path, name: str, task: str, seed: int,
     t2reg(home, "publish", str(path), "--name", name, *(["--metric", f"{task}:accuracy={score}"] if score else []))
 
 
-def tiny_home(root: Path, experts: Sequence[tuple[str, str, int, float | None]]) -> Path:
-    """A registry under ``root`` with a tiny random Llama (2048 positions) as ``tiny``, decomposed, and noise
-    experts ``(name, task, seed, score)`` published on it."""
+def tiny_home(root: Path, experts: Sequence[tuple[str, str, int, float | None]],
+              chat_template: str | None = None) -> Path:
+    """A registry under ``root`` with a tiny random Llama (2048 positions, ``chat_template`` if given) as
+    ``tiny``, decomposed, and noise experts ``(name, task, seed, score)`` published on it."""
+    from transformers import AutoTokenizer
+
     from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
     save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3, max_positions=2048)
+    if chat_template:
+        tokenizer = AutoTokenizer.from_pretrained(root / "tiny")
+        tokenizer.chat_template = chat_template
+        tokenizer.save_pretrained(root / "tiny")
     home = root / "home"
     t2reg(home, "init")
     t2reg(home, "model", "add", str(root / "tiny"), "--alias", "tiny")

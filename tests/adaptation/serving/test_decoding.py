@@ -102,8 +102,9 @@ def test_greedy_is_argmax_and_a_seeded_row_samples_alike_in_any_batch():
     draws = {pick_tokens(logits[:1], [RowSampling(1.0, seed=s)])[0] for s in range(40)}
     assert len(draws) > 3  # really sampled
     # top_p keeps only the most likely tokens: a tiny nucleus is greedy
-    assert {pick_tokens(logits[:1], [RowSampling(1.0, top_p=1e-6, seed=s)])[0] for s in range(10)} == \
-        {int(logits[0].argmax())}
+    for top_p in (1e-6, 5e-324):  # the second is 0 in float32: still the most likely token, not an empty nucleus
+        assert {pick_tokens(logits[:1], [RowSampling(1.0, top_p=top_p, seed=s)])[0] for s in range(10)} == \
+            {int(logits[0].argmax())}
 
 
 def test_a_row_whose_logits_are_not_finite_gets_an_error_and_the_others_their_tokens():
