@@ -12,7 +12,7 @@ Prints the RSS before the first request, after the warm-up and at each tenth of 
 warm-up against the warm-up figure (the test in `make test` asserts at most 1.25x on 2,000 requests), the
 requests per second and every failure.
 
-Usage: python bench/serve_soak.py [--requests 20000] [--clients 16] [--warmup 300]
+Usage: python bench/serve_soak.py [--requests 10000] [--clients 16] [--warmup 300]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ LIMITS = {"max_tokens": 16, "max_prompt_tokens": 64, "max_body": 8192}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=300)
     args = parser.parse_args()
