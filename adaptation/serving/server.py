@@ -13,6 +13,8 @@ request line and headers have not all arrived ``read_timeout`` seconds after
 it opened (or after its previous answer) is closed; uvicorn itself closes only
 connections that send nothing at all, so a client sending a byte a second
 would otherwise hold one for ever. The body's deadline is the app's (Gate).
+A request that arrives while more than ``max_connections`` connections are
+open gets 503 (OpenAI-style) and its connection is closed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.serving.catalog import load_catalog
 from t2reg.adaptation.serving.engine import make_engine
 from t2reg.adaptation.serving.metrics import Metrics
+from t2reg.adaptation.serving.protocol import error_body
 from t2reg.adaptation.serving.service import Service
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError
@@ -101,7 +104,7 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
 
     config = uvicorn.Config(create_app(service), log_level=spec.log_level, timeout_graceful_shutdown=spec.grace,
                             access_log=spec.log_level in ("debug", "info"), lifespan="on",
-                            http=header_deadline(spec.read_timeout), limit_concurrency=spec.max_connections)
+                            http=http_protocol(spec.read_timeout, spec.max_connections))
     # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes that
     # a normal return (exit 0 after a graceful SIGTERM) instead of death by the default handler.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
@@ -114,10 +117,17 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
     print("t2reg: server stopped", file=sys.stderr, flush=True)
 
 
-def header_deadline(timeout: float) -> type[asyncio.Protocol]:
+def http_protocol(timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, closing a connection whose request headers take longer than ``timeout`` seconds
-    to arrive (counted from the connection's start, or from its previous answer)."""
+    to arrive (counted from the connection's start, or from its previous answer), and answering 503 to a
+    request that arrives while more than ``max_connections`` are open (uvicorn's own limit answers in plain
+    text)."""
+    from starlette.responses import JSONResponse
     from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    overloaded = JSONResponse(error_body(f"the server has {max_connections} connections open; try again later",
+                                        kind="server_error", code="overloaded"),
+                              status_code=503, headers={"connection": "close"})
 
     class Protocol(H11Protocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,7 +138,10 @@ def header_deadline(timeout: float) -> type[asyncio.Protocol]:
             async def headers_arrived(scope, receive, send) -> None:
                 # uvicorn calls the app as soon as a request's headers are complete: the deadline is met.
                 self._disarm()
-                await app(scope, receive, send)
+                if len(self.connections) > max_connections:
+                    await overloaded(scope, receive, send)
+                else:
+                    await app(scope, receive, send)
 
             self.app = headers_arrived
 

@@ -282,6 +282,26 @@ def test_clients_that_stall_are_cut_off_and_the_server_serves_others(bounded):
         assert silent.result() is None
 
 
+def test_connections_past_the_limit_get_503_until_others_close(home, tmp_path):
+    import socket
+    from urllib.parse import urlsplit
+
+    proc = ServerProcess(home, "--model", "tiny", "--max-connections", "3", log=tmp_path / "server.log")
+    try:
+        url = urlsplit(proc.root)
+        idle = [socket.create_connection((url.hostname, url.port)) for _ in range(3)]
+        refused = httpx.get(proc.root + "/health", timeout=60)  # the fourth connection
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 60
+        while httpx.get(proc.root + "/health", timeout=60).status_code != 200:  # the server sees them go
+            assert time.monotonic() < deadline, "closed connections still counted"
+            time.sleep(0.1)
+    finally:
+        assert proc.stop() == 0
+
+
 def _silent_client(base_url):
     """A connection that never sends a byte: closed by the server."""
     import socket
