@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/ray_scale.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve_soak.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info
