@@ -153,7 +153,8 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
 def _train_spec(spec: TransferSpec, target: ModelInfo, task: Task) -> TrainSpec:
     """The SVF training settings distillation runs under (the trainer is training's own)."""
     return TrainSpec(target.name, task.name, iterations=spec.iterations, batch_size=spec.batch_size, kl=spec.kl,
-                     lr=spec.lr, validation=spec.validation, seed=spec.seed, data_dir=spec.data_dir)
+                     lr=spec.lr, validation=spec.validation, eval_every=spec.eval_every, seed=spec.seed,
+                     data_dir=spec.data_dir)
 
 
 # -- texts, settings, publishing -------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def _settings(spec: TransferSpec, method: TransferMethod) -> dict[str, Any]:
     if method == TransferMethod.PROJECTION:
         return {**common, "ridge": spec.ridge, "bound": spec.bound}
     return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.batch_size, "lr": spec.lr,
-            "kl": spec.kl, "validation": spec.validation}
+            "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every}
 
 
 def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo,
