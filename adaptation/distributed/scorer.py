@@ -50,6 +50,7 @@ class ReplicaScorer:
         self.apply_rule = self.local.apply_rule
         plain = [{name: np.asarray(v, dtype=np.float32) for name, v in expert.items()} for expert in vectors]
         self.problem = pool.share(Problem(task, plain, rule, tuple(shape), normalize, self.mode, space))
+        self.dtype = pool.setup.dtype
         self._examples: dict[tuple[str, ...], Any] = {}
 
     @property
@@ -96,7 +97,7 @@ class ReplicaScorer:
 
     def _named(self, result: EvalResult, questions: Questions) -> EvalResult:
         mode = resolve_mode(questions.task, "auto")
-        return replace(result, split=questions.split, protocol=questions.protocol(mode))
+        return replace(result, split=questions.split, protocol=questions.protocol(mode, dtype=self.dtype))
 
     def _shared(self, examples: Sequence[Example]) -> Any:
         # The shots are the same every generation: into the object store once.
@@ -111,7 +112,7 @@ def open_replica_scorer(registry: Registry, spec: AdaptSpec, task: Task, vectors
                         rule: str, shape: tuple[int, ...], mode: str) -> Iterator[ReplicaScorer]:
     """A :class:`ReplicaScorer` on ``spec.replicas`` replicas of ``spec.model``; the replicas go when the block ends."""
     setup = ReplicaSetup(str(weights_dir(registry, spec.model)), str(registry.spectra_dir(spec.model)),
-                         backend=spec.backend, batch_size=spec.batch_size)
+                         backend=spec.backend, dtype=spec.dtype, batch_size=spec.batch_size)
     with ReplicaPool(setup, replica_settings(spec)) as pool:
         yield ReplicaScorer(pool, task, load_spectra(spec.model, registry), vectors, rule, shape,
                             normalize=spec.normalize, mode=mode, space=spec.mix_space)

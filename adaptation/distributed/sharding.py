@@ -72,4 +72,4 @@ def evaluate_on_replicas(registry: Registry, spec: EvalSpec, model: str, questio
         evaluation = Evaluation(questions.task, list(questions.examples), spec.split, str(mode), permute=spec.permute,
                                 expert=expert)
         result = evaluate_sharded(pool, evaluation, progress)
-        return replace(result, protocol=questions.protocol(mode, spec.permute)), pool.report()
+        return replace(result, protocol=questions.protocol(mode, spec.permute, spec.dtype)), pool.report()

@@ -103,13 +103,14 @@ def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | 
     spec = spec_of(registry.protocol(protocol).spec, spec) if protocol else spec
     spec.validate_questions()
     questions = questions_for(spec)
-    measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute)
+    measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute, spec.dtype)
     rows = [results_for(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
     return pair(rows[0], rows[1], x, y, measured)
 
 
 def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
-    """An eval spec that measures under the stored protocol ``stored`` (backend and device from ``options``)."""
+    """An eval spec that measures under the stored protocol ``stored`` (its dtype included; backend and device
+    from ``options``)."""
     if "measured_as" in stored:  # t2reg.protocols.without_bos_spec
         measured = stored["measured_as"].get("id", "the protocol they were measured under")
         raise InvalidInputError(f"protocol of {stored['task']} scores taken without the <bos> the model needed "
@@ -120,7 +121,7 @@ def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
     protocol = Protocol.from_dict(stored)
     return dataclasses.replace(options, task=protocol.task, split=protocol.split, mode=protocol.mode,
                                limit=None if protocol.n == FULL else protocol.n, seed=protocol.sample_seed or 0,
-                               permute=protocol.permute, max_new_tokens=protocol.max_new_tokens)
+                               permute=protocol.permute, max_new_tokens=protocol.max_new_tokens, dtype=protocol.dtype)
 
 
 def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,

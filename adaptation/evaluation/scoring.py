@@ -57,11 +57,11 @@ def resolve_mode(task: Task, mode: str) -> Mode:
 
 def measure(backend: Backend, questions: Questions, mode: str = "auto", permute: int = 1,
             progress: Progress | None = None) -> EvalResult:
-    """Score ``questions`` and name the protocol the score was measured under."""
+    """Score ``questions`` and name the protocol the score was measured under (the backend's dtype included)."""
     chosen = resolve_mode(questions.task, mode)
     result = evaluate(backend, questions.task, questions.examples, questions.split, chosen, progress,
                       permute=permute)
-    return replace(result, protocol=questions.protocol(chosen, permute))
+    return replace(result, protocol=questions.protocol(chosen, permute, backend.dtype))
 
 
 def evaluate(backend: Backend, task: Task, examples: Sequence[Example], split: str = "test", mode: str = "auto",

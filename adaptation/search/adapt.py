@@ -141,7 +141,7 @@ def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict
         with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
             yield scorer, scorer.measure_base
         return
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size, dtype=spec.dtype) as engine:
         scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
                                normalize=spec.normalize, mode=mode, space=spec.mix_space)
         yield scorer, lambda questions: measure(engine, questions)

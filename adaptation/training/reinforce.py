@@ -94,7 +94,7 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
                                 f"{spec.batch_size}", options=["batch_size"])
     with ExitStack() as stack:
-        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device))
+        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device, dtype=spec.dtype))
         sampler = engine if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
             open_for(registry, spec.model, spec.sampler))
         trainer = PolicyTrainer(registry, spec, task, engine, sampler, state)
