@@ -278,12 +278,12 @@ def _rows_of(cache, rows: torch.Tensor):
     return part
 
 
-class _Float32Head(torch.nn.Module):
+class _Float32Head(torch.nn.Linear):
     """The output projection in float32 on a model that computes in a narrower dtype: logits, and the
     log-softmax over them, keep float32's precision (bfloat16 logits of ~20 are only good to ~0.06)."""
 
     def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
+        super().__init__(weight.shape[1], weight.shape[0], bias=False, device="meta")
         self.weight = torch.nn.Parameter(weight.detach().float(), requires_grad=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

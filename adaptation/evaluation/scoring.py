@@ -34,6 +34,7 @@ from t2reg.errors import InvalidInputError
 from t2reg.spectra import Spectra
 
 Progress = Callable[[Iterable], Iterable]
+Phases = Callable[[str], Progress]  # a progress wrapper for the phase a label names (e.g. a job's final scoring)
 Rows = list[dict[str, Any]]
 ALIASES = {"choice": Mode.LETTER}  # the name letter scoring had before cloze existed
 
