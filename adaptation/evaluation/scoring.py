@@ -166,9 +166,12 @@ def _reference_logprobs(backend: Backend, task: Task, examples: list[Example], r
                         variants: list[int] | None) -> None:
     requests = [LoglikelihoodRequest(backend.render(task.prompt(ex)), ex.solution or ex.answer, _variant(variants, i))
                 for i, ex in enumerate(examples)]
-    for row, request, total in zip(rows, requests, backend.loglikelihood(requests)):
-        tokens = backend.split_continuation(request.context, request.continuation)[1]
-        row["logprob"] = total / max(1, len(tokens))
+    # The same chunks as the generation's: a backend sorts what it is handed by length, so a question meets
+    # the same neighbours here as in a shard of whole chunks on a replica (distributed.sharding).
+    for part in _chunks(backend, len(requests), 16, lambda it: it):
+        for row, request, total in zip(rows[part], requests[part], backend.loglikelihood(requests[part])):
+            tokens = backend.split_continuation(request.context, request.continuation)[1]
+            row["logprob"] = total / max(1, len(tokens))
 
 
 def option_logprobs(backend: Backend, task: Task, examples: Sequence[Example], progress: Progress | None = None,
