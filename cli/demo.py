@@ -10,7 +10,8 @@ from t2reg.cli.output import emit_json
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Small budgets (about 4 minutes on 2 CPU cores from an empty home).")
+@click.option("--quick", is_flag=True, help="Small budgets: a few minutes on 2 CPU cores from an empty home, too few "
+                                            "questions to conclude anything.")
 @click.option("--model", "source", default="smollm2-135m", show_default=True,
               help="The model experts are trained on (the paper's: llama3-8b, registered with weights).")
 @click.option("--target", default="gemma3-270m", show_default=True,

@@ -70,9 +70,9 @@ class DemoPlan:
 
 QUICK = DemoPlan(
     name="quick",
-    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=30)},
-    adapt=dict(shots=8, heldout=30, population=6, elite=0.5, iterations=2, mix_space="strength"),
-    transfer_heldout=30,
+    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=20)},
+    adapt=dict(shots=6, heldout=20, population=4, elite=0.5, iterations=2, mix_space="strength"),
+    transfer_heldout=20,
     conclusive=False,
 )
 # Each budget is the smallest that keeps the conclusion its row supports; the measurements behind them are

@@ -70,11 +70,11 @@ def test_quick_demo_runs_end_to_end_and_reruns_from_cache(tmp_path, smollm2_home
     # every number in the table is a score recorded in the registry, both sides under the row's protocol
     registry = AppContext(home=str(home)).registry()
     for row in rows:
-        assert row["n"] == 30 and row["delta"] == pytest.approx(row["with_expert"] - row["base"])
+        assert row["n"] == 20 and row["delta"] == pytest.approx(row["with_expert"] - row["base"])
         base = [e for e in registry.model_evaluations(row["model"], row["task"]) if e.protocol == row["protocol"]]
         expert = [e for e in registry.get(row["expert"]).evaluations if e.protocol == row["protocol"]]
-        assert any(e.metric == "accuracy" and e.value == row["base"] and e.n == 30 for e in base), row
-        assert any(e.metric == "accuracy" and e.value == row["with_expert"] and e.n == 30 for e in expert), row
+        assert any(e.metric == "accuracy" and e.value == row["base"] and e.n == 20 for e in base), row
+        assert any(e.metric == "accuracy" and e.value == row["with_expert"] and e.n == 20 for e in expert), row
         low, high = row["delta_ci95"]
         assert low <= row["delta"] <= high and 0 <= row["mcnemar_p"] <= 1
     assert rows[0]["model"] == "smollm2-135m" and rows[1]["model"] == "gemma3-270m"
