@@ -43,10 +43,11 @@ def main() -> None:
 
     registry, _ = setup()
     data = os.environ.get("T2REG_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    report = {"threads": torch.get_num_threads(), "load_before": os.getloadavg(), "models": {}}
+    report = {"load_before": os.getloadavg(), "models": {}}
     for model in args.models.split(","):
         ensure_weights(registry, model, print)
         report["models"][model] = compare_dtypes(registry, model, args.task, args.n, Path(data))
+    report["threads"] = torch.get_num_threads()  # as open_for chose them for the last model (T2REG_THREADS fixes it)
     report["peak_gflops"] = {d: measure_peak(getattr(torch, d)) / 1e9 for d in ("float32", "bfloat16")}
     report["load_after"] = os.getloadavg()
     print(f"matmul peak, {torch.get_num_threads()} thread(s): float32 {report['peak_gflops']['float32']:.0f}, "
@@ -90,7 +91,7 @@ def compare_dtypes(registry, model: str, task_name: str, n: int, data: Path) -> 
            "max_option_logprob_change": drift, "seconds": seconds,
            "questions_per_s": {d: len(questions) / s for d, s in seconds.items()},
            "gflop_per_question": {d: c.total / 1e9 / len(questions) for d, c in counts.items()},
-           "speed_ratio_bf16_over_fp32": seconds["float32"] / seconds["bfloat16"]}
+           "speed_ratio_bf16_over_fp32": seconds["float32"] / seconds["bfloat16"], "threads": torch.get_num_threads()}
     low, high = out["delta_ci95"]
     print(f"{model} on {len(questions)} {task_name} test questions (seed 0), {torch.get_num_threads()} thread(s):\n"
           f"  predictions identical on {same}/{len(questions)} ({out['agreement']:.1%}); accuracy "

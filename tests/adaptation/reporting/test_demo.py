@@ -18,7 +18,9 @@ from t2reg.cli.context import AppContext
 from tests.helpers.data import DATA
 from tests.helpers.paths import ROOT
 
-pytestmark = pytest.mark.slow
+# Two demo runs, and the session's SmolLM2 conversion when this test is the first to need it: the suite's
+# default limit (900 s) covers a quick demo on a quiet machine, not on one shared with other jobs.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _demo(home):
