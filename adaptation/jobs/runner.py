@@ -36,7 +36,8 @@ class JobResult(Protocol):
 
 
 Handler = Callable[["JobContext", S], JobResult]
-# A progress wrapper (iterable in, iterable out) for the phase a label names: a job's scoring after its last step.
+# A progress wrapper (iterable in, iterable out) for the phase a label names: a job's scoring after its last step
+# (evaluation.scoring.Phases; not imported from there, so that running the job queue loads no torch).
 Phases = Callable[[str], Callable[[Iterable], Iterable]]
 
 
