@@ -105,7 +105,7 @@ def _shared_rows(registry, x, y, task: str) -> tuple[list[dict], list[dict]]:
         protocol = Protocol.from_dict(spec)
         theirs = recorded_rows(registry, y, protocol, set) or []
         ids = {r["id"] for r in theirs}
-        ours = {r["id"]: r for r in recorded_rows(registry, x, protocol, lambda: ids) or []}
+        ours = {r["id"]: r for r in recorded_rows(registry, x, protocol, lambda ids=ids: ids) or []}
         shared = [r for r in theirs if r["id"] in ours]
         if len(shared) > len(best[0]):
             best = ([ours[r["id"]] for r in shared], shared)
