@@ -107,6 +107,7 @@ class DistillReport:
     best_iteration: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    start_agreement: float | None = None  # the untouched target's held-out agreement with the teacher
 
     def options(self) -> dict[str, Any]:
         return {"method": "distill", "baseline": self.baseline, "seed": self.seed, **self.settings, **self.texts}
@@ -123,8 +124,11 @@ class DistillReport:
                    f"mean KL(p* || p_t) {t['kl_to_base']:.4f}")
         if self.curve:
             last = self.curve[-1]
+            start = "" if self.start_agreement is None else f" (the target alone: {self.start_agreement:.3f})"
             yield (f"trained {last['iteration']} iterations; best held-out agreement with the teacher "
-                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f} at iteration {self.best_iteration}")
+                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f}{start}, kept iteration "
+                   f"{self.best_iteration}" + (" (no iteration did better than the target alone: z = 1)"
+                                               if self.best_iteration == 0 else ""))
         for note in self.notes:
             yield f"note: {note}"
 
@@ -175,6 +179,17 @@ class DistillTrainer(PolicyTrainer):
             kls.append(float(to_base.detach()))
         # "reward" in the curve: minus the mean distance to the teacher (higher is better, as for training)
         return loss / len(batch), -float(np.mean(distances)), float(np.mean(kls))
+
+    def consider_start(self, examples: list[Example]) -> float:
+        """Enter the untouched target as checkpoint 0, scored by its agreement with the teacher on the held-out
+        stems (from the teacher's cached scores of the target, so no pass is run). A distilled z is published
+        only when it agrees better; a teacher the target cannot follow leaves z = 1 instead of whatever Adam's
+        lr-sized steps wander to around it."""
+        agreement = float(np.mean([int(np.argmax(self.base[ex.id])) == int(np.argmax(self.star[ex.id]))
+                                   for ex in examples]))
+        if self.iteration == 0:  # a resumed run has it in its checkpoint already
+            self._track(agreement, 0)
+        return agreement
 
     def validate(self, examples: list[Example]) -> dict[str, Any]:
         with self.engine.patched(self.spectra, self._z(), self.policy.renormalize):

@@ -140,13 +140,14 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
             teacher = teacher.shuffled(spec.seed)
         trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, engine, teacher, spec.beta,
                                  state.get("trainer"))
+        start = trainer.consider_start(held)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train, held)
             save({"trainer": trainer.state()}, event)
         best = trainer.best_z()
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
-                           trainer.best_iteration, trainer.curve)
+                           trainer.best_iteration, trainer.curve, start_agreement=start)
     return {n: v.detach().cpu().numpy() for n, v in best.items()}, trainer.policy.renormalize, report
 
 
