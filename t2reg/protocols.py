@@ -111,13 +111,14 @@ _FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
     "task": _text(), "split": _text(), "mode": _text(), "prompt_version": _text(),
     "n": lambda value: value == FULL or _whole(1)(value), "sample_seed": _whole(-INT_MAX, optional=True),
     "shots": _whole(0), "max_new_tokens": _whole(1, optional=True), "permute": _whole(1),
-    "routing": _text(optional=True),
+    "routing": _text(optional=True), "dtype": _text(),
 }
 _FIELD_WORDS = {**{k: "text of 1 to 128 characters" for k in ("task", "split", "mode", "prompt_version")},
                 "n": f"'{FULL}' or a whole number from 1 to {INT_MAX}",
                 "sample_seed": f"null or a whole number within ±{INT_MAX}", "shots": f"a whole number from 0 to {INT_MAX}",
                 "max_new_tokens": f"null or a whole number from 1 to {INT_MAX}",
-                "permute": f"a whole number from 1 to {INT_MAX}", "routing": "null or text of 1 to 128 characters"}
+                "permute": f"a whole number from 1 to {INT_MAX}", "routing": "null or text of 1 to 128 characters",
+                "dtype": "text of 1 to 128 characters"}
 
 
 def describe_spec(spec: Any) -> str:

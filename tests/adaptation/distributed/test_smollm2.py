@@ -31,8 +31,10 @@ def test_adapt_and_eval_on_two_replicas_match_one_process(smollm2_home, ray_clus
     # differ in its seventh significant digit between a replica and this process (cause not traced)
     assert there["best_score"][0] == here["best_score"][0]
     assert there["best_score"][1] == pytest.approx(here["best_score"][1], rel=1e-6)
-    for key in ("heldout", "base"):
-        assert {**there[key], "seconds": 0} == {**here[key], "seconds": 0}, key
+    for key in ("heldout", "base"):  # the same verdicts; the mean log-probability to float rounding
+        exact = {"seconds": 0, "mean_correct_logprob": 0}
+        assert {**there[key], **exact} == {**here[key], **exact}, key
+        assert there[key]["mean_correct_logprob"] == pytest.approx(here[key]["mean_correct_logprob"], rel=1e-5), key
 
     evaluation = ["eval", "--base", "smollm2-135m", "--task", "arc-easy", "--limit", "40", "--data-dir", data]
     cli.ok(*evaluation, "--save-outputs", str(tmp_path / "here.jsonl"))
