@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -133,12 +133,17 @@ class DistillReport:
             yield f"note: {note}"
 
 
+def _same_pick(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two option distributions (log-probabilities) put their mode on the same option."""
+    return int(np.argmax(a)) == int(np.argmax(b))
+
+
 def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
     star = teacher.distribution(beta)
     changed, kls = [], []
     for q, target in teacher.target.items():
         t = np.asarray(target)
-        changed.append(int(np.argmax(star[q])) != int(np.argmax(t)))
+        changed.append(not _same_pick(star[q], t))
         kls.append(float((np.exp(star[q]) * (star[q] - t)).sum()))
     return {"changed_pick": float(np.mean(changed)), "kl_to_base": float(np.mean(kls))}
 
@@ -185,8 +190,7 @@ class DistillTrainer(PolicyTrainer):
         stems (from the teacher's cached scores of the target, so no pass is run). A distilled z is published
         only when it agrees better; a teacher the target cannot follow leaves z = 1 instead of whatever Adam's
         lr-sized steps wander to around it."""
-        agreement = float(np.mean([int(np.argmax(self.base[ex.id])) == int(np.argmax(self.star[ex.id]))
-                                   for ex in examples]))
+        agreement = float(np.mean([_same_pick(self.base[ex.id], self.star[ex.id]) for ex in examples]))
         if self.iteration == 0:  # a resumed run has it in its checkpoint already
             self._track(agreement, 0)
         return agreement
@@ -197,6 +201,6 @@ class DistillTrainer(PolicyTrainer):
         agree, distance = [], []
         for ex, logprobs in zip(examples, scored):
             logp, star = normalised(logprobs), self.star[ex.id]
-            agree.append(int(np.argmax(logp)) == int(np.argmax(star)))
+            agree.append(_same_pick(logp, star))
             distance.append(float((np.exp(star) * (star - logp)).sum()))
         return {"validation": float(np.mean(agree)), "teacher_kl": float(np.mean(distance))}
