@@ -119,9 +119,11 @@ def test_non_regular_output_paths_are_refused_and_left_as_they_are(cli, tmp_path
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     (tmp_path / "link").symlink_to(fifo)
-    for out in (fifo, tmp_path / "link", tmp_path):
-        _fails(cli, 4 if out != tmp_path else 2, "", "download", "gsm8k-smollm2-135m:1", "--out", str(out))
-        _fails(cli, 4 if out != tmp_path else 2, "", "new-expert", "--model", "smollm2-135m", "--out", str(out))
+    refusals = {fifo: (4, "exists and is not a regular file"), tmp_path / "link": (4, "exists and is not a regular file"),
+                tmp_path: (2, "is a directory")}
+    for out, (code, words) in refusals.items():
+        _fails(cli, code, words, "download", "gsm8k-smollm2-135m:1", "--out", str(out))
+        _fails(cli, code, words, "new-expert", "--model", "smollm2-135m", "--out", str(out))
     assert fifo.is_fifo() and (tmp_path / "link").is_symlink()
 
 
