@@ -30,7 +30,7 @@ from t2reg.adaptation.tasks import CATEGORIES, Example, Task, get_task, sample
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.adaptation.tasks.dispatch import dispatch_prompt
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError, Remedy
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.vocabulary import Strategy
 
@@ -71,8 +71,9 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
         version = registry.get(strategy.removeprefix(f"{Strategy.FIXED}:"))
         target = registry.get_model(model).name
         if version.model != target:
-            raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}; "
-                                    f"transfer it first (`t2reg transfer {version.ref} --to {model}`)")
+            raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}",
+                                    remedy=Remedy("transfer it first", ("transfer",), (version.ref,),
+                                                  (("to", model),)))
         return Routing(Strategy.FIXED, {"fixed": version})
     if strategy not in (Strategy.PROMPT, Strategy.CLASSIFIER):
         raise InvalidInputError(f"unknown {{strategy}} {strategy!r}; choose from {', '.join(STRATEGIES)}",
@@ -89,8 +90,8 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
     if strategy == Strategy.CLASSIFIER:
         found = registry.list(model=target, where="tag.role=dispatcher")
         if not found:
-            raise NotFoundError(f"no classification expert for {target}: train one with "
-                                f"`t2reg train --model {model} --task dispatch`")
+            raise NotFoundError(f"no classification expert for {target}",
+                                remedy=Remedy("train one", ("train",), (), (("model", model), ("task", "dispatch"))))
         dispatcher = found[0]
     return Routing(Strategy(strategy), experts, dispatcher)
 

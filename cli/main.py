@@ -8,6 +8,7 @@ Errors become one line on stderr and an exit code (2 usage, 3 not found,
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import traceback
 
@@ -80,11 +81,20 @@ def _run(args: list[str], debug: bool) -> int:
     except (click.Abort, KeyboardInterrupt):
         return _fail("interrupted", EXIT_INTERRUPTED, debug)
     except T2RegError as exc:
-        return _fail(exc.render(flag), exc.exit_code, debug)
+        return _fail(error_line(exc), exc.exit_code, debug)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users
         return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1, debug)
+
+
+def error_line(exc: T2RegError) -> str:
+    """A library error in the CLI's words: its options as flags, its remedy as the command a user types."""
+    message = exc.render(flag)
+    if exc.remedy is None:
+        return message
+    command = " ".join(shlex.quote(word) for word in exc.remedy.words(flag))
+    return f"{message}; {exc.remedy.does}: `t2reg {command}`"
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

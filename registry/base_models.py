@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, NotFoundError, shown
+from t2reg.errors import ConflictError, NotFoundError, Remedy, shown
 from t2reg.expert_file import Metric
 from t2reg.registry.entities import EvaluationInfo, ModelInfo
 from t2reg.registry.model_sources import ModelSpec
@@ -68,7 +68,8 @@ def get_model(session: Session, ref: str) -> BaseModelRow:
     if row is None:
         known = sorted(session.scalars(select(ModelAliasRow.alias)))
         hint = f"; known aliases: {', '.join(known)}" if known else ""
-        raise NotFoundError(f"unknown model {shown(ref)} (register it with `t2reg model add`){hint}")
+        raise NotFoundError(f"unknown model {shown(ref)}{hint}",
+                            remedy=Remedy("register it", ("model", "add"), ("MODEL",)))
     return row
 
 

@@ -30,10 +30,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, T2RegError
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, Remedy, T2RegError
 
 T = TypeVar("T")
 SQLITE_BUSY_MS = 60_000
+_INIT = Remedy("make one there", ("init",))
 _WRITE = "t2reg_write"
 
 
@@ -116,8 +117,9 @@ def translate_errors(url: str) -> Iterator[None]:
             raise _RetryableConflict(f"database {redact(url)} is busy: {_first_line(exc)}") from exc
         text = _first_line(exc)
         if re.search(r'database ".*" does not exist', text):
-            raise MissingDatabaseError(
-                f"database {redact(url)} does not exist: create it on the server, then `t2reg init`") from exc
+            raise MissingDatabaseError(f"database {redact(url)} does not exist",
+                                       remedy=Remedy("create it on the server, then make the registry there",
+                                                     ("init",))) from exc
         if "readonly database" in text:
             raise DatabaseError(f"database {redact(url)} is read-only for this user; this command writes") from exc
         raise DatabaseError(f"database {redact(url)}: {text}") from exc
@@ -245,15 +247,13 @@ def _require_existing_file(path: Path) -> None:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise MissingDatabaseError(
-            f"no registry at {path} (no such file); `t2reg init` creates one there"
-        ) from None
+        raise MissingDatabaseError(f"no registry at {path} (no such file)", remedy=_INIT) from None
     except OSError as exc:
         raise DatabaseError(f"database {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise InvalidInputError(f"database {path} is not a regular file")
     if info.st_size == 0:
-        raise MissingDatabaseError(f"{path} is an empty file, not a registry; `t2reg init` makes one there")
+        raise MissingDatabaseError(f"{path} is an empty file, not a registry", remedy=_INIT)
 
 
 def _read_only_url(parsed: URL, path: Path) -> URL:

@@ -9,7 +9,7 @@ from sqlalchemy import exists, select, true
 from sqlalchemy.orm import Session
 
 from t2reg.architectures import needs_bos
-from t2reg.errors import InvalidInputError, NotFoundError, shown
+from t2reg.errors import InvalidInputError, NotFoundError, Remedy, shown
 from t2reg.expert_file import Metric
 from t2reg.protocols import BOS_FIX_LANDED, NO_BOS_PREFIX, Protocol, legacy_id, reported_id, without_bos_id
 from t2reg.registry.entities import as_utc
@@ -55,7 +55,7 @@ def assign(session: Session, metrics: list[Metric], protocol: Protocol | None) -
 def get(session: Session, protocol_id: str) -> ProtocolRow:
     row = session.get(ProtocolRow, protocol_id)
     if row is None:
-        raise NotFoundError(f"no protocol {shown(protocol_id)} (see `t2reg protocols`)")
+        raise NotFoundError(f"no protocol {shown(protocol_id)}", remedy=Remedy("list the protocols", ("protocols",)))
     return row
 
 

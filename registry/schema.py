@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from t2reg.errors import DatabaseError, InvalidInputError
+from t2reg.errors import DatabaseError, InvalidInputError, Remedy
 from t2reg.registry.db import Database, translate_errors
 
 VERSION_TABLE = "t2reg_alembic_version"
@@ -112,10 +112,8 @@ def check_schema(db: Database) -> str:
             f"database {db.display_url} is at schema revision {current}, which this t2reg does not know (it knows up "
             f"to {head_revision()}): a newer t2reg wrote it; upgrade t2reg to use it"
         )
-    raise DatabaseError(
-        f"database {db.display_url} is at schema revision {current}, this t2reg needs {head_revision()}: "
-        "run `t2reg db upgrade`"
-    )
+    raise DatabaseError(f"database {db.display_url} is at schema revision {current}, this t2reg needs "
+                        f"{head_revision()}", remedy=Remedy("upgrade its schema", ("db", "upgrade")))
 
 
 def is_known(revision: str) -> bool:

@@ -9,11 +9,18 @@ the parameters it is about as ``{name}`` placeholders and lists them in
 ``options``. ``str(error)`` fills them with the parameter names
 (``batch_size must be positive``); the CLI fills them with its own flags
 (``--batch-size must be positive``) through :meth:`T2RegError.render`.
+
+What to do about an error is data too: a :class:`Remedy` names the t2reg command
+that fixes it (``model decompose smollm2-135m`` with ``modules=all``) and says in
+plain words what that does. ``str(error)`` ends with the words; the CLI writes the
+command as a user types it (``run `t2reg model decompose smollm2-135m --modules all```),
+and a Python caller reads ``error.remedy``.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -34,36 +41,62 @@ def shown(value: object, limit: int = ECHO_MAX) -> str:
     return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
+@dataclass(frozen=True)
+class Remedy:
+    """What to do about an error: the t2reg command that fixes it, as data, and what it does in words.
+
+    ``command`` is the command's path (``("model", "decompose")``), ``arguments`` its positional arguments and
+    ``options`` its named parameters in the library's spelling (``(("modules", "all"),)``; a value of None is
+    a switch). ``does`` says what running it achieves, in words that fit any caller ("decompose the model's
+    spectra"); a program can run the command itself from the other fields.
+    """
+
+    does: str
+    command: tuple[str, ...]
+    arguments: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()
+
+    def words(self, name: Callable[[str], str] = str) -> tuple[str, ...]:
+        """The command as words, each option spelt by ``name`` (the CLI passes its flag spelling)."""
+        named = []
+        for option, value in self.options:
+            named += [name(option)] if value is None else [name(option), value]
+        return (*self.command, *self.arguments, *named)
+
+
 class T2RegError(Exception):
     """Base class of every error t2reg raises on purpose."""
 
     exit_code = 1
 
-    def __init__(self, message: str = "", *, options: Sequence[str] = ()) -> None:
+    def __init__(self, message: str = "", *, options: Sequence[str] = (), remedy: Remedy | None = None) -> None:
         if len(message) > MESSAGE_MAX:  # clipped well below the bound, so a rebuilt error is not clipped again
             message = clip(message, MESSAGE_MAX - 50)
         super().__init__(message)
         self.template = message
         self.options = tuple(options)
+        self.remedy = remedy
 
     def render(self, name: Callable[[str], str] = str) -> str:
-        """The message with each ``{option}`` written as ``name(option)``."""
+        """The message with each ``{option}`` written as ``name(option)``, without its remedy."""
         if not self.options:
             return self.template
         return _PLACEHOLDER.sub(lambda m: name(m.group(1)) if m.group(1) in self.options else m.group(0),
                                 self.template)
 
     def __str__(self) -> str:
-        return self.render()
+        message = self.render()
+        return message if self.remedy is None else f"{message}; {self.remedy.does}"
 
     def __reduce__(self):
         # Errors cross process boundaries (a Ray replica's error reaches the job that sent it the work):
-        # rebuild with the same class, template and options, not from the rendered message alone.
-        return _rebuild, (type(self), self.template, self.options)
+        # rebuild with the same class, template, options and remedy, not from the rendered message alone.
+        return _rebuild, (type(self), self.template, self.options, self.remedy)
 
 
-def _rebuild(cls: type[T2RegError], template: str, options: tuple[str, ...]) -> T2RegError:
-    return cls(template, options=options)
+def _rebuild(cls: type[T2RegError], template: str, options: tuple[str, ...], remedy: Remedy | None = None
+             ) -> T2RegError:
+    return cls(template, options=options, remedy=remedy)
 
 
 class InvalidInputError(T2RegError, ValueError):
@@ -86,7 +119,7 @@ class NotFoundError(T2RegError, LookupError):
     exit_code = 3
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message
-        return self.render()
+        return T2RegError.__str__(self)
 
 
 class ConflictError(T2RegError):

@@ -25,7 +25,7 @@ import torch
 
 from t2reg import safetensors_io
 from t2reg.architectures import MatrixSpec
-from t2reg.errors import IntegrityCheckError, NotFoundError
+from t2reg.errors import IntegrityCheckError, NotFoundError, Remedy
 from t2reg.files import land_text
 
 MANIFEST = "manifest.json"
@@ -91,10 +91,9 @@ class Spectra:
         try:
             return self._factors[name]
         except KeyError:
-            raise NotFoundError(
-                f"no spectrum for {name!r} in {self.root}; decompose that module group "
-                "(`t2reg model decompose MODEL --modules all`)"
-            ) from None
+            raise NotFoundError(f"no spectrum for {name!r} in {self.root}",
+                                remedy=Remedy("decompose every module group", ("model", "decompose"), ("MODEL",),
+                                              (("modules", "all"),))) from None
 
     def to(self, device: torch.device | str) -> "Spectra":
         """A copy with every factor on ``device`` (worth it before many applies on a GPU)."""
@@ -105,7 +104,8 @@ class Spectra:
         """Map every shard listed in the manifest; ``verify`` re-hashes each shard first."""
         manifest = read_manifest(root)
         if manifest is None or not manifest["shards"]:
-            raise NotFoundError(f"no spectra at {root}; run `t2reg model decompose`")
+            raise NotFoundError(f"no spectra at {root}",
+                                remedy=Remedy("decompose the model first", ("model", "decompose"), ("MODEL",)))
         factors: dict[str, Factors] = {}
         for shard, info in sorted(manifest["shards"].items()):
             path = root / shard

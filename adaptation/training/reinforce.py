@@ -52,7 +52,7 @@ from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.training.policy import SVFPolicy, token_kl
 from t2reg.adaptation.training.spec import Estimator, Parametrization, TrainSpec
 from t2reg.architectures import matrix_specs
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, Remedy
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
@@ -131,8 +131,9 @@ class PolicyTrainer:
         names = [m.name for m in matrix_specs(registry.model_config(spec.model), spec.modules)]
         missing = [n for n in names if n not in self.spectra]
         if missing:
-            raise InvalidInputError(f"no spectra for {len(missing)} {spec.modules} matrices of {spec.model}: "
-                                    f"run `t2reg model decompose {spec.model} --modules {spec.modules}`")
+            raise InvalidInputError(f"no spectra for {len(missing)} {spec.modules} matrices of {spec.model}",
+                                    remedy=Remedy("decompose them", ("model", "decompose"), (spec.model,),
+                                                  (("modules", str(spec.modules)),)))
         self.layout = engine.weight_layout(names)
         init = spec.init if spec.param == Parametrization.LOGITS else spec.init_scale
         self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)

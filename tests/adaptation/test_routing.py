@@ -73,8 +73,9 @@ def test_categories_come_from_the_pool_and_the_best_expert_wins(pool):
         plan_routing(registry, "tiny", "prompt", [])
     with pytest.raises(InvalidInputError, match="unknown strategy 'vote'"):
         plan_routing(registry, "tiny", "vote", ["model=tiny"])
-    with pytest.raises(NotFoundError, match="train one with `t2reg train --model tiny --task dispatch`"):
+    with pytest.raises(NotFoundError, match="no classification expert for tiny; train one") as info:
         plan_routing(registry, "tiny", "classifier", ["model=tiny"])
+    assert info.value.remedy.words() == ("train", "model", "tiny", "task", "dispatch")
 
 
 def test_the_dispatch_prompt_names_and_explains_only_the_pools_categories():
@@ -91,8 +92,9 @@ def test_a_fixed_expert_must_be_on_the_model_it_runs_on(pool, tmp_path):
     pool.ok("publish", str(path), "--name", "foreign")
     registry = _registry(pool)
     assert plan_routing(registry, "tiny", "fixed:coder:1").experts["fixed"].name == "coder"
-    with pytest.raises(InvalidInputError, match="foreign:1 is an expert for other, not tiny; transfer it first"):
+    with pytest.raises(InvalidInputError, match="foreign:1 is an expert for other, not tiny; transfer it first") as info:
         plan_routing(registry, "tiny", "fixed:foreign:1")
+    assert info.value.remedy.words(lambda option: f"--{option}") == ("transfer", "foreign:1", "--to", "tiny")
 
 
 def test_a_forced_classifier_routes_everything_to_one_expert_in_one_batched_pass(pool, tmp_path):

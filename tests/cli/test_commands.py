@@ -92,7 +92,7 @@ def test_the_readme_tour(cli, tiny_llama_dir, tiny_expert, tmp_path):
     assert f"at revision {schema.head_revision()}" in cli.ok("db", "upgrade")
     assert "at revision 0001" in cli.ok("db", "downgrade", "0001")
     code, _, err = cli("list")
-    assert code == 1 and "run `t2reg db upgrade`" in err
+    assert code == 1 and "upgrade its schema: `t2reg db upgrade`" in err
     assert f"at revision {schema.head_revision()}" in cli.ok("db", "upgrade")
 
 

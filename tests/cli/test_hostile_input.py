@@ -103,7 +103,7 @@ def test_a_mistyped_database_is_not_created(tmp_path, capsys):
     typo = tmp_path / "regsitry.db"
     runner = CLI(tmp_path / "home", capsys, db=f"sqlite:///{typo}", init=False)
     for command in (["list"], ["verify"], ["gc"], ["publish", "x.safetensors"], ["db", "upgrade"], ["db", "current"]):
-        _fails(runner, 3, "`t2reg init` creates one there", *command)
+        _fails(runner, 3, "make one there: `t2reg init`", *command)
     assert not typo.exists()
 
 

@@ -194,8 +194,9 @@ def test_a_bundle_for_an_unknown_base_model_names_the_command_to_add_it(registry
     registry.export_bundle(version.ref, tmp_path / "bundle")
     with Registry(load_settings(home=tmp_path / "target"), create=True) as target:
         before = _counts(target)
-        with pytest.raises(NotFoundError, match="t2reg model add tiny-llama"):
+        with pytest.raises(NotFoundError, match="which this registry does not know") as info:
             target.import_bundle(tmp_path / "bundle")
+        assert info.value.remedy.words() == ("model", "add", "tiny-llama")
         assert _counts(target) == before
 
 

@@ -91,8 +91,11 @@ def test_a_tampered_shard_fails_verification(tiny_dir, tmp_path):
 
 
 def test_missing_spectra_and_missing_matrix_say_what_to_run(tiny_dir, tmp_path):
-    with pytest.raises(NotFoundError, match="t2reg model decompose"):
+    with pytest.raises(NotFoundError, match="no spectra at") as missing:
         Spectra.load(tmp_path / "none")
+    assert missing.value.remedy.command == ("model", "decompose")
     decompose(_specs(tiny_dir), matrix_loader(tiny_dir), tmp_path / "s", model="tiny")
-    with pytest.raises(NotFoundError, match="--modules all"):
+    with pytest.raises(NotFoundError, match="no spectrum for") as partial:
         Spectra.load(tmp_path / "s")["model.layers.0.self_attn.q_proj.weight"]
+    assert partial.value.remedy.command == ("model", "decompose") and partial.value.remedy.options == (("modules", "all"),)
+    assert "--" not in str(partial.value)  # the library's words name no flag

@@ -68,8 +68,9 @@ def test_transfer_every_expert_of_a_model(registry, llama_expert, tmp_path):
 def test_refusals(registry, llama_expert):
     with pytest.raises(InvalidInputError, match="the target is the source model"):
         transfer_version(registry, llama_expert.ref, "llama3-8b")
-    with pytest.raises(NotFoundError, match="run `t2reg model decompose"):
+    with pytest.raises(NotFoundError, match="needs the spectra of both models; .* has none; decompose it") as info:
         transfer_version(registry, llama_expert.ref, "mistral-7b", rank_align="energy")
+    assert info.value.remedy.command == ("model", "decompose") and len(info.value.remedy.arguments) == 1
     registry.delete(llama_expert.ref)
     with pytest.raises(NotFoundError, match="is deleted"):
         transfer_version(registry, llama_expert.ref, "mistral-7b")

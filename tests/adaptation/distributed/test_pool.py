@@ -126,5 +126,6 @@ def test_with_no_replica_left_the_error_says_how_to_continue(pool, problem):
     with pytest.raises(ClusterError) as caught:
         scorer(pool, problem).objective(population, shots)
     message = str(caught.value)
-    assert message.startswith("every replica of this job is gone") and "`t2reg jobs resume` continues it" in message
+    assert message.startswith("every replica of this job is gone") and message.endswith("from its last completed step")
+    assert caught.value.remedy.command == ("jobs", "resume")
     assert pool.live == 0

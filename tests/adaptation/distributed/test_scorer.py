@@ -77,7 +77,7 @@ def test_a_job_that_loses_every_replica_fails_clearly_and_resumes_to_the_same_re
     with pytest.raises(ClusterError, match="every replica of this job is gone"):
         run_job(world, job.id, claim=claim, on_event=lambda _event: kill_every_replica())  # after generation 1
     failed = world.jobs.get(job.id)
-    assert failed.status == "failed" and "`t2reg jobs resume` continues it" in failed.error
+    assert failed.status == "failed" and "continue it from its last completed step" in failed.error
     assert len(world.jobs.events(job.id)) == 1  # generation 1 is checkpointed; generation 2 never was
     world.jobs.requeue(job.id)
     finished = run_job(world, job.id)  # a fresh pool; generation 2 onwards

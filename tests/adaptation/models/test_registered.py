@@ -26,10 +26,12 @@ def test_decompose_records_the_fingerprint_and_is_idempotent(tiny):
 
 
 def test_shape_tables_have_no_weights_to_load(tiny):
-    with pytest.raises(NotFoundError, match="has no weights registered.*--gguf"):
+    with pytest.raises(NotFoundError, match="has no weights registered") as info:
         load_model("llama3-8b", tiny)
-    with pytest.raises(NotFoundError, match="t2reg model decompose"):
+    assert info.value.remedy.words() == ("model", "add", "llama3-8b", "gguf", "FILE")
+    with pytest.raises(NotFoundError, match="no spectra at") as info:
         load_spectra("tiny", tiny)
+    assert info.value.remedy.command == ("model", "decompose")
 
 
 def test_published_expert_applies_from_the_registry(tiny, tmp_path):
