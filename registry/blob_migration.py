@@ -39,30 +39,32 @@ class BlobMigration:
         return self.copied + self.already_there
 
 
-def migrate_to_database(db: Database, files: BlobStore, on_blob: Callable[[str], None] | None = None
+def migrate_to_database(db: Database, current: BlobStore, on_blob: Callable[[str], None] | None = None
                         ) -> BlobMigration:
-    """Copy every blob ``db``'s rows need from ``files`` into ``db``, then record the database as the store.
+    """Copy every blob ``db``'s rows need from its ``current`` store into ``db``, then record the database as
+    the store.
 
     ``on_blob`` is called after each blob is in place (progress). A blob missing from the files or
     corrupt there stops the run with that error, before the switch. A registry already keeping its
     blobs in its database has nothing to copy.
     """
-    if files.kind is BlobStoreKind.DATABASE:
-        return BlobMigration(0, len(referenced_blobs(db)), files.location)
+    if current.kind is BlobStoreKind.DATABASE:
+        return BlobMigration(0, len(referenced_blobs(db)), current.location)
     target = DatabaseBlobStore(db)
     copied, seen = 0, set()
     for _ in range(_ROUNDS):
         needed = referenced_blobs(db) - seen
         for sha in sorted(needed):
             if target.hash_file(sha) != sha:
-                target.put(files.read(sha))  # read() checks the bytes against the name
+                target.put(current.read(sha))  # read() checks the bytes against the name
                 copied += 1
             seen.add(sha)
             if on_blob is not None:
                 on_blob(sha)
         if _switch(db):
-            return BlobMigration(copied, len(seen) - copied, files.location)
-    raise ConflictError(f"blobs kept arriving in {files.location} while migrating; stop publishing and run it again")
+            return BlobMigration(copied, len(seen) - copied, current.location)
+    raise ConflictError(f"blobs kept arriving in {current.location} while migrating; stop publishing and run it "
+                        "again")
 
 
 def _switch(db: Database) -> bool:
