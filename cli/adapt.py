@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from t2reg.adaptation.evaluation.spec import DTYPES
 from t2reg.adaptation.search.spec import MIX_SPACES, POPULATION_EVAL_MODES, AdaptSpec
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import run_or_queue
@@ -44,6 +45,8 @@ from t2reg.cli.options import (
             help="Score a generation in shared batches (factored experts) or one candidate at a time; "
                  "auto measures both in the first generation.")
 @default_of(AdaptSpec, "batch_size", help="Rows per forward pass.")
+@default_of(AdaptSpec, "dtype", type=click.Choice(DTYPES),
+            help="The model's weights and activations; the held-out scores' protocol.")
 @data_dir_option
 @click.option("--name", help="Name of the published expert [default: TASK-MODEL-adapted].")
 @replica_options(AdaptSpec)

@@ -69,7 +69,8 @@ data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
 detach_option = click.option("--detach", is_flag=True, help="Only queue the job; a `t2reg worker` runs it.")
 device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
 dtype_option = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
-                            show_default=True)
+                            show_default=True, help="The model's weights and activations (the output projection and "
+                            "log-softmax stay float32); part of the score's protocol.")
 modules_option = click.option("--modules", type=click.Choice(["mlp", "attn", "all"]), default="mlp", show_default=True,
                               help="Which matrices (the paper adapts the MLP).")
 strategy_option = click.option(

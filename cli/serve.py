@@ -25,8 +25,15 @@ from t2reg.cli.options import backend_option, default_of, device_option, dtype_o
                                                        "[env T2REG_API_KEY].")
 @default_of(ServeSpec, "max_batch", help="Rows decoded together.")
 @default_of(ServeSpec, "max_tokens", help="The most tokens a request may ask for (its default when it names none).")
+@default_of(ServeSpec, "max_prompt_tokens", help="The longest prompt, in tokens; longer get 400.")
+@default_of(ServeSpec, "max_kv_tokens",
+            help="KV-cache tokens all running requests may hold together (rows x the longest row's prompt + "
+                 "max_tokens); requests wait for room, one that alone needs more gets 503.")
 @default_of(ServeSpec, "max_queue", help="Requests that may wait for a row; more get 503.")
 @default_of(ServeSpec, "max_body", help="Largest request body in bytes; larger get 413.")
+@default_of(ServeSpec, "max_connections", help="Open connections (idle keep-alive ones too); requests beyond get 503.")
+@default_of(ServeSpec, "read_timeout", help="Seconds a client may take to send its headers (then the connection "
+                                            "closes), and again its body (408).")
 @default_of(ServeSpec, "grace", help="Seconds SIGTERM waits for requests in flight.")
 @device_option
 @dtype_option

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from t2reg.adaptation.evaluation.spec import DTYPES
 from t2reg.adaptation.training.spec import ESTIMATORS, PARAMETRIZATIONS, TrainSpec
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import run_or_queue
@@ -35,6 +36,8 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @default_of(TrainSpec, "estimator", type=click.Choice(ESTIMATORS),
             help="Multiple choice: exact (the expected reward over the options) or reinforce (one sampled option).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="[default: cuda if present]")
+@default_of(TrainSpec, "dtype", type=click.Choice(DTYPES),
+            help="The model's weights and activations (z, gradients and AdamW stay float32); the scores' protocol.")
 @default_of(TrainSpec, "seed")
 @data_dir_option
 @click.option("--name", help="Name of the published expert [default: TASK-MODEL].")

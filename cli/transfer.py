@@ -50,6 +50,7 @@ from t2reg.vocabulary import TransferMethod
 @default_of(TransferSpec, "kl", help="distill: weight of the KL penalty to the target's base model.")
 @default_of(TransferSpec, "validation", help="distill: held-out questions (another split) scored by agreement "
                                              "with the teacher, to pick the checkpoint.")
+@default_of(TransferSpec, "eval_every", help="distill: iterations between those held-out scores.")
 @data_dir_option
 @click.option("--name", help="Name of the published expert (only with REF).")
 @click.option("--dry-run", is_flag=True, help="rank: compute the plan and report; publish nothing.")

@@ -23,6 +23,7 @@ from t2reg.expert_file import Metric
 from t2reg.specs import INT_MAX
 
 FULL = "full"  # n of a protocol that scores the whole split
+FLOAT32 = "float32"  # the arithmetic every score was measured in before dtypes were recorded
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,29 @@ class Protocol:
     max_new_tokens: int | None = None  # generation only
     permute: int = 1  # letter mode: cyclic rotations of the options
     routing: str | None = None  # two-pass runs: the first pass's strategy (each question answered by its expert)
+    dtype: str = FLOAT32  # weights and activations (bfloat16 scores never pair or rank with float32 ones)
 
     def __post_init__(self) -> None:
         if (self.n == FULL) != (self.sample_seed is None):
             raise InvalidInputError("a protocol samples (n and a seed) or scores the full split (neither)")
 
+    def fields(self) -> dict[str, Any]:
+        """What defines the protocol. ``dtype`` appears only when it is not float32, so every protocol
+        recorded before dtypes were keeps its id and its stored spec."""
+        data = asdict(self)
+        if data["dtype"] == FLOAT32:
+            del data["dtype"]
+        return data
+
     def canonical(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":"))
 
     @property
     def id(self) -> str:
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **asdict(self)}
+        return {"id": self.id, **self.fields()}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Protocol":
@@ -79,6 +89,7 @@ class Protocol:
         extra += f", {self.max_new_tokens} new tokens" if self.max_new_tokens else ""
         extra += f", {self.shots} shots" if self.shots else ""
         extra += f", two-pass {self.routing} routing" if self.routing else ""
+        extra += f", in {self.dtype}" if self.dtype != FLOAT32 else ""
         return f"{self.task}/{self.split}, {self.mode} ({self.prompt_version}), {sample}{extra}"
 
 
@@ -100,13 +111,14 @@ _FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
     "task": _text(), "split": _text(), "mode": _text(), "prompt_version": _text(),
     "n": lambda value: value == FULL or _whole(1)(value), "sample_seed": _whole(-INT_MAX, optional=True),
     "shots": _whole(0), "max_new_tokens": _whole(1, optional=True), "permute": _whole(1),
-    "routing": _text(optional=True),
+    "routing": _text(optional=True), "dtype": _text(),
 }
 _FIELD_WORDS = {**{k: "text of 1 to 128 characters" for k in ("task", "split", "mode", "prompt_version")},
                 "n": f"'{FULL}' or a whole number from 1 to {INT_MAX}",
                 "sample_seed": f"null or a whole number within ±{INT_MAX}", "shots": f"a whole number from 0 to {INT_MAX}",
                 "max_new_tokens": f"null or a whole number from 1 to {INT_MAX}",
-                "permute": f"a whole number from 1 to {INT_MAX}", "routing": "null or text of 1 to 128 characters"}
+                "permute": f"a whole number from 1 to {INT_MAX}", "routing": "null or text of 1 to 128 characters",
+                "dtype": "text of 1 to 128 characters"}
 
 
 def describe_spec(spec: Any) -> str:

@@ -12,6 +12,12 @@ from t2reg.registry import Registry
 from t2reg.settings import load_settings
 from tests.helpers.postgres import PostgresServer, find_binary
 
+# The suite compares results across processes (a resumed job against an uninterrupted one, replicas against one
+# process, a server against `t2reg run`). A thread count chosen from the machine's load at the moment a model
+# loads (adaptation/backends/threads.py) would change the order of float sums between them, so every process
+# the tests start gets the same count; tests/adaptation/backends/test_threads.py covers the choice itself.
+os.environ.setdefault("T2REG_THREADS", str(min(2, len(os.sched_getaffinity(0)))))
+
 TINY_LLAMA = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, vocab_size=128, max_position_embeddings=64,

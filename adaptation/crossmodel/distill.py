@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -107,6 +107,7 @@ class DistillReport:
     best_iteration: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    start_agreement: float | None = None  # the untouched target's held-out agreement with the teacher
 
     def options(self) -> dict[str, Any]:
         return {"method": "distill", "baseline": self.baseline, "seed": self.seed, **self.settings, **self.texts}
@@ -123,10 +124,18 @@ class DistillReport:
                    f"mean KL(p* || p_t) {t['kl_to_base']:.4f}")
         if self.curve:
             last = self.curve[-1]
+            start = "" if self.start_agreement is None else f" (the target alone: {self.start_agreement:.3f})"
             yield (f"trained {last['iteration']} iterations; best held-out agreement with the teacher "
-                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f} at iteration {self.best_iteration}")
+                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f}{start}, kept iteration "
+                   f"{self.best_iteration}" + (" (no iteration did better than the target alone: z = 1)"
+                                               if self.best_iteration == 0 else ""))
         for note in self.notes:
             yield f"note: {note}"
+
+
+def _same_pick(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two option distributions (log-probabilities) put their mode on the same option."""
+    return int(np.argmax(a)) == int(np.argmax(b))
 
 
 def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
@@ -134,7 +143,7 @@ def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
     changed, kls = [], []
     for q, target in teacher.target.items():
         t = np.asarray(target)
-        changed.append(int(np.argmax(star[q])) != int(np.argmax(t)))
+        changed.append(not _same_pick(star[q], t))
         kls.append(float((np.exp(star[q]) * (star[q] - t)).sum()))
     return {"changed_pick": float(np.mean(changed)), "kl_to_base": float(np.mean(kls))}
 
@@ -176,12 +185,22 @@ class DistillTrainer(PolicyTrainer):
         # "reward" in the curve: minus the mean distance to the teacher (higher is better, as for training)
         return loss / len(batch), -float(np.mean(distances)), float(np.mean(kls))
 
+    def consider_start(self, examples: list[Example]) -> float:
+        """Enter the untouched target as checkpoint 0, scored by its agreement with the teacher on the held-out
+        stems (from the teacher's cached scores of the target, so no pass is run). A distilled z is published
+        only when it agrees better; a teacher the target cannot follow leaves z = 1 instead of whatever Adam's
+        lr-sized steps wander to around it."""
+        agreement = float(np.mean([_same_pick(self.base[ex.id], self.star[ex.id]) for ex in examples]))
+        if self.iteration == 0:  # a resumed run has it in its checkpoint already
+            self._track(agreement, 0)
+        return agreement
+
     def validate(self, examples: list[Example]) -> dict[str, Any]:
         with self.engine.patched(self.spectra, self._z(), self.policy.renormalize):
             scored = option_logprobs(self.engine, self.task, examples)
         agree, distance = [], []
         for ex, logprobs in zip(examples, scored):
             logp, star = normalised(logprobs), self.star[ex.id]
-            agree.append(int(np.argmax(logp)) == int(np.argmax(star)))
+            agree.append(_same_pick(logp, star))
             distance.append(float((np.exp(star) * (star - logp)).sum()))
         return {"validation": float(np.mean(agree)), "teacher_kl": float(np.mean(distance))}

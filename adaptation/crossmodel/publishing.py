@@ -140,20 +140,22 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
             teacher = teacher.shuffled(spec.seed)
         trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, engine, teacher, spec.beta,
                                  state.get("trainer"))
+        start = trainer.consider_start(held)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train, held)
             save({"trainer": trainer.state()}, event)
         best = trainer.best_z()
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
-                           trainer.best_iteration, trainer.curve)
+                           trainer.best_iteration, trainer.curve, start_agreement=start)
     return {n: v.detach().cpu().numpy() for n, v in best.items()}, trainer.policy.renormalize, report
 
 
 def _train_spec(spec: TransferSpec, target: ModelInfo, task: Task) -> TrainSpec:
     """The SVF training settings distillation runs under (the trainer is training's own)."""
     return TrainSpec(target.name, task.name, iterations=spec.iterations, batch_size=spec.batch_size, kl=spec.kl,
-                     lr=spec.lr, validation=spec.validation, seed=spec.seed, data_dir=spec.data_dir)
+                     lr=spec.lr, validation=spec.validation, eval_every=spec.eval_every, seed=spec.seed,
+                     data_dir=spec.data_dir)
 
 
 # -- texts, settings, publishing -------------------------------------------------------------------------------
@@ -187,7 +189,7 @@ def _settings(spec: TransferSpec, method: TransferMethod) -> dict[str, Any]:
     if method == TransferMethod.PROJECTION:
         return {**common, "ridge": spec.ridge, "bound": spec.bound}
     return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.batch_size, "lr": spec.lr,
-            "kl": spec.kl, "validation": spec.validation}
+            "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every}
 
 
 def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo,

@@ -23,9 +23,9 @@ from t2reg.adaptation.distributed.settings import replica_settings
 from t2reg.adaptation.distributed.sharding import evaluate_sharded
 from t2reg.adaptation.evaluation.questions import Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.scoring import resolve_mode
+from t2reg.adaptation.evaluation.scoring import Progress, resolve_mode
 from t2reg.adaptation.models import load_spectra, weights_dir
-from t2reg.adaptation.search.objective import Candidate, MixtureScorer
+from t2reg.adaptation.search.objective import Candidate, MixtureScorer, remembered
 from t2reg.adaptation.tasks import Example, Task
 from t2reg.spectra import Spectra
 
@@ -50,6 +50,7 @@ class ReplicaScorer:
         self.apply_rule = self.local.apply_rule
         plain = [{name: np.asarray(v, dtype=np.float32) for name, v in expert.items()} for expert in vectors]
         self.problem = pool.share(Problem(task, plain, rule, tuple(shape), normalize, self.mode, space))
+        self.dtype = pool.setup.dtype
         self._examples: dict[tuple[str, ...], Any] = {}
 
     @property
@@ -65,30 +66,47 @@ class ReplicaScorer:
     def mixture(self, candidate: Candidate):
         return self.local.mixture(candidate)
 
-    def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[Score]:
-        """(accuracy, tie-breaker) per member, each member scored by whichever replica is free."""
-        population = np.asarray(population)
-        shots = self._shared(examples)
-        chunks = ([range(i, i + 1) for i in range(len(population))] if self.mode == "sequential"
-                  else even_chunks(len(population), CHUNKS_PER_REPLICA * max(1, self.pool.live)))
-        calls = [lambda actor, c=c: actor.score_members.remote(self.problem, shots,
-                                                               np.ascontiguousarray(population[c.start : c.stop]))
-                 for c in chunks]
-        parts = self.pool.run(calls, units=[len(c) for c in chunks])
-        return [tuple(score) for part in parts for score in part]
+    @property
+    def memo(self) -> dict[str, list]:
+        return self.local.memo
 
-    def score(self, candidate: Candidate, examples: Sequence[Example]) -> EvalResult:
+    def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[Score]:
+        """(accuracy, tie-breaker) per member, each member whose mixture was not scored before
+        (:func:`~t2reg.adaptation.search.objective.remembered`) scored by whichever replica is free."""
+        population = np.asarray(population)
+        candidates = [self.local.candidate(m) for m in population]
+        keys = [self.local.key(c, examples) if self.local.mixture(c) is not None else None for c in candidates]
+
+        def score_these(indices: list[int]) -> dict[int, Score]:
+            if not indices:
+                return {}
+            members = population[indices]
+            shots = self._shared(examples)
+            chunks = ([range(i, i + 1) for i in range(len(members))] if self.mode == "sequential"
+                      else even_chunks(len(members), CHUNKS_PER_REPLICA * max(1, self.pool.live)))
+            calls = [lambda actor, c=c: actor.score_members.remote(self.problem, shots,
+                                                                   np.ascontiguousarray(members[c.start : c.stop]))
+                     for c in chunks]
+            parts = self.pool.run(calls, units=[len(c) for c in chunks])
+            return dict(zip(indices, (tuple(score) for part in parts for score in part)))
+
+        scores, self.local.reused = remembered(keys, self.memo, score_these, self.local.reused)
+        return scores
+
+    def score(self, candidate: Candidate, examples: Sequence[Example], progress: Progress | None = None
+              ) -> EvalResult:
         """One mixture on the exact path (weights rewritten), its questions sharded over the replicas."""
         return evaluate_sharded(self.pool, Evaluation(self.task, list(examples), candidate=candidate,
-                                                      problem=self.problem))
+                                                      problem=self.problem), progress)
 
-    def measure(self, candidate: Candidate, questions: Questions) -> EvalResult:
+    def measure(self, candidate: Candidate, questions: Questions, progress: Progress | None = None) -> EvalResult:
         """One mixture on ``questions``, under the protocol that names them (as ``MixtureScorer.measure``)."""
-        return self._named(self.score(candidate, questions.examples), questions)
+        return self._named(self.score(candidate, questions.examples, progress), questions)
 
-    def measure_base(self, questions: Questions) -> EvalResult:
+    def measure_base(self, questions: Questions, progress: Progress | None = None) -> EvalResult:
         """The base model (no expert) on ``questions``, sharded over the replicas."""
-        return self._named(evaluate_sharded(self.pool, Evaluation(self.task, list(questions.examples))), questions)
+        return self._named(evaluate_sharded(self.pool, Evaluation(self.task, list(questions.examples)), progress),
+                           questions)
 
     def generation_report(self) -> list[dict[str, Any]]:
         """Each replica's throughput since the last report (the job event of a generation carries it)."""
@@ -96,7 +114,7 @@ class ReplicaScorer:
 
     def _named(self, result: EvalResult, questions: Questions) -> EvalResult:
         mode = resolve_mode(questions.task, "auto")
-        return replace(result, split=questions.split, protocol=questions.protocol(mode))
+        return replace(result, split=questions.split, protocol=questions.protocol(mode, dtype=self.dtype))
 
     def _shared(self, examples: Sequence[Example]) -> Any:
         # The shots are the same every generation: into the object store once.
@@ -111,7 +129,7 @@ def open_replica_scorer(registry: Registry, spec: AdaptSpec, task: Task, vectors
                         rule: str, shape: tuple[int, ...], mode: str) -> Iterator[ReplicaScorer]:
     """A :class:`ReplicaScorer` on ``spec.replicas`` replicas of ``spec.model``; the replicas go when the block ends."""
     setup = ReplicaSetup(str(weights_dir(registry, spec.model)), str(registry.spectra_dir(spec.model)),
-                         backend=spec.backend, batch_size=spec.batch_size)
+                         backend=spec.backend, dtype=spec.dtype, batch_size=spec.batch_size)
     with ReplicaPool(setup, replica_settings(spec)) as pool:
         yield ReplicaScorer(pool, task, load_spectra(spec.model, registry), vectors, rule, shape,
                             normalize=spec.normalize, mode=mode, space=spec.mix_space)

@@ -1,8 +1,9 @@
 """Evaluations over replicas: the questions cut into shards, handed out dynamically, merged in order.
 
-A shard is a whole number of the batches :func:`~t2reg.adaptation.evaluation.scoring.evaluate` forms,
-so every question is scored in the same batch, beside the same neighbours (hence the same padding), as
-in one process: the per-question outputs, and so the result, are the ones an in-process run gives.
+A shard is a whole number of the calls :func:`~t2reg.adaptation.evaluation.scoring.evaluate` makes to
+the backend, which sorts each call's questions into batches by length, so every question is scored in the
+same batch, beside the same neighbours (hence the same padding), as in one process: the per-question
+outputs, and so the result, are the ones an in-process run gives.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from t2reg.adaptation.distributed.replica import Evaluation, ReplicaSetup
 from t2reg.adaptation.distributed.settings import replica_settings
 from t2reg.adaptation.evaluation.questions import Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.scoring import Progress, resolve_mode
+from t2reg.adaptation.evaluation.scoring import Progress, choice_call, generation_call, resolve_mode
 from t2reg.adaptation.models import weights_dir
 from t2reg.expert_file import Expert
 
@@ -25,14 +26,11 @@ if TYPE_CHECKING:
     from t2reg.adaptation.evaluation.spec import EvalSpec
     from t2reg.registry import Registry
 
-# evaluate() hands the backend max(16, batch_size) prompts at a time when it generates and max(32, batch_size)
-# questions when it scores options (scoring._chunks): a multiple of both keeps every batch whole.
-_GENERATE_ROWS, _CHOICE_ROWS = 16, 32
-
-
 def shard_size(batch_size: int) -> int:
-    """Questions per shard: the smallest count that is whole batches in every scoring mode."""
-    return math.lcm(max(_GENERATE_ROWS, batch_size), max(_CHOICE_ROWS, batch_size))
+    """Questions per shard: the smallest count that is whole calls to the backend in every scoring mode
+    (evaluate() hands it generation_call prompts or choice_call questions at a time, and the backend sorts
+    each call by length: a shard of whole calls gives every question the neighbours it has in one process)."""
+    return math.lcm(generation_call(batch_size), choice_call(batch_size))
 
 
 def evaluate_sharded(pool: ReplicaPool, evaluation: Evaluation, progress: Progress | None = None) -> EvalResult:
@@ -72,4 +70,4 @@ def evaluate_on_replicas(registry: Registry, spec: EvalSpec, model: str, questio
         evaluation = Evaluation(questions.task, list(questions.examples), spec.split, str(mode), permute=spec.permute,
                                 expert=expert)
         result = evaluate_sharded(pool, evaluation, progress)
-        return replace(result, protocol=questions.protocol(mode, spec.permute)), pool.report()
+        return replace(result, protocol=questions.protocol(mode, spec.permute, spec.dtype)), pool.report()

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from t2reg.adaptation.evaluation.runs import questions_for, run_evaluation
+from t2reg.adaptation.evaluation.questions import Questions
+from t2reg.adaptation.evaluation.results import EvalResult
+from t2reg.adaptation.evaluation.runs import questions_for, record, run_evaluation
 from t2reg.adaptation.evaluation.scoring import Progress, resolve_mode
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError
@@ -103,13 +105,14 @@ def compare(registry: Registry, x: str, y: str, spec: EvalSpec, protocol: str | 
     spec = spec_of(registry.protocol(protocol).spec, spec) if protocol else spec
     spec.validate_questions()
     questions = questions_for(spec)
-    measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute)
+    measured = questions.protocol(resolve_mode(questions.task, spec.mode), spec.permute, spec.dtype)
     rows = [results_for(registry, Subject.parse(side), spec, measured, progress) for side in (x, y)]
     return pair(rows[0], rows[1], x, y, measured)
 
 
 def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
-    """An eval spec that measures under the stored protocol ``stored`` (backend and device from ``options``)."""
+    """An eval spec that measures under the stored protocol ``stored`` (its dtype included; backend and device
+    from ``options``)."""
     if "measured_as" in stored:  # t2reg.protocols.without_bos_spec
         was = stored["measured_as"]
         measured = (was.get("id") if isinstance(was, dict) else None) or "the protocol they were measured under"
@@ -121,14 +124,25 @@ def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:
     protocol = Protocol.from_dict(stored)
     return dataclasses.replace(options, task=protocol.task, split=protocol.split, mode=protocol.mode,
                                limit=None if protocol.n == FULL else protocol.n, seed=protocol.sample_seed or 0,
-                               permute=protocol.permute, max_new_tokens=protocol.max_new_tokens)
+                               permute=protocol.permute, max_new_tokens=protocol.max_new_tokens, dtype=protocol.dtype)
 
 
 def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: Protocol,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
-    """``subject``'s per-question results under ``protocol``: the recorded ones, those questions cut from a
-    recorded run on the whole split (each question is scored on its own, so a sample's rows are the whole
-    split's rows for its questions), or a new evaluation."""
+    """``subject``'s per-question results under ``protocol``: the recorded ones (:func:`recorded_rows`), or
+    a new evaluation."""
+    rows = recorded_rows(registry, subject, protocol, lambda: {ex.id for ex in questions_for(spec).examples})
+    if rows is not None:
+        return rows
+    run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
+    return run.result.outputs
+
+
+def recorded_rows(registry: Registry, subject: Subject, protocol: Protocol,
+                  question_ids: Callable[[], set[str]]) -> list[dict[str, Any]] | None:
+    """``subject``'s recorded per-question results under ``protocol``, or those questions (``question_ids``,
+    asked only then) cut from a recorded run on the whole split (each question is scored on its own, so a
+    sample's rows are the whole split's rows for its questions); None when neither is recorded."""
     found = registry.latest_measured(protocol.task, protocol.id, ref=subject.ref, model=subject.model)
     if found is not None:
         return registry.evaluation_results(found.results_sha256)
@@ -136,7 +150,22 @@ def results_for(registry: Registry, subject: Subject, spec: EvalSpec, protocol: 
         whole = dataclasses.replace(protocol, n=FULL, sample_seed=None)
         found = registry.latest_measured(whole.task, whole.id, ref=subject.ref, model=subject.model)
         if found is not None:
-            wanted = {ex.id for ex in questions_for(spec).examples}
+            wanted = question_ids()
             return [row for row in registry.evaluation_results(found.results_sha256) if row["id"] in wanted]
-    run = run_evaluation(registry, dataclasses.replace(spec, ref=subject.ref, base=subject.model), progress)
-    return run.result.outputs
+    return None
+
+
+def base_result(registry: Registry, model: str, questions: Questions, dtype: str,
+                measure_now: Callable[[], EvalResult], source: str) -> EvalResult:
+    """The base ``model`` alone on ``questions`` (its task's default mode, in ``dtype``): read back when it is
+    recorded (every condition that pairs against the base shares one run), else ``measure_now()``,
+    recorded under ``source``."""
+    protocol = questions.protocol(questions.task.default_mode, dtype=dtype)
+    rows = recorded_rows(registry, Subject(model=model), protocol, lambda: {ex.id for ex in questions.examples})
+    if rows is not None:
+        task = questions.task
+        return EvalResult.from_outputs(task.name, questions.split, task.metric, str(protocol.mode), rows, 0.0,
+                                       protocol)
+    result = measure_now()
+    record(registry, result, model=model, source=source)
+    return result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from t2reg.adaptation.tasks import Example, Mode, Task, sample
 from t2reg.errors import InvalidInputError
-from t2reg.protocols import FULL, Protocol
+from t2reg.protocols import FLOAT32, FULL, Protocol
 
 SAMPLE_SEED = 0  # the default seed of every sample, so default runs pair with each other
 
@@ -38,10 +38,11 @@ class Questions:
             return cls(task, split, everything, FULL, None)
         return cls(task, split, sample(everything, limit, seed), limit, seed)
 
-    def protocol(self, mode: Mode, permute: int = 1) -> Protocol:
+    def protocol(self, mode: Mode, permute: int = 1, dtype: str = FLOAT32) -> Protocol:
+        """The protocol of these questions scored in ``mode`` by a model computing in ``dtype``."""
         return Protocol(self.task.name, self.split, str(mode), self.task.prompt_version, n=self.n,
                         sample_seed=self.seed, max_new_tokens=self.task.max_new_tokens if mode == Mode.GENERATE
-                        else None, permute=permute)
+                        else None, permute=permute, dtype=dtype)
 
     def with_task(self, task: Task) -> "Questions":
         """The same questions under a task with other settings (e.g. a generation budget)."""

@@ -12,7 +12,14 @@ if TYPE_CHECKING:
     from t2reg.registry import Registry
 
 MODES = ("auto", "cloze", "letter", "generate")  # auto: the task's default; "choice" is read as letter
+# What a model's weights and activations are stored in. Output projection and log-softmax stay float32
+# (HFBackend); a score's dtype is part of its protocol. bench/README.md: bfloat16 against float32 here.
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(value: str) -> None:
+    if value not in DTYPES:
+        raise InvalidInputError(f"unknown {{dtype}} {value!r}; choose from {', '.join(DTYPES)}", options=["dtype"])
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,7 @@ class EvalSpec(JobSpec):
                  *(["max_new_tokens"] if self.max_new_tokens is not None else []))
         if self.mode not in MODES + ("choice",):
             raise InvalidInputError(f"unknown {{mode}} {self.mode!r}; choose from {', '.join(MODES)}", options=["mode"])
-        if self.dtype not in DTYPES:
-            raise InvalidInputError(f"unknown {{dtype}} {self.dtype!r}; choose from {', '.join(DTYPES)}",
-                                    options=["dtype"])
+        check_dtype(self.dtype)
         check_backend(self.backend)
         check_replica_fields(self)
 

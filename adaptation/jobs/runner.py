@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from t2reg.errors import ConflictError, InvalidInputError, T2RegError
 from t2reg.registry import Registry
@@ -36,6 +36,9 @@ class JobResult(Protocol):
 
 
 Handler = Callable[["JobContext", S], JobResult]
+# A progress wrapper (iterable in, iterable out) for the phase a label names: a job's scoring after its last step
+# (evaluation.scoring.Phases; not imported from there, so that running the job queue loads no torch).
+Phases = Callable[[str], Callable[[Iterable], Iterable]]
 
 
 @dataclass(frozen=True)
@@ -72,17 +75,20 @@ def spec_of(job: JobInfo) -> JobSpec:
     return job_kind(job.kind).spec.from_dict(job.spec)
 
 
-def library_call(target: str, resumable: bool = False) -> Handler:
+def library_call(target: str, resumable: bool = False, phases: bool = False) -> Handler:
     """A handler that calls ``module:function`` with (registry, spec), imported only when a job runs (the
     library functions pull in torch; submitting a job should not). A ``resumable`` call also gets the job's
-    checkpoint, the way to save the next, and the job id (so it publishes once)."""
+    checkpoint, the way to save the next, and the job id (so it publishes once); a call with ``phases``
+    gets ``progress`` (:data:`Phases`, or None) for the long scoring after its last step."""
     module, _, name = target.partition(":")
 
     def handler(context: JobContext, spec: JobSpec) -> JobResult:
         run = getattr(importlib.import_module(module), name)
         if not resumable:  # one step, nothing to checkpoint: a resumed job starts over
             return run(context.registry, spec)
-        return run(context.registry, spec, state=context.state, checkpoint=context.checkpoint, job_id=context.job.id)
+        extra = {"progress": context.progress} if phases else {}
+        return run(context.registry, spec, state=context.state, checkpoint=context.checkpoint, job_id=context.job.id,
+                   **extra)
 
     return handler
 
@@ -96,6 +102,7 @@ class JobContext:
     claim: Claim
     state: dict[str, Any] | None
     on_event: Callable[[dict[str, Any]], None] | None = None
+    progress: Phases | None = None  # where a job run in the foreground shows its phases
 
     def checkpoint(self, state: dict[str, Any], event: dict[str, Any] | None = None) -> None:
         """Store ``state`` (and one event with it) under the claim; raises ClaimLost if it is gone."""
@@ -124,7 +131,8 @@ def worker_name() -> str:
 
 
 def run_job(registry: Registry, job_id: int, worker: str | None = None,
-            on_event: Callable[[dict[str, Any]], None] | None = None, claim: Claim | None = None) -> JobInfo:
+            on_event: Callable[[dict[str, Any]], None] | None = None, claim: Claim | None = None,
+            progress: Phases | None = None) -> JobInfo:
     """Run job ``job_id`` here, in the foreground, to success; raises if it ends any other way.
 
     Without ``claim`` the job is claimed first (it must be queued, or abandoned by a dead worker)."""
@@ -135,7 +143,7 @@ def run_job(registry: Registry, job_id: int, worker: str | None = None,
             raise ConflictError(f"job {job_id} is {job.status}" + _where(job)
                                 + "; only a queued job can be run (see `t2reg jobs resume`)")
         claim = claimed[0]
-    finished = _execute(registry, claim, registry.jobs.get(job_id), on_event=on_event)
+    finished = _execute(registry, claim, registry.jobs.get(job_id), on_event=on_event, progress=progress)
     if finished.status != JobStatus.SUCCEEDED:  # cancelled, or taken over after a missed heartbeat, while it ran here
         raise ConflictError(f"job {job_id} stopped here without a result: it is {finished.status}{_where(finished)}")
     return finished
@@ -147,7 +155,8 @@ def _where(job: JobInfo) -> str:
 
 def run_with_progress(registry: Registry, job_id: int, total: int | None = None, label: str = "job",
                       claim: Claim | None = None) -> JobInfo:
-    """:func:`run_job` with a progress bar per step (showing the best score or reward so far)."""
+    """:func:`run_job` with a progress bar per step (showing the best score or reward so far), and one per
+    batch for each phase of scoring after the last step."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=registry.jobs.get(job_id).events, desc=label, unit="step")
@@ -163,8 +172,11 @@ def run_with_progress(registry: Registry, job_id: int, total: int | None = None,
             postfix["per replica"] = " ".join(f"{r['per_second']:.2f}/s" for r in event["replicas"])
         bar.set_postfix(postfix)
 
+    def phase(name: str) -> Callable[[Iterable], Iterable]:
+        return lambda batches: tqdm(batches, desc=f"{label}: {name}", unit="batch", leave=False)
+
     try:
-        return run_job(registry, job_id, on_event=on_event, claim=claim)
+        return run_job(registry, job_id, on_event=on_event, claim=claim, progress=phase)
     finally:
         bar.close()
 
@@ -199,9 +211,9 @@ def work(registry: Registry, kinds: Sequence[str] | None = None, once: bool = Fa
 
 
 def _execute(registry: Registry, claim: Claim, job: JobInfo, on_event: Callable[[dict[str, Any]], None] | None = None,
-             overrides: Mapping[str, Any] | None = None) -> JobInfo:
+             overrides: Mapping[str, Any] | None = None, progress: Phases | None = None) -> JobInfo:
     kind = job_kind(job.kind)
-    context = JobContext(registry, job, claim, job.state, on_event)
+    context = JobContext(registry, job, claim, job.state, on_event, progress)
     with _Heartbeat(registry, claim):
         try:
             spec = with_overrides(kind.spec.from_dict(job.spec), overrides)

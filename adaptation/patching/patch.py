@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from t2reg.adaptation import flops
 from t2reg.architectures import get_architecture
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert
@@ -27,6 +28,7 @@ def patched_weight(
 ) -> torch.Tensor:
     """W' in (out, in) orientation and float32, on the factors' device (written into ``out`` if given)."""
     scaled = scaled_spectrum(f.S, z, renormalize, name)
+    flops.add_rebuild(f.U, f.Vh)
     # Scale whichever factor is smaller: the same product with less memory traffic.
     if f.U.shape[0] >= f.Vh.shape[1]:
         return torch.matmul(f.U, scaled[:, None] * f.Vh, out=out)

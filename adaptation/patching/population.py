@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from t2reg.adaptation import flops
 from t2reg.adaptation.patching.patch import scaled_spectrum
 from t2reg.errors import InvalidInputError
 from t2reg.spectra import Spectra
@@ -82,5 +83,6 @@ class FactoredPopulation:
 
 def _delta(x: torch.Tensor, scale: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
     """U ((sigma * (z c - 1)) * (Vh x)) for each row of ``x``, ``scale`` (rows, r) being its sigma * (z c - 1)."""
+    flops.add(flops.FORWARD, U.dtype, 2 * (x.numel() // Vh.shape[1]) * Vh.shape[0] * (Vh.shape[1] + U.shape[0]))
     coefficients = (x @ Vh.T) * scale.view(scale.shape[0], *([1] * (x.dim() - 2)), scale.shape[1])
     return coefficients @ U.T

@@ -11,6 +11,9 @@ the difference, its bootstrap interval, McNemar's p.
 A thin layer over the library: every step is the call the CLI makes, every
 number printed is read back from the registry, and everything already done
 (models, spectra, experts, transfers, jobs, evaluations) is reused on a rerun.
+Each step's wall time, the arithmetic it asked for and its share of the
+machine's measured peak are printed at the end and kept in the report folder
+(:mod:`~t2reg.adaptation.reporting.budget`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from t2reg.adaptation.evaluation.compare import compare
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.adaptation.jobs import run_with_progress, submit_here
 from t2reg.adaptation.models import add_gguf_model, decompose_model
+from t2reg.adaptation.reporting.budget import TimeBudget
 from t2reg.adaptation.reporting.plots import plot_job, plot_transfer
 from t2reg.adaptation.search.spec import AdaptSpec
 from t2reg.adaptation.tasks import get_task
 from t2reg.adaptation.training.spec import TrainSpec
-from t2reg.errors import NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.files import land_text
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.specs import JobSpec
@@ -45,33 +49,41 @@ CONDITIONS = ("trained", "ordered", "shuffled", "adapted")
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Budgets of one demo run; ``QUICK`` and ``FULL`` are the two shipped."""
+    """Budgets of one demo run; ``QUICK`` and ``FULL`` are the two shipped.
+
+    Each row of the table is paired on its own seeded sample of held-out test questions: the trained row on
+    the training job's ``heldout``, the adapted row on the adaptation job's, the two transfer rows (and the
+    target's base model, shared by both) on ``transfer_heldout``; every one of them is scored once.
+    """
 
     name: str
     train: dict[str, dict[str, Any]]  # task -> TrainSpec settings
     adapt: dict[str, Any]  # AdaptSpec settings
-    heldout: int  # held-out test questions (a seeded sample) behind every row of the table
+    transfer_heldout: int  # held-out questions of the ordered and shuffled rows
     source: str = "smollm2-135m"
     target: str = "gemma3-270m"
     adapt_task: str = "arc-challenge"
     table_expert_task: str = "arc-easy"  # the trained expert, and whose transfers the table shows
     conclusive: bool = True  # False: the table's n is too small to conclude anything
+    dtype: str = "float32"  # every model's weights and activations (bench/README.md: bfloat16 against float32)
 
 
 QUICK = DemoPlan(
     name="quick",
-    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=30)},
-    adapt=dict(shots=8, heldout=30, population=6, elite=0.5, iterations=2, mix_space="strength"),
-    heldout=30,
+    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=20)},
+    adapt=dict(shots=6, heldout=20, population=4, elite=0.5, iterations=2, mix_space="strength"),
+    transfer_heldout=20,
     conclusive=False,
 )
+# Each budget is the smallest that keeps the conclusion its row supports; the measurements behind them are
+# in bench/README.md ("demo budgets").
 FULL = DemoPlan(
     name="full",
-    train={"arc-easy": dict(iterations=40, batch_size=16, lr=0.01, validation=100, eval_every=5, heldout=500)},
-    # 8 x 4 candidates: the demo's pool holds one or two experts, so the search is over little more than a
-    # strength; 12 x 8 took most of a 100-minute demo on two cores and found nothing 8 x 4 does not.
-    adapt=dict(shots=40, heldout=500, population=8, elite=0.25, iterations=4, mix_space="strength"),
-    heldout=500,
+    # Validation peaked by iteration 10-15 of 40 and only fell after; 12 iterations, checkpoints at 4, 8, 12.
+    train={"arc-easy": dict(iterations=12, batch_size=16, lr=0.01, validation=60, eval_every=4, heldout=300)},
+    # The pool is one transferred expert, so the search is over a strength; 6 x 3 candidates on 30 shots.
+    adapt=dict(shots=30, heldout=300, population=6, elite=0.34, iterations=3, mix_space="strength"),
+    transfer_heldout=200,
 )
 
 
@@ -80,37 +92,48 @@ class DemoResult:
     rows: list[dict[str, Any]]
     best: dict[str, list[dict[str, Any]]]
     report_dir: Path
+    budget: TimeBudget = field(default_factory=TimeBudget)
     files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.rows, "best": self.best, "report_dir": str(self.report_dir),
-                "files": [str(f) for f in self.files]}
+                "time": self.budget.to_dict(), "files": [str(f) for f in self.files]}
 
 
 def run_demo(registry: Registry, plan: DemoPlan, data_dir: str | None, say: Say = print) -> DemoResult:
-    """All six steps; returns the final table (also written to ``<home>/report/``)."""
+    """All six steps; returns the final table and the time budget (both also written to ``<home>/report/``)."""
     report = registry.settings.home / "report"
     report.mkdir(parents=True, exist_ok=True)
+    budget = TimeBudget()
     say(f"[1/6] models: {plan.source} and {plan.target}")
-    for model in (plan.source, plan.target):
-        _ensure_model(registry, model, say)
+    with budget.step("models"):
+        for model in (plan.source, plan.target):
+            _ensure_model(registry, model, say)
     say(f"[2/6] training SVF experts for {plan.source}: {', '.join(plan.train)}")
-    trained = {task: _train(registry, plan, task, data_dir, say) for task in plan.train}
+    with budget.step("train"):
+        trained = {task: _train(registry, plan, task, data_dir, say) for task in plan.train}
     say("[3/6] best expert per task")
-    best = {task: [r.to_dict() for r in registry.best(task, get_task(task).metric, model=plan.source, limit=3)]
-            for task in plan.train}
+    with budget.step("best"):
+        best = {task: [r.to_dict() for r in registry.best(task, get_task(task).metric, model=plan.source, limit=3)]
+                for task in plan.train}
     for task, rows in best.items():
         for row in rows:
             say(f"      {task:<10} #{row['rank']} {row['ref']:<32} {row['value']:.3f} ({row['split']}, n={row['n']})")
     say(f"[4/6] transfers to {plan.target}, ordered and shuffled")
-    moved = {task: _transfer(registry, plan, version, say) for task, version in trained.items()}
+    with budget.step("transfer"):
+        moved = {task: _transfer(registry, plan, version, say) for task, version in trained.items()}
     pool = adaptation_pool(registry, plan, [m["ordered"] for m in moved.values()])
     say(f"[5/6] few-shot CEM on {plan.target} for {plan.adapt_task} over {len(pool)} experts: {', '.join(pool)}")
-    adapt_job = _adapt(registry, plan, pool, data_dir, say)
-    say(f"[6/6] each condition against its base model on the same {plan.heldout} held-out test questions")
-    rows = _table(registry, plan, _conditions(plan, trained, moved, adapt_job), data_dir)
-    result = DemoResult(rows, best, report)
-    result.files = _write_report(registry, plan, rows, best, trained, adapt_job, moved, report)
+    with budget.step("adapt"):
+        adapt_job = _adapt(registry, plan, pool, data_dir, say)
+    conditions = _conditions(plan, trained, moved, adapt_job)
+    say("[6/6] each condition against its base model on the same held-out test questions ("
+        + ", ".join(f"{c.label} n={c.heldout}" for c in conditions) + ")")
+    with budget.step("table"):
+        rows = _table(registry, plan, conditions, data_dir)
+    budget.measure_peaks()
+    result = DemoResult(rows, best, report, budget)
+    result.files = _write_report(registry, plan, rows, best, trained, adapt_job, moved, report, budget)
     return result
 
 
@@ -169,7 +192,7 @@ def _train(registry: Registry, plan: DemoPlan, task: str, data_dir: str | None, 
     if found:
         say(f"      {task}: reusing {found[0].ref}")
         return found[0]
-    spec = TrainSpec(plan.source, task, data_dir=data_dir, **plan.train[task])
+    spec = TrainSpec(plan.source, task, data_dir=data_dir, dtype=plan.dtype, **plan.train[task])
     # The bar counts iterations; scoring the kept checkpoint and the base model afterwards takes a while too.
     say(f"      {task}: {spec.iterations} iterations, then the best checkpoint and the base model on "
         f"{spec.heldout} held-out test questions")
@@ -190,10 +213,10 @@ def _transfer(registry: Registry, plan: DemoPlan, version: ExpertVersion, say: S
 
 
 def _adapt(registry: Registry, plan: DemoPlan, pool: list[str], data_dir: str | None, say: Say):
-    spec = AdaptSpec(plan.target, plan.adapt_task, tuple(pool), data_dir=data_dir,
+    spec = AdaptSpec(plan.target, plan.adapt_task, tuple(pool), data_dir=data_dir, dtype=plan.dtype,
                      name=f"{plan.adapt_task}-{plan.target}-demo-{plan.name}", **plan.adapt)
     for job in registry.jobs.list(kind=AdaptSpec.kind, status=JobStatus.SUCCEEDED, limit=1000):
-        if job.spec == spec.to_dict():
+        if _same_spec(job.spec, spec):
             say(f"      reusing job {job.id}: {job.result['published']}")
             return job
     job = _run(registry, spec, "CEM")
@@ -201,6 +224,14 @@ def _adapt(registry: Registry, plan: DemoPlan, pool: list[str], data_dir: str | 
     say(f"      job {job.id} published {job.result['published']} (alpha {np.round(job.result['alpha'], 3).tolist()}"
         + (f", strength {strength:.2f})" if strength is not None else ")"))
     return job
+
+
+def _same_spec(stored: dict[str, Any], spec: AdaptSpec) -> bool:
+    """Whether a stored job ran ``spec`` (settings added since it ran read as their defaults)."""
+    try:
+        return AdaptSpec.from_dict(stored) == spec
+    except InvalidInputError:  # written by a newer t2reg, or not an adaptation at all
+        return False
 
 
 def _run(registry: Registry, spec: JobSpec, label: str):
@@ -216,23 +247,32 @@ class Condition:
     model: str
     task: str
     expert: str
+    heldout: int  # the seeded sample of test questions it is paired on
 
 
 def _conditions(plan: DemoPlan, trained: dict[str, ExpertVersion], moved: dict[str, dict[str, ExpertVersion]],
                 adapt_job) -> list[Condition]:
+    """The table's rows, each on the held-out questions its job already scored (the transfers: their own)."""
     task = plan.table_expert_task
-    return [Condition("trained", plan.source, task, trained[task].ref),
-            Condition("ordered", plan.target, task, moved[task]["ordered"].ref),
-            Condition("shuffled", plan.target, task, moved[task]["shuffled"].ref),
-            Condition("adapted", plan.target, plan.adapt_task, adapt_job.result["published"])]
+    return [Condition("trained", plan.source, task, trained[task].ref, plan.train[task]["heldout"]),
+            Condition("ordered", plan.target, task, moved[task]["ordered"].ref, plan.transfer_heldout),
+            Condition("shuffled", plan.target, task, moved[task]["shuffled"].ref, plan.transfer_heldout),
+            Condition("adapted", plan.target, plan.adapt_task, adapt_job.result["published"], plan.adapt["heldout"])]
 
 
 def _table(registry: Registry, plan: DemoPlan, conditions: list[Condition], data_dir) -> list[dict[str, Any]]:
     """Every condition against its base model on the same held-out questions, paired (each side is evaluated
-    once, then read back from the registry on a rerun)."""
+    once, then read back from the registry: the jobs' own held-out scores, the target's base model scored
+    once for both transfer rows, everything on a rerun)."""
+    from tqdm import tqdm
+
     rows = []
     for c in conditions:
-        paired = compare(registry, f"base:{c.model}", c.expert, EvalSpec(c.task, limit=plan.heldout, data_dir=data_dir))
+        def bar(batches, c=c):
+            return tqdm(batches, desc=f"{c.label}: {c.task}, n={c.heldout}", unit="batch", leave=False)
+
+        spec = EvalSpec(c.task, limit=c.heldout, data_dir=data_dir, dtype=plan.dtype)
+        paired = compare(registry, f"base:{c.model}", c.expert, spec, progress=bar)
         rows.append({"condition": c.label, "model": c.model, "task": c.task, "expert": c.expert, "n": paired.n,
                      "base": paired.accuracy_x, "with_expert": paired.accuracy_y, "delta": paired.delta,
                      "delta_ci95": list(paired.delta_ci95), "mcnemar_p": paired.mcnemar_p,
@@ -258,7 +298,8 @@ def format_table(rows: list[dict[str, Any]], conclusive: bool = True) -> list[st
     return lines
 
 
-def _write_report(registry, plan, rows, best, trained, adapt_job, moved, report: Path) -> list[Path]:
+def _write_report(registry, plan, rows, best, trained, adapt_job, moved, report: Path,
+                  budget: TimeBudget) -> list[Path]:
     files = [plot_job(registry.jobs.get(adapt_job.id), registry.jobs.events(adapt_job.id), report / "cem.png")]
     for task, version in trained.items():
         job_id = version.tags.get("job") or registry.get(version.ref).tags.get("job")
@@ -273,4 +314,5 @@ def _write_report(registry, plan, rows, best, trained, adapt_job, moved, report:
     table = land_text(report / "table.md", "\n".join(["```", *format_table(rows, plan.conclusive), "```", ""]))
     data = land_text(report / "table.json",
                      json.dumps({"plan": dataclasses.asdict(plan), "table": rows, "best": best}, indent=2, default=str))
-    return files + [table, data]
+    time = land_text(report / "time.json", json.dumps(budget.to_dict(), indent=2))
+    return files + [table, data, time]

@@ -22,11 +22,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from t2reg.adaptation.backends import open_for
-from t2reg.adaptation.evaluation.compare import Comparison, pair
+from t2reg.adaptation.evaluation.compare import Comparison, base_result, pair
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.runs import record
-from t2reg.adaptation.evaluation.scoring import measure
+from t2reg.adaptation.evaluation.scoring import Phases, Progress, measure
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.search.base import FLOOR, SearchState, get_optimizer
 from t2reg.adaptation.search.objective import Candidate, MixtureScorer
@@ -79,8 +78,11 @@ def gather_pool(registry: Registry, model: str, specs: Sequence[str]) -> list[Ex
 
 def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None = None,
           checkpoint: Checkpoint | None = None, on_generation: Callable[[SearchState], None] | None = None,
-          job_id: int | None = None) -> AdaptResult:
-    """Run (or continue, from ``state``) an adaptation and publish its result."""
+          job_id: int | None = None, progress: Phases | None = None) -> AdaptResult:
+    """Run (or continue, from ``state``) an adaptation and publish its result. ``progress`` shows the
+    scoring after the last generation (the best mixture on the held-out questions, the base model on them
+    unless that is recorded already)."""
+    phase = progress or (lambda _label: None)
     spec.validate()
     task = get_task(spec.task)
     root = resolve_data_dir(spec.data_dir)
@@ -105,8 +107,10 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         optimizer = get_optimizer(spec.optimizer, dataclasses.replace(spec.search_config(),
                                                                       start=tuple(scorer.initial_mean())))
 
+        scorer.memo.update(saved.get("scored", {}))  # what the run had scored when it stopped
+
         def on_state(search: SearchState) -> None:
-            saved.update(search=search.to_dict(), population_eval=scorer.mode)
+            saved.update(search=search.to_dict(), population_eval=scorer.mode, scored=scorer.memo)
             event = search.history[-1]
             if spec.replicas:  # per-replica throughput rides with the generation's event, not in the search state
                 event = {**event, "replicas": scorer.generation_report()}
@@ -120,11 +124,11 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
         if search.best_score[0] <= FLOOR:
             raise InvalidInputError("every mixture tried zeroed some matrix; widen the pool or use per-expert alpha")
         best = scorer.candidate(np.asarray(search.best_alpha))
-        best_shot = scorer.score(best, shot_examples)  # the best member, re-evaluated on the exact path
-        held = scorer.measure(best, heldout)
-        base = measure_base(heldout)
+        best_shot = scorer.score(best, shot_examples)  # the exact path's score (reused if the search took it)
+        held = scorer.measure(best, heldout, phase("best mixture, held-out"))
+        base = base_result(registry, spec.model, heldout, spec.dtype,
+                           lambda: measure_base(heldout, phase("base model, held-out")), "adapt-base")
     version = _publish(registry, spec, members, scorer.mixture(best), best, held, scorer.apply_rule, job_id)
-    record(registry, base, model=spec.model, source="adapt-base")
     return AdaptResult(version, [v.ref for v in members], best.alpha.tolist(), spec.shots, best_shot, held, base,
                        scorer.mode, search, pair(base.outputs, held.outputs, f"base:{spec.model}", version.ref,
                                              held.protocol), best.strength)
@@ -132,7 +136,8 @@ def adapt(registry: Registry, spec: AdaptSpec, *, state: dict[str, Any] | None =
 
 @contextmanager
 def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict[str, Any]], rule: str,
-             shape: tuple[int, ...], mode: str) -> Iterator[tuple[Any, Callable[[Questions], EvalResult]]]:
+             shape: tuple[int, ...], mode: str
+             ) -> Iterator[tuple[Any, Callable[[Questions, Progress | None], EvalResult]]]:
     """The search's scorer and the base model's measurement: in this process, or over Ray replicas
     (``spec.replicas``), with the same scores either way."""
     if spec.replicas:
@@ -141,10 +146,10 @@ def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict
         with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
             yield scorer, scorer.measure_base
         return
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size) as engine:
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size, dtype=spec.dtype) as engine:
         scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
                                normalize=spec.normalize, mode=mode, space=spec.mix_space)
-        yield scorer, lambda questions: measure(engine, questions)
+        yield scorer, lambda questions, progress: measure(engine, questions, progress=progress)
 
 
 def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: Candidate,

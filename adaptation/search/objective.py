@@ -16,13 +16,23 @@ order (~1e-4 in log-likelihood), which can reorder near-ties. Name a mode for bi
 Scores are (accuracy, tie-breaker) under the task's default scoring mode (cloze for ARC): the
 tie-breaker is the mean log-probability of the right option, or of the reference answer's tokens (one
 more forward pass per example) in generation mode.
+
+Nothing is scored twice: a member that names a mixture scored on the same examples before takes that
+score from :attr:`MixtureScorer.memo`, which travels in the job's checkpoint so a resumed search reuses
+exactly what the uninterrupted one would. Members name one mixture when they are equal, or equal once
+read (:meth:`MixtureScorer.key`): CEM clamps members to its bounds, so many land on the same corner, and
+strength 0 is the base model whatever the weights; under nuclear renormalisation only the weights'
+proportions matter, so a one-expert pool's weight does not matter at all. The best member's exact-path
+result at the end is read back when the search scored it so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +40,13 @@ import torch
 from t2reg.adaptation.backends import Backend, Capability
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.questions import Questions
-from t2reg.adaptation.evaluation.scoring import add_reference_logprobs, evaluate, evaluate_population, measure
+from t2reg.adaptation.evaluation.scoring import (
+    Progress,
+    add_reference_logprobs,
+    evaluate,
+    evaluate_population,
+    measure,
+)
 from t2reg.adaptation.patching import MIX_SPACES, STRENGTH_MAX, mix, mix_logits, scaled_spectrum, strengthen
 from t2reg.adaptation.search.spec import POPULATION_EVAL_MODES
 from t2reg.adaptation.tasks import Example, Task
@@ -73,6 +89,9 @@ class MixtureScorer:
         # A strengthened mixture is already the singular values' final scaling: applied without renormalising.
         self.apply_rule = "none" if space == "strength" else rule
         self.timings: dict[str, float] = {}  # seconds per candidate, as measured by auto
+        self.memo: dict[str, list] = {}  # a member's key (see key) -> its score (see remembered)
+        self._exact: dict[str, EvalResult] = {}  # the same key -> its exact-path result, in this process
+        self.reused = 0  # evaluations not run because the same mixture's score was at hand
 
     @property
     def dim(self) -> int:
@@ -94,6 +113,21 @@ class MixtureScorer:
             total = alpha.sum(axis=0, keepdims=True)
             alpha = np.divide(alpha, total, out=np.zeros_like(alpha), where=total > 0)
         return Candidate(alpha, STRENGTH_MAX * float(member[-1]) if self.space == "strength" else None)
+
+    def key(self, candidate: Candidate, examples: Sequence[Example]) -> str:
+        """What the candidate's score depends on besides the model: the mixture it names (in canonical form)
+        and the examples."""
+        alpha, strength = np.asarray(candidate.alpha, dtype=np.float64), candidate.strength
+        if strength is not None and strength == 0:  # s = 0: z'' = 1 everywhere, the base model
+            alpha = np.zeros_like(alpha)
+        elif self.rule == "nuclear" and self.space in ("z", "strength"):
+            # n(sum_k a_k z_k) is the same for every positive multiple of a column's weights
+            total = alpha.sum(axis=0, keepdims=True)
+            alpha = np.divide(alpha, total, out=np.zeros_like(alpha), where=total > 0)
+        digest = hashlib.sha256(np.ascontiguousarray(np.round(alpha, 9) + 0.0).tobytes())  # + 0.0: no -0.0
+        digest.update(repr(None if strength is None else round(strength, 9) + 0.0).encode())
+        digest.update("\0".join(ex.id for ex in examples).encode())
+        return digest.hexdigest()[:32]
 
     def mixture(self, candidate: Candidate) -> dict[str, torch.Tensor] | None:
         """z per matrix, to apply with :attr:`apply_rule`; None when it cannot be applied (e.g. it zeroes a
@@ -120,14 +154,17 @@ class MixtureScorer:
         return mixed
 
     def score(self, candidate: Candidate, examples: Sequence[Example]) -> EvalResult:
-        """One mixture on the exact path (weights rewritten)."""
-        with self.engine.patched(self.spectra, self._applicable(candidate), self.apply_rule):
-            return evaluate(self.engine, self.task, examples)
+        """One mixture on the exact path (weights rewritten), read back if this process scored it so already."""
+        key = self.key(candidate, examples)
+        if key in self._exact:
+            self.reused += 1
+            return self._exact[key]
+        return self._sequential([self._applicable(candidate)], [0], examples, [key])[0]
 
-    def measure(self, candidate: Candidate, questions: Questions) -> EvalResult:
+    def measure(self, candidate: Candidate, questions: Questions, progress: Progress | None = None) -> EvalResult:
         """One mixture on ``questions``, under the protocol that names them (for the record)."""
         with self.engine.patched(self.spectra, self._applicable(candidate), self.apply_rule):
-            return measure(self.engine, questions)
+            return measure(self.engine, questions, progress=progress)
 
     def _applicable(self, candidate: Candidate) -> dict[str, torch.Tensor]:
         mixed = self.mixture(candidate)
@@ -136,23 +173,32 @@ class MixtureScorer:
         return mixed
 
     def objective(self, population: np.ndarray, examples: Sequence[Example]) -> list[tuple[float, float]]:
-        """(accuracy, mean log-likelihood of the right answers) per member; unusable mixtures rank last."""
-        mixtures = [self.mixture(self.candidate(m)) for m in population]
-        valid = [i for i, m in enumerate(mixtures) if m is not None]
-        results: dict[int, EvalResult] = {}
-        if self.mode == "auto":
-            self._calibrate(mixtures, valid, examples, results)
-        elif self.mode == "batched":
-            results.update(self._batched(mixtures, valid, examples))
-        else:
-            results.update(self._sequential(mixtures, valid, examples))
-        return [_as_score(results[i]) if i in results else WORST for i in range(len(population))]
+        """(accuracy, mean log-likelihood of the right answers) per member; unusable mixtures rank last, and a
+        mixture scored before is not scored again."""
+        candidates = [self.candidate(m) for m in population]
+        mixtures = [self.mixture(c) for c in candidates]
+        keys = [self.key(c, examples) if m is not None else None for c, m in zip(candidates, mixtures)]
 
-    def _sequential(self, mixtures, indices, examples) -> dict[int, EvalResult]:
+        def score_these(indices: list[int]) -> dict[int, tuple[float, float]]:
+            results: dict[int, EvalResult] = {}
+            if self.mode == "auto":
+                self._calibrate(mixtures, indices, examples, results, keys)
+            elif self.mode == "batched":
+                results.update(self._batched(mixtures, indices, examples))
+            else:
+                results.update(self._sequential(mixtures, indices, examples, keys))
+            return {i: _as_score(r) for i, r in results.items()}
+
+        scores, self.reused = remembered(keys, self.memo, score_these, self.reused)
+        return scores
+
+    def _sequential(self, mixtures, indices, examples, keys=None) -> dict[int, EvalResult]:
         out = {}
         for i in indices:
             with self.engine.patched(self.spectra, mixtures[i], self.apply_rule):
                 out[i] = evaluate(self.engine, self.task, examples)
+            if keys is not None:
+                self._exact[keys[i]] = out[i]
         return out
 
     def _batched(self, mixtures, indices, examples) -> dict[int, EvalResult]:
@@ -168,17 +214,17 @@ class MixtureScorer:
                     scored[i] = add_reference_logprobs(self.engine, self.task, examples, scored[i])
         return scored
 
-    def _calibrate(self, mixtures, valid, examples, results) -> None:
+    def _calibrate(self, mixtures, valid, examples, results, keys) -> None:
         first = valid[:_CALIBRATION_SEQUENTIAL]
         probe = valid[_CALIBRATION_SEQUENTIAL : _CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED]
         rest = valid[_CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED :]
         results.update(self._timed("sequential", self._sequential, mixtures, first, examples))
         if not self.engine.supports(Capability.POPULATION):
             self.mode = "sequential"  # nothing to measure: this backend scores one candidate at a time
-            results.update(self._sequential(mixtures, probe + rest, examples))
+            results.update(self._sequential(mixtures, probe + rest, examples, keys))
             return
         if not first or len(probe) < 2:  # too few to measure a batch; decide next generation
-            results.update(self._sequential(mixtures, probe + rest, examples))
+            results.update(self._sequential(mixtures, probe + rest, examples, keys))
             return
         try:
             results.update(self._timed("batched", self._batched, mixtures, probe, examples))
@@ -194,6 +240,27 @@ class MixtureScorer:
         if indices:
             self.timings[label] = (time.perf_counter() - start) / len(indices)
         return out
+
+
+def remembered(keys: Sequence[str | None], memo: dict[str, list],
+               score: Callable[[list[int]], dict[int, tuple[float, float]]], reused: int = 0
+               ) -> tuple[list[tuple[float, float]], int]:
+    """Each member's score (WORST where its key is None, an unusable mixture): from ``memo``, or from
+    ``score`` called once on the first member of each key the memo lacks; ``memo`` learns them (as
+    JSON-ready lists without infinities: PostgreSQL's json cannot store them). Returns the scores and
+    ``reused`` plus the evaluations saved."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None and key not in memo:
+            first.setdefault(key, i)
+    for i, (accuracy, tie) in score(sorted(first.values())).items():
+        memo[keys[i]] = [accuracy, tie if math.isfinite(tie) else None]
+    scores = [WORST if key is None else (memo[key][0], _finite_or_worst(memo[key][1])) for key in keys]
+    return scores, reused + sum(key is not None for key in keys) - len(first)
+
+
+def _finite_or_worst(value: float | None) -> float:
+    return float("-inf") if value is None else value
 
 
 def _as_score(result: EvalResult) -> tuple[float, float]:

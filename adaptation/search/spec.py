@@ -42,6 +42,7 @@ class AdaptSpec(JobSpec):
     backend: str = "hf"
     population_eval: str = "auto"
     batch_size: int = 16
+    dtype: str = "float32"  # the model's weights and activations (the search's and the held-out scores')
     data_dir: str | None = None
     name: str | None = None
     # Scale-out on Ray (t2reg.adaptation.distributed.settings): None runs in this process.
@@ -60,6 +61,7 @@ class AdaptSpec(JobSpec):
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
         from t2reg.adaptation.distributed.settings import check_replica_fields
+        from t2reg.adaptation.evaluation.spec import check_dtype
         from t2reg.adaptation.search.base import check_optimizer
         from t2reg.adaptation.tasks import get_task
 
@@ -82,6 +84,7 @@ class AdaptSpec(JobSpec):
         if self.mix_space not in MIX_SPACES:
             raise InvalidInputError(f"{{mix_space}} must be one of {', '.join(MIX_SPACES)}", options=["mix_space"])
         check_backend(self.backend)
+        check_dtype(self.dtype)
         check_optimizer(self.optimizer)
         check_replica_fields(self)
 

@@ -2,10 +2,11 @@
 
 ``/v1/*`` needs ``Authorization: Bearer KEY`` when the server has a key;
 ``/health`` and ``/metrics`` stay open (probes and scrapers). A body larger
-than the limit is refused with 413 before any of it is parsed. Every error,
-whatever raised it, leaves as an OpenAI-style body (``{"error": {...}}``):
-malformed JSON 400, well-formed JSON with bad fields 422, unknown model 404,
-a bad key 401, a full queue 503.
+than the limit is refused with 413 before any of it is parsed, and one that
+has not all arrived within the read timeout with 408 (the connection is
+closed). Every error, whatever raised it, leaves as an OpenAI-style body
+(``{"error": {...}}``): malformed JSON or bad fields 400 (as OpenAI answers),
+unknown model 404, a bad key 401, a full queue 503.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def create_app(service: Service, on_shutdown: Callable[[], None] | None = None) 
             on_shutdown()
 
     app = FastAPI(title="t2reg", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(Gate, api_key=service.spec.api_key, max_body=service.spec.max_body, metrics=service.metrics)
+    app.add_middleware(Gate, api_key=service.spec.api_key, max_body=service.spec.max_body,
+                       read_timeout=service.spec.read_timeout, metrics=service.metrics)
     _error_handlers(app, service)
 
     @app.get("/health")
@@ -114,7 +116,7 @@ def _error_handlers(app: FastAPI, service: Service) -> None:
         where = [str(p) for p in first.get("loc", ()) if p != "body"]
         message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
                             for e in errors[:5])
-        return reply(request, 422, error_body(message, param=where[0] if where else None))
+        return reply(request, 400, error_body(message, param=where[0] if where else None))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -128,16 +130,19 @@ def _error_handlers(app: FastAPI, service: Service) -> None:
 
 
 class Gate:
-    """ASGI middleware in front of everything: the API key on /v1, and the body size limit.
+    """ASGI middleware in front of everything: the API key on /v1, the body size limit and the body deadline.
 
     The body is read here in full (up to the limit) and handed on, so an
-    oversized upload is refused with 413 without being parsed or buffered whole.
+    oversized upload is refused with 413 without being parsed or buffered whole,
+    and one that trickles in is cut off with 408 once ``read_timeout`` seconds
+    have passed (the headers have their own deadline, see server.py).
     """
 
-    def __init__(self, app, api_key: str | None, max_body: int, metrics) -> None:
+    def __init__(self, app, api_key: str | None, max_body: int, read_timeout: float, metrics) -> None:
         self.app = app
         self.expected = f"Bearer {api_key}".encode() if api_key else None
         self.max_body = max_body
+        self.read_timeout = read_timeout
         self.metrics = metrics
 
     async def __call__(self, scope, receive, send) -> None:
@@ -159,19 +164,18 @@ class Gate:
         if too_big:
             await self._refuse(scope, send, 413, self._too_big())
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # the client left before sending its body
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                await self._refuse(scope, send, 413, self._too_big())
-                return
-            if not message.get("more_body", False):
-                break
-        body, handed = b"".join(chunks), False
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.read_timeout)
+        except asyncio.TimeoutError:
+            # The rest of the body is not waited for: the connection closes after the answer.
+            await self._refuse(scope, send, 408, error_body(f"the request body did not arrive within "
+                                                            f"{self.read_timeout:g} s", code="request_timeout"),
+                               close=True)
+            return
+        if body is None:
+            await self._refuse(scope, send, 413, self._too_big())
+            return
+        handed = False
 
         async def replay():
             nonlocal handed
@@ -182,14 +186,30 @@ class Gate:
 
         await self.app(scope, replay, send)
 
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body (what came of it when the client left early); None once it grows past the limit."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client left before sending its body
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return None
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
     def _too_big(self) -> dict[str, Any]:
         return error_body(f"the request body exceeds {self.max_body} bytes", code="request_too_large")
 
-    async def _refuse(self, scope, send, status: int, body: dict[str, Any]) -> None:
+    async def _refuse(self, scope, send, status: int, body: dict[str, Any], close: bool = False) -> None:
         endpoint = ENDPOINTS.get(scope["path"])
         if endpoint:
             self.metrics.request(endpoint, "-", status)
-        await JSONResponse(body, status_code=status)(scope, _no_body, send)
+        headers = {"connection": "close"} if close else None
+        await JSONResponse(body, status_code=status, headers=headers)(scope, _no_body, send)
 
 
 async def _no_body() -> dict[str, Any]:

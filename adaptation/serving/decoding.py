@@ -11,7 +11,8 @@ with an ordinary transformers model:
   a row decodes as it would alone.
 * :func:`pick_tokens`: each row's next token, greedy or sampled from its own
   seeded generator (a sampled row is reproducible whatever else shares its
-  batch).
+  batch); a row whose logits are not finite gets a :class:`SamplingError`
+  instead, so it can fail alone.
 * :class:`TextStream`: token ids to text deltas that are safe to send: no
   half UTF-8 characters, nothing that may turn out to be the start of a stop
   string, and the text up to the first stop string once one appears.
@@ -25,6 +26,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+
+from t2reg.errors import T2RegError
 
 _INCOMPLETE = "\ufffd"  # what a tokenizer decodes half a UTF-8 character to
 
@@ -92,6 +95,13 @@ def prefill_positions(mask: torch.Tensor) -> torch.Tensor:
 # -- choosing tokens ---------------------------------------------------------------------------------
 
 
+MIN_TEMPERATURE = 1e-5  # a request's temperature below this is greedy (vLLM's rule); see engine.Job
+
+
+class SamplingError(T2RegError):
+    """One row's next token cannot be chosen (its logits, or its probabilities, are not finite numbers)."""
+
+
 @dataclass
 class RowSampling:
     """How one row picks its tokens: greedy (``temperature`` 0), or sampled from its own generator."""
@@ -102,24 +112,44 @@ class RowSampling:
     generator: torch.Generator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.temperature > 0:
+        if self.sampled:
             self.generator = torch.Generator()
             if self.seed is None:
                 self.generator.seed()
             else:
                 self.generator.manual_seed(self.seed)
 
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
 
-def pick_tokens(logits: torch.Tensor, rows: Sequence[RowSampling]) -> list[int]:
-    """The next token of each row from its float32 logits (rows, vocabulary)."""
+    def sample(self, logits: torch.Tensor) -> int:
+        """A token drawn from one row's finite float32 logits."""
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            probs = _nucleus(probs, self.top_p)
+        if not bool(torch.isfinite(probs).all()):
+            raise SamplingError(f"the probabilities at temperature {self.temperature} are not finite numbers")
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def pick_tokens(logits: torch.Tensor, rows: Sequence[RowSampling]) -> list[int | SamplingError]:
+    """The next token of each row from its float32 logits (rows, vocabulary), or, for a row whose token
+    cannot be chosen, the reason: that row alone fails, the others go on."""
     logits = logits.float().cpu()
-    picked = logits.argmax(dim=-1).tolist()  # the first maximum on ties, as transformers' greedy search
+    picked: list[int | SamplingError] = logits.argmax(dim=-1).tolist()  # the first maximum on ties, as
+    # transformers' greedy search does
+    usable = torch.isfinite(logits.max(dim=-1).values).tolist()  # max is NaN where any logit is NaN
     for i, row in enumerate(rows):
-        if row.temperature > 0:
-            probs = torch.softmax(logits[i] / row.temperature, dim=-1)
-            if row.top_p < 1.0:
-                probs = _nucleus(probs, row.top_p)
-            picked[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+        if not usable[i]:
+            picked[i] = SamplingError("the model's logits for this request are not finite numbers")
+        elif row.sampled:
+            try:
+                picked[i] = row.sample(logits[i])
+            except SamplingError as exc:
+                picked[i] = exc
+            except RuntimeError as exc:  # torch's own refusal of the draw
+                picked[i] = SamplingError(f"sampling failed: {exc}")
     return picked
 
 
@@ -127,7 +157,9 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """The smallest set of most likely tokens whose mass reaches ``top_p``, renormalised."""
     ordered, order = probs.sort(descending=True)
     before = ordered.cumsum(0) - ordered  # mass strictly above each token
-    ordered[before >= top_p] = 0.0
+    dropped = before >= top_p
+    dropped[0] = False  # the most likely token always stays (a top_p that float32 rounds to 0 would drop it)
+    ordered[dropped] = 0.0
     kept = torch.zeros_like(probs).scatter_(0, order, ordered)
     return kept / kept.sum()
 

@@ -43,8 +43,10 @@ from t2reg.adaptation.backends import (
 )
 from t2reg.adaptation.backends.tokens import left_pad
 from t2reg.adaptation.serving.decoding import (
+    MIN_TEMPERATURE,
     RowCache,
     RowSampling,
+    SamplingError,
     TextStream,
     pick_tokens,
     prefill_positions,
@@ -93,6 +95,10 @@ class StoppedError(T2RegError):
     """The engine is shutting down and takes no more work."""
 
 
+class OverBudgetError(T2RegError):
+    """A job whose KV reservation alone exceeds the engine's budget: it could never be admitted."""
+
+
 @dataclass(eq=False)
 class Job:
     """One completion to produce: prompt tokens, the expert (a ref; ``None`` for the base weights), sampling."""
@@ -111,6 +117,15 @@ class Job:
     cancelled: bool = False  # set by Engine.cancel (the client went away); the engine drops the job
     done: bool = field(default=False, init=False)
 
+    def __post_init__(self) -> None:
+        if self.temperature < MIN_TEMPERATURE:
+            self.temperature = 0.0  # greedy: dividing logits by a smaller temperature overflows float32
+
+    @property
+    def reserve(self) -> int:
+        """The KV-cache tokens the job may come to hold: its prompt and every token it may generate."""
+        return len(self.prompt_ids) + self.max_tokens
+
     def finish(self, event: Event) -> None:
         if not self.done:
             self.done = True
@@ -128,9 +143,11 @@ class Engine(ABC):
     prefill_tokens: int = 2048  # padded prompt tokens per prefill pass (continuous batching)
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
-                 max_batch: int = 32, max_queue: int = 256, on_step: Callable[[int], None] | None = None) -> None:
-        if max_batch < 1 or max_queue < 1:
-            raise InvalidInputError("{max_batch} and {max_queue} must be at least 1", options=["max_batch", "max_queue"])
+                 max_batch: int = 32, max_queue: int = 256, max_kv_tokens: int | None = None,
+                 on_step: Callable[[int], None] | None = None) -> None:
+        if max_batch < 1 or max_queue < 1 or (max_kv_tokens is not None and max_kv_tokens < 1):
+            raise InvalidInputError("{max_batch}, {max_queue} and {max_kv_tokens} must be at least 1",
+                                    options=["max_batch", "max_queue", "max_kv_tokens"])
         if experts and spectra is None:
             raise InvalidInputError("serving experts needs the model's spectra (t2reg model decompose)")
         self.backend = backend
@@ -138,6 +155,7 @@ class Engine(ABC):
         self.experts: dict[str, Expert] = dict(experts)
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.max_kv_tokens = max_kv_tokens  # None: admission is bounded by max_batch alone
         self.on_step = on_step or (lambda rows: None)
         # transformers' fast tokenizers must not be used from two threads at once ("Already borrowed").
         self.tokenizer_lock = threading.Lock()
@@ -158,6 +176,9 @@ class Engine(ABC):
     def submit(self, job: Job) -> None:
         if job.expert is not None and job.expert not in self.experts:
             raise InvalidInputError(f"the engine does not hold expert {job.expert!r}")
+        if not self._fits([job.reserve]):  # it would wait at the head of the queue for ever
+            raise OverBudgetError(f"the request needs {job.reserve} tokens of KV cache (prompt and max_tokens); "
+                                  f"this server holds at most {self.max_kv_tokens}")
         with self._lock:
             if self._stopping:
                 raise StoppedError("the server is shutting down")
@@ -249,15 +270,28 @@ class Engine(ABC):
                 except Exception as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
 
-    def _take(self, limit: int) -> list[Job]:
-        """Up to ``limit`` waiting jobs, oldest first (cancelled ones are dropped on the way)."""
+    def _take(self, limit: int, held: Sequence[Job] = ()) -> list[Job]:
+        """Up to ``limit`` waiting jobs, oldest first, as long as their KV reservations fit the budget beside
+        those of ``held`` (the jobs already admitted). The first job that does not fit stops the taking: it
+        waits at the head of the queue for rows to finish, and later, smaller jobs do not overtake it (so a
+        long request is not starved). Cancelled jobs are dropped on the way."""
         taken: list[Job] = []
+        reserves = [j.reserve for j in held]
         with self._lock:
             while self._waiting and len(taken) < limit:
-                job = self._waiting.popleft()
+                job = self._waiting[0]
+                if not job.cancelled and not self._fits([*reserves, job.reserve]):
+                    break
+                self._waiting.popleft()
                 if not job.cancelled:
                     taken.append(job)
+                    reserves.append(job.reserve)
         return taken
+
+    def _fits(self, reserves: list[int]) -> bool:
+        """Whether rows with these KV reservations fit the budget together. The cache holds rows
+        right-aligned, each as wide as the widest (see decoding.RowCache), so they cost rows × the longest."""
+        return self.max_kv_tokens is None or len(reserves) * max(reserves, default=0) <= self.max_kv_tokens
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
@@ -358,7 +392,7 @@ class FactoredEngine(Engine):
         self._drop_cancelled()
         with self._lock:
             free = self.max_batch - len(self._rows) - len(self._admitting)
-        self._admitting.extend(self._take(free))
+        self._admitting.extend(self._take(free, [r.job for r in self._rows] + self._admitting))
         admitted = self._admit()
         if self._rows:
             self._decode()
@@ -380,24 +414,44 @@ class FactoredEngine(Engine):
         while (count < len(self._admitting)
                and (count + 1) * len(self._admitting[count].prompt_ids) <= self.prefill_tokens):
             count += 1
-        jobs, self._admitting = self._admitting[:count], self._admitting[count:]
-        rows = [_Row(j, RowSampling(j.temperature, j.top_p, j.seed), TextStream(self.backend.tokenizer, j.stop))
-                for j in jobs]
+        rows = [row for row in map(self._new_row, self._admitting[:count]) if row is not None]
+        if rows:
+            self._prefill(rows)
+        # The jobs leave _admitting only now: had anything above raised, _fail_running would still answer them.
+        self._admitting = self._admitting[count:]
+        return True
+
+    def _new_row(self, job: Job) -> _Row | None:
+        """``job``'s row; None when its sampling or text state cannot be set up (the job fails alone)."""
+        try:
+            return _Row(job, RowSampling(job.temperature, job.top_p, job.seed),
+                        TextStream(self.backend.tokenizer, job.stop))
+        except Exception as exc:  # noqa: BLE001 - this request fails; the others go on
+            log.warning("request refused by the sampler: %s: %s", type(exc).__name__, exc)
+            job.finish(Failed(exc))
+            return None
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        """Run the prompts of ``rows`` in one pass and add them to the batch. When a pass of several prompts
+        fails, each is run again alone, so that only the prompt at fault fails."""
+        jobs = [r.job for r in rows]
         try:
             ids, mask = left_pad([j.prompt_ids for j in jobs], self.backend.tokenizer.pad_token_id)
             cache = _new_cache()
             logits = self.backend.forward_cached(ids, mask, prefill_positions(mask), cache,
                                                  [self._variant[j.expert] for j in jobs])
         except Exception as exc:  # noqa: BLE001 - these jobs fail; the rows already running go on
+            if len(rows) > 1:
+                for row in rows:
+                    self._prefill([row])
+                return
             log.exception("prefill failed")
-            for job in jobs:
-                job.finish(Failed(exc))
-            return True
+            jobs[0].finish(Failed(exc))
+            return
         self.on_step(len(jobs))
         self._cache.join(cache, mask)
         self._rows.extend(rows)
         self._advance(pick_tokens(logits, [r.sampling for r in rows]), start=len(self._rows) - len(rows))
-        return True
 
     def _decode(self) -> None:
         ids = torch.tensor([[r.pending] for r in self._rows], dtype=torch.long)
@@ -407,11 +461,25 @@ class FactoredEngine(Engine):
         self.on_step(len(self._rows))
         self._advance(pick_tokens(logits, [r.sampling for r in self._rows]))
 
-    def _advance(self, tokens: list[int], start: int = 0) -> None:
-        """Hand rows ``start:`` their new tokens; rows that end leave the batch."""
-        ended = {start + i for i, token in enumerate(tokens) if self._emit(self._rows[start + i], token)}
+    def _advance(self, picked: list[int | SamplingError], start: int = 0) -> None:
+        """Hand rows ``start:`` their new tokens; rows that end (or fail) leave the batch."""
+        ended = {start + i for i, token in enumerate(picked) if self._step(self._rows[start + i], token)}
         if ended:
             self._keep([i for i in range(len(self._rows)) if i not in ended])
+
+    def _step(self, row: _Row, token: int | SamplingError) -> bool:
+        """Give ``row`` its token; True when the row has ended. A row whose token could not be chosen, or
+        whose text cannot be made of it, fails alone."""
+        error = token if isinstance(token, SamplingError) else None
+        if error is None:
+            try:
+                return self._emit(row, token)
+            except Exception as exc:  # noqa: BLE001 - this request fails; the other rows go on
+                error = exc
+        log.warning("request failed while decoding: %s: %s", type(error).__name__, error)
+        if not row.job.cancelled:
+            row.job.finish(Failed(error))
+        return True
 
     def _emit(self, row: _Row, token: int) -> bool:
         """Record ``token`` for ``row``; True when the row has ended."""
@@ -474,6 +542,7 @@ class GroupedEngine(Engine):
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
         super().__init__(backend, spectra, experts, **options)
+        self._taken: list[Job] = []  # taken from the queue in this step, every group of it
         self._group: list[Job] = []
 
     @property
@@ -494,7 +563,7 @@ class GroupedEngine(Engine):
         return self.backend.patched(self.spectra, self.experts[expert])
 
     def _work(self) -> bool:
-        jobs = self._take(self.max_batch)
+        self._taken = jobs = self._take(self.max_batch)
         if not jobs:
             return False
         groups: dict[str | None, list[Job]] = {}
@@ -503,9 +572,14 @@ class GroupedEngine(Engine):
         for expert, group in groups.items():
             self._group = [j for j in group if not j.cancelled]
             if self._group:
-                self._run_group(expert)
+                try:
+                    self._run_group(expert)
+                except Exception as exc:  # noqa: BLE001 - this group's jobs fail; the other groups still run
+                    log.exception("generation failed")
+                    self._fail(self._group, exc)
             self._group = []
             self._run_commands()  # a reload or a score waits one group at most
+        self._taken = []
         return True
 
     def _run_group(self, expert: str | None) -> None:
@@ -535,9 +609,14 @@ class GroupedEngine(Engine):
         return Finished(update.text, reason, len(job.prompt_ids), tokens)
 
     def _fail_running(self, error: BaseException) -> None:
-        group, self._group = self._group, []
-        for job in group:
-            job.finish(Failed(error))
+        taken, self._taken, self._group = self._taken, [], []
+        self._fail(taken, error)
+
+    @staticmethod
+    def _fail(jobs: Sequence[Job], error: BaseException) -> None:
+        for job in jobs:
+            if not job.cancelled:
+                job.finish(Failed(error))  # a no-op for those already answered
 
 
 def make_engine(backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> Engine:

@@ -2,10 +2,12 @@
 
 Fields the server cannot honour are refused rather than ignored (``n`` above 1,
 ``logprobs``, tools, images): an application that asks for them should know.
-Unknown fields are ignored, as OpenAI-compatible servers do. Every response
-says what answered it: ``model`` is the expert's ref (or the base model) and a
-``t2reg`` object carries the expert and, for ``<model>:auto``, the category the
-first pass chose.
+Unknown fields are ignored, as OpenAI-compatible servers do, but every string
+in a body, known field or not, must be text that UTF-8 can carry (JSON's
+``\\ud800`` escapes decode to lone surrogates, which no tokenizer takes).
+Every response says what answered it: ``model`` is the expert's ref (or the
+base model) and a ``t2reg`` object carries the expert and, for
+``<model>:auto``, the category the first pass chose.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP = 4
+SEED_RANGE = (-(2**63), 2**63 - 1)  # what torch.Generator.manual_seed (and vLLM) take: a signed 64-bit integer
 
 
 class ApiError(Exception):
@@ -46,9 +49,10 @@ class _Request(BaseModel):
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)  # OpenAI's default: sampled; 0 is greedy
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    # OpenAI's default: sampled; 0 is greedy, and so is anything below decoding.MIN_TEMPERATURE (1e-5)
+    temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stop: str | list[str] | None = Field(None, validate_default=True)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -56,6 +60,15 @@ class _Request(BaseModel):
     logprobs: Any = None
     user: str | None = None
     ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks, load tests)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        field = unencodable(data)
+        if field is not None:
+            raise ValueError(f"{field or 'a field name'} holds a string that is not valid Unicode text (a lone "
+                             f"surrogate such as \\ud800)")
+        return data
 
     @field_validator("stop")
     @classmethod
@@ -78,6 +91,37 @@ class _Request(BaseModel):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def unencodable(data: Any) -> str | None:
+    """The top-level field of a decoded JSON body that holds a string (or key) UTF-8 cannot encode ('' for a
+    key at the top), or None when every string is fine. Walked without recursion: nesting depth is the
+    client's to choose."""
+    fields = list(data.items()) if isinstance(data, dict) else [("", data)]
+    for name, value in fields:
+        if not _encodable(name):
+            return ""
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                if not _encodable(item):
+                    return name or "the body"
+            elif isinstance(item, dict):
+                if not all(_encodable(k) for k in item if isinstance(k, str)):
+                    return name or "the body"
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ContentPart(BaseModel):

@@ -6,21 +6,32 @@ is ready (``port`` 0 picks a free one, and the line says which). SIGTERM (or
 SIGINT) stops accepting connections, lets requests in flight finish for up to
 ``grace`` seconds, stops the engine and returns, so the process exits 0.
 SIGHUP re-reads the pool, as ``POST /v1/reload`` does.
+
+HTTP/1.1 is spoken by h11 (uvicorn's pure-Python protocol, whatever else is
+installed): it refuses request headers over 16 KiB. A connection whose
+request line and headers have not all arrived ``read_timeout`` seconds after
+it opened (or after its previous answer) is closed; uvicorn itself closes only
+connections that send nothing at all, so a client sending a byte a second
+would otherwise hold one for ever. The body's deadline is the app's (Gate).
+A request that arrives while more than ``max_connections`` connections are
+open gets 503 (OpenAI-style) and its connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from t2reg.adaptation.backends import Backend, open_for
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.serving.catalog import load_catalog
 from t2reg.adaptation.serving.engine import make_engine
 from t2reg.adaptation.serving.metrics import Metrics
+from t2reg.adaptation.serving.protocol import error_body
 from t2reg.adaptation.serving.service import Service
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError
@@ -40,7 +51,7 @@ def open_service(registry: Registry, spec: ServeSpec) -> Service:
     metrics = Metrics()
     try:
         engine = make_engine(backend, spectra, experts, max_batch=spec.max_batch, max_queue=spec.max_queue,
-                             on_step=metrics.batch_rows.observe)
+                             max_kv_tokens=spec.max_kv_tokens, on_step=metrics.batch_rows.observe)
     except BaseException:
         backend.close()
         raise
@@ -92,7 +103,8 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
                 announce(f"t2reg: serving {spec.model} ({len(service.catalog.experts)} experts) on {url}")
 
     config = uvicorn.Config(create_app(service), log_level=spec.log_level, timeout_graceful_shutdown=spec.grace,
-                            access_log=spec.log_level in ("debug", "info"), lifespan="on")
+                            access_log=spec.log_level in ("debug", "info"), lifespan="on",
+                            http=http_protocol(spec.read_timeout, spec.max_connections))
     # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes that
     # a normal return (exit 0 after a graceful SIGTERM) instead of death by the default handler.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
@@ -103,6 +115,65 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
         sock.close()
         service.engine.backend.close()
     print("t2reg: server stopped", file=sys.stderr, flush=True)
+
+
+def http_protocol(timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request headers take longer than ``timeout`` seconds
+    to arrive (counted from the connection's start, or from its previous answer), and answering 503 to a
+    request that arrives while more than ``max_connections`` are open (uvicorn's own limit answers in plain
+    text)."""
+    from starlette.responses import JSONResponse
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    overloaded = JSONResponse(error_body(f"the server has {max_connections} connections open; try again later",
+                                        kind="server_error", code="overloaded"),
+                              status_code=503, headers={"connection": "close"})
+
+    class Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._deadline: asyncio.TimerHandle | None = None
+            app = self.app
+
+            async def headers_arrived(scope, receive, send) -> None:
+                # uvicorn calls the app as soon as a request's headers are complete: the deadline is met.
+                self._disarm()
+                if len(self.connections) > max_connections:
+                    await overloaded(scope, receive, send)
+                else:
+                    await app(scope, receive, send)
+
+            self.app = headers_arrived
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's headers
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                log.info("closing a connection whose request headers took over %ss", timeout)
+                self.transport.close()
+
+    return Protocol
 
 
 def bind(host: str, port: int) -> socket.socket:

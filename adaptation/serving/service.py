@@ -17,13 +17,24 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Sequence
 
+from jinja2 import TemplateError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from t2reg.adaptation import routing as two_pass
 from t2reg.adaptation.serving import protocol as wire
 from t2reg.adaptation.serving.catalog import Catalog, Target, load_catalog
-from t2reg.adaptation.serving.engine import BusyError, Delta, Engine, Event, Failed, Finished, Job, StoppedError
+from t2reg.adaptation.serving.engine import (
+    BusyError,
+    Delta,
+    Engine,
+    Event,
+    Failed,
+    Finished,
+    Job,
+    OverBudgetError,
+    StoppedError,
+)
 from t2reg.adaptation.serving.metrics import Metrics
 from t2reg.adaptation.serving.protocol import ApiError
 from t2reg.adaptation.serving.spec import ServeSpec
@@ -92,8 +103,11 @@ class Service:
 
     async def chat(self, body: wire.ChatRequest, request: Request) -> Response:
         target = self.resolve(body.model)
-        with self.engine.tokenizer_lock:
-            prompt = self.engine.backend.render_chat(body.conversation())
+        try:
+            with self.engine.tokenizer_lock:
+                prompt = self.engine.backend.render_chat(body.conversation())
+        except TemplateError as exc:  # the template's own refusal, e.g. roles that do not alternate
+            raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
         return await self._answer("chat", body, target, [prompt], [body.question()], "messages", request)
 
     async def completion(self, body: wire.CompletionRequest, request: Request) -> Response:
@@ -136,9 +150,13 @@ class Service:
         return JSONResponse(answer.response(finished), headers=headers)
 
     def _max_tokens(self, body, prompt_tokens: int, prompt_param: str) -> int:
-        """The request's token budget: what it asked for (at most the server's limit), else all there is room for."""
+        """The request's token budget: what it asked for (at most the server's limit), else all there is room for
+        (in the context and in the server's KV budget; the engine refuses a request that can never fit)."""
         param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) is not None else "max_tokens"
         asked = body.limit
+        if prompt_tokens > self.spec.max_prompt_tokens:
+            raise ApiError(400, f"the prompt has {prompt_tokens} tokens; this server allows at most "
+                                f"{self.spec.max_prompt_tokens}", param=prompt_param)
         if asked is not None and asked > self.spec.max_tokens:
             raise ApiError(400, f"{param} is {asked}; this server allows at most {self.spec.max_tokens}", param=param)
         room = None if self.context_length is None else self.context_length - prompt_tokens
@@ -146,7 +164,8 @@ class Service:
             raise ApiError(400, f"the prompt has {prompt_tokens} tokens; the model's context holds "
                                 f"{self.context_length}", param=prompt_param)
         if asked is None:
-            return min(self.spec.max_tokens, room) if room is not None else self.spec.max_tokens
+            fits = max(1, self.spec.max_kv_tokens - prompt_tokens)
+            return min(self.spec.max_tokens, fits, *([room] if room is not None else []))
         if room is not None and asked > room:
             raise ApiError(400, f"the prompt ({prompt_tokens} tokens) plus {param} ({asked}) exceeds the model's "
                                 f"context of {self.context_length} tokens", param=param)
@@ -156,13 +175,14 @@ class Service:
         for n, job in enumerate(jobs):
             try:
                 self.engine.submit(job)
-            except (BusyError, StoppedError, InvalidInputError) as exc:
+            except (BusyError, StoppedError, OverBudgetError, InvalidInputError) as exc:
                 for earlier in jobs[:n]:
                     self.engine.cancel(earlier)
                 if isinstance(exc, InvalidInputError):  # an expert a reload has just dropped
                     raise ApiError(404, f"{job.expert} is no longer served", param="model",
                                    code="model_not_found") from None
-                raise ApiError(503, str(exc), kind="server_error", code="overloaded") from None
+                code = "kv_budget_exceeded" if isinstance(exc, OverBudgetError) else "overloaded"
+                raise ApiError(503, str(exc), kind="server_error", code=code) from None
 
     # -- two-pass routing for :auto --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,20 +31,29 @@ class ServeSpec(JobSpec):
     api_key: str | None = None
     max_batch: int = 32  # rows decoded together
     max_tokens: int = 1024  # the most a request may ask for; its default when it names none
+    max_prompt_tokens: int = 4096  # the longest prompt a request may send (400 beyond)
+    # KV-cache tokens all running rows may hold together, counted as rows x the longest row's prompt +
+    # max_tokens (the cache is right-aligned); requests wait beyond it, one that alone exceeds it gets 503
+    max_kv_tokens: int = 65536
     max_queue: int = 256  # requests waiting for a row beyond this are refused (503)
     max_body: int = 1 << 20  # bytes; larger request bodies are refused (413)
+    max_connections: int = 512  # open connections (idle ones too); a request beyond them gets 503
+    read_timeout: float = 30.0  # seconds a client may take to send its headers, and then its body (408)
     grace: float = 30.0  # seconds SIGTERM waits for in-flight requests
     device: str | None = None
     dtype: str = "float32"
     log_level: str = "warning"
 
     def validate(self) -> None:
-        positive(self, "max_batch", "max_tokens", "max_queue", "max_body")
+        positive(self, "max_batch", "max_tokens", "max_prompt_tokens", "max_kv_tokens", "max_queue", "max_body",
+                 "max_connections")
         if self.strategy not in SERVE_STRATEGIES:
             raise InvalidInputError(f"unknown {{strategy}} {self.strategy!r}; choose from {', '.join(SERVE_STRATEGIES)}",
                                     options=["strategy"])
         if not 0 <= self.port <= 65535:
             raise InvalidInputError("{port} must be between 0 and 65535", options=["port"])
+        if not 0 < self.read_timeout < math.inf:
+            raise InvalidInputError("{read_timeout} must be a number of seconds above 0", options=["read_timeout"])
         if self.grace < 0:
             raise InvalidInputError("{grace} must not be negative", options=["grace"])
         if self.api_key is not None and not self.api_key.strip():

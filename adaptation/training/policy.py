@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from t2reg.adaptation import flops
 from t2reg.adaptation.backends import WeightLayout
 from t2reg.adaptation.patching import scaled_spectrum
 from t2reg.adaptation.training.spec import PARAMETRIZATIONS, Parametrization
@@ -55,6 +56,7 @@ class SVFPolicy(torch.nn.Module):
         for name, z in self.z().items():
             f = self._factors[name]
             w = (f.U * scaled_spectrum(f.S, z, self.renormalize, name)) @ f.Vh
+            flops.add_rebuild(f.U, f.Vh, with_gradient=w.requires_grad)
             out[name] = (w.T if layout[name].transposed else w).to(layout[name].dtype)
         return out
 

@@ -42,11 +42,10 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from t2reg.adaptation.backends import Backend, DifferentiableBackend, GenerationRequest, Sampling, open_for
-from t2reg.adaptation.evaluation.compare import Comparison, pair
+from t2reg.adaptation.evaluation.compare import Comparison, base_result, pair
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.runs import record
-from t2reg.adaptation.evaluation.scoring import evaluate, measure
+from t2reg.adaptation.evaluation.scoring import Phases, Progress, evaluate, measure
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import LETTERS, Example, Task, get_task
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
@@ -80,8 +79,11 @@ class TrainResult:
 
 def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None = None,
           checkpoint: Checkpoint | None = None, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-          job_id: int | None = None) -> TrainResult:
-    """Train (or continue, from ``state``) an SVF expert and publish the best checkpoint."""
+          job_id: int | None = None, progress: Phases | None = None) -> TrainResult:
+    """Train (or continue, from ``state``) an SVF expert and publish the best checkpoint. ``progress`` shows
+    the scoring after the last iteration (the best checkpoint on validation and held-out questions, the
+    base model on the held-out ones unless that is recorded already)."""
+    phase = progress or (lambda _label: None)
     spec.validate()
     task = get_task(spec.task)
     if spec.max_new_tokens:
@@ -94,7 +96,7 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
                                 f"{spec.batch_size}", options=["batch_size"])
     with ExitStack() as stack:
-        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device))
+        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device, dtype=spec.dtype))
         sampler = engine if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
             open_for(registry, spec.model, spec.sampler))
         trainer = PolicyTrainer(registry, spec, task, engine, sampler, state)
@@ -106,11 +108,11 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
             if trainer.should_stop():
                 break
         best = trainer.best_z()
-        validation = trainer.measure(best, validation_questions)
-        test = trainer.measure(best, heldout)
-        base = measure(engine, heldout)
+        validation = trainer.measure(best, validation_questions, phase("best checkpoint, validation"))
+        test = trainer.measure(best, heldout, phase("best checkpoint, held-out"))
+        base = base_result(registry, spec.model, heldout, engine.dtype,
+                           lambda: measure(engine, heldout, progress=phase("base model, held-out")), "train-base")
     version = _publish(registry, spec, task, best, trainer, validation, test, job_id)
-    record(registry, base, model=spec.model, source="train-base")
     return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve,
                        pair(base.outputs, test.outputs, f"base:{spec.model}", version.ref, test.protocol))
 
@@ -237,9 +239,10 @@ class PolicyTrainer:
         with torch.no_grad():
             return {n: v.detach().clone() for n, v in self.policy.z().items()}
 
-    def measure(self, z: dict[str, torch.Tensor], questions: Questions) -> EvalResult:
+    def measure(self, z: dict[str, torch.Tensor], questions: Questions, progress: Progress | None = None
+                ) -> EvalResult:
         with self.engine.patched(self.spectra, z, self.policy.renormalize):
-            return measure(self.engine, questions)
+            return measure(self.engine, questions, progress=progress)
 
     def score(self, z: dict[str, torch.Tensor], examples: list[Example]) -> EvalResult:
         with self.engine.patched(self.spectra, z, self.policy.renormalize):

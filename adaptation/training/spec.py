@@ -59,6 +59,7 @@ class TrainSpec(JobSpec):
     sampler: str = "hf"
     estimator: str = "exact"  # multiple choice: the exact expected reward over the options, or one sampled option
     device: str | None = None
+    dtype: str = "float32"  # the model's weights and activations; z, its gradients and AdamW stay float32
     seed: int = 0
     data_dir: str | None = None
     name: str | None = None
@@ -66,9 +67,11 @@ class TrainSpec(JobSpec):
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.
         from t2reg.adaptation.backends import check_backend
+        from t2reg.adaptation.evaluation.spec import check_dtype
         from t2reg.adaptation.tasks import get_task
 
         get_task(self.task)
+        check_dtype(self.dtype)
         if self.param not in PARAMETRIZATIONS:
             raise InvalidInputError(f"{{param}} must be one of {', '.join(PARAMETRIZATIONS)}", options=["param"])
         positive(self, "iterations", "batch_size", "validation", "heldout", "eval_every")

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 from tests.helpers.paths import ROOT
 
@@ -87,3 +88,37 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def t2reg(home: Path, *args: str) -> None:
+    from t2reg.cli.main import _run
+
+    assert _run(["--home", str(home), *args], debug=True) == 0, args
+
+
+def publish_noise_expert(home: Path, tmp: Path, name: str, task: str, seed: int, score: float | None = None) -> None:
+    path = tmp / f"{name}.safetensors"
+    t2reg(home, "new-expert", "--model", "tiny", "--task", task, "--noise", "0.5", "--seed", str(seed), "--out", str(path))
+    t2reg(home, "publish", str(path), "--name", name, *(["--metric", f"{task}:accuracy={score}"] if score else []))
+
+
+def tiny_home(root: Path, experts: Sequence[tuple[str, str, int, float | None]],
+              chat_template: str | None = None) -> Path:
+    """A registry under ``root`` with a tiny random Llama (2048 positions, ``chat_template`` if given) as
+    ``tiny``, decomposed, and noise experts ``(name, task, seed, score)`` published on it."""
+    from transformers import AutoTokenizer
+
+    from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+
+    save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3, max_positions=2048)
+    if chat_template:
+        tokenizer = AutoTokenizer.from_pretrained(root / "tiny")
+        tokenizer.chat_template = chat_template
+        tokenizer.save_pretrained(root / "tiny")
+    home = root / "home"
+    t2reg(home, "init")
+    t2reg(home, "model", "add", str(root / "tiny"), "--alias", "tiny")
+    t2reg(home, "model", "decompose", "tiny")
+    for name, task, seed, score in experts:
+        publish_noise_expert(home, root, name, task, seed, score)
+    return home

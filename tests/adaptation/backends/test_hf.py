@@ -150,3 +150,15 @@ def test_shared_prefix_gradients_equal_those_of_full_sequences(tmp_path):
         grads.append(weight.grad)
     assert values[0] == pytest.approx(values[1], abs=1e-4)
     assert torch.allclose(grads[0], grads[1], atol=1e-4) and grads[0].abs().sum() > 0
+
+
+def test_bfloat16_runs_the_body_narrow_and_the_output_projection_and_log_softmax_in_float32(model_dir):
+    wide = open_backend("hf", model_dir, batch_size=3)
+    narrow = open_backend("hf", model_dir, dtype="bfloat16", batch_size=3)
+    assert (wide.dtype, narrow.dtype) == ("float32", "bfloat16")
+    assert narrow.model.get_parameter("model.layers.0.mlp.up_proj.weight").dtype == torch.bfloat16
+    assert narrow.model.get_output_embeddings().weight.dtype == torch.float32
+    ids, mask = narrow.encode(PROMPTS)
+    assert narrow.logits(ids, mask, keep=1).dtype == torch.float32
+    requests = [(context, option) for context, options in QUESTIONS for option in options]
+    assert loglikelihood(narrow, requests) == pytest.approx(loglikelihood(wide, requests), abs=0.05)

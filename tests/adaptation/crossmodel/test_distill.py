@@ -30,7 +30,9 @@ def test_an_identity_expert_distils_to_z_one(two_families, tmp_path):
     ref = registry.publish(read_expert(tmp_path / "identity.safetensors"), model="tiny", task="arc-easy",
                            name="identity-tiny").ref
     result = carry(registry, TransferSpec("other", ref=ref, method="distill", iterations=3, lr=0.05, **SMALL), ref)
-    assert result.report.teacher["changed_pick"] == 0 and result.report.teacher["kl_to_base"] < 1e-9
+    # The expert's source model is rebuilt from its SVD in float32: equal to the base up to rounding, so the
+    # teacher's shift is rounding too (seen from 1e-12 to 6e-7 as threads and load vary), never a move.
+    assert result.report.teacher["changed_pick"] == 0 and result.report.teacher["kl_to_base"] < 1e-5
     z = effective(registry, result.version.ref)
     assert max(float(np.abs(v - 1).max()) for v in z.values()) < 0.005  # nothing to learn: the target stays itself
     assert result.version.source == Source.TRANSFERRED and result.version.lineage[0].params["method"] == "distill"

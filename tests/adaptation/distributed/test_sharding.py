@@ -21,9 +21,10 @@ from tests.helpers.data import require_data
 from tests.helpers.paths import ROOT
 
 
-def test_shards_are_whole_batches_in_every_mode():
-    assert shard_size(4) == 32 and shard_size(16) == 32 and shard_size(64) == 64
-    assert shard_size(24) == 96  # 24-row generation batches and 32-question option batches both divide it
+def test_shards_are_whole_calls_in_every_mode():
+    # option scoring hands the backend 8 batches (at least 32 questions) a call, generation one (at least 16)
+    assert shard_size(4) == 32 and shard_size(16) == 128 and shard_size(64) == 512
+    assert shard_size(24) == 192  # 24-prompt generation calls and 192-question option calls both divide it
 
 
 def test_sharded_evaluations_match_one_process_question_by_question(world, ray_cluster):

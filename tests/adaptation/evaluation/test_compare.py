@@ -120,3 +120,17 @@ def test_scores_taken_without_bos_point_to_the_protocol_to_compare_under():
     assert spec_of(measured.to_dict(), EvalSpec("arc-easy")).limit == 50
     with pytest.raises(InvalidInputError, match=f"without the <bos>.*compare under {measured.id} "):
         spec_of(without_bos_spec("arc-easy", measured.to_dict()), EvalSpec("arc-easy"))
+
+
+def test_a_bfloat16_score_is_its_own_protocol_and_never_pairs_with_a_float32_one(cli):
+    args = ["--task", "arc-easy", "--limit", "8", "--data-dir", str(DATA)]
+    wide = cli.json("compare", "base:tiny", "arc-easy-tiny:1", *args)
+    narrow = cli.json("compare", "base:tiny", "arc-easy-tiny:1", *args, "--dtype", "bfloat16")
+    assert narrow["protocol"]["dtype"] == "bfloat16" and "dtype" not in wide["protocol"]
+    assert narrow["protocol"]["id"] != wide["protocol"]["id"]
+    scored = cli.json("show", "arc-easy-tiny:1")["evaluations"]
+    assert {e["protocol"] for e in scored} == {wide["protocol"]["id"], narrow["protocol"]["id"]}  # measured again
+    # under its id, the stored protocol measures in bfloat16 again (read back, nothing rerun)
+    again = cli.json("compare", "base:tiny", "arc-easy-tiny:1", "--protocol", narrow["protocol"]["id"],
+                     "--data-dir", str(DATA))
+    assert again == narrow and len(cli.json("show", "arc-easy-tiny:1")["evaluations"]) == len(scored)

@@ -6,7 +6,7 @@ from t2reg.cli.context import AppContext
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
-PLAN = DemoPlan(name="test", train={}, adapt={}, heldout=4, target="tiny", adapt_task="arc-challenge")
+PLAN = DemoPlan(name="test", train={}, adapt={}, transfer_heldout=4, target="tiny", adapt_task="arc-challenge")
 
 
 def _registry(tmp_path, capsys):

@@ -183,3 +183,46 @@ def test_the_logit_space_mixes_like_the_reference_code(known_optimum):
     assert result.strength is None and {link.params["mix_space"] for link in result.version.lineage} == {"logits"}
     z = known_optimum.read_expert(result.version.ref).vectors
     assert all(0 < float(v.min()) and float(v.max()) < 1 for v in z.values())  # a sigmoid of mixed logits
+
+
+def test_nothing_is_scored_twice_members_sharing_a_mixture_the_best_member_and_a_recorded_base(pool_registry):
+    registry = _registry(pool_registry)
+    # one expert and the strength space: every member whose strength is clamped to 0 is the base model
+    common = dict(shots=4, heldout=6, population=8, elite=0.25, iterations=2, init_std=2.0, mix_space="strength",
+                  population_eval="sequential", data_dir=str(DATA))
+    labels = []
+    first = adapt(registry, AdaptSpec("tiny", "arc-easy", ("name=gsm8k-tiny",), name="first", **common),
+                  progress=lambda label: labels.append(label) or (lambda batches: batches))
+    members = [m["best_alpha"] for m in first.state.history]
+    assert labels == ["best mixture, held-out", "base model, held-out"]  # each long phase shows its progress
+    assert first.state.evaluations == 16 and len(members) == 2
+    bases = [e for e in registry.model_evaluations("tiny", "arc-easy") if e.metric == "accuracy"]
+    assert len(bases) == 1
+    labels.clear()
+    second = adapt(registry, AdaptSpec("tiny", "arc-easy", ("name=gsm8k-tiny",), name="second", seed=1, **common),
+                   progress=lambda label: labels.append(label) or (lambda batches: batches))
+    assert labels == ["best mixture, held-out"]  # the base model's held-out rows were read back, not scored
+    assert [e for e in registry.model_evaluations("tiny", "arc-easy") if e.metric == "accuracy"] == bases
+    assert second.base.outputs == first.base.outputs and second.paired.n == 6
+
+
+def test_members_with_one_mixture_share_one_evaluation_and_a_scored_mixture_is_read_back(pool_registry):
+    from t2reg.adaptation.search.objective import MixtureScorer
+
+    registry = _registry(pool_registry)
+    examples = get_task("arc-easy").shots(3, 0, DATA)
+    vectors = [registry.read_expert("gsm8k-tiny:1").vectors]
+    with open_backend("hf", weights_dir(registry, "tiny")) as engine:
+        scorer = MixtureScorer(engine, get_task("arc-easy"), load_spectra("tiny", registry), vectors, "nuclear", (1,),
+                               mode="sequential", space="strength")
+        # strength 0 (the base model) three times, whatever alpha; strength 1.5 twice with different alphas
+        population = np.array([[0.5, 0.0], [0.9, 0.0], [0.2, 0.0], [0.5, 0.5], [0.7, 0.5]])
+        scores = scorer.objective(population, examples)
+        assert scorer.reused == 3 and scores[0] == scores[1] == scores[2] and scores[3] == scores[4]
+        assert len(scorer.memo) == 2
+        again = scorer.objective(population[:1], examples)
+        assert again == scores[:1] and scorer.reused == 4  # an earlier generation's mixture: read back
+        best = scorer.score(scorer.candidate(population[3]), examples)
+        assert (best.score, best.mean_correct_logprob) == scores[3] and scorer.reused == 5
+        plain = evaluate(engine, get_task("arc-easy"), examples)
+        assert scores[0] == (plain.score, plain.mean_correct_logprob)  # strength 0 is the base model itself

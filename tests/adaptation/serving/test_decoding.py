@@ -6,7 +6,14 @@ import torch
 
 from t2reg.adaptation.backends import open_backend
 from t2reg.adaptation.backends.tokens import left_pad
-from t2reg.adaptation.serving.decoding import RowCache, RowSampling, TextStream, pick_tokens, prefill_positions
+from t2reg.adaptation.serving.decoding import (
+    RowCache,
+    RowSampling,
+    SamplingError,
+    TextStream,
+    pick_tokens,
+    prefill_positions,
+)
 from tests.helpers.backend_calls import generate
 from tests.helpers.tiny_tokenizer import build, save_model_with_tokenizer
 
@@ -95,8 +102,24 @@ def test_greedy_is_argmax_and_a_seeded_row_samples_alike_in_any_batch():
     draws = {pick_tokens(logits[:1], [RowSampling(1.0, seed=s)])[0] for s in range(40)}
     assert len(draws) > 3  # really sampled
     # top_p keeps only the most likely tokens: a tiny nucleus is greedy
-    assert {pick_tokens(logits[:1], [RowSampling(1.0, top_p=1e-6, seed=s)])[0] for s in range(10)} == \
-        {int(logits[0].argmax())}
+    for top_p in (1e-6, 5e-324):  # the second is 0 in float32: still the most likely token, not an empty nucleus
+        assert {pick_tokens(logits[:1], [RowSampling(1.0, top_p=top_p, seed=s)])[0] for s in range(10)} == \
+            {int(logits[0].argmax())}
+
+
+def test_a_row_whose_logits_are_not_finite_gets_an_error_and_the_others_their_tokens():
+    logits = torch.randn(5, 50, generator=torch.Generator().manual_seed(1))
+    logits[1, 7] = float("nan")
+    logits[2, 3] = float("inf")
+    logits[3] = float("-inf")
+    logits[4, 9] = float("-inf")  # a token ruled out is fine
+    rows = [RowSampling(), RowSampling(), RowSampling(1.0, seed=2), RowSampling(), RowSampling(1.0, seed=2)]
+    picked = pick_tokens(logits, rows)
+    assert picked[0] == int(logits[0].argmax()) and isinstance(picked[4], int) and picked[4] != 9
+    assert all(isinstance(p, SamplingError) for p in picked[1:4])
+    # a temperature too small for float32 overflows the division: that row's draw fails, not the batch
+    tiny = pick_tokens(logits[[0, 4]], [RowSampling(1e-300, seed=1), RowSampling()])
+    assert isinstance(tiny[0], SamplingError) and tiny[1] == int(logits[4].argmax())
 
 
 class _Chars:

@@ -17,6 +17,7 @@ from t2reg.adaptation.serving.engine import (
     Finished,
     GroupedEngine,
     Job,
+    OverBudgetError,
     StoppedError,
     make_engine,
 )
@@ -143,7 +144,8 @@ def test_seeded_sampling_is_reproducible_whatever_shares_the_batch(factored):
 def test_a_cancelled_job_frees_its_row(backend, parts):
     engine = FactoredEngine(backend, parts[1], parts[2], max_batch=1).start()
     try:
-        long, long_sink = job(engine, PROMPTS[0], "e0:1", max_tokens=40, stream=True)
+        # ignore_eos and a long budget: the row is still decoding when the cancel comes, however slow this thread
+        long, long_sink = job(engine, PROMPTS[0], "e0:1", max_tokens=5000, stream=True, ignore_eos=True)
         engine.submit(long)
         short, short_sink = job(engine, PROMPTS[1], None, max_tokens=3)
         engine.submit(short)  # waits: the only row is taken
@@ -184,6 +186,93 @@ def test_a_failing_batch_fails_its_jobs_and_the_engine_goes_on(factored):
     factored.submit(bad)
     assert isinstance(sink.result(), Failed)
     assert isinstance(run_all(factored, [(PROMPTS[1], "e2:1")])[0], Finished)
+
+
+def test_a_request_the_sampler_refuses_fails_alone_while_the_others_decode(factored):
+    expected = run_all(factored, [(PROMPTS[0], "e0:1"), (PROMPTS[1], None)])
+    running, running_sink = job(factored, PROMPTS[0], "e0:1", max_tokens=10, stream=True)
+    factored.submit(running)
+    while not running_sink.events:  # decoding has begun
+        threading.Event().wait(0.005)
+    overflow, overflow_sink = job(factored, PROMPTS[2], "e1:1", temperature=1.0, seed=2**70)  # no int64
+    tiny, tiny_sink = job(factored, PROMPTS[1], None, temperature=1e-300)  # greedy, not a division overflow
+    factored.submit(overflow)
+    factored.submit(tiny)
+    assert isinstance(overflow_sink.result(), Failed) and "Overflow" in str(overflow_sink.result().error)
+    assert running_sink.result().text == expected[0].text
+    assert tiny_sink.result().text == expected[1].text
+    assert isinstance(run_all(factored, [(PROMPTS[3], "e2:1")])[0], Finished)
+
+
+def test_a_row_whose_logits_are_not_finite_fails_alone(factored, monkeypatch):
+    alone = run_all(factored, [(PROMPTS[0], None), (PROMPTS[1], "e0:1")])
+    poisoned = factored._variant["e2:1"]
+    forward = factored.backend.forward_cached
+
+    def nan_for_one_expert(ids, mask, positions, cache, variants):  # a numerical fault in that row alone
+        logits = forward(ids, mask, positions, cache, variants)
+        logits[[i for i, v in enumerate(variants) if v == poisoned]] = float("nan")
+        return logits
+
+    monkeypatch.setattr(factored.backend, "forward_cached", nan_for_one_expert)
+    together = run_all(factored, [(PROMPTS[0], None), (PROMPTS[2], "e2:1"), (PROMPTS[1], "e0:1")])
+    assert isinstance(together[1], Failed) and "not finite" in str(together[1].error)
+    assert [together[0].text, together[2].text] == [f.text for f in alone]
+
+
+def test_a_prompt_that_fails_a_shared_prefill_fails_alone(backend, parts):
+    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8)  # started below: both are prefilled together
+    try:
+        good, good_sink = job(engine, PROMPTS[1], "e0:1")
+        bad, bad_sink = job(engine, PROMPTS[1], None)
+        bad.prompt_ids = [10**6] * len(good.prompt_ids)  # no such token: the embedding lookup raises
+        engine.submit(bad)
+        engine.submit(good)
+        engine.start()
+        assert isinstance(bad_sink.result(), Failed)
+        assert good_sink.result().text == run_all(engine, [(PROMPTS[1], "e0:1")])[0].text
+    finally:
+        engine.stop()
+
+
+def test_the_kv_budget_holds_rows_back_and_refuses_a_request_that_can_never_fit(backend, parts):
+    probe = job(FactoredEngine(backend, parts[1], {}), PROMPTS[3], None, max_tokens=12)[0]
+    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8, max_kv_tokens=2 * probe.reserve + 1)
+    rows = []
+    engine.on_step = rows.append
+    engine.start()
+    try:
+        work = [job(engine, PROMPTS[3], e, max_tokens=12, ignore_eos=True) for e in (None, "e0:1", "e1:1", "e2:1")]
+        for j, _ in work:
+            engine.submit(j)
+        answers = [sink.result() for _, sink in work]
+        assert max(rows) == 2  # two rows at a time shared the passes, never more
+        assert all(isinstance(a, Finished) and a.completion_tokens == 12 for a in answers)
+        for (j, _), answer in zip(work, answers):  # each again, alone
+            again, sink = job(engine, PROMPTS[3], j.expert, max_tokens=12, ignore_eos=True)
+            engine.submit(again)
+            assert sink.result().text == answer.text
+        huge, _ = job(engine, PROMPTS[3], None, max_tokens=2 * probe.reserve)
+        with pytest.raises(OverBudgetError, match="holds at most"):
+            engine.submit(huge)
+        assert engine.waiting == 0
+    finally:
+        engine.stop()
+
+
+def test_a_failing_group_fails_alone_and_every_job_taken_is_answered(backend, parts):
+    engine = GroupedEngine(backend, parts[1], parts[2], max_batch=8)  # started below: one step takes both
+    try:
+        bad, bad_sink = job(engine, PROMPTS[0], "e0:1", temperature=1.0, seed=2**70)  # the backend's seeding raises
+        good, good_sink = job(engine, PROMPTS[0], "e1:1")
+        engine.submit(bad)
+        engine.submit(good)
+        engine.start()
+        assert isinstance(bad_sink.result(), Failed)
+        assert isinstance(good_sink.result(), Finished)
+        assert good_sink.result().text == run_all(engine, [(PROMPTS[0], "e1:1")])[0].text
+    finally:
+        engine.stop()
 
 
 def test_scores_run_between_steps_with_the_named_expert(factored, reference, parts):

@@ -1,7 +1,9 @@
 """`t2reg serve` as a real subprocess on a loopback port, spoken to with the `openai` package (and raw
-HTTP where a client library would refuse to send the bad input): listing, both endpoints streamed and
-not, answers equal to `t2reg run`, shared batches, `:auto` routing, every error, disconnects, reloads,
-SIGTERM with requests in flight. Tiny real models, greedy unless said otherwise."""
+HTTP or raw sockets where a client library would refuse to send the bad input): listing, both endpoints
+streamed and not, answers equal to `t2reg run`, shared batches, `:auto` routing, every error, a hostile
+request beside running ones, the limits on prompts, tokens and KV memory, clients that stall, disconnects,
+reloads, SIGTERM with requests in flight, and a soak of thousands of mixed requests with the server's
+memory sampled. Tiny real models, greedy unless said otherwise."""
 
 import concurrent.futures
 import json
@@ -16,8 +18,8 @@ from t2reg.cli.main import _run
 from t2reg.registry import Registry
 from t2reg.settings import load_settings
 from tests.adaptation.test_routing import QUESTIONS, _publish_dispatcher
-from tests.helpers.serving import ServerProcess, metric
-from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
+from tests.helpers import soak
+from tests.helpers.serving import ServerProcess, metric, publish_noise_expert, t2reg, tiny_home
 
 KEY = "sk-test-key"
 EXPERTS = (("math-weak", "gsm8k", 1, 0.2), ("math-strong", "gsm8k", 2, 0.6), ("coder", "mbpp", 3, 0.4),
@@ -25,27 +27,11 @@ EXPERTS = (("math-weak", "gsm8k", 1, 0.2), ("math-strong", "gsm8k", 2, 0.6), ("c
 GREEDY = {"temperature": 0, "max_tokens": 8}
 
 
-def t2reg(home, *args):
-    assert _run(["--home", str(home), *args], debug=True) == 0, args
-
-
-def publish_noise_expert(home, tmp, name, task, seed, score=None):
-    path = tmp / f"{name}.safetensors"
-    t2reg(home, "new-expert", "--model", "tiny", "--task", task, "--noise", "0.5", "--seed", str(seed), "--out", str(path))
-    t2reg(home, "publish", str(path), "--name", name, *(["--metric", f"{task}:accuracy={score}"] if score else []))
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """A registry with a tiny model, four experts over three categories, and a dispatcher steered to 'math'."""
     root = tmp_path_factory.mktemp("serve")
-    save_model_with_tokenizer(root / "tiny", "LlamaForCausalLM", seed=0, initializer_range=0.3, max_positions=2048)
-    home = root / "home"
-    t2reg(home, "init")
-    t2reg(home, "model", "add", str(root / "tiny"), "--alias", "tiny")
-    t2reg(home, "model", "decompose", "tiny")
-    for name, task, seed, score in EXPERTS:
-        publish_noise_expert(home, root, name, task, seed, score)
+    home = tiny_home(root, EXPERTS)
     registry = Registry(load_settings(home=home))
     _publish_dispatcher(registry, root, "math")
     registry.close()
@@ -185,9 +171,9 @@ def test_bad_input_gets_openai_error_bodies_and_never_takes_the_server_down(clie
     assert "the model's context holds 2048" in body["message"]
     body = refused(400, lambda: chat(client, "tiny", "hi " * 600, max_tokens=1000))  # prompt + max_tokens are
     assert "exceeds the model's context" in body["message"] and body["param"] == "max_tokens"
-    body = refused(422, lambda: chat(client, "tiny", "hi", temperature=7))
+    body = refused(400, lambda: chat(client, "tiny", "hi", temperature=7))
     assert body["param"] == "temperature"
-    refused(422, lambda: client.chat.completions.create(model="tiny", messages=[]))
+    refused(400, lambda: client.chat.completions.create(model="tiny", messages=[]))
     refused(400, lambda: client.completions.create(model="tiny", prompt="", max_tokens=4))
     body = refused(400, lambda: chat(client, "tiny", "hi", n=2))
     assert body["param"] == "n"
@@ -211,6 +197,149 @@ def test_bad_input_gets_openai_error_bodies_and_never_takes_the_server_down(clie
     text = get(server, "/metrics").text
     assert metric(text, "t2reg_requests_total", status="404") >= 1 and metric(text, "t2reg_requests_total",
                                                                                status="413") >= 1
+
+
+def test_a_hostile_request_beside_running_ones_fails_alone_and_is_answered(client, server):
+    work = [("coder:1", QUESTIONS[0]), ("tiny", QUESTIONS[1]), ("reasoner:1", QUESTIONS[2])]
+    long = {"max_tokens": 300, "extra_body": {"ignore_eos": True}}  # hundreds of steps of decoding
+    alone = [chat(client, m, q, **long).choices[0].message.content for m, q in work]
+    greedy = chat(client, "coder:1", QUESTIONS[3]).choices[0].message.content
+    message = {"messages": [{"role": "user", "content": QUESTIONS[3]}], "max_tokens": 8}
+    with concurrent.futures.ThreadPoolExecutor(len(work)) as pool:
+        running = [pool.submit(chat, client, m, q, **long) for m, q in work]
+        deadline = time.monotonic() + 60
+        while get(server, "/health").json()["running"] < len(work):
+            assert time.monotonic() < deadline, "the long requests never ran together"
+            time.sleep(0.01)
+        overflow = post(server, "/v1/chat/completions", json.dumps(
+            {"model": "coder:1", **message, "temperature": 1, "seed": 2**70}).encode())
+        tiny_temperature = post(server, "/v1/chat/completions", json.dumps(
+            {"model": "coder:1", **message, "temperature": 1e-300}).encode())
+        surrogate = post(server, "/v1/chat/completions",
+                         b'{"model": "coder:1", "messages": [{"role": "user", "content": "hi \\ud800"}]}')
+        nan = post(server, "/v1/chat/completions", b'{"model": "coder:1", "messages": [{"role": "user", '
+                                                   b'"content": "hi"}], "top_p": NaN}')
+        assert get(server, "/health").json()["running"] >= len(work)  # the hostile ones came mid-decode
+        answers = [f.result(timeout=300) for f in running]
+    assert overflow.status_code == 400 and overflow.json()["error"]["param"] == "seed"
+    assert tiny_temperature.status_code == 200  # below 1e-5 a temperature is greedy
+    assert tiny_temperature.json()["choices"][0]["message"]["content"] == greedy
+    assert surrogate.status_code == 400 and "not valid Unicode" in surrogate.json()["error"]["message"]
+    assert nan.status_code == 400 and nan.json()["error"]["param"] == "top_p"
+    assert [a.choices[0].message.content for a in answers] == alone
+    assert all(a.usage.completion_tokens == 300 for a in answers)
+
+
+@pytest.fixture(scope="module")
+def bounded(home, tmp_path_factory):
+    """A server with small limits: prompts of 48 tokens, 32 new tokens, 64 tokens of KV cache, 2 s to send a
+    request."""
+    proc = ServerProcess(home, "--model", "tiny", "--max-tokens", "32", "--max-prompt-tokens", "48",
+                         "--max-kv-tokens", "64", "--read-timeout", "2", "--max-batch", "8",
+                         log=tmp_path_factory.mktemp("log") / "bounded.log")
+    yield proc
+    assert proc.stop() == 0
+
+
+def complete(server, prompt, **options):
+    return httpx.post(server.base_url + "/completions", json={"model": "coder:1", "prompt": prompt, "temperature": 0,
+                                                             **options}, timeout=120)
+
+
+def test_the_limits_on_prompts_tokens_and_kv_memory(bounded):
+    refused = complete(bounded, "x" * 49)  # one character a token with this tokenizer
+    assert refused.status_code == 400 and "at most 48" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["param"] == "prompt"
+    assert complete(bounded, "x" * 48, max_tokens=33).json()["error"]["param"] == "max_tokens"
+    never = complete(bounded, "x" * 40, max_tokens=32)  # 72 tokens of KV alone: can never run
+    assert never.status_code == 503 and never.json()["error"]["code"] == "kv_budget_exceeded"
+    fitted = complete(bounded, "x" * 40, max_tokens=None, ignore_eos=True)  # no limit named: what fits
+    assert fitted.status_code == 200 and fitted.json()["usage"]["completion_tokens"] == 64 - 40
+    # 14 + 16 tokens each: two rows fit in 64, a third waits for one of them to finish
+    alone = complete(bounded, "x" * 14, max_tokens=16, ignore_eos=True).json()["choices"][0]["text"]
+    before = httpx.get(bounded.root + "/metrics").text
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda _: complete(bounded, "x" * 14, max_tokens=16, ignore_eos=True), range(6)))
+    after = httpx.get(bounded.root + "/metrics").text
+    assert [r.json()["choices"][0]["text"] for r in together] == [alone] * 6
+    passes = metric(after, "t2reg_batch_rows_count") - metric(before, "t2reg_batch_rows_count")
+    at_most_two = (metric(after, "t2reg_batch_rows_bucket", le="2.0")
+                   - metric(before, "t2reg_batch_rows_bucket", le="2.0"))
+    rows = metric(after, "t2reg_batch_rows_sum") - metric(before, "t2reg_batch_rows_sum")
+    assert at_most_two == passes and rows > passes  # never more than two rows, often two
+
+
+def test_clients_that_stall_are_cut_off_and_the_server_serves_others(bounded):
+    """Six clients sending a byte at a time (three stuck in their headers, three in their bodies) and one
+    that sends nothing: each connection is closed (a stalled body with 408), and meanwhile others are served."""
+    with concurrent.futures.ThreadPoolExecutor(7) as pool:
+        stalled = [pool.submit(soak._stall, bounded.base_url, send_headers=i % 2 == 1) for i in range(6)]
+        silent = pool.submit(_silent_client, bounded.base_url)
+        while not any(f.done() for f in stalled):
+            served = complete(bounded, "The answer is", max_tokens=4)
+            assert served.status_code == 200
+        assert [f.result() for f in stalled] == [None] * 6
+        assert silent.result() is None
+
+
+def test_connections_past_the_limit_get_503_until_others_close(home, tmp_path):
+    import socket
+    from urllib.parse import urlsplit
+
+    proc = ServerProcess(home, "--model", "tiny", "--max-connections", "3", log=tmp_path / "server.log")
+    try:
+        url = urlsplit(proc.root)
+        idle = [socket.create_connection((url.hostname, url.port)) for _ in range(3)]
+        refused = httpx.get(proc.root + "/health", timeout=60)  # the fourth connection
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 60
+        while httpx.get(proc.root + "/health", timeout=60).status_code != 200:  # the server sees them go
+            assert time.monotonic() < deadline, "closed connections still counted"
+            time.sleep(0.1)
+    finally:
+        assert proc.stop() == 0
+
+
+def _silent_client(base_url):
+    """A connection that never sends a byte: closed by the server."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.settimeout(soak.STALL_WAIT)
+        try:
+            return None if sock.recv(1) == b"" else "the server sent something to a silent client"
+        except ConnectionResetError:
+            return None
+        except TimeoutError:
+            return "the server kept a silent connection open"
+
+
+def test_a_soak_of_mixed_requests_answers_every_valid_one_and_memory_stays_flat(home, tmp_path):
+    """2,000 requests from 16 clients, 60 % greedy or seeded (each must be answered with the text it gets
+    alone), 40 % hostile (each must get its own error: overflowing seeds, lone surrogates, NaN, malformed and
+    deep JSON, bodies and prompts over the limits, unknown models, hang-ups, clients that stall). The server's
+    RSS after the first 300 requests is the warm-up figure; it may not grow past it by more than a quarter."""
+    proc = ServerProcess(home, "--model", "tiny", "--max-tokens", "16", "--max-prompt-tokens", "64",
+                         "--max-kv-tokens", "256", "--max-batch", "8", "--max-queue", "64", "--max-body", "8192",
+                         "--read-timeout", "2", log=tmp_path / "soak.log")
+    try:
+        valid = soak.measure_alone(proc.root, soak.valid_requests(["tiny", "coder:1", "math-strong:1", "reasoner:1"]),
+                                   {})
+        hostile = soak.hostile_requests(proc.root, max_body=8192, max_tokens=16, max_prompt_tokens=64)
+        report = soak.soak(proc.root, proc.proc.pid, valid, hostile, requests=2000, clients=16, warmup=300)
+        print(f"soak: {report.requests} requests in {report.seconds:.0f} s, RSS after warm-up "
+              f"{report.warmup_rss / 2**20:.0f} MiB, peak after {report.peak_after_warmup / 2**20:.0f} MiB")
+        assert not report.failures, "\n".join(report.failures[:20])
+        assert set(report.sent) == {"valid", *hostile} and report.sent["valid"] > 1000
+        assert report.peak_after_warmup <= 1.25 * report.warmup_rss
+        health = httpx.get(proc.root + "/health").json()
+        assert health["status"] == "ok" and health["waiting"] == 0
+    finally:
+        assert proc.stop() == 0
 
 
 def test_a_client_that_disconnects_mid_stream_frees_its_slot(server, client):
