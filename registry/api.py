@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -27,8 +25,15 @@ from t2reg.question_results import loads_results
 from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
 from t2reg.registry.bundles import BundleImport, Manifest, export_bundle, import_bundle
 from t2reg.registry.blob_migration import BlobMigration, migrate_to_database
-from t2reg.registry.blobs import BlobStore
-from t2reg.registry.blobs_db import DatabaseBlobStore, record_blob_store, recorded_blob_store, recorded_blob_store_in
+from t2reg.registry.blob_store import (
+    BlobStore,
+    record_blob_store,
+    recorded_blob_store,
+    recorded_blob_store_in,
+    sha256_of,
+)
+from t2reg.registry.blobs import FileBlobStore
+from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.db import Database, MissingDatabaseError
 from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
@@ -78,7 +83,7 @@ class Registry:
     def __init__(self, settings: Settings | None = None, *, create: bool = False, check_schema: bool = True) -> None:
         self.settings = settings or load_settings()
         self.db = Database(self.settings.database_url, create=create)
-        self.blobs: BlobStore | DatabaseBlobStore = self._asked_for_store()  # until the registry says otherwise
+        self.blobs: BlobStore = self._asked_for_store()  # until the registry says otherwise
         self.jobs = JobQueue(self.db, self.settings.job_timeout)
         if not check_schema:
             return
@@ -141,15 +146,16 @@ class Registry:
 
         self.db.write(register)
         self.blobs = self._recorded_store()
-        if isinstance(self.blobs, BlobStore):
-            self.blobs.root.mkdir(parents=True, exist_ok=True)
+        self.blobs.prepare()
         self.blobs.register_user(self.db.identity)
 
-    def _asked_for_store(self) -> BlobStore | DatabaseBlobStore:
-        root = self.settings.blob_root
-        return DatabaseBlobStore(self.db) if root is None else BlobStore(root)
+    # The two places that know the store classes: everything else speaks to a BlobStore.
 
-    def _recorded_store(self) -> BlobStore | DatabaseBlobStore:
+    def _asked_for_store(self) -> BlobStore:
+        root = self.settings.blob_root
+        return DatabaseBlobStore(self.db) if root is None else FileBlobStore(root)
+
+    def _recorded_store(self) -> BlobStore:
         """The store this registry recorded wins over the settings: a machine that only reaches the
         database must find the blobs there without being told."""
         if recorded_blob_store(self.db) is BlobStoreKind.DATABASE:
@@ -158,7 +164,7 @@ class Registry:
             raise ConflictError(
                 f"registry {self.db.display_url} keeps its blobs in files, not in its database; "
                 "`t2reg blobs migrate --to db` moves them there (run it with the file store's location)")
-        return BlobStore(self.settings.blob_root)
+        return FileBlobStore(self.settings.blob_root)
 
     def _init_racing_others(self) -> None:
         try:
@@ -265,66 +271,43 @@ class Registry:
         ``lineage`` edges name their parent by reference.
         """
         data, expert, origin = _load_source(source)
-        measured = tuple((m, self._store_results(m.results)) for m in measurements)
+        runs = tuple(measurements)
+        for run in runs:
+            _check_results(run.results)
         with self.db.session() as session:
             model_row, handle = self._publish_model(session, model, expert)
             check_against_model(expert, {k: min(v) for k, v in model_row.shapes.items()}, model_row.name, origin)
             task = validate_task(task or expert.meta.task)
             name = validate_name(name or self._default_name(task, handle))
             check_text(description, "description", 10_000, newlines=True)
+            # scores embedded in the file pass the same rules as typed ones; they are hand-reported
+            reported = Measurement(tuple(map(check_metric, expert.meta.metrics))
+                                   + tuple(_as_metric(m, task, split, n) for m in metrics))
             new = versions.NewVersion(
                 name=name,
                 model_id=model_row.id,
                 task=task,
                 description=description,
-                sha256="",
-                size=len(data),
-                n_params=expert.n_params,
-                parametrization=expert.meta.parametrization,
-                renormalize=expert.meta.renormalize,
                 source=Source(expert.meta.source),
-                metadata=expert.meta.to_header(),
-                # scores embedded in the file pass the same rules as typed ones; they are hand-reported
-                measurements=((Measurement(tuple(map(check_metric, expert.meta.metrics))
-                                           + tuple(_as_metric(m, task, split, n) for m in metrics)), None),) + measured,
+                data=data,
+                expert=expert,
                 tags=tuple(check_tag(k, str(v)) for k, v in (tags or {}).items()),
                 lineage=tuple(self._lineage_rows(session, lineage)),
             )
             versions.check_owner(session, name, model_row.id)
-        return self._store(data, new)
+        self.db.check_writable("publishing writes")
+
+        def land(session) -> ExpertVersion:
+            row = versions.land_version(session, new)
+            for run in (reported, *runs):
+                evaluations.add_run(session, row.id, run, "publish")
+            return versions.describe(session, row)
+
+        return self.blobs.write(self.db, [data, *_results_of(runs)], land)
 
     def publish_derived(self, derived: DerivedExpert) -> ExpertVersion:
         """Publish an expert t2reg made (see :mod:`t2reg.registry.derived`); once per job."""
         return publish_derived(self, derived)
-
-    def _store(self, data: bytes, new: versions.NewVersion) -> ExpertVersion:
-        if self.db.read_only:
-            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; publishing writes")
-        store = self.blobs
-        if isinstance(store, DatabaseBlobStore):
-            def publish(session) -> ExpertVersion:  # the blobs and the version's rows: one commit
-                sha = store.put_in(session, data)
-                for measurement, _ in new.measurements:
-                    self._keep_results(session, measurement.results)
-                return versions.describe(session, versions.insert_version(session, dataclasses.replace(new, sha256=sha)))
-
-            return self.db.write(publish)
-        return self._store_in_files(store, data, new)
-
-    def _store_in_files(self, store: BlobStore, data: bytes, new: versions.NewVersion) -> ExpertVersion:
-        # A file cannot join the transaction: write it first, then the row; undo the file if the row fails.
-        sha, created = store.put(data)
-        stamp = store.path(sha).stat().st_mtime_ns if created else None
-        new = dataclasses.replace(new, sha256=sha)
-        try:
-            version = self.db.write(lambda s: versions.describe(s, versions.insert_version(s, new)))
-        except BaseException:
-            if created:
-                maintenance.discard_blob(self.db, store, sha, stamp)
-            raise
-        if not store.exists(sha):  # a concurrent failed publish of the same bytes removed it
-            store.put(data)
-        return version
 
     def _publish_model(self, session, model: str | None, expert: Expert) -> tuple[BaseModelRow, str]:
         file_model = expert.meta.base_model or None
@@ -449,22 +432,20 @@ class Registry:
         ``results`` are the run's per-question results (:mod:`t2reg.question_results`), kept as a blob.
         """
         parsed = parse_reference(ref)
-        results_sha = self._store_results(results)
+        _check_results(results)
 
         def work(session) -> ExpertVersion:
             row = versions.resolve(session, parsed, live_only=True)
             session.refresh(row, with_for_update=True)  # serialise concurrent records of one version
-            self._keep_results(session, results)
             task = versions.describe(session, row).task
-            parsed_metrics = [_as_metric(m, task, split, n) for m in metrics]
+            parsed_metrics = tuple(_as_metric(m, task, split, n) for m in metrics)
             if not parsed_metrics:
                 raise InvalidInputError("give at least one score ({metrics}), e.g. gsm8k:accuracy=0.79",
                                         options=["metrics"])
-            for metric, protocol_id in protocols.assign(session, parsed_metrics, protocol):
-                evaluations.add(session, row.id, metric, source, protocol_id, results_sha)
+            evaluations.add_run(session, row.id, Measurement(parsed_metrics, protocol, results), source)
             return versions.describe(session, row)
 
-        return self.db.write(work)
+        return self.blobs.write(self.db, [] if results is None else [results], work)
 
     def best(
         self,
@@ -490,15 +471,15 @@ class Registry:
     def record_model_evaluation(self, model: str, metrics: Iterable[Metric], source: str = "eval",
                                 protocol: Protocol | None = None, results: bytes | None = None) -> list[EvaluationInfo]:
         """Record scores of the base model itself (no expert): the baseline for its experts."""
-        results_sha = self._store_results(results)
+        _check_results(results)
+        results_sha = None if results is None else sha256_of(results)
 
         def work(session) -> list[EvaluationInfo]:
             row = base_models.get_model(session, model)
-            self._keep_results(session, results)
             return [base_models.add_evaluation(session, row.id, metric, source, protocol_id, results_sha)
                     for metric, protocol_id in protocols.assign(session, list(metrics), protocol)]
 
-        return self.db.write(work)
+        return self.blobs.write(self.db, [] if results is None else [results], work)
 
     def model_evaluations(self, model: str, task: str | None = None) -> list[EvaluationInfo]:
         with self.db.session() as session:
@@ -528,20 +509,6 @@ class Registry:
     def evaluation_results(self, sha256: str) -> list[dict[str, Any]]:
         """The per-question results an evaluation kept (hash-checked on read)."""
         return loads_results(self.blobs.read(sha256), f"results {sha256[:12]}")
-
-    def _store_results(self, results: bytes | None) -> str | None:
-        """Check per-question results and name them; a file store keeps them now, the database store in the
-        transaction that records the score (:meth:`_keep_results`)."""
-        if results is None:
-            return None
-        loads_results(results)  # refuse malformed results before they are stored
-        if isinstance(self.blobs, DatabaseBlobStore):
-            return hashlib.sha256(results).hexdigest()
-        return self.blobs.put(results)[0]
-
-    def _keep_results(self, session, results: bytes | None) -> None:
-        if results is not None and isinstance(self.blobs, DatabaseBlobStore):
-            self.blobs.put_in(session, results)
 
     def metrics_for_task(self, task: str) -> list[str]:
         with self.db.session() as session:
@@ -589,12 +556,9 @@ class Registry:
     def migrate_blobs_to_database(self, on_blob: Callable[[str], None] | None = None) -> BlobMigration:
         """Move the blobs from the file store into the database and switch to it (see
         :mod:`t2reg.registry.blob_migration`); a run on a registry already there does nothing."""
-        if self.db.read_only:
-            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; migrating writes")
-        if isinstance(self.blobs, DatabaseBlobStore):
-            return BlobMigration(0, len(maintenance.referenced_blobs(self.db)), self.blobs.location)
+        self.db.check_writable("migrating writes")
         report = migrate_to_database(self.db, self.blobs, on_blob)
-        self.blobs = DatabaseBlobStore(self.db)
+        self.blobs = self._recorded_store()
         return report
 
     def verify(self) -> VerifyReport:
@@ -614,8 +578,8 @@ class Registry:
 
         ``purge_deleted`` first purges versions soft-deleted at least ``purge_grace_seconds`` ago.
         """
-        if self.db.read_only and not dry_run:
-            raise DatabaseError(f"registry {self.db.display_url} is read-only for this user; gc would write")
+        if not dry_run:
+            self.db.check_writable("gc would write")
         return maintenance.gc(self.db, self.blobs, grace_seconds, dry_run, force=force, shared_ok=shared_ok,
                               purge=purge_deleted, purge_grace_seconds=purge_grace_seconds)
 
@@ -628,6 +592,16 @@ def _load_source(source: ExpertSource) -> tuple[bytes, Expert, str]:
         return source, loads_expert(source), "<bytes>"
     data = read_expert_bytes(source)
     return data, loads_expert(data, str(source)), str(source)
+
+
+def _check_results(results: bytes | None) -> None:
+    """Refuse malformed per-question results before anything is stored."""
+    if results is not None:
+        loads_results(results)
+
+
+def _results_of(runs: Iterable[Measurement]) -> list[bytes]:
+    return [run.results for run in runs if run.results is not None]
 
 
 def _as_metric(metric: Metric | str, task: str | None, split: str | None = None, n: int | None = None) -> Metric:

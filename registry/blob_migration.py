@@ -17,9 +17,8 @@ from typing import Callable
 from sqlalchemy import select
 
 from t2reg.errors import ConflictError
-from t2reg.registry import maintenance
-from t2reg.registry.blobs import BlobStore
-from t2reg.registry.blobs_db import DatabaseBlobStore, record_blob_store
+from t2reg.registry.blob_store import BlobStore, record_blob_store, referenced_blobs, referenced_blobs_in
+from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.orm import BlobRow
 from t2reg.vocabulary import BlobStoreKind
@@ -40,33 +39,38 @@ class BlobMigration:
         return self.copied + self.already_there
 
 
-def migrate_to_database(db: Database, files: BlobStore, on_blob: Callable[[str], None] | None = None
+def migrate_to_database(db: Database, current: BlobStore, on_blob: Callable[[str], None] | None = None
                         ) -> BlobMigration:
-    """Copy every blob ``db``'s rows need from ``files`` into ``db``, then record the database as the store.
+    """Copy every blob ``db``'s rows need from its ``current`` store into ``db``, then record the database as
+    the store.
 
     ``on_blob`` is called after each blob is in place (progress). A blob missing from the files or
-    corrupt there stops the run with that error, before the switch.
+    corrupt there stops the run with that error, before the switch. A registry already keeping its
+    blobs in its database has nothing to copy.
     """
+    if current.kind is BlobStoreKind.DATABASE:
+        return BlobMigration(0, len(referenced_blobs(db)), current.location)
     target = DatabaseBlobStore(db)
     copied, seen = 0, set()
     for _ in range(_ROUNDS):
-        needed = maintenance.referenced_blobs(db) - seen
+        needed = referenced_blobs(db) - seen
         for sha in sorted(needed):
             if target.hash_file(sha) != sha:
-                target.put(files.read(sha))  # read() checks the bytes against the name
+                target.put(current.read(sha))  # read() checks the bytes against the name
                 copied += 1
             seen.add(sha)
             if on_blob is not None:
                 on_blob(sha)
         if _switch(db):
-            return BlobMigration(copied, len(seen) - copied, str(files.root))
-    raise ConflictError(f"blobs kept arriving in {files.root} while migrating; stop publishing and run it again")
+            return BlobMigration(copied, len(seen) - copied, current.location)
+    raise ConflictError(f"blobs kept arriving in {current.location} while migrating; stop publishing and run it "
+                        "again")
 
 
 def _switch(db: Database) -> bool:
     """Record the database as the store if every needed blob is in it (one transaction); else False."""
     def work(session) -> bool:
-        needed = maintenance.referenced_blobs_in(session)
+        needed = referenced_blobs_in(session)
         present = set(session.scalars(select(BlobRow.sha256)))
         if needed - present:
             return False

@@ -1,9 +1,11 @@
-"""Content-addressed blob store: ``<root>/sha256/<2 hex>/<64 hex>``.
+"""The file blob store (a :class:`~t2reg.registry.blob_store.BlobStore`): ``<root>/sha256/<2 hex>/<64 hex>``.
 
 A blob lands like every file t2reg writes (:mod:`t2reg.files`), its temp file
 under ``<root>/tmp``, so a reader never sees a partial blob and the same bytes are
 stored once. Rows point to blobs; blobs never point to rows, so a crash leaves
-at worst an unreferenced blob or temp file, which ``gc`` removes.
+at worst an unreferenced blob or temp file, which ``gc`` removes. A file cannot
+join a database transaction, so :meth:`FileBlobStore.write` lands the blobs
+first and the rows after, and takes back the blobs it created if the rows fail.
 
 Several registries may share one store (``T2REG_BLOB_ROOT``). Each registry that
 opens the store leaves a marker, ``<root>/registries/<key>.json`` naming its
@@ -21,19 +23,24 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from sqlalchemy.orm import Session
 
 from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
 from t2reg.files import land_bytes, land_text
+from t2reg.registry.blob_store import referenced_blobs, sha256_of
+from t2reg.registry.db import Database
 from t2reg.vocabulary import BlobStoreKind
 
 _CHUNK = 1 << 20
 _SHA = re.compile(r"[0-9a-f]{64}")  # fullmatch only: "$" would take a name ending in a newline
 _SHARD = re.compile(r"[0-9a-f]{2}")
 MARKERS = "registries"
+T = TypeVar("T")
 
 
-class BlobStore:
+class FileBlobStore:
     """Blobs on a local (or shared) file system, named by their sha256."""
 
     kind = BlobStoreKind.FILES
@@ -50,6 +57,40 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         return self._objects / sha256[:2] / sha256
 
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, db: Database, blobs: Iterable[bytes], work: Callable[[Session], T]) -> T:
+        """Land ``blobs``, then run ``work`` in one write transaction; if that fails, remove the blobs this
+        call created (unless something else has used them since)."""
+        blobs = list(blobs)
+        created: list[tuple[str, int]] = []  # each new blob and its mtime as this call left it
+        try:
+            for data in blobs:
+                sha, new = self.put(data)
+                if new:
+                    created.append((sha, self.path(sha).stat().st_mtime_ns))
+            done = db.write(work)
+        except BaseException:
+            for sha, stamp in created:
+                self._discard(db, sha, stamp)
+            raise
+        for data in blobs:
+            if not self.exists(sha256_of(data)):  # a concurrent failed write of the same bytes took it back
+                self.put(data)
+        return done
+
+    def _discard(self, db: Database, sha256: str, stamp: int) -> None:
+        """Undo a blob a failed write landed: only when nobody touched it since (its mtime is still ``stamp``)
+        and no row uses it (the same bytes may have been published meanwhile)."""
+        try:
+            if self.path(sha256).stat().st_mtime_ns != stamp:
+                return
+        except FileNotFoundError:
+            return
+        if sha256 not in referenced_blobs(db):
+            self.remove(sha256)
+
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
@@ -59,7 +100,7 @@ class BlobStore:
         A blob already there is kept only if its bytes still hash to its name: a
         corrupt one is rewritten, so republishing the bytes repairs it.
         """
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_of(data)
         final = self.path(sha)
         if final.is_file() and self.hash_file(sha) == sha:
             os.utime(final)  # a fresh mtime keeps a concurrent gc's grace period from taking it
@@ -77,7 +118,7 @@ class BlobStore:
             data = self.path(sha256).read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"blob {sha256} is missing from {self.root}") from None
-        if hashlib.sha256(data).hexdigest() != sha256:
+        if sha256_of(data) != sha256:
             raise IntegrityCheckError(f"blob {sha256} is corrupt: its bytes hash to something else")
         return data
 

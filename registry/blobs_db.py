@@ -1,11 +1,12 @@
-"""The database blob store: blobs as rows of the registry's own ``blobs`` table.
+"""The database blob store (a :class:`~t2reg.registry.blob_store.BlobStore`): blobs as rows of the registry's
+own ``blobs`` table.
 
-Content-addressed like the file store (:mod:`t2reg.registry.blobs`), with the
-same methods, so ``verify``, ``gc``, ``download`` and ``read_expert`` work on
-either. What it adds is that a blob can be written in the caller's transaction
-(:meth:`DatabaseBlobStore.put_in`): a publish inserts the expert file and the
-version row that points to it in one commit, so neither exists without the
-other, and any machine that reaches the database reaches every blob.
+Content-addressed like the file store (:mod:`t2reg.registry.blobs`). What it
+adds is that a blob is written in the caller's transaction
+(:meth:`DatabaseBlobStore.put_in`, which :meth:`DatabaseBlobStore.write` uses):
+a publish inserts the expert file and the version row that points to it in one
+commit, so neither exists without the other, and any machine that reaches the
+database reaches every blob.
 
 Two publishers of the same bytes race on the primary key; the loser's
 transaction fails with a conflict and :meth:`Database.write` runs it again,
@@ -14,22 +15,22 @@ when it finds the blob there.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from t2reg.errors import IntegrityCheckError, NotFoundError
 from t2reg.files import land_bytes
+from t2reg.registry.blob_store import sha256_of
 from t2reg.registry.db import Database
 from t2reg.registry.entities import as_utc
-from t2reg.registry.orm import BlobRow, RegistrySettingRow, utcnow
+from t2reg.registry.orm import BlobRow, utcnow
 from t2reg.vocabulary import BlobStoreKind
 
-BLOB_STORE_SETTING = "blob_store"
+T = TypeVar("T")
 
 
 class DatabaseBlobStore:
@@ -44,26 +45,40 @@ class DatabaseBlobStore:
     def location(self) -> str:
         return f"the database {self.db.display_url}"
 
+    def prepare(self) -> None:
+        """Nothing to do: the schema made the table."""
+
+    def write(self, db: Database, blobs: Iterable[bytes], work: Callable[[Session], T]) -> T:
+        """Insert ``blobs`` and run ``work`` in the same transaction of ``db`` (this store's database)."""
+        blobs = list(blobs)
+
+        def unit(session: Session) -> T:
+            for data in blobs:
+                self.put_in(session, data)
+            return work(session)
+
+        return db.write(unit)
+
     def put_in(self, session: Session, data: bytes) -> str:
         """Store ``data`` inside ``session``'s transaction; return its sha256.
 
         A row already there is kept only if its bytes still hash to its name: a corrupt one is
         rewritten, so storing the bytes again repairs it (as in the file store).
         """
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_of(data)
         row = session.get(BlobRow, sha)
         if row is None:
             session.add(BlobRow(sha256=sha, size=len(data), data=data))
             session.flush()  # a racing insert of the same bytes fails here, and the whole unit is retried
         else:
-            if hashlib.sha256(row.data).hexdigest() != sha:
+            if sha256_of(row.data) != sha:
                 row.data, row.size = data, len(data)
             row.touched_at = utcnow()  # keeps a concurrent gc's grace period from taking it
         return sha
 
     def put(self, data: bytes) -> tuple[str, bool]:
         """Store ``data`` in its own transaction; return its sha256 and whether it was new."""
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_of(data)
         existed = self.exists(sha)
         return self.db.write(lambda session: self.put_in(session, data)), not existed
 
@@ -77,7 +92,7 @@ class DatabaseBlobStore:
             data = session.scalar(select(BlobRow.data).where(BlobRow.sha256 == sha256))
         if data is None:
             raise NotFoundError(f"blob {sha256} is missing from {self.location}")
-        if hashlib.sha256(data).hexdigest() != sha256:
+        if sha256_of(data) != sha256:
             raise IntegrityCheckError(f"blob {sha256} is corrupt: its bytes hash to something else")
         return bytes(data)
 
@@ -88,7 +103,7 @@ class DatabaseBlobStore:
         """The actual sha256 of the stored bytes, or None when the blob is missing."""
         with self.db.session() as session:
             data = session.scalar(select(BlobRow.data).where(BlobRow.sha256 == sha256))
-        return None if data is None else hashlib.sha256(data).hexdigest()
+        return None if data is None else sha256_of(data)
 
     def iter_blobs(self) -> Iterator[tuple[str, datetime]]:
         """Every blob's name and when it was last stored (the handle :meth:`age_seconds` takes)."""
@@ -126,21 +141,3 @@ class DatabaseBlobStore:
     def age_seconds(self, touched_at: datetime) -> float:
         return (utcnow() - touched_at).total_seconds()
 
-
-def recorded_blob_store(db: Database) -> BlobStoreKind | None:
-    """The store the registry recorded (None: none recorded, so files, as before revision 0006)."""
-    with db.session() as session:
-        return recorded_blob_store_in(session)
-
-
-def recorded_blob_store_in(session: Session) -> BlobStoreKind | None:
-    value = session.scalar(select(RegistrySettingRow.value).where(RegistrySettingRow.key == BLOB_STORE_SETTING))
-    return None if value is None else BlobStoreKind(value)
-
-
-def record_blob_store(session: Session, kind: BlobStoreKind) -> None:
-    row = session.get(RegistrySettingRow, BLOB_STORE_SETTING)
-    if row is None:
-        session.add(RegistrySettingRow(key=BLOB_STORE_SETTING, value=kind.value))
-    else:
-        row.value = kind.value

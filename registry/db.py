@@ -87,6 +87,12 @@ class Database:
                 time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
         raise AssertionError("unreachable")
 
+    def check_writable(self, doing: str) -> None:
+        """Refuse, before anything is stored, work that writes (``doing``: e.g. "publishing writes") on a
+        database this user can only read."""
+        if self.read_only:
+            raise DatabaseError(f"registry {self.display_url} is read-only for this user; {doing}")
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -16,7 +16,9 @@ from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
 from t2reg.expert_file import Metric
+from t2reg.protocols import Measurement
 from t2reg.registry import protocols
+from t2reg.registry.blob_store import sha256_of
 from t2reg.registry.entities import EvaluationInfo, RankedVersion
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
 from t2reg.registry.validation import is_proportion, source_values
@@ -45,6 +47,14 @@ def add(session: Session, version_id: int, metric: Metric, source: str, protocol
     session.add(row)
     session.flush()
     return row
+
+
+def add_run(session: Session, version_id: int, run: Measurement, source: str) -> None:
+    """Record one run's scores under its protocol (or each task's hand-reported one), naming its per-question
+    results blob; the protocol's use is counted once for the run."""
+    results_sha256 = None if run.results is None else sha256_of(run.results)
+    for metric, protocol_id in protocols.assign(session, list(run.metrics), run.protocol):
+        add(session, version_id, metric, source, protocol_id, results_sha256)
 
 
 def latest_with_results(session: Session, version_id: int, task: str, protocol_id: str) -> EvaluationInfo | None:

@@ -18,52 +18,20 @@ lineage stay, and their files become unreferenced, so the same run frees them.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Collection
+from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, T2RegError
 from t2reg.registry import schema
-from t2reg.registry.blobs import BlobStore
-from t2reg.registry.blobs_db import DatabaseBlobStore
+from t2reg.registry.blob_store import BlobStore, referenced_blobs
 from t2reg.registry.db import Database, redact
 from t2reg.registry.entities import GcReport, VerifyReport, as_utc
-from t2reg.registry.orm import EvaluationRow, ExpertRow, ModelEvaluationRow, VersionRow, utcnow
+from t2reg.registry.orm import ExpertRow, VersionRow, utcnow
 from t2reg.vocabulary import VersionStatus
 
 PURGED = VersionStatus.PURGED.value
 DELETED = VersionStatus.DELETED.value
-
-
-def referenced_blobs(db: Database, excluding: Collection[int] = ()) -> set[str]:
-    """Every blob a row still needs: expert files of versions not purged (nor among ``excluding``), and
-    per-question evaluation results."""
-    with db.session() as session:
-        return referenced_blobs_in(session, excluding)
-
-
-def referenced_blobs_in(session: Session, excluding: Collection[int] = ()) -> set[str]:
-    """:func:`referenced_blobs` inside ``session``'s transaction."""
-    query = select(VersionRow.blob_sha256).where(VersionRow.status != PURGED)
-    if excluding:
-        query = query.where(VersionRow.id.not_in(list(excluding)))
-    found = set(session.scalars(query.distinct()))
-    for column in (EvaluationRow.results_sha256, ModelEvaluationRow.results_sha256):
-        found |= set(session.scalars(select(column).where(column.is_not(None)).distinct()))
-    return found
-
-
-def discard_blob(db: Database, store: BlobStore, sha256: str, stamp: int | None) -> None:
-    """Undo a blob a failed write landed (its rows did not commit): only when nobody touched it since (its
-    mtime is still ``stamp``) and no row uses it (the same bytes may have been published meanwhile)."""
-    try:
-        if store.path(sha256).stat().st_mtime_ns != stamp:
-            return
-    except FileNotFoundError:
-        return
-    if sha256 not in referenced_blobs(db):
-        store.remove(sha256)
 
 
 def count_versions(db: Database) -> int:
@@ -71,7 +39,7 @@ def count_versions(db: Database) -> int:
         return session.scalar(select(func.count()).select_from(VersionRow)) or 0
 
 
-def verify(db: Database, blobs: BlobStore | DatabaseBlobStore) -> VerifyReport:
+def verify(db: Database, blobs: BlobStore) -> VerifyReport:
     """Every blob a row points to must exist and hash to its name."""
     referenced = referenced_blobs(db)
     missing, corrupt = [], []
@@ -110,7 +78,7 @@ def purge_deleted(db: Database, grace_seconds: float, dry_run: bool = False) -> 
 
 def gc(
     db: Database,
-    blobs: BlobStore | DatabaseBlobStore,
+    blobs: BlobStore,
     grace_seconds: float = 600.0,
     dry_run: bool = False,
     *,
@@ -126,10 +94,12 @@ def gc(
     """
     others_referenced, others, unseen = _other_users(db, blobs)
     if unseen and not shared_ok:
+        markers = unseen[0][1].parent
         raise ConflictError(
-            f"the blob store {blobs.root} is shared with registries gc cannot open ({'; '.join(unseen)}), so it "
-            "cannot tell which blobs they still use; open them from here (same credentials), remove a stale "
-            f"marker under {blobs.root / 'registries'}, or accept removing their blobs ({{shared_ok}})",
+            f"the blob store {blobs.location} is shared with registries gc cannot open "
+            f"({'; '.join(text for text, _ in unseen)}), so it cannot tell which blobs they still use; open them "
+            f"from here (same credentials), remove a stale marker under {markers}, or accept removing their blobs "
+            "({shared_ok})",
             options=["shared_ok"],
         )
     purged = purge_deleted(db, purge_grace_seconds, dry_run) if purge else {}
@@ -166,24 +136,25 @@ def gc(
     return GcReport(tuple(removed), temps, freed, young, dry_run, tuple(purged.values()), tuple(others), strays)
 
 
-def _other_users(db: Database, blobs: BlobStore | DatabaseBlobStore) -> tuple[set[str], list[str], list[str]]:
+def _other_users(db: Database, blobs: BlobStore) -> tuple[set[str], list[str], list[tuple[str, Path]]]:
     """Blobs referenced by every other registry whose marker lies in the store.
 
-    Returns (their references, the registries read, the ones that could not be read).
+    Returns (their references, the registries read, the ones that could not be read with their markers).
     """
     referenced: set[str] = set()
     own = db.identity
-    others, unseen = [], []
+    others: list[str] = []
+    unseen: list[tuple[str, Path]] = []
     for marker, database in blobs.users().items():
         if database == own:
             continue
         if database is None:
-            unseen.append(f"unreadable marker {marker}")
+            unseen.append((f"unreadable marker {marker}", marker))
             continue
         try:
             other = Database(database)  # never create: a registry that is gone must not reappear empty
         except T2RegError as exc:
-            unseen.append(f"{redact(database)} ({exc})")
+            unseen.append((f"{redact(database)} ({exc})", marker))
             continue
         try:
             if schema.check_schema(other) != "ok":
@@ -191,7 +162,7 @@ def _other_users(db: Database, blobs: BlobStore | DatabaseBlobStore) -> tuple[se
             referenced |= referenced_blobs(other)
             others.append(redact(database))
         except T2RegError as exc:
-            unseen.append(f"{redact(database)} ({exc})")
+            unseen.append((f"{redact(database)} ({exc})", marker))
         finally:
             other.dispose()
     return referenced, others, unseen

@@ -1,16 +1,24 @@
-"""Experts and their versions, inside a session: allocation, lookup, listing, deletion."""
+"""Experts and their versions, inside a session: landing, lookup, listing, deletion.
+
+A version lands one way, :func:`land_version`, inside the blob store's write
+(:meth:`t2reg.registry.blob_store.BlobStore.write`) so its file and its rows
+commit together: ``publish`` calls it (and every expert t2reg derives goes
+through ``publish``), and so does bundle import.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable
 
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from t2reg.errors import ConflictError, NotFoundError
-from t2reg.protocols import Measurement
-from t2reg.registry import base_models, evaluations, protocols
+from t2reg.expert_file import Expert
+from t2reg.registry import base_models
+from t2reg.registry.blob_store import sha256_of
 from t2reg.registry.entities import ExpertVersion, Lineage
 from t2reg.registry.orm import (
     BaseModelRow,
@@ -31,31 +39,34 @@ LIVE = VersionStatus.LIVE.value
 
 @dataclass(frozen=True)
 class NewVersion:
-    """What a publish writes, once the file has been validated and its blob stored."""
+    """A version about to land, checked: what its publisher chose and its expert file (bytes, and parsed).
+
+    The rest of what an :class:`ExpertVersion` shows is not restated here: the file's facts (hash, size,
+    parameters, metadata) are read from the file, the number, status and time are given by landing, aliases
+    and scores are added beside it.
+    """
 
     name: str
     model_id: int
     task: str | None
     description: str
-    sha256: str
-    size: int
-    n_params: int
-    parametrization: str
-    renormalize: str
     source: Source
-    metadata: dict[str, Any]
-    # Scores recorded with the version: each run's metrics under its protocol, with its stored results blob.
-    measurements: tuple[tuple[Measurement, str | None], ...] = ()
+    data: bytes
+    expert: Expert
     tags: tuple[tuple[str, str], ...] = ()
     lineage: tuple[tuple[int | None, Lineage], ...] = ()  # (parent version id, edge)
 
+    @cached_property
+    def sha256(self) -> str:
+        return sha256_of(self.data)
 
-def insert_version(session: Session, new: NewVersion) -> VersionRow:
-    """Create the expert if needed and add the next version number to it.
 
-    The number is ``MAX(version) + 1`` computed by the INSERT itself; a concurrent
-    publisher that took the same number makes this transaction fail on the unique
-    constraint, and the caller retries it.
+def land_version(session: Session, new: NewVersion) -> VersionRow:
+    """Create the expert if needed and add ``new`` as its next version, with its tags and lineage.
+
+    Call it inside :meth:`BlobStore.write <t2reg.registry.blob_store.BlobStore.write>` with ``new.data`` among
+    the blobs. The number is ``MAX(version) + 1`` computed by the INSERT itself; a concurrent publisher that
+    took the same number makes this transaction fail on the unique constraint, and the caller retries it.
     """
     expert = _lock_or_create_expert(session, new)
     next_version = (
@@ -69,20 +80,17 @@ def insert_version(session: Session, new: NewVersion) -> VersionRow:
             expert_id=expert.id,
             version=next_version,
             blob_sha256=new.sha256,
-            size=new.size,
-            n_params=new.n_params,
-            parametrization=new.parametrization,
-            renormalize=new.renormalize,
+            size=len(new.data),
+            n_params=new.expert.n_params,
+            parametrization=new.expert.meta.parametrization,
+            renormalize=new.expert.meta.renormalize,
             source=new.source.value,
             status=LIVE,
-            meta=new.metadata,
+            meta=new.expert.meta.to_header(),
         )
         .returning(VersionRow.id)
     ).scalar_one()
     row = session.get(VersionRow, version_id)
-    for measurement, results_sha256 in new.measurements:
-        for metric, protocol_id in protocols.assign(session, list(measurement.metrics), measurement.protocol):
-            evaluations.add(session, row.id, metric, "publish", protocol_id, results_sha256)
     for key, value in new.tags:
         session.add(VersionTagRow(version_id=row.id, key=key, value=value))
     for parent_id, edge in new.lineage:

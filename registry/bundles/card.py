@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from t2reg.registry.bundles.manifest import BundleEvaluation, BundleModel, BundleVersion
+from t2reg.registry.bundles.manifest import BundleModel, BundleVersion
+from t2reg.registry.entities import EvaluationInfo
 from t2reg.stats import wilson_interval
 
 LIBRARY = "t2reg"
@@ -39,14 +40,14 @@ def card_data(version: BundleVersion, model: BundleModel) -> dict[str, Any]:
     return data
 
 
-def interval95(evaluation: BundleEvaluation) -> tuple[float, float] | None:
+def interval95(evaluation: EvaluationInfo) -> tuple[float, float] | None:
     """The 95% interval of a proportion with its n (None when there is no n or the value is not one)."""
     if evaluation.n is None or not 0.0 <= evaluation.value <= 1.0:
         return None
     return wilson_interval(round(evaluation.value * evaluation.n), evaluation.n)
 
 
-def _result(evaluation: BundleEvaluation) -> dict[str, Any]:
+def _result(evaluation: EvaluationInfo) -> dict[str, Any]:
     interval = interval95(evaluation)
     args: dict[str, Any] = {"protocol": evaluation.protocol, "n": evaluation.n}
     label = f"{evaluation.metric} (protocol {evaluation.protocol}, n={evaluation.n or '?'}"

@@ -3,7 +3,9 @@
 Import checks everything before it writes anything: the manifest, every file's
 size and sha256, every expert file against its base model, every result file's
 format, and that this registry knows each base model. Only then does it write,
-in one transaction (with the database blob store, the blobs join it too). It
+in one unit with the blobs (:meth:`BlobStore.write
+<t2reg.registry.blob_store.BlobStore.write>`), each new version landed as
+``publish`` lands one (:func:`t2reg.registry.versions.land_version`). It
 is idempotent: a version whose expert already holds a version with the same
 bytes is that version; scores, tags and aliases already there are not added
 twice.
@@ -22,19 +24,17 @@ from typing import TYPE_CHECKING, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
+from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
 from t2reg.protocols import without_bos_id, without_bos_spec
 from t2reg.files import check_folder_destination, land_bytes, land_text, landing_dir
 from t2reg.question_results import loads_results
-from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, versions
-from t2reg.registry.blobs_db import DatabaseBlobStore
+from t2reg.registry import base_models, evaluations, labels, protocols, versions
 from t2reg.registry.bundles.card import render_card
 from t2reg.registry.bundles.manifest import (
     CARD,
     MANIFEST,
     MAX_MANIFEST_BYTES,
-    BundleEvaluation,
     BundleFile,
     BundleLineage,
     BundleModel,
@@ -44,7 +44,7 @@ from t2reg.registry.bundles.manifest import (
     Manifest,
     parse_manifest,
 )
-from t2reg.registry.entities import ExpertVersion, Lineage, as_utc
+from t2reg.registry.entities import EvaluationInfo, ExpertVersion, Lineage
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.vocabulary import VersionStatus
 
@@ -124,9 +124,7 @@ def _bundle_version(registry: Registry, version: ExpertVersion, bundled: set[str
         key=version.ref, name=version.name, model=version.model, task=version.task,
         description=version.description, source=version.source, sha256=version.sha256, size=version.size,
         tags=dict(version.tags), aliases=tuple(version.aliases),
-        evaluations=tuple(BundleEvaluation(e.task, e.metric, e.value, e.split, e.n, e.source, e.protocol,
-                                           e.results_sha256, as_utc(e.created_at).isoformat())
-                          for e in version.evaluations),
+        evaluations=version.evaluations,
         lineage=tuple(_bundle_edge(registry, edge, bundled) for edge in version.lineage),
     )
 
@@ -234,31 +232,12 @@ def _stays_within(link: Path, folder: Path | None) -> bool:
 
 def import_bundle(registry: Registry, folder: str | os.PathLike[str], *, links_within: Path | None = None
                   ) -> BundleImport:
-    """Bring a bundle into ``registry``: checked whole first, then written in one transaction."""
-    if registry.db.read_only:
-        raise DatabaseError(f"registry {registry.db.display_url} is read-only for this user; importing writes")
+    """Bring a bundle into ``registry``: checked whole first, then written with its blobs as one unit."""
+    registry.db.check_writable("importing writes")
     bundle = read_bundle(folder, links_within)
     with registry.db.session() as session:
         _check_against_registry(session, bundle)
-    store = registry.blobs
-    if isinstance(store, DatabaseBlobStore):
-        def work(session: Session) -> BundleImport:
-            for data in bundle.blobs.values():
-                store.put_in(session, data)
-            return _write(session, bundle)
-        return registry.db.write(work)
-    # Files cannot join the transaction: they land first; if the rows then fail, those this import created go.
-    landed = []
-    try:
-        for data in bundle.blobs.values():
-            sha, created = store.put(data)
-            if created:
-                landed.append((sha, store.path(sha).stat().st_mtime_ns))
-        return registry.db.write(lambda session: _write(session, bundle))
-    except BaseException:
-        for sha, stamp in landed:
-            maintenance.discard_blob(registry.db, store, sha, stamp)
-        raise
+    return registry.blobs.write(registry.db, bundle.blobs.values(), lambda session: _write(session, bundle))
 
 
 def _check_against_registry(session: Session, bundle: Bundle) -> None:
@@ -293,7 +272,7 @@ def _write(session: Session, bundle: Bundle) -> BundleImport:
     skipped: list[str] = []
     added = 0
     for version in manifest.versions:
-        row, new = _find_or_insert(session, version, bundle.experts[version.sha256], ids, dropped)
+        row, new = _find_or_land(session, bundle, version, ids, dropped)
         ids[version.key] = row.id
         refs[version.key] = f"{version.name}:{row.version}"
         if new:
@@ -305,8 +284,8 @@ def _write(session: Session, bundle: Bundle) -> BundleImport:
     return BundleImport(refs[manifest.root], refs, tuple(created), added, tuple(dropped), tuple(skipped))
 
 
-def _find_or_insert(session: Session, version: BundleVersion, expert: Expert, ids: dict[str, int],
-                    dropped: list[str]) -> tuple[VersionRow, bool]:
+def _find_or_land(session: Session, bundle: Bundle, version: BundleVersion, ids: dict[str, int],
+                  dropped: list[str]) -> tuple[VersionRow, bool]:
     """The version of this expert with these bytes (same bytes, same version), or a new one."""
     same = session.scalar(select(VersionRow).join(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(
         ExpertRow.name == version.name, VersionRow.blob_sha256 == version.sha256,
@@ -314,11 +293,10 @@ def _find_or_insert(session: Session, version: BundleVersion, expert: Expert, id
     if same is not None:
         return same, False
     model = base_models.find_model(session, version.model)
-    return versions.insert_version(session, versions.NewVersion(
+    return versions.land_version(session, versions.NewVersion(
         name=version.name, model_id=model.id, task=version.task, description=version.description,
-        sha256=version.sha256, size=version.size, n_params=expert.n_params,
-        parametrization=expert.meta.parametrization, renormalize=expert.meta.renormalize,
-        source=version.source, metadata=expert.meta.to_header(), tags=tuple(version.tags.items()),
+        source=version.source, data=bundle.blobs[(FileKind.EXPERT, version.sha256)],
+        expert=bundle.experts[version.sha256], tags=tuple(version.tags.items()),
         lineage=tuple(_edges(session, version, ids, dropped)))), True
 
 
@@ -338,7 +316,7 @@ def _find_here(session: Session, name: str | None, sha256: str) -> int | None:
         ExpertRow.name == name, VersionRow.blob_sha256 == sha256).order_by(VersionRow.version).limit(1))
 
 
-def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[BundleEvaluation, ...],
+def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[EvaluationInfo, ...],
                      specs: dict[str, BundleProtocol]) -> int:
     """The bundle's scores this version does not hold yet, with their protocols and original times."""
     have = {(e.task, e.metric, e.value, e.split, e.n, e.protocol_id, e.results_sha256)
@@ -347,14 +325,13 @@ def _add_evaluations(session: Session, row: VersionRow, bundled: tuple[BundleEva
         ExpertRow, ExpertRow.base_model_id == BaseModelRow.id).where(ExpertRow.id == row.expert_id))
     added = 0
     for e in sorted(bundled, key=lambda e: e.created_at):
-        when = _when(e.created_at)
-        protocol_id, spec = _protocol_here(e.protocol, specs[e.protocol], architecture, when)
+        protocol_id, spec = _protocol_here(e.protocol, specs[e.protocol], architecture, e.created_at)
         if (e.task, e.metric, e.value, e.split, e.n, protocol_id, e.results_sha256) in have:
             continue
         protocols.use(session, protocol_id, specs[e.protocol].task, spec)
         score = evaluations.add(session, row.id, Metric(e.task, e.metric, e.value, e.split, e.n), e.source,
                                 protocol_id, e.results_sha256)
-        score.created_at = when
+        score.created_at = e.created_at
         added += 1
     return added
 
@@ -366,13 +343,6 @@ def _protocol_here(protocol_id: str, protocol: BundleProtocol, architecture: str
     if protocols.taken_without_bos(architecture, protocol_id, protocol.task, when):
         return without_bos_id(protocol_id), without_bos_spec(protocol.task, protocol.spec)
     return protocol_id, protocol.spec
-
-
-def _when(text: str) -> datetime:
-    try:
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise InvalidInputError(f"{MANIFEST}: {shown(text)} is not an ISO 8601 time") from None
 
 
 def _add_aliases(session: Session, row: VersionRow, version: BundleVersion, ref: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from t2reg.errors import InvalidInputError, shown
 from t2reg.expert_file import Metric
 from t2reg.registry import protocols
-from t2reg.registry.entities import as_utc, plain
+from t2reg.registry.entities import EvaluationInfo, as_utc, plain
 from t2reg.registry.validation import (
     NAME_MAX,
     SOURCE_MAX,
@@ -86,19 +86,6 @@ class BundleProtocol:
 
 
 @dataclass(frozen=True)
-class BundleEvaluation:
-    task: str
-    metric: str
-    value: float
-    split: str | None
-    n: int | None
-    source: str
-    protocol: str
-    results_sha256: str | None
-    created_at: str  # ISO 8601, as recorded in the source registry
-
-
-@dataclass(frozen=True)
 class BundleLineage:
     """An edge to a parent: ``parent`` is the key of a bundled version, or None; ``parent_sha256`` lets an
     importer find a parent that was not bundled among its own versions."""
@@ -126,7 +113,7 @@ class BundleVersion:
     size: int
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-    evaluations: tuple[BundleEvaluation, ...] = ()
+    evaluations: tuple[EvaluationInfo, ...] = ()  # as recorded in the registry it was exported from
     lineage: tuple[BundleLineage, ...] = ()
 
 
@@ -250,10 +237,10 @@ def _protocol(o: _Object) -> BundleProtocol:
                                                       o.get("spec", dict)))
 
 
-def _evaluation(o: _Object) -> BundleEvaluation:
+def _evaluation(o: _Object) -> EvaluationInfo:
     metric = _checked(o.where, check_metric, Metric(o.get("task", str), o.get("metric", str), o.get("value", float),
                                                     o.get("split", str, optional=True), o.get("n", int, optional=True)))
-    return BundleEvaluation(
+    return EvaluationInfo(
         task=metric.task, metric=metric.metric, value=metric.value, split=metric.split, n=metric.n,
         source=_name(o, "source", "score source", SOURCE_MAX),
         protocol=check_text(o.get("protocol", str), f"{o.where}.protocol", 128),
@@ -262,15 +249,15 @@ def _evaluation(o: _Object) -> BundleEvaluation:
     )
 
 
-def _time(text: str, where: str) -> str:
-    """An ISO 8601 time between 1970 and 9998, given back in UTC (a naive one is taken as UTC)."""
+def _time(text: str, where: str) -> datetime:
+    """An ISO 8601 time between 1970 and 9998, in UTC (a naive one is taken as UTC)."""
     try:
         when = as_utc(datetime.fromisoformat(text)).astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise InvalidInputError(f"{where} is not an ISO 8601 time") from None
     if not _EARLIEST <= when < _LATEST:
         raise InvalidInputError(f"{where} is not between 1970 and 9998")
-    return when.isoformat()
+    return when
 
 
 def _lineage(o: _Object) -> BundleLineage:

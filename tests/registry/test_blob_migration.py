@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from t2reg.errors import IntegrityCheckError
 from t2reg.question_results import dumps_results
 from t2reg.registry import Registry
-from t2reg.registry.blobs import BlobStore
+from t2reg.registry.blobs import FileBlobStore
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.orm import BlobRow
 from t2reg.settings import load_settings
@@ -50,7 +50,7 @@ def test_an_interrupted_migration_resumes_and_switches_only_at_the_end(registry,
     settings = load_settings(home=tmp_path / "home", database_url=registry.settings.database_url,
                              blob_root=registry.settings.blob_root)
     with Registry(settings) as reopened:  # not switched yet: still the files
-        assert isinstance(reopened.blobs, BlobStore)
+        assert isinstance(reopened.blobs, FileBlobStore)
         report = reopened.migrate_blobs_to_database()
     assert (report.copied, report.already_there) == (2, 2)  # 3 experts and 1 results blob
     shutil.rmtree(registry.settings.blob_root)  # the files are no longer read
@@ -70,4 +70,4 @@ def test_a_corrupt_file_stops_the_migration_before_the_switch(registry, publishe
     with pytest.raises(IntegrityCheckError, match=victim):
         registry.migrate_blobs_to_database()
     with Registry(registry.settings) as reopened:
-        assert isinstance(reopened.blobs, BlobStore)
+        assert isinstance(reopened.blobs, FileBlobStore)

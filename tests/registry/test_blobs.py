@@ -4,11 +4,11 @@ import os
 import pytest
 
 from t2reg.errors import IntegrityCheckError, NotFoundError
-from t2reg.registry.blobs import BlobStore
+from t2reg.registry.blobs import FileBlobStore
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path):
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     sha, created = store.put(b"hello")
     assert sha == hashlib.sha256(b"hello").hexdigest() and created
     assert store.path(sha) == tmp_path / "sha256" / sha[:2] / sha
@@ -18,7 +18,7 @@ def test_put_is_content_addressed_and_idempotent(tmp_path):
 
 
 def test_put_refreshes_mtime_of_an_existing_blob(tmp_path):
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     sha, _ = store.put(b"x")
     os.utime(store.path(sha), (0, 0))
     store.put(b"x")
@@ -26,7 +26,7 @@ def test_put_refreshes_mtime_of_an_existing_blob(tmp_path):
 
 
 def test_read_refuses_missing_and_corrupt(tmp_path):
-    store = BlobStore(tmp_path)
+    store = FileBlobStore(tmp_path)
     sha, _ = store.put(b"data")
     store.path(sha).write_bytes(b"tampered")
     with pytest.raises(IntegrityCheckError, match="corrupt"):
@@ -41,7 +41,7 @@ def test_read_refuses_missing_and_corrupt(tmp_path):
 
 
 def test_copy_to_writes_the_exact_bytes(tmp_path):
-    store = BlobStore(tmp_path / "store")
+    store = FileBlobStore(tmp_path / "store")
     sha, _ = store.put(b"\x00\x01payload")
     out = store.copy_to(sha, tmp_path / "copy.bin")
     assert out.read_bytes() == b"\x00\x01payload"

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ from t2reg.cli.main import _run
 from t2reg.errors import InvalidInputError, T2RegError
 from t2reg.protocols import Protocol
 from t2reg.registry.bundles.manifest import (
-    BundleEvaluation,
     BundleFile,
     BundleLineage,
     BundleModel,
@@ -26,6 +26,7 @@ from t2reg.registry.bundles.manifest import (
     Manifest,
     parse_manifest,
 )
+from t2reg.registry.entities import EvaluationInfo
 from t2reg.vocabulary import Relation, Source
 from tests.helpers.registry_state import snapshot
 from tests.registry.test_bundles import PROTOCOL, history
@@ -37,8 +38,8 @@ def manifest() -> Manifest:
     parent = BundleVersion("p:1", "p", "m", "gsm8k", "", Source.NATIVE, A, 10)
     child = BundleVersion(
         "c:2", "c", "m", "gsm8k", "two\nlines", Source.ADAPTED, B, 12, tags={"seed": "3"}, aliases=("prod",),
-        evaluations=(BundleEvaluation("gsm8k", "accuracy", 0.5, "test", 2, "eval", "reported:gsm8k", R,
-                                      "2026-01-01T00:00:00+00:00"),),
+        evaluations=(EvaluationInfo("gsm8k", "accuracy", 0.5, "test", 2, "eval",
+                                    datetime(2026, 1, 1, tzinfo=timezone.utc), "reported:gsm8k", R),),
         lineage=(BundleLineage(Relation.MIXTURE_COMPONENT, "p:1", "p", A, 0.5, {"k": [1, 2]}),))
     return Manifest(root="c:2", models=(BundleModel("m", "", "LlamaForCausalLM"),),
                     protocols=(BundleProtocol("reported:gsm8k", "gsm8k", {"task": "gsm8k", "reported": True}),),
