@@ -73,6 +73,9 @@ def _run(args: list[str], debug: bool) -> int:
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare group (`t2reg`, `t2reg jobs`): its help, as click does
+        click.echo(exc.ctx.get_help(), err=True)
+        return EXIT_USAGE
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         return _fail(f"{exc.format_message()}{hint}", EXIT_USAGE, debug)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from t2reg.builtin_models import BUILTIN_MODELS
-from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, shown
+from t2reg.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError, Remedy, shown
 from t2reg.architectures import matrix_specs
 from t2reg.expert_file import (
     Expert,
@@ -66,6 +66,8 @@ from t2reg.registry.validation import (
 from t2reg.settings import Settings, load_settings
 from t2reg.vocabulary import BlobStoreKind, Relation, Source, VersionStatus
 
+_MIGRATE = Remedy("move them into the database", ("blobs", "migrate"), (), (("to", "db"),))
+
 ExpertSource = str | os.PathLike[str] | bytes | Expert
 
 
@@ -91,7 +93,7 @@ class Registry:
             if schema.check_schema(self.db) == "empty":
                 if not create:
                     raise MissingDatabaseError(
-                        f"database {self.db.display_url} holds no registry; `t2reg init` creates one there")
+                        f"database {self.db.display_url} holds no registry", remedy=Remedy("make one there", ("init",)))
                 self._init_racing_others()
             self.blobs = self._recorded_store()
         except BaseException:
@@ -140,8 +142,7 @@ class Registry:
             if in_database and recorded_blob_store_in(session) is not BlobStoreKind.DATABASE:
                 if versions.count_all(session):
                     raise ConflictError(
-                        f"registry {self.db.display_url} already keeps its blobs in files; "
-                        "`t2reg blobs migrate --to db` moves them into the database")
+                        f"registry {self.db.display_url} already keeps its blobs in files", remedy=_MIGRATE)
                 record_blob_store(session, BlobStoreKind.DATABASE)
 
         self.db.write(register)
@@ -162,8 +163,8 @@ class Registry:
             return DatabaseBlobStore(self.db)
         if self.settings.blob_root is None:
             raise ConflictError(
-                f"registry {self.db.display_url} keeps its blobs in files, not in its database; "
-                "`t2reg blobs migrate --to db` moves them there (run it with the file store's location)")
+                f"registry {self.db.display_url} keeps its blobs in files, not in its database; give the file "
+                "store's location", remedy=_MIGRATE)
         return FileBlobStore(self.settings.blob_root)
 
     def _init_racing_others(self) -> None:

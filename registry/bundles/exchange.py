@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, shown
+from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, Remedy, shown
 from t2reg.expert_file import MAX_FILE_BYTES, Expert, Metric, check_against_model, loads_expert
 from t2reg.protocols import without_bos_id, without_bos_spec
 from t2reg.files import check_folder_destination, land_bytes, land_text, landing_dir
@@ -246,8 +246,8 @@ def _check_against_registry(session: Session, bundle: Bundle) -> None:
     for model in manifest.models:
         row = base_models.find_model(session, model.name)
         if row is None:
-            raise NotFoundError(f"the bundle is for base model {shown(model.name)}, which this registry does not know: "
-                                f"`t2reg model add {model.name}` registers it")
+            raise NotFoundError(f"the bundle is for base model {shown(model.name)}, which this registry does not know",
+                                remedy=Remedy("register it", ("model", "add"), (model.name,)))
         if (row.revision or "") != model.revision:
             raise ConflictError(f"the bundle is for {model.name} at revision {shown(model.revision)}; this registry has "
                                 f"{row.revision!r}")

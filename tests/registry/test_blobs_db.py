@@ -103,7 +103,7 @@ def test_concurrent_publishers_of_the_same_bytes_store_them_once(db_registry, ex
 
 def test_asking_for_db_blobs_on_a_file_registry_points_at_migrate(registry, tmp_path):
     settings = load_settings(home=tmp_path / "x", database_url=registry.settings.database_url, blob_root="db")
-    with pytest.raises(ConflictError, match="blobs migrate --to db"):
+    with pytest.raises(ConflictError, match="move them into the database"):
         Registry(settings)
 
 
@@ -129,7 +129,7 @@ def test_init_blobs_db_switches_an_empty_file_registry_and_refuses_one_holding_v
     asked = Registry(load_settings(home=tmp_path / "x", database_url=url, blob_root="db"), check_schema=False)
     try:
         registry.publish(write(make_expert(shapes, SMOL), tmp_path / "e.safetensors"))
-        with pytest.raises(ConflictError, match="blobs migrate --to db"):
+        with pytest.raises(ConflictError, match="move them into the database"):
             asked.init()
     finally:
         asked.close()
