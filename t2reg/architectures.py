@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from t2reg.errors import InvalidInputError, UnsupportedArchitectureError
+from t2reg.names import Names
 
 MLP_ROLES = frozenset({"gate", "up", "down", "gate_up"})
 ATTN_ROLES = frozenset({"q", "k", "v", "o", "qkv"})
@@ -83,35 +84,31 @@ class Architecture:
         return None
 
 
-_REGISTRY: dict[str, Architecture] = {}
+# Keyed by transformers class name; one family (Architecture) may sit under several.
+ARCHITECTURES: Names[Architecture] = Names("architecture", UnsupportedArchitectureError)
 
 
 def register_architecture(arch: Architecture) -> Architecture:
     """Add an architecture to the table under each of its transformers class names."""
     for class_name in arch.class_names:
-        _REGISTRY[class_name] = arch
+        ARCHITECTURES.add(class_name, arch)
     return arch
 
 
 def supported_architectures() -> list[str]:
     """Class names the table covers, sorted."""
-    return sorted(_REGISTRY)
+    return ARCHITECTURES.names()
 
 
 def needs_bos(class_name: str) -> bool:
     """Whether the family behind ``class_name`` must see ``<bos>`` first (False for classes not in the table)."""
-    entry = _REGISTRY.get(class_name)
+    entry = ARCHITECTURES.find(class_name)
     return entry is not None and entry.bos_first
 
 
 def get_architecture(class_name: str) -> Architecture:
     """The table entry for a transformers class name such as ``LlamaForCausalLM``."""
-    try:
-        return _REGISTRY[class_name]
-    except KeyError:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture {class_name!r}; supported: {', '.join(supported_architectures())}"
-        ) from None
+    return ARCHITECTURES.get(class_name)
 
 
 def architecture_of(config: Mapping[str, Any]) -> str:
@@ -120,7 +117,7 @@ def architecture_of(config: Mapping[str, Any]) -> str:
     if names:
         return str(names[0])
     model_type = config.get("model_type")
-    for class_name, arch in _REGISTRY.items():
+    for class_name, arch in ARCHITECTURES.items():
         if model_type in arch.model_types:
             return class_name
     raise InvalidInputError(

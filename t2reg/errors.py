@@ -122,6 +122,25 @@ class NotFoundError(T2RegError, LookupError):
         return T2RegError.__str__(self)
 
 
+class UnknownNameError(NotFoundError):
+    """A name no table of named things holds (:class:`t2reg.names.Names`): a task, optimizer, backend, job kind or
+    architecture. ``kind`` says which table, ``name`` what was asked for, ``known`` the names it holds."""
+
+    def __init__(self, message: str = "", *, options: Sequence[str] = (), remedy: Remedy | None = None,
+                 kind: str = "", name: str = "", known: Sequence[str] = ()) -> None:
+        super().__init__(message, options=options, remedy=remedy)
+        self.kind, self.name, self.known = kind, name, tuple(known)
+
+    def __reduce__(self):
+        # Keep the data across a process hop (a Ray replica's error), not only the message.
+        return _rebuild_unknown, (type(self), self.template, self.options, self.kind, self.name, self.known)
+
+
+def _rebuild_unknown(cls: type[UnknownNameError], template: str, options: tuple[str, ...], kind: str, name: str,
+                     known: tuple[str, ...]) -> UnknownNameError:
+    return cls(template, options=options, kind=kind, name=name, known=known)
+
+
 class ConflictError(T2RegError):
     """The request contradicts what the registry already holds."""
 
@@ -152,8 +171,9 @@ class StorageError(T2RegError, OSError):
     exit_code = 1
 
 
-class UnsupportedArchitectureError(InvalidInputError):
-    """A model architecture that no entry of the architecture table covers."""
+class UnsupportedArchitectureError(UnknownNameError, InvalidInputError):
+    """A model architecture that no entry of the architecture table covers (a ValueError too: it comes from a
+    model's config)."""
 
 
 class IsolationUnavailableError(T2RegError):

@@ -20,31 +20,28 @@ from t2reg.adaptation.backends.base import (
     WeightLayout,
 )
 from t2reg.adaptation.models import weights_dir
-from t2reg.errors import InvalidInputError
+from t2reg.names import Names
 from t2reg.registry import Registry
 
-_BACKENDS: dict[str, Callable[..., Backend]] = {}
+BACKENDS: Names[Callable[..., Backend]] = Names("backend")
 
 
 def register_backend(name: str, factory: Callable[..., Backend]) -> None:
-    _BACKENDS[name] = factory
+    BACKENDS.add(name, factory)
 
 
 def backend_names() -> list[str]:
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def check_backend(name: str, option: str = "backend") -> None:
     """Refuse a backend name nobody registered, naming the option it came from."""
-    if name not in _BACKENDS:
-        raise InvalidInputError(f"unknown {{{option}}} {name!r}; choose from {', '.join(backend_names())}",
-                                options=[option])
+    BACKENDS.check(name, option)
 
 
 def open_backend(name: str, model_dir: Path, **options) -> Backend:
     """Load ``model_dir`` into the named backend (use it as ``with open_backend(...) as engine``)."""
-    check_backend(name)
-    return _BACKENDS[name](model_dir, **options)
+    return BACKENDS.get(name, "backend")(model_dir, **options)
 
 
 def open_for(registry: Registry, model: str, name: str = "hf", **options) -> Backend:

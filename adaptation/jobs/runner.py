@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from t2reg.errors import ConflictError, InvalidInputError, Remedy, T2RegError
+from t2reg.errors import ConflictError, Remedy, T2RegError
+from t2reg.names import Names
 from t2reg.registry import Registry
 from t2reg.registry.entities import JobInfo
 from t2reg.registry.jobs import Claim, ClaimLost
@@ -51,23 +52,20 @@ class JobKind(Generic[S]):
         return self.spec.kind
 
 
-_KINDS: dict[str, JobKind] = {}
+_KINDS: Names[JobKind] = Names("job kind")
 
 
 def register_job_kind(spec: type[S], handler: Handler) -> None:
     """Make ``spec.kind`` runnable by ``handler``; specs of that kind are checked at submission."""
-    _KINDS[spec.kind] = JobKind(spec, handler)
+    _KINDS.add(spec.kind, JobKind(spec, handler))
 
 
 def job_kinds() -> list[str]:
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def job_kind(kind: str) -> JobKind:
-    try:
-        return _KINDS[kind]
-    except KeyError:
-        raise InvalidInputError(f"unknown job kind {kind!r}; choose from {', '.join(job_kinds())}") from None
+    return _KINDS.get(kind)
 
 
 def spec_of(job: JobInfo) -> JobSpec:

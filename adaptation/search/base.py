@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from t2reg.errors import InvalidInputError
+from t2reg.names import Names
 
 Score = tuple[float, ...]
 # The state is stored as JSON and PostgreSQL's json has no infinities, so a member that could not be
@@ -175,24 +176,20 @@ def _gain(new: Score, old: Sequence[float]) -> float:
     return 0.0
 
 
-_OPTIMIZERS: dict[str, type[Optimizer]] = {}
+OPTIMIZERS: Names[type[Optimizer]] = Names("optimizer")
 
 
 def register_optimizer(cls: type[Optimizer]) -> type[Optimizer]:
-    _OPTIMIZERS[cls.name] = cls
-    return cls
+    return OPTIMIZERS.add(cls.name, cls)
 
 
 def optimizer_names() -> list[str]:
-    return sorted(_OPTIMIZERS)
+    return OPTIMIZERS.names()
 
 
 def check_optimizer(name: str) -> None:
-    if name not in _OPTIMIZERS:
-        raise InvalidInputError(f"unknown {{optimizer}} {name!r}; choose from {', '.join(optimizer_names())}",
-                                options=["optimizer"])
+    OPTIMIZERS.check(name, "optimizer")
 
 
 def get_optimizer(name: str, config: SearchConfig) -> Optimizer:
-    check_optimizer(name)
-    return _OPTIMIZERS[name](config)
+    return OPTIMIZERS.get(name, "optimizer")(config)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from t2reg.adaptation.tasks.datasets import Example
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError
+from t2reg.names import Names
 from t2reg.vocabulary import Word
 
 
@@ -87,7 +88,7 @@ class Task:
         return random.Random(seed).sample(pool, k)
 
 
-_TASKS: dict[str, Task] = {}
+TASKS: Names[Task] = Names("task")
 
 
 def register_task(task: Task) -> Task:
@@ -96,16 +97,12 @@ def register_task(task: Task) -> Task:
     if task.default_mode not in task.modes or (task.multiple_choice and task.cloze_prompt is None):
         raise InvalidInputError(f"task {task.name!r}: a multiple-choice task needs a cloze prompt, and its default "
                                 f"mode must be one of {', '.join(task.modes)}")
-    _TASKS[task.name] = task
-    return task
+    return TASKS.add(task.name, task)
 
 
 def get_task(name: str) -> Task:
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise NotFoundError(f"unknown task {name!r}; registered: {', '.join(sorted(_TASKS))}") from None
+    return TASKS.get(name)
 
 
 def all_tasks() -> list[Task]:
-    return [_TASKS[n] for n in sorted(_TASKS)]
+    return list(TASKS)

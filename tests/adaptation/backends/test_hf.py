@@ -9,7 +9,7 @@ from t2reg.adaptation import ExpertPatch
 from t2reg.adaptation.backends import backend_names, open_backend
 from t2reg.adaptation.models.files import matrix_loader
 from t2reg.architectures import matrix_specs
-from t2reg.errors import InvalidInputError
+from t2reg.errors import UnknownNameError
 from t2reg.spectra import Spectra, decompose
 from tests.helpers.backend_calls import generate, loglikelihood
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
@@ -37,7 +37,7 @@ def spectra(model_dir, tmp_path_factory):
 
 def test_registered_backends_and_unknown_ones():
     assert "hf" in backend_names()
-    with pytest.raises(InvalidInputError, match="unknown backend 'nope'"):
+    with pytest.raises(UnknownNameError, match="unknown backend 'nope'"):
         open_backend("nope", None)
 
 

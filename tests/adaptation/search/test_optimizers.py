@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from t2reg.adaptation.search import SearchConfig, SearchState, get_optimizer, optimizer_names
-from t2reg.errors import InvalidInputError
+from t2reg.errors import InvalidInputError, UnknownNameError
 
 TARGET = np.array([0.8, 0.1, 0.3])
 
@@ -73,8 +73,9 @@ def test_initial_mean_is_uniform_and_bad_settings_are_refused():
     assert get_optimizer("cem", SearchConfig()).start(4).mean == [0.25] * 4
     with pytest.raises(InvalidInputError):
         get_optimizer("cem", SearchConfig(population=1))
-    with pytest.raises(InvalidInputError, match="unknown optimizer 'adam'; choose from cem, cmaes"):
+    with pytest.raises(UnknownNameError, match="unknown optimizer 'adam'; choose from cem, cmaes") as info:
         get_optimizer("adam", SearchConfig())
+    assert (info.value.kind, info.value.name, info.value.known) == ("optimizer", "adam", ("cem", "cmaes"))
     with pytest.raises(InvalidInputError, match="at least two coefficients"):
         get_optimizer("cmaes", SearchConfig()).start(1)
 
