@@ -4,8 +4,9 @@ model from it, and converting a GGUF file into one (safetensors, cached)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from safetensors import safe_open
@@ -80,8 +81,10 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     if not gguf_file.is_file():
         raise InvalidInputError(f"{gguf_file}: no such GGUF file")
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        with one_gguf_parse():
+            loaded = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
+                                                          dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     except (ValueError, OSError, KeyError) as exc:
         raise InvalidInputError(f"{gguf_file}: transformers cannot load it as GGUF ({exc})") from None
     config = loaded.config
@@ -94,3 +97,32 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
         tokenizer.save_pretrained(staging)
         (staging / "t2reg-source.json").write_text(json.dumps({"gguf": str(gguf_file)}))
     return out_dir
+
+
+@contextmanager
+def one_gguf_parse() -> Iterator[None]:
+    """Within it, every ``gguf.GGUFReader`` of one file is the same parsed reader.
+
+    transformers parses a GGUF file's metadata three times to load one model (its config, its weights, its
+    tokenizer), each a fresh ``GGUFReader`` that walks the whole vocabulary entry by entry: for Gemma-3's
+    262k tokens about 45 s per parse on one core, two thirds of the conversion (bench/README.md). A parsed
+    reader only maps the file and is read, never changed, so handing out the first one is safe. transformers
+    looks the class up at each call (``from gguf import GGUFReader``), which is where this takes effect; the
+    original class is back when the block ends, also on an error.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    parsed: dict[tuple[str, str], object] = {}
+
+    def shared(path, mode: str = "r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in parsed:
+            parsed[key] = original(path, mode)
+        return parsed[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
