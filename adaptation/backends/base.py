@@ -200,8 +200,9 @@ class Backend(ABC):
 
     @contextmanager
     def population(self, spectra: Spectra, mixtures: Sequence[Mapping[str, torch.Tensor]],
-                   renormalize: str = "nuclear") -> Iterator["Backend"]:
-        """Inside the block, a request's ``variant`` i runs with ``mixtures[i]`` (needs Capability.POPULATION)."""
+                   renormalize: str | Sequence[str] = "nuclear") -> Iterator["Backend"]:
+        """Inside the block, a request's ``variant`` i runs with ``mixtures[i]`` (needs Capability.POPULATION).
+        ``renormalize`` is one rule for every mixture or one per mixture (serving's experts keep their own)."""
         raise InvalidInputError(f"the {self.name} backend cannot evaluate a population in one pass")
         yield self  # pragma: no cover - makes this a generator
 

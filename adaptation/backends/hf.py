@@ -181,7 +181,7 @@ class HFBackend(DifferentiableBackend):
             yield self
 
     @contextmanager
-    def population(self, spectra, mixtures, renormalize="nuclear") -> Iterator["HFBackend"]:
+    def population(self, spectra, mixtures, renormalize: str | Sequence[str] = "nuclear") -> Iterator["HFBackend"]:
         with FactoredPopulation(self.model, spectra, mixtures, renormalize) as factored:
             self._factored = factored
             try:
