@@ -32,6 +32,12 @@ class Names(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Take ``name`` out of the table (a plugin unloading, a test cleaning up after itself)."""
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -21,6 +21,9 @@ def test_a_table_lists_sorted_names_and_finds_entries():
     assert table.names() == ["blue", "red"] and list(table) == [2, 1] and "red" in table and "green" not in table
     assert table.get("red") == 1 and table.find("green") is None
     assert [name for name, _ in table.items()] == ["red", "blue"]  # the order they were added
+    assert table.remove("red") == 1 and table.names() == ["blue"]
+    with pytest.raises(UnknownNameError):
+        table.remove("red")
 
 
 def test_an_unknown_name_carries_what_was_asked_and_what_exists():

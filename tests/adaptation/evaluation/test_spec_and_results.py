@@ -4,7 +4,7 @@ import pytest
 
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.spec import EvalSpec
-from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.errors import InvalidInputError, NotFoundError, UnknownNameError
 from t2reg.question_results import loads_results
 from t2reg.stats import wilson_interval
 
@@ -16,7 +16,6 @@ from t2reg.stats import wilson_interval
     (EvalSpec("arc-easy", base="tiny", batch_size=0), ("batch_size",)),
     (EvalSpec("arc-easy", base="tiny", split="dev"), ("split",)),
     (EvalSpec("arc-easy", base="tiny", mode="letters"), ("mode",)),
-    (EvalSpec("arc-easy", base="tiny", backend="onnx"), ("backend",)),
 ])
 def test_a_bad_spec_names_its_options(spec, options):
     with pytest.raises(InvalidInputError) as refused:
@@ -24,6 +23,13 @@ def test_a_bad_spec_names_its_options(spec, options):
     assert refused.value.options == options
     flags = refused.value.render(lambda o: "--" + o.replace("_", "-"))
     assert all(f"--{o.replace('_', '-')}" in flags for o in options)
+
+
+def test_an_unknown_backend_is_an_unknown_name_that_names_its_option():
+    with pytest.raises(UnknownNameError) as refused:
+        EvalSpec("arc-easy", base="tiny", backend="onnx").validate()
+    assert refused.value.options == ("backend",) and refused.value.kind == "backend" and "hf" in refused.value.known
+    assert refused.value.render(lambda o: "--" + o) == f"unknown --backend 'onnx'; choose from {', '.join(refused.value.known)}"
 
 
 def test_an_unknown_task_is_not_found():

@@ -18,7 +18,7 @@ def kinds():
 
     yield add
     for name in added:
-        runner._KINDS.pop(name)
+        runner._KINDS.remove(name)
 
 
 def _cancel_then(action):
