@@ -2,6 +2,8 @@
 expert per category, a classification expert that forces the first pass, one batched
 second pass per expert, and the CLI commands."""
 
+import hashlib
+
 import pytest
 
 from t2reg.adaptation.backends import open_backend
@@ -51,13 +53,20 @@ def _seen_prompts() -> list[str]:
     return prompts
 
 
+# Steering takes ~100 s on two cores and every tiny model here is the same seeded weights: steer once per
+# (weights, category) for the whole run (the routing tests and the serving fixture share it).
+_STEERED: dict[tuple[str, str], object] = {}
+
+
 def _publish_dispatcher(registry, tmp_path, category):
     """A classification expert steered to answer ``category`` for every prompt these tests route (it is
     the routing that is under test here, not how well a classifier generalises)."""
-    letter = "ABCD"[CATEGORIES.index(category)]
-    examples = [Example(f"d{i}", q, letter, CATEGORIES) for i, q in enumerate(_seen_prompts())]
-    expert = steered_expert(registry, "tiny", examples, +1, steps=60, task_name="dispatch")
-    path = write_expert(expert, tmp_path / "dispatcher.safetensors")
+    weights = hashlib.sha256((weights_dir(registry, "tiny") / "model.safetensors").read_bytes()).hexdigest()
+    if (weights, category) not in _STEERED:
+        letter = "ABCD"[CATEGORIES.index(category)]
+        examples = [Example(f"d{i}", q, letter, CATEGORIES) for i, q in enumerate(_seen_prompts())]
+        _STEERED[weights, category] = steered_expert(registry, "tiny", examples, +1, steps=60, task_name="dispatch")
+    path = write_expert(_STEERED[weights, category], tmp_path / "dispatcher.safetensors")
     return registry.publish(path, name="dispatcher", tags={"role": "dispatcher"})
 
 
