@@ -137,7 +137,7 @@ def project(fit: Moments, heldout: Moments, z_effect: np.ndarray, sigma_s: np.nd
     cc = np.maximum(everything.cc, 1e-30)
     delta = numerator / (np.maximum(s_t, 1e-30) * cc)
     fitted_energy = float((numerator**2 / cc).sum())
-    total_energy = float(np.einsum("ij,jk,ik->", g, everything.bb, g))
+    total_energy = _quadratic(g, everything.bb)
     source_change = (np.asarray(z_effect, np.float64) - 1.0) * s_s
     source_energy = float((source_change**2 * np.diag(everything.bb)).sum())  # Σ_x ‖ΔW_s a_s(x)‖²
     z = np.clip(1.0 + delta, 1.0 - bound, 1.0 + bound)
@@ -174,8 +174,14 @@ def _r2(k: np.ndarray, m: Moments, s_s: np.ndarray, s_t: np.ndarray) -> float:
         return 0.0
     gram = s_s[:, None] * bb * s_s[None, :]
     cross = s_t[:, None] * cb * s_s[None, :]
-    residual = total - 2.0 * float((k * cross).sum()) + float(np.einsum("ij,jk,ik->", k, gram, k))
+    residual = total - 2.0 * float((k * cross).sum()) + _quadratic(k, gram)
     return 1.0 - residual / total
+
+
+def _quadratic(k: np.ndarray, gram: np.ndarray) -> float:
+    """Σ_ijl k_ij gram_jl k_il, the trace of K G Kᵀ. Through one matrix product: numpy's einsum over three
+    operands runs it as a plain triple loop (0.35 s for a 576-wide matrix, two thirds of a projection)."""
+    return float(((k @ gram) * k).sum())
 
 
 def low_share(fits: Sequence[MatrixFit]) -> bool:
