@@ -41,7 +41,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from t2reg.adaptation.backends import Backend, DifferentiableBackend, GenerationRequest, Sampling, open_for
+from t2reg.adaptation.backends import Backend, Capability, GenerationRequest, Sampling, open_for
 from t2reg.adaptation.evaluation.compare import Comparison, base_result, pair
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
@@ -124,7 +124,7 @@ class PolicyTrainer:
 
     def __init__(self, registry: Registry, spec: TrainSpec, task: Task, engine: Backend, sampler: Backend,
                  state: dict | None) -> None:
-        if not isinstance(engine, DifferentiableBackend):
+        if not engine.supports(Capability.GRADIENTS):  # the contract's word for a DifferentiableBackend
             raise InvalidInputError(f"the {engine.name} backend cannot take gradients; training needs hf")
         self.spec, self.task, self.engine, self.sampler = spec, task, engine, sampler
         self.spectra = load_spectra(spec.model, registry)
