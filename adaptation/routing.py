@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from t2reg.adaptation.backends import Backend, GenerationRequest, LoglikelihoodRequest, Sampling, open_for
-from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
+from t2reg.adaptation.evaluation.questions import SAMPLE_SEED
 from t2reg.adaptation.evaluation.results import EvalResult
-from t2reg.adaptation.evaluation.runs import record
+from t2reg.adaptation.evaluation.runs import questions_for, record
+from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.adaptation.evaluation.scoring import evaluate, option_requests
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import CATEGORIES, Example, Task, get_task, sample
@@ -32,11 +33,25 @@ from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.adaptation.tasks.dispatch import dispatch_prompt
 from t2reg.errors import InvalidInputError, NotFoundError, Remedy
 from t2reg.registry import ExpertVersion, Registry
-from t2reg.vocabulary import Strategy
+from t2reg.enums import Strategy
 
 OTHER = "other"
 STRATEGIES = (Strategy.PROMPT.value, Strategy.CLASSIFIER.value, f"{Strategy.FIXED}:REF")
 _BOXED = "\nPut the category name in \\boxed{}."
+
+
+@dataclass(frozen=True)
+class DispatchSpec:
+    """What a two-pass command names: the base ``model``, how its first pass picks (``strategy``: prompt,
+    classifier or fixed:REF) among which experts (``pool`` filters), and the backend that runs both passes."""
+
+    model: str
+    strategy: str
+    pool: tuple[str, ...] = ()
+    backend: str = "hf"
+
+    def routing(self, registry: Registry) -> Routing:
+        return plan_routing(registry, self.model, self.strategy, self.pool)
 
 
 @dataclass
@@ -114,26 +129,26 @@ def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVe
     return {c: scored[c][1] if c in scored else unscored[c] for c in unscored}
 
 
-def classify(engine: Backend, registry: Registry, routing: Routing, questions: Sequence[str]) -> list[str]:
+def classify(backend: Backend, registry: Registry, routing: Routing, questions: Sequence[str]) -> list[str]:
     """First pass: a category per question (``other`` when the answer is not one of them)."""
     if routing.strategy == Strategy.FIXED:
         return ["fixed"] * len(questions)
     if routing.strategy == Strategy.PROMPT:
         names = routing.categories
-        answers = engine.generate([dispatch_request(engine, q, names) for q in questions])
+        answers = backend.generate([dispatch_request(backend, q, names) for q in questions])
         return [category_of(a, names) for a in answers]
     spectra = load_spectra(routing.dispatcher.model, registry)
-    with engine.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
-        scores = engine.loglikelihood(classifier_requests(engine, questions))
+    with backend.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
+        scores = backend.loglikelihood(classifier_requests(backend, questions))
     return categories_from_scores(routing, scores)
 
 
 # The first pass in pieces, for callers that batch it themselves (the server).
 
 
-def dispatch_request(engine: Backend, question: str, names: Sequence[str]) -> GenerationRequest:
+def dispatch_request(backend: Backend, question: str, names: Sequence[str]) -> GenerationRequest:
     """The ``prompt`` strategy's first pass for one question: the model names its category in ``\\boxed{}``."""
-    return GenerationRequest(engine.render(dispatch_prompt(question, tuple(names)) + _BOXED), Sampling(max_new_tokens=32))
+    return GenerationRequest(backend.render(dispatch_prompt(question, tuple(names)) + _BOXED), Sampling(max_new_tokens=32))
 
 
 def category_of(answer: str, names: Sequence[str]) -> str:
@@ -141,7 +156,7 @@ def category_of(answer: str, names: Sequence[str]) -> str:
     return _category(last_boxed(answer) or answer, names)
 
 
-def classifier_requests(engine: Backend, questions: Sequence[str],
+def classifier_requests(backend: Backend, questions: Sequence[str],
                         variant: int | None = None) -> list[LoglikelihoodRequest]:
     """The ``classifier`` strategy's first pass: each category's name as the continuation of the dispatch
     prompt after each question (scored with the dispatcher applied), the way the dispatch task is evaluated
@@ -170,11 +185,11 @@ def _category(text: str, names: Sequence[str]) -> str:
     return OTHER
 
 
-def two_pass(engine: Backend, registry: Registry, routing: Routing, questions: Sequence[str],
+def two_pass(backend: Backend, registry: Registry, routing: Routing, questions: Sequence[str],
              answer: Callable[[Backend, list[int]], list[Any]]) -> TwoPassResult:
-    """Classify ``questions``, then call ``answer(engine, indices)`` once per expert, with it applied."""
+    """Classify ``questions``, then call ``answer(backend, indices)`` once per expert, with it applied."""
     start = time.perf_counter()
-    categories = classify(engine, registry, routing, questions)
+    categories = classify(backend, registry, routing, questions)
     first = time.perf_counter() - start
     groups: dict[str, list[int]] = defaultdict(list)
     for i, category in enumerate(categories):
@@ -186,11 +201,11 @@ def two_pass(engine: Backend, registry: Registry, routing: Routing, questions: S
     for category, indices in sorted(groups.items()):
         version = routing.experts.get(category)
         if version is None:
-            results = answer(engine, indices)
+            results = answer(backend, indices)
         else:
             spectra = spectra or load_spectra(version.model, registry)
-            with engine.patched(spectra, registry.read_expert(version.ref)):
-                results = answer(engine, indices)
+            with backend.patched(spectra, registry.read_expert(version.ref)):
+                results = answer(backend, indices)
         for i, out in zip(indices, results):
             outputs[i], experts[i] = out, version.ref if version else None
     return TwoPassResult(categories, experts, first, time.perf_counter() - start, outputs)
@@ -200,13 +215,13 @@ def generate_answers(questions: Sequence[str], max_new_tokens: int) -> Callable[
     """The ``answer`` step of ``t2reg run``: a completion per question."""
     sampling = Sampling(max_new_tokens)
 
-    def answer(engine: Backend, indices: list[int]) -> list[str]:
-        return engine.generate([GenerationRequest(engine.render(questions[i]), sampling) for i in indices])
+    def answer(backend: Backend, indices: list[int]) -> list[str]:
+        return backend.generate([GenerationRequest(backend.render(questions[i]), sampling) for i in indices])
 
     return answer
 
 
-def evaluate_two_pass(engine: Backend, registry: Registry, routing: Routing, task: Task,
+def evaluate_two_pass(backend: Backend, registry: Registry, routing: Routing, task: Task,
                       examples: Sequence[Example]) -> tuple[EvalResult, TwoPassResult]:
     """Score ``task`` with each example answered by its routed expert."""
     examples = list(examples)
@@ -214,7 +229,7 @@ def evaluate_two_pass(engine: Backend, registry: Registry, routing: Routing, tas
     def answer(backend: Backend, indices: list[int]) -> list[dict]:
         return evaluate(backend, task, [examples[i] for i in indices]).outputs
 
-    routed = two_pass(engine, registry, routing, [task.prompt(ex) for ex in examples], answer)
+    routed = two_pass(backend, registry, routing, [task.prompt(ex) for ex in examples], answer)
     result = EvalResult.from_outputs(task.name, "test", task.metric, task.default_mode, routed.outputs,
                                      routed.first_pass_seconds + routed.second_pass_seconds)
     return result, routed
@@ -241,7 +256,7 @@ class DispatchReport:
                 "confusion": self.confusion, "per_task": self.per_task, "seconds": self.seconds}
 
 
-def dispatch_report(engine: Backend, registry: Registry, routing: Routing, tasks: Sequence[str],
+def dispatch_report(backend: Backend, registry: Registry, routing: Routing, tasks: Sequence[str],
                     per_task: int = 20, data_dir=None) -> DispatchReport:
     """Classify ``per_task`` test prompts of each task and count where they land."""
     root = resolve_data_dir(data_dir)
@@ -253,7 +268,7 @@ def dispatch_report(engine: Backend, registry: Registry, routing: Routing, tasks
             truth.append(task.category)
             sources.append(name)
     start = time.perf_counter()
-    predicted = classify(engine, registry, routing, questions)
+    predicted = classify(backend, registry, routing, questions)
     seconds = time.perf_counter() - start
     labels = sorted(set(routing.categories) | set(truth))
     confusion = {t: {p: 0 for p in labels} for t in labels}
@@ -267,37 +282,38 @@ def dispatch_report(engine: Backend, registry: Registry, routing: Routing, tasks
 # -- runs: open the model, route, close ------------------------------------------------------------
 
 
-def answer_questions(registry: Registry, model: str, strategy: str, pool: Sequence[str], questions: Sequence[str],
-                     *, backend: str = "hf", max_new_tokens: int = 256) -> TwoPassResult:
+def answer_questions(registry: Registry, dispatch: DispatchSpec, questions: Sequence[str],
+                     max_new_tokens: int = 256) -> TwoPassResult:
     """``t2reg run``: each question answered by the expert its first pass picks."""
-    routing = plan_routing(registry, model, strategy, pool)
-    with open_for(registry, model, backend) as engine:
-        return two_pass(engine, registry, routing, list(questions), generate_answers(questions, max_new_tokens))
+    routing = dispatch.routing(registry)
+    with open_for(registry, dispatch.model, dispatch.backend) as backend:
+        return two_pass(backend, registry, routing, list(questions), generate_answers(questions, max_new_tokens))
 
 
-def report_dispatch(registry: Registry, model: str, strategy: str, pool: Sequence[str], tasks: Sequence[str], *,
-                    per_task: int = 20, backend: str = "hf", data_dir: str | None = None) -> DispatchReport:
-    """``t2reg dispatch-report``: where the first pass sends test prompts of known tasks."""
-    routing = plan_routing(registry, model, strategy, pool or ["model=" + model])
-    with open_for(registry, model, backend) as engine:
-        return dispatch_report(engine, registry, routing, tasks, per_task, data_dir)
+def report_dispatch(registry: Registry, dispatch: DispatchSpec, tasks: Sequence[str], per_task: int = 20,
+                    data_dir: str | None = None) -> DispatchReport:
+    """``t2reg dispatch-report``: where the first pass sends test prompts of known tasks (the pool defaults
+    to every expert of the model)."""
+    if not dispatch.pool:
+        dispatch = dataclasses.replace(dispatch, pool=(f"model={dispatch.model}",))
+    routing = dispatch.routing(registry)
+    with open_for(registry, dispatch.model, dispatch.backend) as backend:
+        return dispatch_report(backend, registry, routing, tasks, per_task, data_dir)
 
 
-def run_two_pass_evaluation(registry: Registry, task_name: str, base: str, strategy: str, pool: Sequence[str], *,
-                            split: str = "test", limit: int | None = None, seed: int = SAMPLE_SEED,
-                            backend: str = "hf",
-                            data_dir: str | None = None, batch_size: int = 16, device: str | None = None,
-                            dtype: str = "float32") -> tuple[EvalResult, TwoPassResult]:
-    """Evaluate ``base`` on a task with each example answered by the expert a first pass picks; recorded
+def run_two_pass_evaluation(registry: Registry, spec: EvalSpec, strategy: str,
+                            pool: Sequence[str]) -> tuple[EvalResult, TwoPassResult]:
+    """Evaluate ``spec.base`` on its questions, each answered by the expert a first pass picks; recorded
     as a base-model evaluation under a protocol that names the routing (so it never pairs as the base
     model alone)."""
-    task = get_task(task_name)
-    questions = Questions.draw(task, split, limit, seed, resolve_data_dir(data_dir))
-    routing = plan_routing(registry, base, strategy, pool)
-    with open_for(registry, base, backend, device=device, dtype=dtype, batch_size=batch_size) as engine:
-        result, routed = evaluate_two_pass(engine, registry, routing, task, questions.examples)
-        protocol = dataclasses.replace(questions.protocol(task.default_mode, dtype=engine.dtype),
+    spec.validate()
+    questions = questions_for(spec)
+    routing = DispatchSpec(spec.base, strategy, tuple(pool), spec.backend).routing(registry)
+    with open_for(registry, spec.base, spec.backend, device=spec.device, dtype=spec.dtype,
+                  batch_size=spec.batch_size) as backend:
+        result, routed = evaluate_two_pass(backend, registry, routing, questions.task, questions.examples)
+        protocol = dataclasses.replace(questions.protocol(questions.task.default_mode, dtype=backend.dtype),
                                        routing=routing.strategy.value)
-    result = dataclasses.replace(result, split=split, protocol=protocol)
-    record(registry, result, model=base, source=f"two-pass:{routing.strategy}")
+    result = dataclasses.replace(result, split=spec.split, protocol=protocol)
+    record(registry, result, model=spec.base, source=f"two-pass:{routing.strategy}")
     return result, routed

@@ -79,15 +79,17 @@ def power(registry, x: str, y: str, task: str, sizes: list[int], draws: int) -> 
 
 def curve(registry, job_id: int) -> dict:
     """The validation score (and seconds) per iteration of a recorded training job."""
+    from t2reg.adaptation.jobs import record_of, spec_of
+
     job = registry.jobs.get(job_id)
+    spec, record = spec_of(job), record_of(job)
+    best = record.best_iteration if record else None
     events = [e.data for e in registry.jobs.events(job_id)]
     points = [(e["iteration"], e["validation"]) for e in events if e.get("validation") is not None]
-    print(f"training job {job_id} ({job.spec['iterations']} iterations, validation on {job.spec['validation']} "
-          f"questions every {job.spec['eval_every']}): "
-          + ", ".join(f"{i}: {v:.2f}" for i, v in points)
-          + f"; best iteration {job.result.get('best_iteration') if job.result else None}")
-    return {"job": job_id, "spec": job.spec, "validation": points,
-            "best_iteration": job.result.get("best_iteration") if job.result else None}
+    print(f"training job {job_id} ({spec.iterations} iterations, validation on {spec.validation} "
+          f"questions every {spec.eval_every}): " + ", ".join(f"{i}: {v:.2f}" for i, v in points)
+          + f"; best iteration {best}")
+    return {"job": job_id, "spec": job.spec, "validation": points, "best_iteration": best}
 
 
 def _shared_rows(registry, x, y, task: str) -> tuple[list[dict], list[dict]]:

@@ -45,7 +45,7 @@ def main() -> None:
 
     registry, spectra = setup()
     root = data_dir(os.environ.get("T2REG_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    engine = open_backend("hf", Path(registry.get_model("smollm2-135m").location), batch_size=args.batch_size)
+    backend = open_backend("hf", Path(registry.get_model("smollm2-135m").location), batch_size=args.batch_size)
     g = torch.Generator().manual_seed(0)
     vectors = [{n: (1 + 0.3 * torch.randn(spectra[n].S.shape, generator=g)).clamp(min=0.05) for n in spectra.names()}
                for _ in range(args.experts)]
@@ -63,7 +63,7 @@ def main() -> None:
 
         def rate(mode: str, gens, task=task, shots=shots):
             """Candidates per second, the scores, and the scorer (auto's choice and timings)."""
-            scorer = MixtureScorer(engine, task, spectra, vectors, "nuclear", (args.experts,), mode=mode)
+            scorer = MixtureScorer(backend, task, spectra, vectors, "nuclear", (args.experts,), mode=mode)
             start = time.perf_counter()
             scores = [scorer.objective(population, shots) for population in gens]
             return sum(len(p) for p in gens) / (time.perf_counter() - start), scores, scorer

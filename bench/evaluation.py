@@ -64,15 +64,15 @@ def throughput(registry, data: str, n: int) -> dict:
 
     task = get_task("arc-easy")
     questions = Questions.draw(task, "test", n, 0, Path(data))
-    with open_for(registry, "smollm2-135m", "hf", batch_size=16) as engine:
-        evaluate(engine, task, questions.examples[:8], mode="cloze")  # warm up
+    with open_for(registry, "smollm2-135m", "hf", batch_size=16) as backend:
+        evaluate(backend, task, questions.examples[:8], mode="cloze")  # warm up
         times, results = {}, {}
         for mode in ("letter", "cloze"):
             start = time.perf_counter()
-            results[mode] = evaluate(engine, task, questions.examples, mode=mode)
+            results[mode] = evaluate(backend, task, questions.examples, mode=mode)
             times[mode] = time.perf_counter() - start
         start = time.perf_counter()
-        unshared = unshared_cloze(engine, task, questions.examples)
+        unshared = unshared_cloze(backend, task, questions.examples)
         times["cloze, no shared prefix"] = time.perf_counter() - start
     worst = max(abs(a - b) for row, ref in zip(results["cloze"].outputs, unshared)
                 for a, b in zip(row["option_logprobs"], ref))
@@ -86,16 +86,16 @@ def throughput(registry, data: str, n: int) -> dict:
     return {"n": n, "seconds": times, "cloze_over_letter": ratio, "max_logprob_difference": worst}
 
 
-def unshared_cloze(engine, task, examples) -> list[list[float]]:
+def unshared_cloze(backend, task, examples) -> list[list[float]]:
     """The reference: every option's context + continuation as its own row of a padded batch."""
     out = []
     for start in range(0, len(examples), 4):
         batch = examples[start : start + 4]
-        pairs = [engine.split_continuation(task.cloze_prompt(ex), f" {text}") for ex in batch for text in ex.choices]
+        pairs = [backend.split_continuation(task.cloze_prompt(ex), f" {text}") for ex in batch for text in ex.choices]
         keep = max(len(k) for _, k in pairs) + 1
         with torch.no_grad():
-            ids, mask = engine.pad([c + k for c, k in pairs])
-            logprobs = torch.log_softmax(engine.logits(ids, mask, keep), -1)
+            ids, mask = backend.pad([c + k for c, k in pairs])
+            logprobs = torch.log_softmax(backend.logits(ids, mask, keep), -1)
         totals = [float(logprobs[r, keep - len(k) - 1 : keep - 1][torch.arange(len(k)), torch.tensor(k)].sum())
                   for r, (_, k) in enumerate(pairs)]
         for ex in batch:

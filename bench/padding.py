@@ -42,10 +42,10 @@ def main() -> None:
     questions = Questions.draw(task, "test", args.n, 0, data).examples
     ensure_weights(registry, args.model)
     items = []
-    with open_for(registry, args.model, "hf") as engine:  # its tokenisation rule, <bos> included
+    with open_for(registry, args.model, "hf") as backend:  # its tokenisation rule, <bos> included
         for ex in questions:
             context = task.cloze_prompt(ex)
-            pairs = [engine.split_continuation(context, f" {text}") for text in ex.choices]
+            pairs = [backend.split_continuation(context, f" {text}") for text in ex.choices]
             items.append((len(pairs[0][0]), [len(cont) - 1 for _, cont in pairs if len(cont) > 1]))
     real = sum(c for c, _ in items) + sum(sum(t) for _, t in items)
     before = _asked(items, args.batch, None)

@@ -2,7 +2,7 @@
 
 For each model, the base weights score a seeded sample of test questions by cloze twice: once loaded in
 float32 and once in bfloat16 (weights and activations bfloat16, the output projection and log-softmax in
-float32, as ``--dtype bfloat16`` runs). The two engines take the questions in alternating chunks of 32,
+float32, as ``--dtype bfloat16`` runs). The two backends take the questions in alternating chunks of 32,
 so both see the same machine load. Reported: the share of questions whose prediction is identical, the
 paired difference of accuracies (bootstrap 95% interval, McNemar's exact p), the largest change in an
 option's log-likelihood, the time and the arithmetic each dtype asked for, and the matrix-product peak
@@ -68,18 +68,18 @@ def compare_dtypes(registry, model: str, task_name: str, n: int, data: Path) -> 
 
     task = get_task(task_name)
     questions = Questions.draw(task, "test", n, 0, data).examples
-    engines = {dtype: open_for(registry, model, "hf", dtype=dtype, batch_size=16) for dtype in ("float32", "bfloat16")}
-    rows = {dtype: [] for dtype in engines}
-    seconds = dict.fromkeys(engines, 0.0)
-    counts = {dtype: FlopCount() for dtype in engines}
-    for engine in engines.values():
-        evaluate(engine, task, questions[:4])  # warm up: oneDNN primitives, caches
+    backends = {dtype: open_for(registry, model, "hf", dtype=dtype, batch_size=16) for dtype in ("float32", "bfloat16")}
+    rows = {dtype: [] for dtype in backends}
+    seconds = dict.fromkeys(backends, 0.0)
+    counts = {dtype: FlopCount() for dtype in backends}
+    for backend in backends.values():
+        evaluate(backend, task, questions[:4])  # warm up: oneDNN primitives, caches
     for start in range(0, len(questions), CHUNK):
         chunk = questions[start : start + CHUNK]
-        for dtype, engine in engines.items():
+        for dtype, backend in backends.items():
             with counts[dtype]:
                 began = time.perf_counter()
-                rows[dtype] += evaluate(engine, task, chunk).outputs
+                rows[dtype] += evaluate(backend, task, chunk).outputs
                 seconds[dtype] += time.perf_counter() - began
     paired = pair(rows["float32"], rows["bfloat16"], "float32", "bfloat16")
     same = sum(a["prediction"] == b["prediction"] for a, b in zip(rows["float32"], rows["bfloat16"]))
@@ -100,8 +100,8 @@ def compare_dtypes(registry, model: str, task_name: str, n: int, data: Path) -> 
           f"  largest option log-likelihood change {drift:.3f}; float32 {seconds['float32']:.1f} s, bfloat16 "
           f"{seconds['bfloat16']:.1f} s: RATIO bfloat16 speed / float32 {out['speed_ratio_bf16_over_fp32']:.2f}x; "
           f"{out['gflop_per_question']['float32']:.1f} GFLOP asked per question")
-    for engine in engines.values():
-        engine.close()
+    for backend in backends.values():
+        backend.close()
     return out
 
 

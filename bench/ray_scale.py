@@ -86,15 +86,15 @@ def main() -> None:
     # load drifts; the reference is the mean of the two) ---------------------------------------------
     def in_process(label: str, threads: int = args.threads_here):
         torch.set_num_threads(threads)
-        with open_backend("hf", model_dir, batch_size=args.batch_size) as engine:
-            here = MixtureScorer(engine, task, spectra, vectors, "nuclear", (args.experts,), mode="sequential")
+        with open_backend("hf", model_dir, batch_size=args.batch_size) as backend:
+            here = MixtureScorer(backend, task, spectra, vectors, "nuclear", (args.experts,), mode="sequential")
             here.objective(warmup, shots)
             start = time.perf_counter()
             scores = [here.objective(population, shots) for population in generations]
             cem = candidates / (time.perf_counter() - start)
-            evaluate(engine, task, questions[:4])
+            evaluate(backend, task, questions[:4])
             start = time.perf_counter()
-            outputs = evaluate(engine, task, questions).outputs
+            outputs = evaluate(backend, task, questions).outputs
             rate = len(questions) / (time.perf_counter() - start)
         print(f"\nin process ({label}), {threads} thread(s): {cem:.3f} candidates/s, {rate:.2f} questions/s "
               f"[load average {os.getloadavg()[0]:.1f}]", flush=True)

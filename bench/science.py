@@ -117,7 +117,7 @@ class Lab:
 
     def part_b(self, noises: list[float], shuffles: int, which: list[str]) -> list[dict]:
         from t2reg.adaptation.models import decompose_model
-        from t2reg.adaptation.models.derived import add_noisy_model
+        from t2reg.adaptation.models.noisy import add_noisy_model
 
         print("\n(b) transfer: ordered against shuffled, on positive controls and on Gemma-3-270M")
         expert = self.trained("arc-easy", seed=0)
@@ -150,7 +150,9 @@ class Lab:
         search = dict(shots=shots, population=population, generations=generations)
         adapted = self.adapted(model, task, pool, "strength", **search)
         singles = {ref: self.adapted(model, task, [ref], "strength", tag=ref, **search) for ref in pool}
-        shot_scores = {ref: self.registry.jobs.get(job).result["shot_score"] for ref, (_, job) in singles.items()}
+        from t2reg.adaptation.jobs import record_of
+
+        shot_scores = {ref: record_of(self.registry.jobs.get(job)).shot_score for ref, (_, job) in singles.items()}
         best_single = max(shot_scores, key=shot_scores.get)
         uniform = self.uniform(model, task, pool)
         rows = [self.versus("CEM over the pool", model, task, adapted[0]),
@@ -162,34 +164,37 @@ class Lab:
     # -- the pieces, each made once ---------------------------------------------------------------------
 
     def trained(self, task: str, seed: int) -> str:
+        from t2reg.adaptation.jobs import record_of
         from t2reg.adaptation.training.spec import TrainSpec
 
         spec = TrainSpec("smollm2-135m", task, iterations=self.iterations, batch_size=16, lr=0.01, kl=0.0,
                          validation=100, eval_every=5, heldout=100, seed=seed, data_dir=self.data,
                          name=f"science-{task}-s{seed}")
-        return self.job(spec, f"train {task} seed {seed}").result["published"]
+        return record_of(self.job(spec, f"train {task} seed {seed}")).published
 
     def moved(self, ref: str, target: str, baseline: str, seed: int) -> str:
+        from t2reg.transfer import RankOptions
         from t2reg.transfer.publishing import transfer_version
 
-        return transfer_version(self.registry, ref, target, baseline=baseline, seed=seed).version.ref
+        return transfer_version(self.registry, ref, target, RankOptions(baseline=baseline, seed=seed)).version.ref
 
     def adapted(self, model: str, task: str, pool: list[str], space: str, *, shots: int, population: int,
                 generations: int, tag: str = "pool"):
+        from t2reg.adaptation.jobs import record_of
         from t2reg.adaptation.search.spec import AdaptSpec
 
         safe = tag.replace(":", "-")
         spec = AdaptSpec(model, task, tuple(pool), shots=shots, heldout=100, population=population, elite=0.25,
                          iterations=generations, mix_space=space, data_dir=self.data, name=f"science-{task}-{space}-{safe}")
         job = self.job(spec, f"CEM {task} over {tag}")
-        return job.result["published"], job.id
+        return record_of(job).published, job.id
 
     def uniform(self, model: str, task: str, pool: list[str]) -> str:
         """The pool's uniform average (alpha = 1/K, as published), for reference."""
         import numpy as np
 
         from t2reg.registry.derived import DerivedExpert
-        from t2reg.vocabulary import Source
+        from t2reg.enums import Source
 
         name = f"science-{task}-uniform"
         found = self.registry.list(where=f"name={name}")
@@ -220,7 +225,7 @@ class Lab:
     def job(self, spec, label: str):
         """The succeeded job of exactly this spec, or a new one run here (a killed run resumes)."""
         from t2reg.adaptation.jobs import run_with_progress, submit_here
-        from t2reg.vocabulary import JobStatus
+        from t2reg.enums import JobStatus
 
         for job in self.registry.jobs.list(kind=spec.kind, limit=1000):
             if job.spec == spec.to_dict():

@@ -8,6 +8,10 @@ each step can run on its own (``--steps``).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from t2reg.adaptation.crossmodel.spec import ExpertTransferRecord
 
 RUNGS = {"self": "smollm2-135m", "noise2": "smollm2-noise2", "noise5": "smollm2-noise5", "noise10": "smollm2-noise10",
          "gemma": "gemma3-270m"}
@@ -53,11 +57,11 @@ class Ladder:
         out = []
         for rung in self.rungs:
             result = self.transfer("projection", rung)
-            summary = result["report"]["summary"]
+            summary = result.report["summary"]
             print(f"  {rung:<8} R^2 {summary['median_r2_heldout']:.3f}  share {summary['median_expressible_share']:.3f}"
                   f"  transmitted {summary['median_transmitted']:.3f}  mean |z-1| {summary['mean_abs_delta']:.4f}",
                   flush=True)
-            out.append({"rung": rung, "published": result["published"], **summary})
+            out.append({"rung": rung, "published": result.published, **summary})
         return out
 
     def make(self) -> list[dict]:
@@ -69,8 +73,8 @@ class Ladder:
                     continue
                 for baseline in ("none", "shuffled"):
                     result = self.transfer(method, rung, baseline=baseline)
-                    print(f"  {rung:<8} {method:<10} {baseline:<8} {result['published']}", flush=True)
-                    made.append({"rung": rung, "method": method, "baseline": baseline, **result})
+                    print(f"  {rung:<8} {method:<10} {baseline:<8} {result.published}", flush=True)
+                    made.append({"rung": rung, "method": method, "baseline": baseline, **result.to_dict()})
         return made
 
     def ladder(self) -> list[dict]:
@@ -81,8 +85,8 @@ class Ladder:
             for method in self.methods:
                 if method == "rank" and target == SOURCE:
                     continue  # rank order onto the model itself copies the expert: nothing to learn
-                made = self.transfer(method, rung)["published"]
-                control = self.transfer(method, rung, baseline="shuffled")["published"]
+                made = self.transfer(method, rung).published
+                control = self.transfer(method, rung, baseline="shuffled").published
                 for task in self.tasks:
                     rows.append(self.lab.versus(f"{rung} {task}: {method}", target, task, made))
                     rows.append(self.lab.versus(f"{rung} {task}: {method} control", target, task, control))
@@ -96,7 +100,7 @@ class Ladder:
         print("\n(d) controls on Gemma: null band, sign flip, strength sweep")
         rows, target = [], self.target("gemma")
         for method in self.methods:
-            made = self.transfer(method, "gemma")["published"]
+            made = self.transfer(method, "gemma").published
             kinds = [Control(ControlKind.RANDOM, seed=s) for s in range(seeds)]
             kinds += [Control(ControlKind.STRENGTH, v) for v in (-1.0, 0.5, 2.0)]
             for task in self.tasks:
@@ -109,8 +113,8 @@ class Ladder:
         print("\n(d) final: Gemma-3-270M, the whole ARC-Easy test split")
         rows, target = [], self.target("gemma")
         for method in self.methods:
-            made = self.transfer(method, "gemma")["published"]
-            control = self.transfer(method, "gemma", baseline="shuffled")["published"]
+            made = self.transfer(method, "gemma").published
+            control = self.transfer(method, "gemma", baseline="shuffled").published
             rows.append(self.lab.versus(f"whole arc-easy: {method}", target, "arc-easy", made, n=None))
             rows.append(self.lab.versus(f"whole arc-easy: {method} control", target, "arc-easy", control, n=None))
             rows.append(self.lab.head_to_head(f"whole arc-easy: {method} vs control", "arc-easy", control, made,
@@ -121,7 +125,7 @@ class Ladder:
 
     def target(self, rung: str) -> str:
         from t2reg.adaptation.models import decompose_model
-        from t2reg.adaptation.models.derived import add_noisy_model
+        from t2reg.adaptation.models.noisy import add_noisy_model
 
         model = RUNGS[rung]
         if rung.startswith("noise") and model not in {m.name for m in self.lab.registry.list_models()}:
@@ -131,9 +135,10 @@ class Ladder:
         decompose_model(self.lab.registry, model)
         return model
 
-    def transfer(self, method: str, rung: str, baseline: str = "none", seed: int = 0) -> dict:
+    def transfer(self, method: str, rung: str, baseline: str = "none", seed: int = 0) -> ExpertTransferRecord:
         """The transfer's result (a job found again by its spec, or run here)."""
-        from t2reg.transfer.spec import TransferSpec
+        from t2reg.adaptation.crossmodel.spec import TransferSpec
+        from t2reg.adaptation.jobs import record_of
 
         target = self.target(rung)
         if method == "rank":
@@ -142,8 +147,8 @@ class Ladder:
             extra = {"iterations": self.iterations} if method == "distill" else {}
             spec = TransferSpec(target, ref=self.expert, method=method, baseline=baseline, seed=seed,
                                 n_texts=self.n_texts, data_dir=self.lab.data, **extra)
-        return self.lab.job(spec, f"{method} to {rung}" + (" (control)" if baseline != "none" else "")) \
-            .result["transfers"][0]
+        return record_of(self.lab.job(spec, f"{method} to {rung}" + (" (control)" if baseline != "none" else ""))) \
+            .transfers[0]
 
     def results(self, subject: str, task: str) -> list[dict]:
         from t2reg.adaptation.evaluation.compare import Subject, results_for, questions_for

@@ -112,18 +112,18 @@ def reference(registry, work: list[tuple[str, str]], tokens: int) -> tuple[float
     spectra = load_spectra("smollm2-135m", registry)
     experts = {m: registry.read_expert(m) for m, _ in work if m != "smollm2-135m"}
     latencies, texts, generated = [], [], 0
-    with open_for(registry, "smollm2-135m") as engine:
-        engine.generate([GenerationRequest(engine.render(work[0][1]), Sampling(tokens))])  # warm-up
+    with open_for(registry, "smollm2-135m") as scheduler:
+        scheduler.generate([GenerationRequest(scheduler.render(work[0][1]), Sampling(tokens))])  # warm-up
         start = time.perf_counter()
         for model, question in work:
-            request = GenerationRequest(engine.render(question), Sampling(tokens))
+            request = GenerationRequest(scheduler.render(question), Sampling(tokens))
             if model in experts:
-                with engine.patched(spectra, experts[model]):
-                    text = engine.generate([request])[0]
+                with scheduler.patched(spectra, experts[model]):
+                    text = scheduler.generate([request])[0]
             else:
-                text = engine.generate([request])[0]
+                text = scheduler.generate([request])[0]
             texts.append(text)
-            generated += len(engine.tokenizer(text, add_special_tokens=False).input_ids)
+            generated += len(scheduler.tokenizer(text, add_special_tokens=False).input_ids)
             latencies.append(time.perf_counter() - start)  # all arrived at the start, served in turn
     return time.perf_counter() - start, latencies, texts, generated
 

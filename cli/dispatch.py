@@ -24,10 +24,10 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
     \b
     t2reg run --model smollm2-135m --strategy prompt --pool 'model=smollm2-135m' "What is 12*7?"
     """
-    from t2reg.adaptation.routing import answer_questions
+    from t2reg.adaptation.routing import DispatchSpec, answer_questions
 
-    result = answer_questions(app.registry(), model, strategy, pool, questions, backend=backend,
-                              max_new_tokens=max_new_tokens)
+    result = answer_questions(app.registry(), DispatchSpec(model, strategy, tuple(pool), backend), questions,
+                              max_new_tokens)
     rows = [{"question": q, "category": c, "expert": e, "answer": a}
             for q, c, e, a in zip(questions, result.categories, result.experts, result.outputs)]
     if as_json:
@@ -51,10 +51,10 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
 @pass_app
 def dispatch_report(app: AppContext, model, tasks, strategy, pool, per_task, backend, data_dir, out, as_json) -> None:
     """How the first pass sorts prompts of known tasks: the confusion matrix over categories."""
-    from t2reg.adaptation.routing import report_dispatch
+    from t2reg.adaptation.routing import DispatchSpec, report_dispatch
 
-    result = report_dispatch(app.registry(), model, strategy, pool, [t.strip() for t in tasks.split(",") if t.strip()],
-                             per_task=per_task, backend=backend, data_dir=data_dir)
+    result = report_dispatch(app.registry(), DispatchSpec(model, strategy, tuple(pool), backend),
+                             [t.strip() for t in tasks.split(",") if t.strip()], per_task, data_dir)
     if out:
         from t2reg.adaptation.reporting.plots import plot_confusion
 

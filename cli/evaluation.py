@@ -101,19 +101,18 @@ def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, m
         raise click.UsageError("give an expert REF or --base MODEL (one of them)")
     if task is None:
         raise click.UsageError("Missing option '--task'.")
-    if strategy:
-        _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
-                              max_new_tokens=max_new_tokens, permute=permute != 1, replicas=replicas,
-                              ray=ray_address, threads=threads)
-        _two_pass(app, task, base, strategy, list(pool), split, limit, seed, backend, data_dir, batch_size, device,
-                  dtype, as_json)
-        return
-    if pool:
+    if pool and not strategy:
         raise click.UsageError("--pool chooses the experts of a two-pass --strategy; add --strategy or drop --pool")
     spec = EvalSpec(task=task, ref=ref, base=base, split=split, limit=limit, seed=seed, backend=backend, mode=mode,
                     data_dir=data_dir, batch_size=batch_size, device=device, dtype=dtype,
                     max_new_tokens=max_new_tokens, permute=permute, replicas=replicas, ray_address=ray_address,
                     threads=threads)
+    if strategy:
+        _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
+                              max_new_tokens=max_new_tokens, permute=permute != 1, replicas=replicas,
+                              ray=ray_address, threads=threads)
+        _two_pass(app, spec, strategy, list(pool), as_json)
+        return
     if detach:
         if save_outputs:
             raise click.UsageError("--save-outputs needs the foreground; drop --detach")
@@ -225,15 +224,13 @@ def _refuse_with_strategy(**given: object) -> None:
         raise click.UsageError(f"{', '.join(used)} cannot be used with --strategy")
 
 
-def _two_pass(app, task, base, strategy, pool, split, limit, seed, backend, data_dir, batch_size, device, dtype,
-              as_json) -> None:
+def _two_pass(app, spec: EvalSpec, strategy: str, pool: list[str], as_json: bool) -> None:
     from t2reg.adaptation.routing import run_two_pass_evaluation
 
-    if base is None:
+    if spec.base is None:
         raise click.UsageError("--strategy evaluates a base model: use --base MODEL, not an expert REF")
-    result, routed = run_two_pass_evaluation(app.registry(), task, base, strategy, pool, split=split, limit=limit,
-                                             seed=seed, backend=backend, data_dir=data_dir, batch_size=batch_size,
-                                             device=device, dtype=dtype)
+    result, routed = run_two_pass_evaluation(app.registry(), spec, strategy, pool)
+    base, task, split = spec.base, spec.task, spec.split
     counts: dict[str, int] = {}
     for expert in routed.experts:
         counts[expert or "base"] = counts.get(expert or "base", 0) + 1

@@ -7,15 +7,16 @@ from typing import Any
 
 import click
 
-from t2reg.adaptation.jobs import run_with_progress, spec_of, submit, submit_here, work, worker_name
-from t2reg.adaptation.search.spec import AdaptSpec
-from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.adaptation.crossmodel.spec import ExpertTransferRecord, TransferRecord
+from t2reg.adaptation.jobs import record_of, run_with_progress, spec_of, submit, submit_here, work, worker_name
+from t2reg.adaptation.search.spec import AdaptRecord, AdaptSpec
+from t2reg.adaptation.training.spec import TrainRecord
 from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.options import OutputFile, json_option, replica_options
 from t2reg.cli.output import emit_fields, emit_json, emit_table
+from t2reg.records import ScoreRecord
 from t2reg.specs import JobSpec
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import JobStatus
+from t2reg.enums import JobStatus
 
 
 def queue_job(app: AppContext, spec: JobSpec, as_json: bool):
@@ -53,53 +54,53 @@ def _follow(registry, job, label: str, as_json: bool, claim=None) -> None:
         print_result(finished)
 
 
-def _score_line(name: str, task: str, r: dict[str, Any]) -> str:
-    low, high = r["interval95"]
-    return f"{name:<8} {task}/{r['split']}: {r['score']:.4f} (95% CI {low:.3f}-{high:.3f}, n={r['n']})"
+def _score_line(name: str, task: str, score: ScoreRecord) -> str:
+    low, high = score.interval95
+    return f"{name:<8} {task}/{score.split}: {score.score:.4f} (95% CI {low:.3f}-{high:.3f}, n={score.n})"
 
 
-def _print_adapt(result: dict[str, Any], task: str) -> None:
-    click.echo(f"published {result['published']} from {len(result['components'])} experts: "
-               f"{', '.join(result['components'])}")
-    click.echo(f"search   {result['iterations']} generations, {result['evaluations']} candidates scored "
-               f"({result['population_eval']}), best on the shots {result['shot_score']:.4f}")
-    click.echo(_score_line("adapted", task, result["heldout"]))
-    click.echo(_score_line("base", task, result["base"]))
+def _print_adapt(result: AdaptRecord) -> None:
+    click.echo(f"published {result.published} from {len(result.components)} experts: {', '.join(result.components)}")
+    click.echo(f"search   {result.iterations} generations, {result.evaluations} candidates scored "
+               f"({result.population_eval}), best on the shots {result.shot_score:.4f}")
+    click.echo(_score_line("adapted", result.heldout.task, result.heldout))
+    click.echo(_score_line("base", result.base.task, result.base))
 
 
-def _print_train(result: dict[str, Any], task: str) -> None:
-    click.echo(f"published {result['published']} (best of {result['iterations']} iterations: "
-               f"iteration {result['best_iteration']})")
-    for label, name in (("validation", "trained"), ("test", "trained"), ("base", "base")):
-        click.echo(_score_line(name, task, result[label]))
+def _print_train(result: TrainRecord) -> None:
+    click.echo(f"published {result.published} (best of {result.iterations} iterations: "
+               f"iteration {result.best_iteration})")
+    for score, name in ((result.validation, "trained"), (result.test, "trained"), (result.base, "base")):
+        click.echo(_score_line(name, score.task, score))
 
 
-def print_transfer(result: dict[str, Any]) -> None:
+def print_transfer(result: ExpertTransferRecord) -> None:
     """One transfer: its report's lines and what it published."""
-    for line in result["lines"]:
+    for line in result.lines:
         click.echo(line)
-    if result["published"] is None:
-        click.echo(f"dry run: nothing published (from {result['source']})")
+    if result.published is None:
+        click.echo(f"dry run: nothing published (from {result.source})")
     else:
-        click.echo(f"{'reused' if result['reused'] else 'published'} {result['published']} (from {result['source']})")
+        click.echo(f"{'reused' if result.reused else 'published'} {result.published} (from {result.source})")
     click.echo("")
 
 
-def _print_transfers(result: dict[str, Any], _task: str | None) -> None:
-    for transfer in result["transfers"]:
+def _print_transfers(result: TransferRecord) -> None:
+    for transfer in result.transfers:
         print_transfer(transfer)
 
 
-_PRINTERS = {AdaptSpec.kind: _print_adapt, TrainSpec.kind: _print_train, TransferSpec.kind: _print_transfers}
+_PRINTERS = {AdaptRecord: _print_adapt, TrainRecord: _print_train, TransferRecord: _print_transfers}
 
 
 def print_result(job) -> None:
     """A finished job's result, in the words of its kind."""
-    printer = _PRINTERS.get(job.kind)
+    record = record_of(job)
+    printer = _PRINTERS.get(type(record))
     if printer is None:
         click.echo(f"job {job.id} {job.status}")
     else:
-        printer(job.result, job.spec["task"])
+        printer(record)
 
 
 @click.group()

@@ -82,7 +82,7 @@ def derive(app: AppContext, source: str, name: str, noise: float, seed: int, mod
     \b
     t2reg model derive smollm2-135m --name smollm2-noise2 --noise 0.02 && t2reg model decompose smollm2-noise2
     """
-    from t2reg.adaptation.models.derived import add_noisy_model
+    from t2reg.adaptation.models.noisy import add_noisy_model
 
     info = add_noisy_model(app.registry(), source, name, noise, seed, modules)
     emit_json(info.to_dict()) if as_json else click.echo(_label(info))

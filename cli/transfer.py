@@ -8,10 +8,10 @@ from t2reg.cli.context import AppContext, pass_app
 from t2reg.cli.jobs import print_transfer, queue_job, run_or_queue
 from t2reg.cli.options import data_dir_option, default_of, json_option
 from t2reg.cli.output import emit_json
+from t2reg.adaptation.crossmodel.spec import ExpertTransferRecord, TransferSpec
 from t2reg.transfer.alignment import LAYER_ALIGNMENTS, RANK_ALIGNMENTS
 from t2reg.transfer.core import BASELINES
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import TransferMethod
+from t2reg.enums import TransferMethod
 
 
 @click.command()
@@ -73,7 +73,7 @@ def transfer(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     t2reg transfer arc-easy-smollm2-135m:1 --to gemma3-270m --method projection --n-texts 1000
     t2reg transfer arc-easy-smollm2-135m:1 --to gemma3-270m --method distill --iterations 30 --detach
     """
-    from t2reg.transfer.publishing import run_transfer
+    from t2reg.adaptation.crossmodel.publishing import run_transfer
 
     if (options["ref"] is None) == (options["source_model"] is None):
         raise click.UsageError("give an expert REF or --from MODEL (one of them)")
@@ -88,12 +88,12 @@ def transfer(app: AppContext, detach: bool, as_json: bool, **options) -> None:
     if detach:
         queue_job(app, spec, as_json)
         return
-    results = run_transfer(app.registry(), spec).results
+    records = [ExpertTransferRecord.of(r) for r in run_transfer(app.registry(), spec)]
     if as_json:
-        emit_json([r.to_dict() for r in results])
+        emit_json([r.to_dict() for r in records])
         return
-    for result in results:
-        print_transfer(result.to_dict())
+    for record in records:
+        print_transfer(record)
 
 
 COMMANDS = [transfer]

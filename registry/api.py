@@ -64,7 +64,7 @@ from t2reg.registry.validation import (
     validate_task,
 )
 from t2reg.settings import Settings, load_settings
-from t2reg.vocabulary import BlobStoreKind, Relation, Source, VersionStatus
+from t2reg.enums import BlobStoreKind, Relation, Source, VersionStatus
 
 _MIGRATE = Remedy("move them into the database", ("blobs", "migrate"), (), (("to", "db"),))
 

@@ -21,7 +21,7 @@ from t2reg.registry.blob_store import BlobStore, record_blob_store, referenced_b
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.orm import BlobRow
-from t2reg.vocabulary import BlobStoreKind
+from t2reg.enums import BlobStoreKind
 
 _ROUNDS = 3  # blobs published to the files while a round ran are copied by the next
 

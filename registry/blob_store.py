@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from t2reg.registry.db import Database
 from t2reg.registry.orm import EvaluationRow, ModelEvaluationRow, RegistrySettingRow, VersionRow
-from t2reg.vocabulary import BlobStoreKind, VersionStatus
+from t2reg.enums import BlobStoreKind, VersionStatus
 
 T = TypeVar("T")
 BLOB_STORE_SETTING = "blob_store"

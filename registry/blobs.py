@@ -31,7 +31,7 @@ from t2reg.errors import IntegrityCheckError, NotFoundError, StorageError
 from t2reg.files import land_bytes, land_text
 from t2reg.registry.blob_store import referenced_blobs, sha256_of
 from t2reg.registry.db import Database
-from t2reg.vocabulary import BlobStoreKind
+from t2reg.enums import BlobStoreKind
 
 _CHUNK = 1 << 20
 _SHA = re.compile(r"[0-9a-f]{64}")  # fullmatch only: "$" would take a name ending in a newline

@@ -28,7 +28,7 @@ from t2reg.registry.blob_store import sha256_of
 from t2reg.registry.db import Database
 from t2reg.registry.entities import as_utc
 from t2reg.registry.orm import BlobRow, utcnow
-from t2reg.vocabulary import BlobStoreKind
+from t2reg.enums import BlobStoreKind
 
 T = TypeVar("T")
 

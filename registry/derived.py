@@ -17,7 +17,7 @@ import numpy as np
 from t2reg.expert_file import Expert, ExpertMeta
 from t2reg.protocols import Measurement
 from t2reg.registry.entities import ExpertVersion, Lineage
-from t2reg.vocabulary import Source
+from t2reg.enums import Source
 
 if TYPE_CHECKING:
     from t2reg.registry.api import Registry

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus, Word
+from t2reg.enums import JobStatus, Relation, Source, VersionStatus, Word
 
 
 def plain(value: Any, extra: Callable[[Any], dict[str, Any]] | None = None) -> Any:

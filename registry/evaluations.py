@@ -23,7 +23,7 @@ from t2reg.registry.entities import EvaluationInfo, RankedVersion
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionRow
 from t2reg.registry.validation import is_proportion, source_values
 from t2reg.stats import intervals_overlap, wilson_interval
-from t2reg.vocabulary import VersionStatus
+from t2reg.enums import VersionStatus
 
 
 def add(session: Session, version_id: int, metric: Metric, source: str, protocol_id: str,

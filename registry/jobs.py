@@ -26,7 +26,7 @@ from t2reg.registry.validation import INT_MAX, validate_count
 from t2reg.registry.db import Database
 from t2reg.registry.entities import JobEvent, JobInfo, as_utc
 from t2reg.registry.orm import JobEventRow, JobRow, utcnow
-from t2reg.vocabulary import JobStatus
+from t2reg.enums import JobStatus
 
 DEFAULT_TIMEOUT = 120.0
 QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from t2reg.errors import ConflictError, NotFoundError, shown
 from t2reg.registry.orm import ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
 from t2reg.registry.validation import validate_name
-from t2reg.vocabulary import VersionStatus
+from t2reg.enums import VersionStatus
 
 
 def set_tags(session: Session, row: VersionRow, tags: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ from t2reg.registry.blob_store import BlobStore, referenced_blobs
 from t2reg.registry.db import Database, redact
 from t2reg.registry.entities import GcReport, VerifyReport, as_utc
 from t2reg.registry.orm import ExpertRow, VersionRow, utcnow
-from t2reg.vocabulary import VersionStatus
+from t2reg.enums import VersionStatus
 
 PURGED = VersionStatus.PURGED.value
 DELETED = VersionStatus.DELETED.value

@@ -37,7 +37,7 @@ from t2reg.registry.entities import (
 )
 from t2reg.registry.validation import readable_json
 from t2reg.expert_file import Metric
-from t2reg.vocabulary import JobStatus, Relation, Source, VersionStatus
+from t2reg.enums import JobStatus, Relation, Source, VersionStatus
 
 # Named constraints keep alembic's SQLite batch mode able to find them again.
 NAMING = {

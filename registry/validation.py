@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from t2reg.errors import InvalidInputError, InvalidReferenceError, shown
 from t2reg.expert_file import Metric
 from t2reg.specs import INT_MAX
-from t2reg.vocabulary import Source
+from t2reg.enums import Source
 
 NAME_MAX = 128
 MODEL_NAME_MAX = 200

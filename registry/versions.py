@@ -32,7 +32,7 @@ from t2reg.registry.orm import (
 )
 from t2reg.registry.filters import Clause, Filter
 from t2reg.registry.validation import Reference, source_values
-from t2reg.vocabulary import Source, VersionStatus
+from t2reg.enums import Source, VersionStatus
 
 LIVE = VersionStatus.LIVE.value
 

@@ -25,7 +25,7 @@ from safetensors.numpy import load as st_load
 from t2reg import __version__, safetensors_io
 from t2reg.files import land_bytes
 from t2reg.errors import ExpertFileError
-from t2reg.vocabulary import Source
+from t2reg.enums import Source
 
 FORMAT = "t2reg.expert"
 FORMAT_VERSION = "1"

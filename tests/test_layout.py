@@ -127,7 +127,7 @@ def test_every_module_imports_alone():
 
 def test_the_cli_and_the_job_specs_load_without_torch():
     light = ["t2reg.cli.main", "t2reg.adaptation.jobs", "t2reg.adaptation.search.spec",
-             "t2reg.adaptation.training.spec", "t2reg.adaptation.evaluation.spec", "t2reg.transfer.spec",
+             "t2reg.adaptation.training.spec", "t2reg.adaptation.evaluation.spec", "t2reg.adaptation.crossmodel.spec",
              "t2reg.adaptation.tasks"]
     for name in light:
         script = f"import sys, {name}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"

@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from t2reg.errors import InvalidInputError
-from t2reg.vocabulary import Word
+from t2reg.enums import Word
 
 
 class ControlKind(Word):

@@ -10,12 +10,14 @@ vector with a recorded seed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
 from t2reg.errors import InvalidInputError
-from t2reg.transfer.alignment import layer_sources, resample, shuffle, source_position
+from t2reg.transfer.alignment import (LAYER_ALIGNMENTS, RANK_ALIGNMENTS, layer_sources, resample, shuffle,
+                                     source_position)
 from t2reg.transfer.diagnostics import rank_profile
 from t2reg.transfer.layout import Layout, group_of, read_role, role_source
 from t2reg.transfer.report import LayerMapping, RoleCoverage, TransferReport
@@ -24,15 +26,35 @@ BASELINES = ("none", "shuffled")
 Sigmas = Mapping[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class RankOptions:
+    """How a rank transfer maps z, with the defaults: the one home of these settings (the transfer job's
+    spec, :func:`~t2reg.transfer.publishing.transfer_version` and the CLI take theirs from here)."""
+
+    layer_align: str = "relative"  # which source layers feed a target layer (LAYER_ALIGNMENTS)
+    rank_align: str = "quantile"  # where a source rank lands on the target's (RANK_ALIGNMENTS)
+    baseline: str = "none"  # shuffled: the control, each vector permuted with ``seed``
+    seed: int = 0
+
+    def validate(self) -> None:
+        for option, value, choices in (("layer_align", self.layer_align, LAYER_ALIGNMENTS),
+                                       ("rank_align", self.rank_align, RANK_ALIGNMENTS),
+                                       ("baseline", self.baseline, BASELINES)):
+            if value not in choices:
+                raise InvalidInputError(f"unknown {{{option}}} {value!r}; choose from {', '.join(choices)}",
+                                        options=[option])
+
+    @property
+    def shuffled(self) -> bool:
+        return self.baseline == "shuffled"
+
+
 def transfer(
     vectors: Mapping[str, np.ndarray],
     source: Layout,
     target: Layout,
+    options: RankOptions = RankOptions(),
     *,
-    layer_align: str = "relative",
-    rank_align: str = "quantile",
-    baseline: str = "none",
-    seed: int = 0,
     source_sigma: Sigmas | None = None,
     target_sigma: Sigmas | None = None,
 ) -> tuple[dict[str, np.ndarray], TransferReport]:
@@ -40,8 +62,8 @@ def transfer(
 
     ``*_sigma`` map parameter names to singular values; ``energy`` rank alignment needs them.
     """
-    if baseline not in BASELINES:
-        raise InvalidInputError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
+    options.validate()
+    layer_align, rank_align, baseline, seed = options.layer_align, options.rank_align, options.baseline, options.seed
     if source.name == target.name:
         raise InvalidInputError(f"the target is the source model ({target.name}); transfer needs another model")
     canonical = _canonical(vectors, source)

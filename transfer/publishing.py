@@ -18,11 +18,10 @@ from t2reg.registry.entities import Lineage
 from t2reg.registry.validation import validate_name
 from t2reg.spectra import Spectra
 from t2reg.transfer.controls import Control, effective, make
-from t2reg.transfer.core import transfer
+from t2reg.transfer.core import RankOptions, transfer
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.similarity import similarities
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import Relation, Source, VersionStatus
+from t2reg.enums import Relation, Source, VersionStatus
 
 
 class Report(Protocol):
@@ -52,11 +51,8 @@ def transfer_version(
     registry: Registry,
     ref: str,
     target: str,
+    options: RankOptions = RankOptions(),
     *,
-    layer_align: str = "relative",
-    rank_align: str = "quantile",
-    baseline: str = "none",
-    seed: int = 0,
     name: str | None = None,
     dry_run: bool = False,
 ) -> TransferResult:
@@ -67,12 +63,11 @@ def transfer_version(
     source_layout = Layout.from_config(version.model, registry.model_config(version.model))
     target_info = registry.get_model(target)
     target_layout = Layout.from_config(target_info.name, registry.model_config(target))
-    spectra = _spectra(registry, version.model, target, required=rank_align == "energy")
+    spectra = _spectra(registry, version.model, target, required=options.rank_align == "energy")
     expert = registry.read_expert(version.ref)
     sigmas = {} if spectra is None else {
         "source_sigma": _sigmas(spectra[0]), "target_sigma": _sigmas(spectra[1])}
-    vectors, report = transfer(expert.vectors, source_layout, target_layout, layer_align=layer_align,
-                               rank_align=rank_align, baseline=baseline, seed=seed, **sigmas)
+    vectors, report = transfer(expert.vectors, source_layout, target_layout, options, **sigmas)
     if spectra is not None:
         report.similarity = similarities(report, source_layout, target_layout, *spectra)
     result = TransferResult(version.ref, target_info.name, report, vectors)
@@ -83,14 +78,14 @@ def transfer_version(
     if existing is not None:
         result.version, result.reused = existing, True
         return result
-    shuffled = baseline == "shuffled"
+    shuffled = options.shuffled
     default = f"{version.name}--to-{target_info.handle}" + ("--shuffled" if shuffled else "")
     result.version = registry.publish_derived(DerivedExpert(
         vectors, model=target_info.name, task=version.task,
         source=Source.TRANSFERRED_SHUFFLED if shuffled else Source.TRANSFERRED, name=validate_name(name or default),
         renormalize=expert.meta.renormalize, provenance={"from": version.ref, **params},
         description=f"{version.ref} transferred to {target_info.name}",
-        tags={"seed": str(seed)} if shuffled else {},
+        tags={"seed": str(options.seed)} if shuffled else {},
         lineage=(Lineage(version.ref, Relation.TRANSFERRED_FROM, None, params),),
     ))
     return result
@@ -105,27 +100,11 @@ def candidates(registry: Registry, source_model: str, task: str | None = None) -
     return found
 
 
-def transfer_model(registry: Registry, source_model: str, target: str, task: str | None = None, **options: Any) -> list[TransferResult]:
-    """Transfer the latest live version of every native expert of ``source_model``."""
-    return [transfer_version(registry, v.ref, target, **options) for v in candidates(registry, source_model, task)]
-
-
-@dataclass
-class TransferRun:
-    """What one transfer job did: a result per expert carried."""
-
-    results: list[TransferResult]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"transfers": [r.to_dict() for r in self.results]}
-
-
-def run_transfer(registry: Registry, spec: TransferSpec) -> TransferRun:
-    """Run a transfer spec. Transfers are reused when they exist, so a rerun redoes only what is missing."""
-    spec.validate()
-    if spec.ref:
-        return TransferRun([transfer_version(registry, spec.ref, spec.target, name=spec.name, **spec.options())])
-    return TransferRun(transfer_model(registry, spec.source_model, spec.target, task=spec.task, **spec.options()))
+def transfer_model(registry: Registry, source_model: str, target: str, options: RankOptions = RankOptions(), *,
+                   task: str | None = None, dry_run: bool = False) -> list[TransferResult]:
+    """Transfer the latest live version of every native expert of ``source_model`` (reusing those made)."""
+    return [transfer_version(registry, v.ref, target, options, dry_run=dry_run)
+            for v in candidates(registry, source_model, task)]
 
 
 def _spectra(registry: Registry, source: str, target: str, required: bool) -> tuple[Spectra, Spectra] | None:

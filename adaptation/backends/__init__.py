@@ -40,7 +40,7 @@ def check_backend(name: str, option: str = "backend") -> None:
 
 
 def open_backend(name: str, model_dir: Path, **options) -> Backend:
-    """Load ``model_dir`` into the named backend (use it as ``with open_backend(...) as engine``)."""
+    """Load ``model_dir`` into the named backend (use it as ``with open_backend(...) as backend``)."""
     return BACKENDS.get(name, "backend")(model_dir, **options)
 
 

@@ -11,7 +11,7 @@ What a backend can do beyond that is declared, not discovered:
 evaluate many mixtures in one batch, and :attr:`Capability.GRADIENTS` when it
 is a :class:`DifferentiableBackend` (what training needs).
 
-Backends are context managers: ``with open_backend(...) as engine:`` closes it.
+Backends are context managers: ``with open_backend(...) as backend:`` closes it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from t2reg.architectures import get_architecture, needs_bos
 from t2reg.errors import InvalidInputError
 from t2reg.expert_file import Expert
 from t2reg.spectra import Spectra
-from t2reg.vocabulary import Word
+from t2reg.enums import Word
 
 
 class Capability(Word):

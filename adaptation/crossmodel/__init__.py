@@ -4,9 +4,8 @@
 shared text (closed form); ``distill`` trains the target's z to reproduce the
 expert's effect on the answers (label-free). The math that needs no model lives
 in :mod:`t2reg.transfer.projection`; canonical-order transfer in
-:mod:`t2reg.transfer`.
+:mod:`t2reg.transfer`. ``spec`` defines the transfer job (every method) and
+``publishing`` runs it.
+
+Nothing is imported here, so reading a spec (as the CLI does) does not load torch.
 """
-
-from t2reg.adaptation.crossmodel.publishing import carry, run_transfer
-
-__all__ = ["carry", "run_transfer"]

@@ -157,9 +157,9 @@ class DistillTrainer(PolicyTrainer):
     # per coordinate on these models) are unaffected.
     adam_eps = 1e-6
 
-    def __init__(self, registry, spec: TrainSpec, task: Task, engine: Backend, teacher: Teacher, beta: float,
+    def __init__(self, registry, spec: TrainSpec, task: Task, backend: Backend, teacher: Teacher, beta: float,
                  state: dict | None) -> None:
-        super().__init__(registry, spec, task, engine, engine, state)
+        super().__init__(registry, spec, task, backend, backend, state)
         if not task.multiple_choice:
             raise InvalidInputError(f"distillation needs multiple-choice questions; {task.name} is not")
         self.star = teacher.distribution(beta)
@@ -167,8 +167,8 @@ class DistillTrainer(PolicyTrainer):
 
     def _choice_rollout(self, batch, generator, _iteration):
         contexts = [self.task.cloze_prompt(ex) for ex in batch]
-        pairs = [self.engine.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
-        policy = self.engine.continuation_logprobs(pairs, self.policy.weights(self.layout))
+        pairs = [self.backend.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
+        policy = self.backend.continuation_logprobs(pairs, self.policy.weights(self.layout))
         loss, distances, kls, start = 0.0, [], [], 0
         for ex in batch:
             options = slice(start, start + len(ex.choices))
@@ -196,8 +196,8 @@ class DistillTrainer(PolicyTrainer):
         return agreement
 
     def validate(self, examples: list[Example]) -> dict[str, Any]:
-        with self.engine.patched(self.spectra, self._z(), self.policy.renormalize):
-            scored = option_logprobs(self.engine, self.task, examples)
+        with self.backend.patched(self.spectra, self._z(), self.policy.renormalize):
+            scored = option_logprobs(self.backend, self.task, examples)
         agree, distance = [], []
         for ex, logprobs in zip(examples, scored):
             logp, star = normalised(logprobs), self.star[ex.id]

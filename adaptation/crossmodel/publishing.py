@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from t2reg.adaptation.crossmodel.spec import TransferSpec
 from t2reg.adaptation.crossmodel.distill import DistillReport, DistillTrainer, teacher_for, teacher_summary
 from t2reg.adaptation.crossmodel.projection import collect, pairs_for
 from t2reg.adaptation.crossmodel.texts import Texts, file_texts, parse_texts_option, stems, task_texts
@@ -35,24 +36,27 @@ from t2reg.specs import Checkpoint
 from t2reg.transfer.controls import effective
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.projection import ProjectionReport, project, report_notes
-from t2reg.transfer.publishing import TransferResult, TransferRun, candidates
-from t2reg.transfer.publishing import run_transfer as run_rank_transfer
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import Relation, Source, TransferMethod, VersionStatus
+from t2reg.transfer.publishing import TransferResult, candidates, transfer_model, transfer_version
+from t2reg.enums import Relation, Source, TransferMethod, VersionStatus
 
 
 def run_transfer(registry: Registry, spec: TransferSpec, *, state: dict[str, Any] | None = None,
-                 checkpoint: Checkpoint | None = None, job_id: int | None = None) -> TransferRun:
-    """Run a transfer spec of any method (the ``transfer`` job kind)."""
+                 checkpoint: Checkpoint | None = None) -> list[TransferResult]:
+    """Run a transfer spec of any method (the ``transfer`` job kind): a result per expert carried. Transfers
+    made before are reused, so a rerun redoes only what is missing."""
     spec.validate()
     if spec.method == TransferMethod.RANK:
-        return run_rank_transfer(registry, spec)
+        if spec.ref:
+            return [transfer_version(registry, spec.ref, spec.target, spec.options(), name=spec.name,
+                                     dry_run=spec.dry_run)]
+        return transfer_model(registry, spec.source_model, spec.target, spec.options(), task=spec.task,
+                              dry_run=spec.dry_run)
     refs = [spec.ref] if spec.ref else [v.ref for v in candidates(registry, spec.source_model, spec.task)]
     results = []
     for ref in refs:
         resumed = state if state and state.get("ref") == registry.get(ref).ref else None
         results.append(carry(registry, spec, ref, state=resumed, checkpoint=checkpoint))
-    return TransferRun(results)
+    return results
 
 
 def check(registry: Registry, spec: TransferSpec) -> None:
@@ -133,12 +137,12 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
     train = stems(task, split, spec.n_texts, spec.seed, root)
     held = stems(task, other, spec.validation, spec.seed, root)
     state = state or {}
-    with open_for(registry, target.name, "hf") as engine:
-        teacher = teacher_for(registry, version, target.name, engine, task, train + held,
+    with open_for(registry, target.name, "hf") as backend:
+        teacher = teacher_for(registry, version, target.name, backend, task, train + held,
                               progress=lambda it: tqdm(it, desc="teacher: options scored", unit="batch", disable=None))
         if spec.baseline == "shuffled":
             teacher = teacher.shuffled(spec.seed)
-        trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, engine, teacher, spec.beta,
+        trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, backend, teacher, spec.beta,
                                  state.get("trainer"))
         start = trainer.consider_start(held)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):

@@ -54,7 +54,7 @@ class ReplicaSetup:
 
 @dataclass(frozen=True)
 class Problem:
-    """A search's fixed part: what :class:`MixtureScorer` needs besides the engine."""
+    """A search's fixed part: what :class:`MixtureScorer` needs besides the backend."""
 
     task: Task
     vectors: list[dict[str, np.ndarray]]
@@ -94,7 +94,7 @@ class Timed:
 @dataclass
 class Replica:
     setup: ReplicaSetup
-    _engine: Any = field(default=None, repr=False)
+    _backend: Any = field(default=None, repr=False)
     _spectra: Any = field(default=None, repr=False)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
@@ -105,10 +105,10 @@ class Replica:
     def ready(self) -> dict[str, Any]:
         """Load the model (once) and say where it runs."""
         start = time.perf_counter()
-        engine = self._load()
+        backend = self._load()
         import torch
 
-        return {"replica": self.name, "device": str(engine.device), "threads": torch.get_num_threads(),
+        return {"replica": self.name, "device": str(backend.device), "threads": torch.get_num_threads(),
                 "load_seconds": time.perf_counter() - start}
 
     def score_members(self, problem: Shared, examples: Shared, members: np.ndarray) -> Timed:
@@ -124,22 +124,22 @@ class Replica:
         start = time.perf_counter()
         evaluation: Evaluation = self._get(work)
         shard = evaluation.examples[begin:end]
-        engine = self._load()
+        backend = self._load()
         if evaluation.candidate is not None:
             result = self._scorer(evaluation.problem).score(evaluation.candidate, shard)
         elif evaluation.expert is not None:
-            with engine.patched(self._load_spectra(), evaluation.expert):
-                result = evaluate(engine, evaluation.task, shard, evaluation.split, evaluation.mode,
+            with backend.patched(self._load_spectra(), evaluation.expert):
+                result = evaluate(backend, evaluation.task, shard, evaluation.split, evaluation.mode,
                                   reference_logprob=evaluation.reference_logprob, permute=evaluation.permute)
         else:
-            result = evaluate(engine, evaluation.task, shard, evaluation.split, evaluation.mode,
+            result = evaluate(backend, evaluation.task, shard, evaluation.split, evaluation.mode,
                               reference_logprob=evaluation.reference_logprob, permute=evaluation.permute)
         return Timed(result, time.perf_counter() - start, self.name)
 
     # -- what the replica keeps ----------------------------------------------------------------
 
     def _load(self):
-        if self._engine is None:
+        if self._backend is None:
             import torch
 
             from t2reg.adaptation.backends import open_backend
@@ -149,9 +149,9 @@ class Replica:
             if not model_dir.is_dir():
                 raise NotFoundError(f"replica {self.name}: no model files at {model_dir} (every Ray node must see "
                                     "the registry's files at the same paths)")
-            self._engine = open_backend(self.setup.backend, model_dir, device=self.setup.device,
+            self._backend = open_backend(self.setup.backend, model_dir, device=self.setup.device,
                                         dtype=self.setup.dtype, batch_size=self.setup.batch_size)
-        return self._engine
+        return self._backend
 
     def _load_spectra(self):
         if self._spectra is None:

@@ -43,7 +43,7 @@ class ReplicaScorer:
     def __init__(self, pool: ReplicaPool, task: Task, spectra: Spectra, vectors: Sequence[dict[str, Any]], rule: str,
                  shape: tuple[int, ...], normalize: bool = False, mode: str = "auto", space: str = "z") -> None:
         self.mode = "batched" if mode == "batched" else "sequential"
-        # Reading members as mixtures needs no model: a scorer without an engine does it here, as the replicas do.
+        # Reading members as mixtures needs no model: a scorer without an backend does it here, as the replicas do.
         self.local = MixtureScorer(None, task, spectra, vectors, rule, shape, normalize=normalize, mode="sequential",
                                    space=space)
         self.pool, self.task, self.rule, self.space = pool, task, rule, space

@@ -23,6 +23,7 @@ from t2reg.adaptation.evaluation.scoring import Progress, resolve_mode
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import FULL, Protocol
+from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.stats import mcnemar_exact, paired_bootstrap
 
@@ -68,12 +69,14 @@ class Comparison:
     def delta(self) -> float:
         return self.accuracy_y - self.accuracy_x
 
+    def record(self) -> PairedRecord:
+        return PairedRecord(self.x, self.y, self.n, self.accuracy_x, self.accuracy_y, self.delta,
+                            list(self.delta_ci95), self.mcnemar_p, self.only_x, self.only_y,
+                            self.protocol.to_dict() if self.protocol else None, self.logprob_delta,
+                            list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "protocol": self.protocol.to_dict() if self.protocol else None, "n": self.n,
-                "accuracy_x": self.accuracy_x, "accuracy_y": self.accuracy_y, "delta": self.delta,
-                "delta_ci95": list(self.delta_ci95), "mcnemar_p": self.mcnemar_p, "only_x": self.only_x,
-                "only_y": self.only_y, "logprob_delta": self.logprob_delta,
-                "logprob_delta_ci95": list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None}
+        return self.record().to_dict()
 
 
 def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: str = "x", y: str = "y",

@@ -21,6 +21,7 @@ from t2reg.expert_file import Metric
 from t2reg.files import land_text
 from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import dumps_results
+from t2reg.records import ScoreRecord
 from t2reg.stats import constant_baseline, wilson_interval
 
 LOGPROB_METRIC = "logprob"
@@ -77,15 +78,17 @@ class EvalResult:
         option, count = max(histogram.items(), key=lambda item: item[1])
         return (option, count / self.n) if count / self.n > DOMINANT_SHARE else None
 
-    def to_dict(self) -> dict[str, Any]:
-        low, high = self.interval
+    def record(self) -> ScoreRecord:
+        """This result as a job records it: everything but the per-question rows."""
         baseline = self.constant_baseline()
-        return {"task": self.task, "split": self.split, "metric": self.metric, "mode": self.mode, "n": self.n,
-                "correct": self.correct, "score": self.score, "interval95": [low, high], "seconds": self.seconds,
-                "accuracy_norm": self.score_norm, "mean_correct_logprob": self.mean_correct_logprob,
-                "protocol": self.protocol.to_dict() if self.protocol else None,
-                "constant_baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
-                "prediction_histogram": self.prediction_histogram()}
+        return ScoreRecord(self.task, self.split, self.metric, self.mode, self.n, self.correct, self.score,
+                           list(self.interval), self.seconds, self.score_norm, self.mean_correct_logprob,
+                           self.protocol.to_dict() if self.protocol else None,
+                           None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
+                           self.prediction_histogram())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
 
     def metrics(self, split: str | None = None) -> list[Metric]:
         """What the registry records: the task's metric, ``accuracy_norm`` in cloze mode, and ``logprob``

@@ -11,7 +11,7 @@ from t2reg.adaptation.backends import open_for
 from t2reg.adaptation.evaluation.questions import Questions
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.scoring import Progress, measure
-from t2reg.adaptation.evaluation.spec import EvalSpec
+from t2reg.adaptation.evaluation.spec import EvalRecord, EvalSpec
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import get_task
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
@@ -26,9 +26,11 @@ class EvaluationRun:
     result: EvalResult
     replicas: list[dict[str, Any]] | None = None  # per-replica throughput, when it ran on Ray replicas
 
+    def record(self) -> EvalRecord:
+        return EvalRecord(self.subject, self.result.record(), self.replicas)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, **self.result.to_dict(),
-                **({"replicas": self.replicas} if self.replicas is not None else {})}
+        return self.record().to_dict()
 
 
 def questions_for(spec: EvalSpec) -> Questions:
@@ -53,12 +55,12 @@ def run_evaluation(registry: Registry, spec: EvalSpec, progress: Progress | None
         result, replicas = evaluate_on_replicas(registry, spec, model, questions, expert, progress)
     else:
         with open_for(registry, model, spec.backend, device=spec.device, dtype=spec.dtype,
-                      batch_size=spec.batch_size) as engine:
+                      batch_size=spec.batch_size) as backend:
             if version is None:
-                result = measure(engine, questions, spec.mode, spec.permute, progress)
+                result = measure(backend, questions, spec.mode, spec.permute, progress)
             else:
-                with engine.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
-                    result = measure(engine, questions, spec.mode, spec.permute, progress)
+                with backend.patched(load_spectra(model, registry), registry.read_expert(version.ref)):
+                    result = measure(backend, questions, spec.mode, spec.permute, progress)
     return EvaluationRun(record(registry, result, ref=spec.ref, model=model), result, replicas)
 
 

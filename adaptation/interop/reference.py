@@ -11,7 +11,7 @@ from t2reg.reference_import import read_reference
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.validation import parse_metric
-from t2reg.vocabulary import Source
+from t2reg.enums import Source
 
 
 def import_reference(

@@ -6,6 +6,7 @@ from t2reg.adaptation.jobs.runner import (
     JobKind,
     job_kind,
     job_kinds,
+    record_of,
     register_job_kind,
     run_job,
     run_with_progress,
@@ -19,5 +20,5 @@ from t2reg.adaptation.jobs.runner import (
 # Registration on import.
 from t2reg.adaptation.jobs import kinds  # noqa: E402,F401  isort: skip
 
-__all__ = ["JobContext", "JobKind", "job_kind", "job_kinds", "register_job_kind", "run_job", "run_with_progress",
-           "spec_of", "submit", "submit_here", "work", "worker_name"]
+__all__ = ["JobContext", "JobKind", "job_kind", "job_kinds", "record_of", "register_job_kind", "run_job",
+           "run_with_progress", "spec_of", "submit", "submit_here", "work", "worker_name"]

@@ -1,51 +1,40 @@
 """Running jobs: the kinds a worker knows, one job under a claim, and the worker loop.
 
-A job kind is a spec class (:class:`~t2reg.specs.JobSpec`) and a handler
-``handler(context, spec) -> result`` (any object with ``to_dict()``). The
-handler continues from ``context.state`` (its last checkpoint, or None) and
-calls ``context.checkpoint(state, event)`` after every completed step. A
+A job kind is a spec class (:class:`~t2reg.specs.JobSpec`): ``spec.run(context)``
+does the work and returns the kind's record (:mod:`t2reg.records`), which the
+job's row keeps. The work continues from ``context.state`` (its last checkpoint,
+or None) and calls ``context.checkpoint(state, event)`` after every completed step. A
 heartbeat thread keeps the claim alive during long steps; a checkpoint or
 heartbeat that finds the claim gone (the job was cancelled, or another worker
-took it over after a missed heartbeat) stops the handler without writing
+took it over after a missed heartbeat) stops the work without writing
 anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 from t2reg.errors import ConflictError, Remedy, T2RegError
 from t2reg.names import Names
 from t2reg.registry import Registry
 from t2reg.registry.entities import JobInfo
 from t2reg.registry.jobs import Claim, ClaimLost
-from t2reg.specs import JobSpec
-from t2reg.vocabulary import JobStatus
+from t2reg.records import JobRecord
+from t2reg.specs import JobSpec, Phases
+from t2reg.enums import JobStatus
 
 S = TypeVar("S", bound=JobSpec)
 
 
-class JobResult(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-Handler = Callable[["JobContext", S], JobResult]
-# A progress wrapper (iterable in, iterable out) for the phase a label names: a job's scoring after its last step
-# (evaluation.scoring.Phases; not imported from there, so that running the job queue loads no torch).
-Phases = Callable[[str], Callable[[Iterable], Iterable]]
-
-
 @dataclass(frozen=True)
 class JobKind(Generic[S]):
-    spec: type[S]
-    handler: Handler
+    spec: type[S]  # its run() does the work, its record types the result
 
     @property
     def name(self) -> str:
@@ -55,9 +44,9 @@ class JobKind(Generic[S]):
 _KINDS: Names[JobKind] = Names("job kind")
 
 
-def register_job_kind(spec: type[S], handler: Handler) -> None:
-    """Make ``spec.kind`` runnable by ``handler``; specs of that kind are checked at submission."""
-    _KINDS.add(spec.kind, JobKind(spec, handler))
+def register_job_kind(spec: type[S]) -> None:
+    """Make ``spec.kind`` runnable (by ``spec.run``); specs of that kind are checked at submission."""
+    _KINDS.add(spec.kind, JobKind(spec))
 
 
 def job_kinds() -> list[str]:
@@ -73,27 +62,15 @@ def spec_of(job: JobInfo) -> JobSpec:
     return job_kind(job.kind).spec.from_dict(job.spec)
 
 
-def library_call(target: str, resumable: bool = False, phases: bool = False) -> Handler:
-    """A handler that calls ``module:function`` with (registry, spec), imported only when a job runs (the
-    library functions pull in torch; submitting a job should not). A ``resumable`` call also gets the job's
-    checkpoint, the way to save the next, and the job id (so it publishes once); a call with ``phases``
-    gets ``progress`` (:data:`Phases`, or None) for the long scoring after its last step."""
-    module, _, name = target.partition(":")
-
-    def handler(context: JobContext, spec: JobSpec) -> JobResult:
-        run = getattr(importlib.import_module(module), name)
-        if not resumable:  # one step, nothing to checkpoint: a resumed job starts over
-            return run(context.registry, spec)
-        extra = {"progress": context.progress} if phases else {}
-        return run(context.registry, spec, state=context.state, checkpoint=context.checkpoint, job_id=context.job.id,
-                   **extra)
-
-    return handler
+def record_of(job: JobInfo) -> JobRecord | None:
+    """A finished job's result, typed (None while it has none)."""
+    return None if job.result is None else job_kind(job.kind).spec.record.from_dict(job.result)
 
 
 @dataclass
 class JobContext:
-    """What a handler sees: the registry, its job, its last checkpoint, and a way to save the next."""
+    """What a running job sees (a :class:`~t2reg.specs.JobRun`): the registry, its job, its last checkpoint,
+    and a way to save the next."""
 
     registry: Registry
     job: JobInfo
@@ -101,6 +78,10 @@ class JobContext:
     state: dict[str, Any] | None
     on_event: Callable[[dict[str, Any]], None] | None = None
     progress: Phases | None = None  # where a job run in the foreground shows its phases
+
+    @property
+    def job_id(self) -> int:
+        return self.job.id
 
     def checkpoint(self, state: dict[str, Any], event: dict[str, Any] | None = None) -> None:
         """Store ``state`` (and one event with it) under the claim; raises ClaimLost if it is gone."""
@@ -215,7 +196,7 @@ def _execute(registry: Registry, claim: Claim, job: JobInfo, on_event: Callable[
     with _Heartbeat(registry, claim):
         try:
             spec = with_overrides(kind.spec.from_dict(job.spec), overrides)
-            registry.jobs.finish(claim, kind.handler(context, spec).to_dict())
+            registry.jobs.finish(claim, spec.run(context).to_dict())
         except ClaimLost:
             pass  # cancelled, or taken over after a missed heartbeat: the row already says which
         except KeyboardInterrupt:
@@ -249,7 +230,7 @@ def _fail(registry: Registry, claim: Claim, error: str) -> None:
 
 
 class _Heartbeat:
-    """Touches the claim every timeout/4 seconds while a handler runs."""
+    """Touches the claim every timeout/4 seconds while a job runs."""
 
     def __init__(self, registry: Registry, claim: Claim) -> None:
         self.registry, self.claim = registry, claim
@@ -270,6 +251,6 @@ class _Heartbeat:
             try:
                 self.registry.jobs.heartbeat(self.claim)
             except ClaimLost:
-                return  # the handler finds out at its next checkpoint
+                return  # the job finds out at its next checkpoint
             except T2RegError:
                 time.sleep(self.interval)  # a busy database: try again next beat

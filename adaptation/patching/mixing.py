@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from t2reg.errors import InvalidInputError
-from t2reg.vocabulary import MixSpace
+from t2reg.enums import MixSpace
 
 Vectors = Mapping[str, "torch.Tensor | np.ndarray"]
 MIX_SPACES = MixSpace.values()

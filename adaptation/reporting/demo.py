@@ -29,7 +29,7 @@ import numpy as np
 
 from t2reg.adaptation.evaluation.compare import compare
 from t2reg.adaptation.evaluation.spec import EvalSpec
-from t2reg.adaptation.jobs import run_with_progress, submit_here
+from t2reg.adaptation.jobs import record_of, run_with_progress, submit_here
 from t2reg.adaptation.models import add_gguf_model, decompose_model
 from t2reg.adaptation.reporting.budget import TimeBudget
 from t2reg.adaptation.reporting.plots import plot_job, plot_transfer
@@ -40,8 +40,9 @@ from t2reg.errors import InvalidInputError, NotFoundError, Remedy
 from t2reg.files import land_text
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.specs import JobSpec
+from t2reg.transfer import RankOptions
 from t2reg.transfer.publishing import transfer_version
-from t2reg.vocabulary import JobStatus, Source
+from t2reg.enums import JobStatus, Source
 
 Say = Callable[[str], None]
 CONDITIONS = ("trained", "ordered", "shuffled", "adapted")
@@ -196,17 +197,17 @@ def _train(registry: Registry, plan: DemoPlan, task: str, data_dir: str | None, 
     # The bar counts iterations; scoring the kept checkpoint and the base model afterwards takes a while too.
     say(f"      {task}: {spec.iterations} iterations, then the best checkpoint and the base model on "
         f"{spec.heldout} held-out test questions")
-    job = _run(registry, spec, f"train {task}")
-    version = registry.tag(job.result["published"], {"demo": key})
-    say(f"      {task}: published {version.ref} (validation {job.result['validation']['score']:.3f}, "
-        f"test {job.result['test']['score']:.3f} vs base {job.result['base']['score']:.3f}, n={job.result['test']['n']})")
+    trained = record_of(_run(registry, spec, f"train {task}"))
+    version = registry.tag(trained.published, {"demo": key})
+    say(f"      {task}: published {version.ref} (validation {trained.validation.score:.3f}, "
+        f"test {trained.test.score:.3f} vs base {trained.base.score:.3f}, n={trained.test.n})")
     return version
 
 
 def _transfer(registry: Registry, plan: DemoPlan, version: ExpertVersion, say: Say) -> dict[str, ExpertVersion]:
     out = {}
     for label, baseline in (("ordered", "none"), ("shuffled", "shuffled")):
-        result = transfer_version(registry, version.ref, plan.target, baseline=baseline, seed=0)
+        result = transfer_version(registry, version.ref, plan.target, RankOptions(baseline=baseline, seed=0))
         out[label] = result.version
         say(f"      {version.ref} -> {result.version.ref} ({label}, {'reused' if result.reused else 'published'})")
     return out
@@ -217,12 +218,12 @@ def _adapt(registry: Registry, plan: DemoPlan, pool: list[str], data_dir: str | 
                      name=f"{plan.adapt_task}-{plan.target}-demo-{plan.name}", **plan.adapt)
     for job in registry.jobs.list(kind=AdaptSpec.kind, status=JobStatus.SUCCEEDED, limit=1000):
         if _same_spec(job.spec, spec):
-            say(f"      reusing job {job.id}: {job.result['published']}")
+            say(f"      reusing job {job.id}: {record_of(job).published}")
             return job
     job = _run(registry, spec, "CEM")
-    strength = job.result.get("strength")
-    say(f"      job {job.id} published {job.result['published']} (alpha {np.round(job.result['alpha'], 3).tolist()}"
-        + (f", strength {strength:.2f})" if strength is not None else ")"))
+    adapted = record_of(job)
+    say(f"      job {job.id} published {adapted.published} (alpha {np.round(adapted.alpha, 3).tolist()}"
+        + (f", strength {adapted.strength:.2f})" if adapted.strength is not None else ")"))
     return job
 
 
@@ -257,7 +258,7 @@ def _conditions(plan: DemoPlan, trained: dict[str, ExpertVersion], moved: dict[s
     return [Condition("trained", plan.source, task, trained[task].ref, plan.train[task]["heldout"]),
             Condition("ordered", plan.target, task, moved[task]["ordered"].ref, plan.transfer_heldout),
             Condition("shuffled", plan.target, task, moved[task]["shuffled"].ref, plan.transfer_heldout),
-            Condition("adapted", plan.target, plan.adapt_task, adapt_job.result["published"], plan.adapt["heldout"])]
+            Condition("adapted", plan.target, plan.adapt_task, record_of(adapt_job).published, plan.adapt["heldout"])]
 
 
 def _table(registry: Registry, plan: DemoPlan, conditions: list[Condition], data_dir) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from t2reg.adaptation.evaluation.scoring import Phases, Progress, measure
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.search.base import FLOOR, SearchState, get_optimizer
 from t2reg.adaptation.search.objective import Candidate, MixtureScorer
-from t2reg.adaptation.search.spec import AdaptSpec
+from t2reg.adaptation.search.spec import AdaptRecord, AdaptSpec
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.tasks import Task, get_task
 from t2reg.errors import InvalidInputError
@@ -38,7 +38,7 @@ from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.specs import Checkpoint
 from t2reg.transfer.publishing import transfer_version
-from t2reg.vocabulary import Relation, Source
+from t2reg.enums import Relation, Source
 
 
 @dataclass
@@ -55,13 +55,14 @@ class AdaptResult:
     paired: Comparison | None = None  # held-out: the adapted expert against the base model, question by question
     strength: float | None = None  # the strength space's s
 
+    def record(self) -> AdaptRecord:
+        return AdaptRecord(self.version.ref, self.components, self.alpha, self.shots, self.best_shot.score,
+                           self.state.best_score, self.state.iteration, self.state.evaluations,
+                           self.population_eval, self.heldout.record(), self.base.record(), self.strength,
+                           self.paired.record() if self.paired else None)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"published": self.version.ref, "components": self.components, "alpha": self.alpha,
-                "shots": self.shots, "shot_score": self.best_shot.score, "best_score": self.state.best_score,
-                "iterations": self.state.iteration, "evaluations": self.state.evaluations,
-                "population_eval": self.population_eval,
-                "strength": self.strength, "heldout": self.heldout.to_dict(), "base": self.base.to_dict(),
-                "paired": self.paired.to_dict() if self.paired else None}
+        return self.record().to_dict()
 
 
 def gather_pool(registry: Registry, model: str, specs: Sequence[str]) -> list[ExpertVersion]:
@@ -146,10 +147,10 @@ def _scoring(registry: Registry, spec: AdaptSpec, task: Task, vectors: list[dict
         with open_replica_scorer(registry, spec, task, vectors, rule, shape, mode) as scorer:
             yield scorer, scorer.measure_base
         return
-    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size, dtype=spec.dtype) as engine:
-        scorer = MixtureScorer(engine, task, load_spectra(spec.model, registry), vectors, rule, shape,
+    with open_for(registry, spec.model, spec.backend, batch_size=spec.batch_size, dtype=spec.dtype) as backend:
+        scorer = MixtureScorer(backend, task, load_spectra(spec.model, registry), vectors, rule, shape,
                                normalize=spec.normalize, mode=mode, space=spec.mix_space)
-        yield scorer, lambda questions, progress: measure(engine, questions, progress=progress)
+        yield scorer, lambda questions, progress: measure(backend, questions, progress=progress)
 
 
 def _publish(registry: Registry, spec: AdaptSpec, members: list[ExpertVersion], mixed, best: Candidate,

@@ -73,18 +73,18 @@ class MixtureScorer:
     in [0, 1] read as s = STRENGTH_MAX * coordinate (see :mod:`t2reg.adaptation.patching.mixing`).
     """
 
-    def __init__(self, engine: Backend, task: Task, spectra: Spectra, vectors: Sequence[dict[str, Any]], rule: str,
+    def __init__(self, backend: Backend, task: Task, spectra: Spectra, vectors: Sequence[dict[str, Any]], rule: str,
                  shape: tuple[int, ...], normalize: bool = False, mode: str = "auto", space: str = "z") -> None:
         if mode not in POPULATION_EVAL_MODES:
             raise InvalidInputError(f"{{population_eval}} must be one of {', '.join(POPULATION_EVAL_MODES)}",
                                     options=["population_eval"])
-        if mode == "batched" and not engine.supports(Capability.POPULATION):
-            raise InvalidInputError(f"the {engine.name} backend cannot score a population in one pass; "
+        if mode == "batched" and not backend.supports(Capability.POPULATION):
+            raise InvalidInputError(f"the {backend.name} backend cannot score a population in one pass; "
                                     "score candidates one at a time ({population_eval} sequential)",
                                     options=["population_eval"])
         if space not in MIX_SPACES:
             raise InvalidInputError(f"{{mix_space}} must be one of {', '.join(MIX_SPACES)}", options=["mix_space"])
-        self.engine, self.task, self.spectra, self.vectors = engine, task, spectra, list(vectors)
+        self.backend, self.task, self.spectra, self.vectors = backend, task, spectra, list(vectors)
         self.rule, self.shape, self.normalize, self.mode, self.space = rule, shape, normalize, mode, space
         # A strengthened mixture is already the singular values' final scaling: applied without renormalising.
         self.apply_rule = "none" if space == "strength" else rule
@@ -163,8 +163,8 @@ class MixtureScorer:
 
     def measure(self, candidate: Candidate, questions: Questions, progress: Progress | None = None) -> EvalResult:
         """One mixture on ``questions``, under the protocol that names them (for the record)."""
-        with self.engine.patched(self.spectra, self._applicable(candidate), self.apply_rule):
-            return measure(self.engine, questions, progress=progress)
+        with self.backend.patched(self.spectra, self._applicable(candidate), self.apply_rule):
+            return measure(self.backend, questions, progress=progress)
 
     def _applicable(self, candidate: Candidate) -> dict[str, torch.Tensor]:
         mixed = self.mixture(candidate)
@@ -195,8 +195,8 @@ class MixtureScorer:
     def _sequential(self, mixtures, indices, examples, keys=None) -> dict[int, EvalResult]:
         out = {}
         for i in indices:
-            with self.engine.patched(self.spectra, mixtures[i], self.apply_rule):
-                out[i] = evaluate(self.engine, self.task, examples)
+            with self.backend.patched(self.spectra, mixtures[i], self.apply_rule):
+                out[i] = evaluate(self.backend, self.task, examples)
             if keys is not None:
                 self._exact[keys[i]] = out[i]
         return out
@@ -204,14 +204,14 @@ class MixtureScorer:
     def _batched(self, mixtures, indices, examples) -> dict[int, EvalResult]:
         if not indices:
             return {}
-        scored = dict(zip(indices, evaluate_population(self.engine, self.task, examples, self.spectra,
+        scored = dict(zip(indices, evaluate_population(self.backend, self.task, examples, self.spectra,
                                                        [mixtures[i] for i in indices], self.apply_rule)))
         for i in indices:
             if scored[i].mode == "generate":
                 # The tie-breaker is prefill over prompt + reference (~thousands of tokens per candidate), far
                 # past the factored path's break-even: score it with the weights rewritten, as sequential does.
-                with self.engine.patched(self.spectra, mixtures[i], self.apply_rule):
-                    scored[i] = add_reference_logprobs(self.engine, self.task, examples, scored[i])
+                with self.backend.patched(self.spectra, mixtures[i], self.apply_rule):
+                    scored[i] = add_reference_logprobs(self.backend, self.task, examples, scored[i])
         return scored
 
     def _calibrate(self, mixtures, valid, examples, results, keys) -> None:
@@ -219,7 +219,7 @@ class MixtureScorer:
         probe = valid[_CALIBRATION_SEQUENTIAL : _CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED]
         rest = valid[_CALIBRATION_SEQUENTIAL + _CALIBRATION_BATCHED :]
         results.update(self._timed("sequential", self._sequential, mixtures, first, examples))
-        if not self.engine.supports(Capability.POPULATION):
+        if not self.backend.supports(Capability.POPULATION):
             self.mode = "sequential"  # nothing to measure: this backend scores one candidate at a time
             results.update(self._sequential(mixtures, probe + rest, examples, keys))
             return

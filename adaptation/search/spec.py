@@ -1,13 +1,14 @@
-"""What defines one few-shot adaptation run (the ``adapt`` job kind's spec)."""
+"""What defines one few-shot adaptation run (the ``adapt`` job kind's spec) and what it records."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from t2reg.errors import InvalidInputError
-from t2reg.specs import JobSpec, positive
-from t2reg.vocabulary import MixSpace
+from t2reg.records import JobRecord, PairedRecord, ScoreRecord
+from t2reg.specs import JobRun, JobSpec, positive
+from t2reg.enums import MixSpace
 
 if TYPE_CHECKING:
     from t2reg.adaptation.search.base import SearchConfig
@@ -18,10 +19,30 @@ MIX_SPACES = MixSpace.values()
 
 
 @dataclass(frozen=True)
+class AdaptRecord(JobRecord):
+    """The published mixture, how the search went, and its held-out score beside the base model's."""
+
+    published: str
+    components: list[str]
+    alpha: list[Any]
+    shots: int
+    shot_score: float  # the best mixture's score on the shots (what the search maximised)
+    best_score: list[float] | None  # the search's lexicographic best (score, then tie-breakers)
+    iterations: int  # generations run
+    evaluations: int  # candidates scored
+    population_eval: str
+    heldout: ScoreRecord
+    base: ScoreRecord
+    strength: float | None = None  # the strength space's s
+    paired: PairedRecord | None = None  # held-out: the adapted expert against the base model
+
+
+@dataclass(frozen=True)
 class AdaptSpec(JobSpec):
     """A search over mixtures of the ``pool``'s experts for ``model`` on ``task``, driven by ``shots`` examples."""
 
     kind: ClassVar[str] = "adapt"
+    record: ClassVar[type[JobRecord]] = AdaptRecord
 
     model: str
     task: str
@@ -38,7 +59,7 @@ class AdaptSpec(JobSpec):
     patience: int | None = None
     tolerance: float = 0.0
     seed: int = 0
-    mix_space: str = "z"  # z | logits | strength (see t2reg.adaptation.patching.mixing)
+    mix_space: MixSpace = MixSpace.Z  # see t2reg.adaptation.patching.mixing
     backend: str = "hf"
     population_eval: str = "auto"
     batch_size: int = 16
@@ -57,15 +78,18 @@ class AdaptSpec(JobSpec):
                             iterations=self.iterations, seed=self.seed, patience=self.patience,
                             tolerance=self.tolerance)
 
+    def run(self, job: JobRun) -> AdaptRecord:
+        from t2reg.adaptation.search.adapt import adapt
+
+        return adapt(job.registry, self, state=job.state, checkpoint=job.checkpoint, job_id=job.job_id,
+                     progress=job.progress).record()
+
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.
-        from t2reg.adaptation.backends import check_backend
-        from t2reg.adaptation.distributed.settings import check_replica_fields
-        from t2reg.adaptation.evaluation.spec import check_dtype
+        from t2reg.adaptation.evaluation.spec import validate_scoring
         from t2reg.adaptation.search.base import check_optimizer
-        from t2reg.adaptation.tasks import get_task
 
-        get_task(self.task)
+        validate_scoring(self)
         if not self.pool:
             raise InvalidInputError("the pool is empty: give at least one filter ({pool})", options=["pool"])
         positive(self, "shots", "heldout", "batch_size", "iterations")
@@ -83,18 +107,12 @@ class AdaptSpec(JobSpec):
                                     options=["population_eval"])
         if self.mix_space not in MIX_SPACES:
             raise InvalidInputError(f"{{mix_space}} must be one of {', '.join(MIX_SPACES)}", options=["mix_space"])
-        check_backend(self.backend)
-        check_dtype(self.dtype)
         check_optimizer(self.optimizer)
-        check_replica_fields(self)
 
     def check(self, registry: Registry) -> None:
-        from t2reg.adaptation.distributed.settings import check_cluster
+        from t2reg.adaptation.evaluation.spec import check_scoring
 
         self.validate()
-        from t2reg.adaptation.tasks import get_task
-
-        get_task(self.task).ready()  # a code task without the sandbox's isolation fails here, not on a worker
+        check_scoring(self)
         registry.get_model(self.model)
         registry.pool(self.pool)  # names a filter that matches nothing now, not when a worker gets to it
-        check_cluster(self)  # a --ray address where nothing listens fails now, not on a worker

@@ -31,7 +31,7 @@ ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 
 
 def create_app(service: Service, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
-    """The application around ``service`` (its engine must be started; it is stopped at shutdown)."""
+    """The application around ``service`` (its scheduler must be started; it is stopped at shutdown)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -45,8 +45,8 @@ def create_app(service: Service, on_shutdown: Callable[[], None] | None = None) 
             loop.remove_signal_handler(signal.SIGHUP)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
-        # In-flight requests have finished (or the grace period is over): nothing new reaches the engine.
-        await asyncio.to_thread(service.engine.stop)
+        # In-flight requests have finished (or the grace period is over): nothing new reaches the scheduler.
+        await asyncio.to_thread(service.scheduler.stop)
         if on_shutdown:
             on_shutdown()
 
@@ -58,8 +58,8 @@ def create_app(service: Service, on_shutdown: Callable[[], None] | None = None) 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": service.catalog.model, "experts": len(service.catalog.experts),
-                "auto": service.catalog.routing is not None, "running": service.engine.running,
-                "waiting": service.engine.waiting}
+                "auto": service.catalog.routing is not None, "running": service.scheduler.running,
+                "waiting": service.scheduler.waiting}
 
     @app.get("/metrics")
     async def metrics() -> Response:

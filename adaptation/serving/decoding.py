@@ -95,7 +95,7 @@ def prefill_positions(mask: torch.Tensor) -> torch.Tensor:
 # -- choosing tokens ---------------------------------------------------------------------------------
 
 
-MIN_TEMPERATURE = 1e-5  # a request's temperature below this is greedy (vLLM's rule); see engine.Job
+MIN_TEMPERATURE = 1e-5  # a request's temperature below this is greedy (vLLM's rule); see scheduler.Completion
 
 
 class SamplingError(T2RegError):

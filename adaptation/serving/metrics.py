@@ -2,7 +2,7 @@
 
 Per expert (``expert`` is the ref, or ``base``): requests by endpoint and
 status, prompt and completion tokens, end-to-end latency and time to the first
-token. For the engine: rows per forward pass (the batch sizes), rows running
+token. For the scheduler: rows per forward pass (the batch sizes), rows running
 and requests waiting, cancellations. For ``:auto``: which category and expert
 the first pass picked. For the pool: experts served and reloads.
 """
@@ -37,7 +37,7 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.first_token = Histogram("t2reg_time_to_first_token_seconds", "Request arrival to first streamed text.",
                                      ["expert"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_rows = Histogram("t2reg_batch_rows", "Rows in each forward pass of the engine.",
+        self.batch_rows = Histogram("t2reg_batch_rows", "Rows in each forward pass of the scheduler.",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.cancelled = Counter("t2reg_cancelled_requests", "Requests whose client went away before the end.",
                                  registry=r)

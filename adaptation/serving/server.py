@@ -4,7 +4,7 @@ The model is loaded and the pool read before the socket accepts anything; a
 line ``t2reg: serving MODEL on http://HOST:PORT/v1`` on stdout says the server
 is ready (``port`` 0 picks a free one, and the line says which). SIGTERM (or
 SIGINT) stops accepting connections, lets requests in flight finish for up to
-``grace`` seconds, stops the engine and returns, so the process exits 0.
+``grace`` seconds, stops the scheduler and returns, so the process exits 0.
 SIGHUP re-reads the pool, as ``POST /v1/reload`` does.
 
 HTTP/1.1 is spoken by h11 (uvicorn's pure-Python protocol, whatever else is
@@ -29,7 +29,7 @@ from typing import Any, Callable
 from t2reg.adaptation.backends import Backend, open_for
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.serving.catalog import load_catalog
-from t2reg.adaptation.serving.engine import make_engine
+from t2reg.adaptation.serving.scheduler import make_scheduler
 from t2reg.adaptation.serving.metrics import Metrics
 from t2reg.adaptation.serving.protocol import error_body
 from t2reg.adaptation.serving.service import Service
@@ -42,7 +42,7 @@ log = logging.getLogger("t2reg.serve")
 
 
 def open_service(registry: Registry, spec: ServeSpec) -> Service:
-    """Read the pool, load the model into the backend, start the engine."""
+    """Read the pool, load the model into the backend, start the scheduler."""
     spec.check(registry)
     catalog, experts = load_catalog(registry, spec.model, spec.pool, spec.strategy)
     spectra = _spectra(registry, spec.model, needed=bool(experts))
@@ -50,12 +50,12 @@ def open_service(registry: Registry, spec: ServeSpec) -> Service:
     backend = open_for(registry, spec.model, spec.backend, **options)
     metrics = Metrics()
     try:
-        engine = make_engine(backend, spectra, experts, max_batch=spec.max_batch, max_queue=spec.max_queue,
+        scheduler = make_scheduler(backend, spectra, experts, max_batch=spec.max_batch, max_queue=spec.max_queue,
                              max_kv_tokens=spec.max_kv_tokens, on_step=metrics.batch_rows.observe)
     except BaseException:
         backend.close()
         raise
-    return Service(registry, spec, engine.start(), catalog, metrics, context_length(backend))
+    return Service(registry, spec, scheduler.start(), catalog, metrics, context_length(backend))
 
 
 def _spectra(registry: Registry, model: str, needed: bool) -> Spectra | None:
@@ -113,7 +113,7 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
-        service.engine.backend.close()
+        service.scheduler.backend.close()
     print("t2reg: server stopped", file=sys.stderr, flush=True)
 
 

@@ -1,11 +1,11 @@
 """Answering one request: resolve its model, check its limits, route ``:auto``, run it, shape the answer.
 
 The HTTP layer (:mod:`app`) hands bodies to a :class:`Service`; the service
-turns them into engine :class:`~t2reg.adaptation.serving.engine.Job`\\ s whose
+turns them into scheduler :class:`~t2reg.adaptation.serving.scheduler.Completion`\\ s whose
 events come back into the event loop through an ``asyncio.Queue``, and builds
 the OpenAI response, or the stream of server-sent events, from them. A client
-that goes away (mid-stream, or while waiting for a whole answer) has its jobs
-cancelled, which frees their rows at the engine's next step.
+that goes away (mid-stream, or while waiting for a whole answer) has its completions
+cancelled, which frees their rows at the scheduler's next step.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from t2reg.adaptation import routing as two_pass
 from t2reg.adaptation.serving import protocol as wire
 from t2reg.adaptation.serving.catalog import Catalog, Target, load_catalog
-from t2reg.adaptation.serving.engine import (
+from t2reg.adaptation.serving.scheduler import (
     BusyError,
     Delta,
-    Engine,
+    Scheduler,
     Event,
     Failed,
     Finished,
-    Job,
+    Completion,
     OverBudgetError,
     StoppedError,
 )
@@ -40,7 +40,7 @@ from t2reg.adaptation.serving.protocol import ApiError
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
-from t2reg.vocabulary import Strategy
+from t2reg.enums import Strategy
 
 log = logging.getLogger("t2reg.serve")
 FIRST_PASS_TOKENS = 32  # what the prompt strategy's dispatch answer may take (as in `t2reg run`)
@@ -60,18 +60,18 @@ class _Gone(Exception):
 
 
 class Service:
-    """The server's state (catalog, engine, metrics) and the work behind each endpoint."""
+    """The server's state (catalog, scheduler, metrics) and the work behind each endpoint."""
 
-    def __init__(self, registry: Registry, spec: ServeSpec, engine: Engine, catalog: Catalog, metrics: Metrics,
+    def __init__(self, registry: Registry, spec: ServeSpec, scheduler: Scheduler, catalog: Catalog, metrics: Metrics,
                  context_length: int | None) -> None:
         self.registry = registry
         self.spec = spec
-        self.engine = engine
+        self.scheduler = scheduler
         self.catalog = catalog
         self.metrics = metrics
         self.context_length = context_length
         self._reload_lock = asyncio.Lock()
-        metrics.watch(lambda: engine.running, lambda: engine.waiting, lambda: len(self.catalog.experts))
+        metrics.watch(lambda: scheduler.running, lambda: scheduler.waiting, lambda: len(self.catalog.experts))
 
     # -- models and reload ----------------------------------------------------------------------------------
 
@@ -82,13 +82,13 @@ class Service:
             raise ApiError(404, str(exc), param="model", code="model_not_found") from None
 
     async def reload(self) -> dict[str, Any]:
-        """Read the pool from the registry again and serve it from the engine's next step."""
+        """Read the pool from the registry again and serve it from the scheduler's next step."""
         async with self._reload_lock:
             before = set(self.catalog.ids())
             try:
                 catalog, experts = await asyncio.to_thread(load_catalog, self.registry, self.spec.model,
                                                            self.spec.pool, self.spec.strategy)
-                await asyncio.wrap_future(self.engine.reload(experts))
+                await asyncio.wrap_future(self.scheduler.reload(experts))
             except T2RegError as exc:
                 self.metrics.reloads.labels("failed").inc()
                 raise ApiError(400 if isinstance(exc, InvalidInputError) else 500, f"reload failed: {exc}") from None
@@ -104,8 +104,8 @@ class Service:
     async def chat(self, body: wire.ChatRequest, request: Request) -> Response:
         target = self.resolve(body.model)
         try:
-            with self.engine.tokenizer_lock:
-                prompt = self.engine.backend.render_chat(body.conversation())
+            with self.scheduler.tokenizer_lock:
+                prompt = self.scheduler.backend.render_chat(body.conversation())
         except TemplateError as exc:  # the template's own refusal, e.g. roles that do not alternate
             raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
         return await self._answer("chat", body, target, [prompt], [body.question()], "messages", request)
@@ -121,37 +121,37 @@ class Service:
     async def _answer(self, endpoint: str, body, target: Target, prompts: list[str], questions: list[str],
                       prompt_param: str, request: Request) -> Response:
         started = time.perf_counter()
-        unsupported = (body.unsupported() or (None if body.top_p == 1.0 or self.engine.nucleus_sampling else "top_p")
-                       or (None if not body.ignore_eos or self.engine.eos_ignorable else "ignore_eos"))
+        unsupported = (body.unsupported() or (None if body.top_p == 1.0 or self.scheduler.nucleus_sampling else "top_p")
+                       or (None if not body.ignore_eos or self.scheduler.eos_ignorable else "ignore_eos"))
         if unsupported:
             raise ApiError(400, f"{unsupported} is not supported by this server", param=unsupported)
-        encoded = [self.engine.encode(p) for p in prompts]
+        encoded = [self.scheduler.encode(p) for p in prompts]
         if not all(encoded):
             raise ApiError(400, "a prompt is empty (no tokens to continue from)", param=prompt_param)
         limits = [self._max_tokens(body, len(ids), prompt_param) for ids in encoded]
         routes = await self._route(target, questions)
         queue: asyncio.Queue = asyncio.Queue()
         sink = _sink(asyncio.get_running_loop(), queue)
-        jobs = [Job(ids, route.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
+        completions = [Completion(ids, route.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
                     top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream,
                     ignore_eos=body.ignore_eos)
                 for i, (ids, route, limit, prompt) in enumerate(zip(encoded, routes, limits, prompts))]
-        self._submit(jobs)
+        self._submit(completions)
         answer = _Answer(endpoint, wire.new_id("chatcmpl" if endpoint == "chat" else "cmpl"), self.catalog.model,
                          target, routes, self.catalog.routing.strategy if target.auto and self.catalog.routing else None)
         headers = answer.headers()
         if body.stream:
-            return StreamingResponse(self._stream(answer, body, jobs, queue, started), media_type="text/event-stream",
+            return StreamingResponse(self._stream(answer, body, completions, queue, started), media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache"})
         try:
-            finished = await self._collect(jobs, queue, request, answer, started)
+            finished = await self._collect(completions, queue, request, answer, started)
         except _Gone:
             return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
         return JSONResponse(answer.response(finished), headers=headers)
 
     def _max_tokens(self, body, prompt_tokens: int, prompt_param: str) -> int:
         """The request's token budget: what it asked for (at most the server's limit), else all there is room for
-        (in the context and in the server's KV budget; the engine refuses a request that can never fit)."""
+        (in the context and in the server's KV budget; the scheduler refuses a request that can never fit)."""
         param = "max_completion_tokens" if getattr(body, "max_completion_tokens", None) is not None else "max_tokens"
         asked = body.limit
         if prompt_tokens > self.spec.max_prompt_tokens:
@@ -171,15 +171,15 @@ class Service:
                                 f"context of {self.context_length} tokens", param=param)
         return asked
 
-    def _submit(self, jobs: Sequence[Job]) -> None:
-        for n, job in enumerate(jobs):
+    def _submit(self, completions: Sequence[Completion]) -> None:
+        for n, completion in enumerate(completions):
             try:
-                self.engine.submit(job)
+                self.scheduler.submit(completion)
             except (BusyError, StoppedError, OverBudgetError, InvalidInputError) as exc:
-                for earlier in jobs[:n]:
-                    self.engine.cancel(earlier)
+                for earlier in completions[:n]:
+                    self.scheduler.cancel(earlier)
                 if isinstance(exc, InvalidInputError):  # an expert a reload has just dropped
-                    raise ApiError(404, f"{job.expert} is no longer served", param="model",
+                    raise ApiError(404, f"{completion.expert} is no longer served", param="model",
                                    code="model_not_found") from None
                 code = "kv_budget_exceeded" if isinstance(exc, OverBudgetError) else "overloaded"
                 raise ApiError(503, str(exc), kind="server_error", code=code) from None
@@ -191,9 +191,9 @@ class Service:
             return [Route(target.expert)] * len(questions)
         routing = self.catalog.routing
         if routing.strategy == Strategy.CLASSIFIER:
-            with self.engine.tokenizer_lock:
-                requests = two_pass.classifier_requests(self.engine.backend, questions)
-            scores = await asyncio.wrap_future(self.engine.score([(r.context, r.continuation) for r in requests],
+            with self.scheduler.tokenizer_lock:
+                requests = two_pass.classifier_requests(self.scheduler.backend, questions)
+            scores = await asyncio.wrap_future(self.scheduler.score([(r.context, r.continuation) for r in requests],
                                                                  routing.dispatcher.ref))
             categories = two_pass.categories_from_scores(routing, scores)
         else:
@@ -207,12 +207,12 @@ class Service:
 
     async def _ask_category(self, question: str, names: Sequence[str]) -> str:
         """The prompt strategy's first pass for one question, decoded in the shared batch on the base weights."""
-        with self.engine.tokenizer_lock:
-            prompt = two_pass.dispatch_request(self.engine.backend, question, names).prompt
-        ids = self.engine.encode(prompt)
+        with self.scheduler.tokenizer_lock:
+            prompt = two_pass.dispatch_request(self.scheduler.backend, question, names).prompt
+        ids = self.scheduler.encode(prompt)
         queue: asyncio.Queue = asyncio.Queue()
-        job = Job(ids, None, FIRST_PASS_TOKENS, _sink(asyncio.get_running_loop(), queue)(0), prompt=prompt)
-        self._submit([job])
+        completion = Completion(ids, None, FIRST_PASS_TOKENS, _sink(asyncio.get_running_loop(), queue)(0), prompt=prompt)
+        self._submit([completion])
         try:
             while True:
                 _, event = await queue.get()
@@ -221,15 +221,15 @@ class Service:
                 if isinstance(event, Failed):
                     raise _as_api_error(event.error)
         finally:
-            if not job.done:
-                self.engine.cancel(job)
+            if not completion.done:
+                self.scheduler.cancel(completion)
 
     # -- collecting events ------------------------------------------------------------------------------------
 
-    async def _collect(self, jobs: list[Job], queue: asyncio.Queue, request: Request, answer: "_Answer",
+    async def _collect(self, completions: list[Completion], queue: asyncio.Queue, request: Request, answer: "_Answer",
                        started: float) -> list[Finished]:
         watcher = asyncio.create_task(self._watch(request, queue))
-        finished: list[Finished | None] = [None] * len(jobs)
+        finished: list[Finished | None] = [None] * len(completions)
         try:
             while any(f is None for f in finished):
                 index, event = await queue.get()
@@ -244,9 +244,9 @@ class Service:
             raise
         finally:
             watcher.cancel()
-            for job in jobs:
-                if not job.done:
-                    self.engine.cancel(job)
+            for completion in completions:
+                if not completion.done:
+                    self.scheduler.cancel(completion)
         self._account(answer, finished, started)
         return finished
 
@@ -255,9 +255,9 @@ class Service:
             await asyncio.sleep(DISCONNECT_POLL)
         queue.put_nowait((None, None))
 
-    async def _stream(self, answer: "_Answer", body, jobs: list[Job], queue: asyncio.Queue,
+    async def _stream(self, answer: "_Answer", body, completions: list[Completion], queue: asyncio.Queue,
                       started: float) -> AsyncIterator[str]:
-        finished: list[Finished | None] = [None] * len(jobs)
+        finished: list[Finished | None] = [None] * len(completions)
         first = True
         try:
             for chunk in answer.opening():
@@ -281,9 +281,9 @@ class Service:
             yield "data: [DONE]\n\n"
             self._account(answer, finished, started)
         finally:
-            gone = [job for job in jobs if not job.done]
-            for job in gone:
-                self.engine.cancel(job)
+            gone = [completion for completion in completions if not completion.done]
+            for completion in gone:
+                self.scheduler.cancel(completion)
             if gone:
                 self.metrics.cancelled.inc()
 
@@ -377,7 +377,7 @@ class _Answer:
 
 
 def _sink(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Callable[[int], Callable[[Event], None]]:
-    """Per job index, a callback the engine thread may call: it hands the event to the event loop."""
+    """Per completion index, a callback the scheduler thread may call: it hands the event to the event loop."""
 
     def for_index(index: int) -> Callable[[Event], None]:
         def deliver(event: Event) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
-from t2reg.vocabulary import Strategy
+from t2reg.enums import Strategy
 
 if TYPE_CHECKING:
     from t2reg.registry import Registry

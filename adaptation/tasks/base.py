@@ -20,7 +20,7 @@ from typing import Callable
 from t2reg.adaptation.tasks.datasets import Example
 from t2reg.errors import InvalidInputError
 from t2reg.names import Names
-from t2reg.vocabulary import Word
+from t2reg.enums import Word
 
 
 class Category(Word):

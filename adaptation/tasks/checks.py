@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass
 
 from t2reg.errors import UncheckableTestsError
-from t2reg.vocabulary import Word
+from t2reg.enums import Word
 
 TRANSFORMS = ("set", "frozenset", "sorted", "tuple", "list", "len", "int", "float", "str", "abs", "round")
 _SIMPLE = (ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Pass,

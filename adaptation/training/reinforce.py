@@ -50,14 +50,14 @@ from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import LETTERS, Example, Task, get_task
 from t2reg.adaptation.tasks import data_dir as resolve_data_dir
 from t2reg.adaptation.training.policy import SVFPolicy, token_kl
-from t2reg.adaptation.training.spec import Estimator, Parametrization, TrainSpec
+from t2reg.adaptation.training.spec import Estimator, Parametrization, TrainRecord, TrainSpec
 from t2reg.architectures import matrix_specs
 from t2reg.errors import InvalidInputError, Remedy
 from t2reg.registry import ExpertVersion, Registry
 from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.specs import Checkpoint
-from t2reg.vocabulary import Relation, Source
+from t2reg.enums import Relation, Source
 
 
 @dataclass
@@ -71,10 +71,12 @@ class TrainResult:
     curve: list[dict[str, Any]]
     paired: Comparison | None = None  # held-out: the trained expert against the base model, question by question
 
+    def record(self) -> TrainRecord:
+        return TrainRecord(self.version.ref, self.iterations, self.best_iteration, self.validation.record(),
+                           self.test.record(), self.base.record(), self.paired.record() if self.paired else None)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"published": self.version.ref, "iterations": self.iterations, "best_iteration": self.best_iteration,
-                "validation": self.validation.to_dict(), "test": self.test.to_dict(), "base": self.base.to_dict(),
-                "paired": self.paired.to_dict() if self.paired else None}
+        return self.record().to_dict()
 
 
 def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None = None,
@@ -96,10 +98,10 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
                                 f"{spec.batch_size}", options=["batch_size"])
     with ExitStack() as stack:
-        engine = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device, dtype=spec.dtype))
-        sampler = engine if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
+        backend = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device, dtype=spec.dtype))
+        sampler = backend if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
             open_for(registry, spec.model, spec.sampler))
-        trainer = PolicyTrainer(registry, spec, task, engine, sampler, state)
+        trainer = PolicyTrainer(registry, spec, task, backend, sampler, state)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train_examples, validation_questions.examples)
             (checkpoint or (lambda _s, _e: None))(trainer.state(), event)
@@ -110,8 +112,8 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
         best = trainer.best_z()
         validation = trainer.measure(best, validation_questions, phase("best checkpoint, validation"))
         test = trainer.measure(best, heldout, phase("best checkpoint, held-out"))
-        base = base_result(registry, spec.model, heldout, engine.dtype,
-                           lambda: measure(engine, heldout, progress=phase("base model, held-out")), "train-base")
+        base = base_result(registry, spec.model, heldout, backend.dtype,
+                           lambda: measure(backend, heldout, progress=phase("base model, held-out")), "train-base")
     version = _publish(registry, spec, task, best, trainer, validation, test, job_id)
     return TrainResult(version, trainer.iteration, trainer.best_iteration, validation, test, base, trainer.curve,
                        pair(base.outputs, test.outputs, f"base:{spec.model}", version.ref, test.protocol))
@@ -122,11 +124,11 @@ class PolicyTrainer:
 
     adam_eps = 1e-8  # AdamW's own default
 
-    def __init__(self, registry: Registry, spec: TrainSpec, task: Task, engine: Backend, sampler: Backend,
+    def __init__(self, registry: Registry, spec: TrainSpec, task: Task, backend: Backend, sampler: Backend,
                  state: dict | None) -> None:
-        if not engine.supports(Capability.GRADIENTS):  # the contract's word for a DifferentiableBackend
-            raise InvalidInputError(f"the {engine.name} backend cannot take gradients; training needs hf")
-        self.spec, self.task, self.engine, self.sampler = spec, task, engine, sampler
+        if not backend.supports(Capability.GRADIENTS):  # the contract's word for a DifferentiableBackend
+            raise InvalidInputError(f"the {backend.name} backend cannot take gradients; training needs hf")
+        self.spec, self.task, self.backend, self.sampler = spec, task, backend, sampler
         self.spectra = load_spectra(spec.model, registry)
         names = [m.name for m in matrix_specs(registry.model_config(spec.model), spec.modules)]
         missing = [n for n in names if n not in self.spectra]
@@ -134,9 +136,9 @@ class PolicyTrainer:
             raise InvalidInputError(f"no spectra for {len(missing)} {spec.modules} matrices of {spec.model}",
                                     remedy=Remedy("decompose them", ("model", "decompose"), (spec.model,),
                                                   (("modules", str(spec.modules)),)))
-        self.layout = engine.weight_layout(names)
+        self.layout = backend.weight_layout(names)
         init = spec.init if spec.param == Parametrization.LOGITS else spec.init_scale
-        self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, engine.device)
+        self.policy = SVFPolicy(self.spectra, names, spec.param, init, spec.max_mult, backend.device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=spec.lr, eps=self.adam_eps)
         self.iteration, self.best_iteration, self.best_score = 0, 0, float("-inf")
         self.stale, self.curve = 0, []
@@ -175,13 +177,13 @@ class PolicyTrainer:
         the continuation of the question, as evaluation scores them): the exact expected reward, or one
         sampled option per question (REINFORCE); the KL is between the option distributions."""
         contexts = [self.task.cloze_prompt(ex) for ex in batch]
-        pairs = [self.engine.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
+        pairs = [self.backend.split_continuation(c, f" {text}") for c, ex in zip(contexts, batch) for text in ex.choices]
         # Each question's prefix runs once and its cache serves its options, with gradients through both.
-        policy = self.engine.continuation_logprobs(pairs, self.policy.weights(self.layout))
+        policy = self.backend.continuation_logprobs(pairs, self.policy.weights(self.layout))
         # The KL reference, recomputed per batch: a cache keyed by example would grow with the data
         # and make a resumed run differ from an uninterrupted one.
         with torch.no_grad():
-            base = self.engine.continuation_logprobs(pairs)
+            base = self.backend.continuation_logprobs(pairs)
         loss, rewards, kls, start = 0.0, [], [], 0
         for ex in batch:
             options = slice(start, start + len(ex.choices))
@@ -204,19 +206,19 @@ class PolicyTrainer:
 
     def _generation_rollout(self, batch, _generator, iteration):
         """Sample completions with the current z, score them, and weight their log-likelihood by the reward."""
-        prompts = [self.engine.render(self.task.prompt(ex)) for ex in batch]
+        prompts = [self.backend.render(self.task.prompt(ex)) for ex in batch]
         z = self._z()
         sampling = Sampling(self.task.max_new_tokens, self.task.stop, temperature=self.spec.temperature,
                             seed=self.spec.seed * 1_000_003 + iteration)
         with self.sampler.patched(self.spectra, z, self.policy.renormalize):
             texts = self.sampler.generate([GenerationRequest(p, sampling) for p in prompts])
         rewards = [1.0 if self.task.check(ex, text) else -1.0 for ex, text in zip(batch, texts)]
-        pairs = [self.engine.split_continuation(p, t) if t else (self.engine.split_continuation(p, " ")[0], [])
+        pairs = [self.backend.split_continuation(p, t) if t else (self.backend.split_continuation(p, " ")[0], [])
                  for p, t in zip(prompts, texts)]
         keep = max(1, max(len(c) for _, c in pairs)) + 1
-        ids, mask = self.engine.pad([c + k for c, k in pairs])
-        logits = self.engine.logits(ids, mask, keep, self.policy.weights(self.layout))
-        base = self.engine.logits(ids, mask, keep)
+        ids, mask = self.backend.pad([c + k for c, k in pairs])
+        logits = self.backend.logits(ids, mask, keep, self.policy.weights(self.layout))
+        base = self.backend.logits(ids, mask, keep)
         loss, kls = 0.0, []
         for row, (_, cont) in enumerate(pairs):
             if not cont:
@@ -242,12 +244,12 @@ class PolicyTrainer:
 
     def measure(self, z: dict[str, torch.Tensor], questions: Questions, progress: Progress | None = None
                 ) -> EvalResult:
-        with self.engine.patched(self.spectra, z, self.policy.renormalize):
-            return measure(self.engine, questions, progress=progress)
+        with self.backend.patched(self.spectra, z, self.policy.renormalize):
+            return measure(self.backend, questions, progress=progress)
 
     def score(self, z: dict[str, torch.Tensor], examples: list[Example]) -> EvalResult:
-        with self.engine.patched(self.spectra, z, self.policy.renormalize):
-            return evaluate(self.engine, self.task, examples)
+        with self.backend.patched(self.spectra, z, self.policy.renormalize):
+            return evaluate(self.backend, self.task, examples)
 
     def _track(self, score: float, iteration: int) -> None:
         if score > self.best_score:
@@ -298,7 +300,7 @@ class PolicyTrainer:
         with torch.no_grad():
             for i, p in enumerate(self.policy.vectors):
                 p.copy_(tensors[f"param.{i}"])
-        self._best = [tensors[f"best.{i}"].to(self.engine.device) for i in range(len(self.policy.vectors))]
+        self._best = [tensors[f"best.{i}"].to(self.backend.device) for i in range(len(self.policy.vectors))]
         slots: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):

@@ -1,4 +1,4 @@
-"""What defines one SVF training run (the ``train`` job kind's spec)."""
+"""What defines one SVF training run (the ``train`` job kind's spec) and what it records."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from t2reg.architectures import MODULE_GROUPS
 from t2reg.errors import InvalidInputError
-from t2reg.specs import JobSpec, positive
-from t2reg.vocabulary import Word
+from t2reg.records import JobRecord, PairedRecord, ScoreRecord
+from t2reg.specs import JobRun, JobSpec, positive
+from t2reg.enums import Word
 
 if TYPE_CHECKING:
     from t2reg.registry import Registry
@@ -33,10 +34,24 @@ ESTIMATORS = Estimator.values()
 
 
 @dataclass(frozen=True)
+class TrainRecord(JobRecord):
+    """The published expert (its best validation iteration) and its scores beside the base model's."""
+
+    published: str
+    iterations: int
+    best_iteration: int
+    validation: ScoreRecord
+    test: ScoreRecord
+    base: ScoreRecord
+    paired: PairedRecord | None = None  # held-out: the trained expert against the base model
+
+
+@dataclass(frozen=True)
 class TrainSpec(JobSpec):
     """Policy-gradient training of one expert for ``model`` on ``task``."""
 
     kind: ClassVar[str] = "train"
+    record: ClassVar[type[JobRecord]] = TrainRecord
 
     model: str
     task: str
@@ -45,7 +60,7 @@ class TrainSpec(JobSpec):
     modules: str = "mlp"
     kl: float = 0.1
     lr: float = 0.01  # measured: 16 steps at 0.01 move z enough to lift ARC-Easy (bench/README.md, training)
-    param: str = "logits"
+    param: Parametrization = Parametrization.LOGITS
     init: float = 0.1  # initial logit (param logits)
     init_scale: float = 1.0  # initial z (param scale)
     max_mult: float = 1.0
@@ -57,12 +72,18 @@ class TrainSpec(JobSpec):
     patience: int | None = None  # validation rounds without a better score before stopping
     heldout: int = 100  # test examples in the report
     sampler: str = "hf"
-    estimator: str = "exact"  # multiple choice: the exact expected reward over the options, or one sampled option
+    estimator: Estimator = Estimator.EXACT  # multiple choice: the exact expected reward over the options, or one sampled option
     device: str | None = None
     dtype: str = "float32"  # the model's weights and activations; z, its gradients and AdamW stay float32
     seed: int = 0
     data_dir: str | None = None
     name: str | None = None
+
+    def run(self, job: JobRun) -> TrainRecord:
+        from t2reg.adaptation.training.reinforce import train
+
+        return train(job.registry, self, state=job.state, checkpoint=job.checkpoint, job_id=job.job_id,
+                     progress=job.progress).record()
 
     def validate(self) -> None:
         # Registries are imported here, not at the top: this module stays light for the CLI.

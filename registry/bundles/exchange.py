@@ -46,7 +46,7 @@ from t2reg.registry.bundles.manifest import (
 )
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, Lineage
 from t2reg.registry.orm import BaseModelRow, EvaluationRow, ExpertRow, VersionAliasRow, VersionRow, VersionTagRow
-from t2reg.vocabulary import VersionStatus
+from t2reg.enums import VersionStatus
 
 if TYPE_CHECKING:
     from t2reg.registry.api import Registry

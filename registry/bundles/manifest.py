@@ -34,7 +34,7 @@ from t2reg.registry.validation import (
     validate_revision,
     validate_task,
 )
-from t2reg.vocabulary import Relation, Source, Word
+from t2reg.enums import Relation, Source, Word
 
 FORMAT = "t2reg.bundle"
 FORMAT_VERSION = 1

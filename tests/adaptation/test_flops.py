@@ -21,7 +21,7 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(model_dir):
+def backend(model_dir):
     return open_backend("hf", model_dir, batch_size=4)
 
 
@@ -34,29 +34,29 @@ def _linear_flops(model, tokens: int, head_rows: int) -> int:
     return body + 2 * head_rows * head.in_features * head.out_features
 
 
-def test_a_forward_pass_counts_every_linear_layer_padding_included(engine):
-    ids, mask = engine.pad([[5, 6, 7, 8, 9], [5, 6]])  # the second row is padded to 5 tokens
+def test_a_forward_pass_counts_every_linear_layer_padding_included(backend):
+    ids, mask = backend.pad([[5, 6, 7, 8, 9], [5, 6]])  # the second row is padded to 5 tokens
     with FlopCount() as count:
-        engine.logits(ids, mask, keep=1)
-    assert count.flops == {"forward": {"float32": _linear_flops(engine.model, 10, 2)}}
+        backend.logits(ids, mask, keep=1)
+    assert count.flops == {"forward": {"float32": _linear_flops(backend.model, 10, 2)}}
     assert count.total == count.by_dtype()["float32"] == count.by_kind()["forward"]
 
 
-def test_backward_work_is_counted_when_autograd_will_need_it(engine):
-    ids, mask = engine.pad([[5, 6, 7, 8, 9]])
+def test_backward_work_is_counted_when_autograd_will_need_it(backend):
+    ids, mask = backend.pad([[5, 6, 7, 8, 9]])
     name = "model.layers.0.mlp.up_proj.weight"
-    weight = engine.model.get_parameter(name).detach().clone().requires_grad_(True)
+    weight = backend.model.get_parameter(name).detach().clone().requires_grad_(True)
     with FlopCount() as count:
-        engine.logits(ids, mask, keep=1, weights={name: weight}).sum().backward()
-    up = engine.model.get_submodule("model.layers.0.mlp.up_proj")
-    assert count.by_kind()["forward"] == _linear_flops(engine.model, 5, 1)
+        backend.logits(ids, mask, keep=1, weights={name: weight}).sum().backward()
+    up = backend.model.get_submodule("model.layers.0.mlp.up_proj")
+    assert count.by_kind()["forward"] == _linear_flops(backend.model, 5, 1)
     # the replaced weight's gradient (one product the size of its forward) and the input gradients of every
     # linear layer above it
     backward = count.by_kind()["backward"]
     assert backward > 2 * 5 * up.in_features * up.out_features and backward < 2 * count.by_kind()["forward"]
 
 
-def test_rebuilding_a_matrix_counts_its_product_and_nothing_counts_outside(engine, model_dir, tmp_path):
+def test_rebuilding_a_matrix_counts_its_product_and_nothing_counts_outside(backend, model_dir, tmp_path):
     config = json.loads((model_dir / "config.json").read_text())
     decompose(matrix_specs(config, "mlp"), matrix_loader(model_dir), tmp_path / "s", model="tiny")
     spectra = Spectra.load(tmp_path / "s")
@@ -64,9 +64,9 @@ def test_rebuilding_a_matrix_counts_its_product_and_nothing_counts_outside(engin
     expected = sum(2 * spectra[n].U.shape[0] * spectra[n].U.shape[1] * spectra[n].Vh.shape[1] for n in z)
     with FlopCount() as outer:
         with FlopCount() as inner:
-            with ExpertPatch(engine.model, spectra, z):
+            with ExpertPatch(backend.model, spectra, z):
                 pass
     assert inner.flops == outer.flops == {"rebuild": {"float32": expected}}
-    with ExpertPatch(engine.model, spectra, z):
+    with ExpertPatch(backend.model, spectra, z):
         flops.add(flops.FORWARD, torch.float32, 10**9)  # outside every count: goes nowhere
     assert outer.total == expected and flops._HOOK is None  # the global hook leaves with the last count

@@ -111,30 +111,30 @@ def test_a_forced_classifier_routes_everything_to_one_expert_in_one_batched_pass
     _publish_dispatcher(registry, tmp_path, "math")
     routing = plan_routing(registry, "tiny", "classifier", ["model=tiny"])
     assert routing.dispatcher.name == "dispatcher" and "dispatcher" not in {v.name for v in routing.experts.values()}
-    engine = open_backend("hf", weights_dir(registry, "tiny"), batch_size=8)
+    backend = open_backend("hf", weights_dir(registry, "tiny"), batch_size=8)
     calls = []
-    real_generate = engine.generate
-    engine.generate = lambda prompts, *a, **k: calls.append(len(prompts)) or real_generate(prompts, *a, **k)
-    assert classify(engine, registry, routing, QUESTIONS) == ["math"] * 4
+    real_generate = backend.generate
+    backend.generate = lambda prompts, *a, **k: calls.append(len(prompts)) or real_generate(prompts, *a, **k)
+    assert classify(backend, registry, routing, QUESTIONS) == ["math"] * 4
 
     def answer(backend, indices):
         return generate(backend, [QUESTIONS[i] for i in indices], 4)
 
-    result = two_pass(engine, registry, routing, QUESTIONS, answer)
+    result = two_pass(backend, registry, routing, QUESTIONS, answer)
     assert result.categories == ["math"] * 4 and result.experts == ["math-strong:1"] * 4
     assert calls == [4]  # the second pass: one batch for the one expert, not one call per prompt
     assert result.first_pass_seconds > 0 and result.second_pass_seconds > 0
-    fixed = two_pass(engine, registry, plan_routing(registry, "tiny", "fixed:coder:1"), QUESTIONS, answer)
+    fixed = two_pass(backend, registry, plan_routing(registry, "tiny", "fixed:coder:1"), QUESTIONS, answer)
     assert fixed.experts == ["coder:1"] * 4
 
 
 def test_prompt_strategy_falls_back_to_other_when_the_answer_names_no_category(pool):
     registry = _registry(pool)
     routing = plan_routing(registry, "tiny", "prompt", ["model=tiny"])
-    engine = open_backend("hf", weights_dir(registry, "tiny"))
-    picked = classify(engine, registry, routing, QUESTIONS)
+    backend = open_backend("hf", weights_dir(registry, "tiny"))
+    picked = classify(backend, registry, routing, QUESTIONS)
     assert len(picked) == 4 and set(picked) <= set(routing.categories)
-    report = dispatch_report(engine, registry, routing, ["gsm8k", "arc-easy"], per_task=3, data_dir=str(DATA))
+    report = dispatch_report(backend, registry, routing, ["gsm8k", "arc-easy"], per_task=3, data_dir=str(DATA))
     assert sum(report.confusion["math"].values()) == 3 and sum(report.confusion["reasoning"].values()) == 3
     assert report.per_task["gsm8k"] == report.confusion["math"] and 0 <= report.accuracy <= 1
 

@@ -28,7 +28,7 @@ class ServerProcess:
                                      env={**os.environ, **(env or {})})
         self.base_url = self._wait_ready(timeout)
         self.root = self.base_url.removesuffix("/v1")
-        # Keep reading stdout after the ready line: the vllm backend's engine processes log there, and a full
+        # Keep reading stdout after the ready line: the vllm backend's scheduler processes log there, and a full
         # pipe would block them mid-request.
         threading.Thread(target=self._drain, args=(log.with_suffix(".stdout"),), daemon=True).start()
 

@@ -18,9 +18,9 @@ def always_task(registry, model: str = "tiny") -> str:
     one the base model likes least in cloze scoring: reward depends on one known direction, which the base
     model does not already take."""
     arc = get_task("arc-easy")
-    engine = open_backend("hf", weights_dir(registry, model))
+    backend = open_backend("hf", weights_dir(registry, model))
     probes = arc.examples("train", DATA)[:8]
-    liking = {w: np.mean(loglikelihood(engine, [(arc.cloze_prompt(ex), f" {w}") for ex in probes])) for w in WORDS}
+    liking = {w: np.mean(loglikelihood(backend, [(arc.cloze_prompt(ex), f" {w}") for ex in probes])) for w in WORDS}
     target = min(WORDS, key=liking.get)
     others = [w for w in WORDS if w != target]
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
 from t2reg.registry.entities import Lineage
-from t2reg.vocabulary import Relation
+from t2reg.enums import Relation
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
 from t2reg.registry.orm import EvaluationRow, ExpertRow, VersionRow, VersionTagRow

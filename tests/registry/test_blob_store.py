@@ -16,7 +16,7 @@ from t2reg.registry.blobs import FileBlobStore
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.db import Database
 from t2reg.registry.orm import BlobRow, RegistrySettingRow
-from t2reg.vocabulary import BlobStoreKind
+from t2reg.enums import BlobStoreKind
 
 GRACE = 3600.0  # gc's grace period, far longer than any of these tests
 

@@ -11,7 +11,7 @@ from t2reg.registry import Registry
 from t2reg.registry.blobs_db import DatabaseBlobStore
 from t2reg.registry.orm import BlobRow, VersionRow
 from t2reg.settings import load_settings
-from t2reg.vocabulary import BlobStoreKind
+from t2reg.enums import BlobStoreKind
 from tests.helpers.experts import make_expert, write
 from tests.helpers.paths import HELPERS, ROOT
 

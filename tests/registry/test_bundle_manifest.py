@@ -27,7 +27,7 @@ from t2reg.registry.bundles.manifest import (
     parse_manifest,
 )
 from t2reg.registry.entities import EvaluationInfo
-from t2reg.vocabulary import Relation, Source
+from t2reg.enums import Relation, Source
 from tests.helpers.registry_state import snapshot
 from tests.registry.test_bundles import PROTOCOL, history
 

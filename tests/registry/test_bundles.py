@@ -20,7 +20,7 @@ from t2reg.registry.bundles.card import read_front_matter
 from t2reg.registry.entities import Lineage
 from t2reg.registry.orm import BlobRow, EvaluationRow, LineageRow, ProtocolRow, VersionRow
 from t2reg.settings import load_settings
-from t2reg.vocabulary import Relation
+from t2reg.enums import Relation
 from tests.helpers.experts import make_expert, write
 from tests.helpers.registry_state import snapshot
 

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from t2reg.registry.entities import Lineage
-from t2reg.vocabulary import Relation
+from t2reg.enums import Relation
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
 from t2reg.expert_file import Metric, read_expert
 from t2reg.registry.orm import EvaluationRow, VersionRow

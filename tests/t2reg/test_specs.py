@@ -7,6 +7,7 @@ import pytest
 
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
+from t2reg.enums import MixSpace, TransferMethod
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,31 @@ def test_positive_names_each_offending_option():
     with pytest.raises(InvalidInputError, match="shots must be at least 1") as refused:
         ToySpec("tiny", shots=0).validate()
     assert refused.value.options == ("shots",)
+
+
+@dataclass(frozen=True)
+class WordSpec(JobSpec):
+    kind: ClassVar[str] = "words"
+
+    space: MixSpace = MixSpace.Z
+    method: TransferMethod | None = None
+
+    def validate(self) -> None:
+        if self.space not in MixSpace.values():
+            raise InvalidInputError("{space} must be one of " + ", ".join(MixSpace.values()), options=["space"])
+
+
+def test_an_enum_field_holds_its_member_and_travels_as_text():
+    spec = WordSpec.from_dict({"space": "strength", "method": "distill"})
+    assert spec.space is MixSpace.STRENGTH and spec.method is TransferMethod.DISTILL
+    assert spec.to_dict() == {"space": "strength", "method": "distill"}
+    assert type(spec.to_dict()["space"]) is str
+    assert WordSpec("logits") == WordSpec(MixSpace.LOGITS)
+    assert WordSpec.default("space") == "z" and type(WordSpec.default("space")) is str  # as a CLI default
+
+
+def test_text_that_names_no_member_is_refused_by_validate():
+    spec = WordSpec("sideways")
+    assert spec.space == "sideways"  # left as given, for validate() to name
+    with pytest.raises(InvalidInputError, match="space"):
+        spec.validate()

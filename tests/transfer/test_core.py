@@ -6,6 +6,7 @@ import pytest
 from t2reg.builtin_models import BUILTIN_MODELS
 from t2reg.errors import InvalidInputError
 from t2reg.transfer import Layout, transfer
+from t2reg.transfer import RankOptions
 from tests.helpers.tiny_models import build
 
 
@@ -32,7 +33,7 @@ def _expert(layout, roles=("gate", "up", "down"), seed=0):
 def test_llama3_8b_to_mistral_7b_index_copies_z_byte_for_byte():
     src, dst = _builtin("llama3-8b"), _builtin("mistral-7b")
     z = _expert(src)
-    out, report = transfer(z, src, dst, layer_align="index", rank_align="index")
+    out, report = transfer(z, src, dst, RankOptions(layer_align="index", rank_align="index"))
     assert out.keys() == z.keys()
     assert all(out[k].tobytes() == z[k].tobytes() for k in z)
     assert report.defaulted_roles == [] and {r.mapped for r in report.roles} == {32}
@@ -93,9 +94,9 @@ def test_roles_absent_in_the_source_default_to_one_and_are_reported():
 def test_shuffled_baseline_permutes_each_vector_reproducibly():
     src, dst = _builtin("llama3-8b"), _builtin("mistral-7b")
     z = _expert(src)
-    a, report = transfer(z, src, dst, baseline="shuffled", seed=7)
-    b, _ = transfer(z, src, dst, baseline="shuffled", seed=7)
-    c, _ = transfer(z, src, dst, baseline="shuffled", seed=8)
+    a, report = transfer(z, src, dst, RankOptions(baseline="shuffled", seed=7))
+    b, _ = transfer(z, src, dst, RankOptions(baseline="shuffled", seed=7))
+    c, _ = transfer(z, src, dst, RankOptions(baseline="shuffled", seed=8))
     name = next(iter(z))
     assert np.array_equal(a[name], b[name]) and not np.array_equal(a[name], c[name])
     assert all(sorted(a[k].tolist()) == sorted(z[k].tolist()) for k in z)
@@ -107,11 +108,11 @@ def test_refusals():
     with pytest.raises(InvalidInputError, match="the target is the source model"):
         transfer(_expert(src), src, _builtin("llama3-8b"))
     with pytest.raises(InvalidInputError, match="equal depth"):
-        transfer(_expert(src), src, _builtin("smollm2-135m"), layer_align="index")
+        transfer(_expert(src), src, _builtin("smollm2-135m"), RankOptions(layer_align="index"))
     with pytest.raises(InvalidInputError, match="equal ranks"):
-        transfer(_expert(src), src, _builtin("smollm2-135m"), rank_align="index")
+        transfer(_expert(src), src, _builtin("smollm2-135m"), RankOptions(rank_align="index"))
     llama, gpt2 = _tiny("LlamaForCausalLM"), _tiny("GPT2LMHeadModel")
     with pytest.raises(InvalidInputError, match="no role in common"):
         transfer(_expert(llama, roles=("q",)), llama, gpt2)
     with pytest.raises(InvalidInputError, match="needs both models' singular values"):
-        transfer(_expert(src), src, _builtin("smollm2-135m"), rank_align="energy")
+        transfer(_expert(src), src, _builtin("smollm2-135m"), RankOptions(rank_align="energy"))

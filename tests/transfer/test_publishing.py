@@ -7,6 +7,7 @@ from t2reg.adaptation import decompose_model
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.expert_file import read_expert
 from t2reg.transfer.publishing import transfer_model, transfer_version
+from t2reg.transfer import RankOptions
 from tests.helpers.experts import make_expert, write
 from tests.helpers.tiny_models import save
 
@@ -33,13 +34,14 @@ def test_transfer_publishes_with_lineage_and_is_reused(registry, llama_expert):
     assert all(moved[k].tobytes() == original[k].tobytes() for k in original)  # equal shapes: a copy
     again = transfer_version(registry, llama_expert.ref, "mistral-7b")
     assert again.reused and again.version.ref == v.ref
-    other = transfer_version(registry, llama_expert.ref, "mistral-7b", layer_align="index", rank_align="index")
+    other = transfer_version(registry, llama_expert.ref, "mistral-7b",
+                             RankOptions(layer_align="index", rank_align="index"))
     assert not other.reused and other.version.ref == "gsm8k-llama3-8b--to-mistral-7b:2"
 
 
 def test_shuffled_baselines_are_their_own_expert_with_the_seed(registry, llama_expert):
-    a = transfer_version(registry, llama_expert.ref, "mistral-7b", baseline="shuffled", seed=7).version
-    b = transfer_version(registry, llama_expert.ref, "mistral-7b", baseline="shuffled", seed=8).version
+    a = transfer_version(registry, llama_expert.ref, "mistral-7b", RankOptions(baseline="shuffled", seed=7)).version
+    b = transfer_version(registry, llama_expert.ref, "mistral-7b", RankOptions(baseline="shuffled", seed=8)).version
     assert (a.ref, b.ref) == ("gsm8k-llama3-8b--to-mistral-7b--shuffled:1", "gsm8k-llama3-8b--to-mistral-7b--shuffled:2")
     assert a.source == "transferred-shuffled" and a.tags == {"seed": "7"} and a.lineage[0].params["seed"] == 7
     registry.record(a.ref, ["accuracy=0.6"])
@@ -69,7 +71,7 @@ def test_refusals(registry, llama_expert):
     with pytest.raises(InvalidInputError, match="the target is the source model"):
         transfer_version(registry, llama_expert.ref, "llama3-8b")
     with pytest.raises(NotFoundError, match="needs the spectra of both models; .* has none; decompose it") as info:
-        transfer_version(registry, llama_expert.ref, "mistral-7b", rank_align="energy")
+        transfer_version(registry, llama_expert.ref, "mistral-7b", RankOptions(rank_align="energy"))
     assert info.value.remedy.command == ("model", "decompose") and len(info.value.remedy.arguments) == 1
     registry.delete(llama_expert.ref)
     with pytest.raises(NotFoundError, match="is deleted"):
@@ -85,7 +87,7 @@ def test_energy_alignment_and_similarity_with_real_spectra(sqlite_registry, tmp_
     decompose_model(reg, "tiny-a")
     decompose_model(reg, "tiny-b")
     src = reg.publish(write(make_expert(reg.model_shapes("tiny-a"), "a"), tmp_path / "e.safetensors"))
-    result = transfer_version(reg, src.ref, "tiny-b", rank_align="energy")
+    result = transfer_version(reg, src.ref, "tiny-b", RankOptions(rank_align="energy"))
     sims = result.report.similarity
     assert len(sims) == 6 and all(0.0 <= s["similarity"] <= 1.0 + 1e-6 for s in sims)
     z = read_expert(reg.blobs.path(result.version.sha256)).vectors

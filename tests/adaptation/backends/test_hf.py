@@ -56,11 +56,11 @@ def test_stop_strings_cut_the_output(backend):
     assert stop not in cut and free.startswith(cut) and len(cut) < len(free)
 
 
-def _alone(engine, context, continuation):
+def _alone(backend, context, continuation):
     """The continuation's log-probability from one plain forward pass over context + continuation."""
-    ctx, cont = engine.split_continuation(context, continuation)
+    ctx, cont = backend.split_continuation(context, continuation)
     with torch.no_grad():
-        logits = engine.model(input_ids=torch.tensor([ctx + cont])).logits[0].float()
+        logits = backend.model(input_ids=torch.tensor([ctx + cont])).logits[0].float()
     logprobs = torch.log_softmax(logits, -1)
     return float(sum(logprobs[len(ctx) - 1 + j, token] for j, token in enumerate(cont)))
 
@@ -73,22 +73,22 @@ QUESTIONS = [("Question: what do plants need to grow?\nAnswer:", [" light", " wa
 @pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel", "Gemma3ForCausalLM",
                                           "Qwen2ForCausalLM", "Phi3ForCausalLM"])
 def test_a_shared_prefix_scores_every_option_as_a_full_forward_pass_does(architecture, tmp_path):
-    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
+    backend = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
                           batch_size=2)  # groups split across batches, options of one context in one
     requests = [(context, option) for context, options in QUESTIONS for option in options]
-    shared = loglikelihood(engine, requests)
-    assert shared == pytest.approx([_alone(engine, c, k) for c, k in requests], abs=1e-4)
+    shared = loglikelihood(backend, requests)
+    assert shared == pytest.approx([_alone(backend, c, k) for c, k in requests], abs=1e-4)
     assert len({round(v, 3) for v in shared}) == len(requests)  # the options really differ
 
 
 @pytest.mark.parametrize("architecture, opens_with_bos", [("Gemma3ForCausalLM", True), ("LlamaForCausalLM", False)])
 def test_a_context_opens_with_bos_only_for_families_that_need_it(architecture, opens_with_bos, tmp_path):
-    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture), batch_size=2)
-    bos, plain = engine.tokenizer.bos_token_id, engine.tokenizer("Question: what?\nAnswer:", add_special_tokens=False)
-    ctx, cont = engine.split_continuation("Question: what?\nAnswer:", " light")
+    backend = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture), batch_size=2)
+    bos, plain = backend.tokenizer.bos_token_id, backend.tokenizer("Question: what?\nAnswer:", add_special_tokens=False)
+    ctx, cont = backend.split_continuation("Question: what?\nAnswer:", " light")
     assert ctx == ([bos] if opens_with_bos else []) + plain.input_ids
-    assert cont == engine.tokenizer(" light", add_special_tokens=False).input_ids
-    templated, _ = engine.split_continuation(engine.tokenizer.bos_token + "Question: what?", " light")
+    assert cont == backend.tokenizer(" light", add_special_tokens=False).input_ids
+    templated, _ = backend.split_continuation(backend.tokenizer.bos_token + "Question: what?", " light")
     assert templated.count(bos) == 1  # a chat template's own <bos> is not doubled
 
 
@@ -117,12 +117,12 @@ def test_patched_backend_equals_expert_patch(backend, spectra):
 @pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel"])
 def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture, tmp_path):
     # GPT-2's positions are absolute, so this also checks that padding does not shift them
-    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
+    backend = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, initializer_range=0.3),
                           batch_size=4)
     requests = [("Question: what do plants need to grow well?", " light and water"), ("The answer", " is B"),
                 ("Solve", " the following math problem now")]
-    batched = loglikelihood(engine, requests)
-    alone = [loglikelihood(engine, [r])[0] for r in requests]
+    batched = loglikelihood(backend, requests)
+    alone = [loglikelihood(backend, [r])[0] for r in requests]
     assert batched == pytest.approx(alone, abs=1e-4)
     assert len(set(round(v, 3) for v in batched)) == 3 and all(v < 0 for v in batched)
 
@@ -130,19 +130,19 @@ def test_a_continuation_scores_the_same_alone_and_padded_in_a_batch(architecture
 def test_shared_prefix_gradients_equal_those_of_full_sequences(tmp_path):
     """What training relies on: with replacement weights, the shared-prefix path gives the same values and
     the same gradients as running every context + continuation on its own."""
-    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", initializer_range=0.3), batch_size=2)
+    backend = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", initializer_range=0.3), batch_size=2)
     name = "model.layers.0.mlp.up_proj.weight"
-    pairs = [engine.split_continuation(c, k) for c, options in QUESTIONS[:2] for k in options]
+    pairs = [backend.split_continuation(c, k) for c, options in QUESTIONS[:2] for k in options]
     grads, values = [], []
     for shared in (True, False):
-        weight = engine.model.get_parameter(name).detach().clone().requires_grad_(True)
+        weight = backend.model.get_parameter(name).detach().clone().requires_grad_(True)
         if shared:
-            per_token = engine.continuation_logprobs(pairs, {name: weight})
+            per_token = backend.continuation_logprobs(pairs, {name: weight})
         else:
             per_token = []
             for ctx, cont in pairs:
-                ids, mask = engine.pad([ctx + cont])
-                logprobs = torch.log_softmax(engine.logits(ids, mask, 0, {name: weight})[0], -1)
+                ids, mask = backend.pad([ctx + cont])
+                logprobs = torch.log_softmax(backend.logits(ids, mask, 0, {name: weight})[0], -1)
                 per_token.append(logprobs[torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), torch.tensor(cont)])
         total = sum(t.sum() for t in per_token)
         total.backward()

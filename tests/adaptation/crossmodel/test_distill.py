@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from t2reg.adaptation.crossmodel import carry
+from t2reg.adaptation.crossmodel.publishing import carry
 from t2reg.adaptation.crossmodel.distill import Teacher
 from t2reg.adaptation.evaluation.scoring import option_logprobs
 from t2reg.adaptation.backends import open_for
@@ -15,8 +15,8 @@ from t2reg.adaptation.tasks import get_task, register_task
 from t2reg.adaptation.training.reinforce import train
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.expert_file import read_expert
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import Relation, Source
+from t2reg.adaptation.crossmodel.spec import TransferSpec
+from t2reg.enums import Relation, Source
 from tests.adaptation.crossmodel.conftest import effective
 from tests.helpers.data import DATA
 from tests.helpers.tasks import always_task

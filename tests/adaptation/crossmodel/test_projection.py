@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 
-from t2reg.adaptation.crossmodel import carry
+from t2reg.adaptation.crossmodel.publishing import carry
 from t2reg.adaptation.crossmodel.projection import MomentCache
-from t2reg.transfer.spec import TransferSpec
-from t2reg.vocabulary import Relation, Source
+from t2reg.adaptation.crossmodel.spec import TransferSpec
+from t2reg.enums import Relation, Source
 from tests.adaptation.crossmodel.conftest import effective
 from tests.helpers.data import DATA
 

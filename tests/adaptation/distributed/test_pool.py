@@ -34,8 +34,8 @@ def problem(world):
 @pytest.fixture(scope="module")
 def in_process(world, problem):
     spectra, vectors, shots, population = problem
-    with open_backend("hf", weights_dir(world, "tiny"), batch_size=4) as engine:
-        scores = {mode: MixtureScorer(engine, TASK, spectra, vectors, "nuclear", (3,), mode=mode).objective(population, shots)
+    with open_backend("hf", weights_dir(world, "tiny"), batch_size=4) as backend:
+        scores = {mode: MixtureScorer(backend, TASK, spectra, vectors, "nuclear", (3,), mode=mode).objective(population, shots)
                   for mode in ("sequential", "batched")}
     return scores
 

@@ -40,12 +40,12 @@ def test_sharded_evaluations_match_one_process_question_by_question(world, ray_c
         sharded = {name: evaluate_sharded(pool, case) for name, case in cases.items()}
         report = pool.report()
     assert sum(r["units"] for r in report) == 70 + 70 + 40 and all(r["units"] > 0 for r in report)
-    with open_backend("hf", weights_dir(world, "tiny"), batch_size=4) as engine:
-        here = {name: evaluate(engine, case.task, case.examples, mode=case.mode,
+    with open_backend("hf", weights_dir(world, "tiny"), batch_size=4) as backend:
+        here = {name: evaluate(backend, case.task, case.examples, mode=case.mode,
                                reference_logprob=case.reference_logprob) for name, case in cases.items()
                 if case.expert is None}
-        with engine.patched(load_spectra("tiny", world), expert):
-            here["expert"] = evaluate(engine, task, questions)
+        with backend.patched(load_spectra("tiny", world), expert):
+            here["expert"] = evaluate(backend, task, questions)
     for name, result in sharded.items():
         assert result.outputs == here[name].outputs, name
         assert {**result.to_dict(), "seconds": 0} == {**here[name].to_dict(), "seconds": 0}, name

@@ -15,7 +15,7 @@ from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+def backend(tmp_path_factory):
     path = save_model_with_tokenizer(tmp_path_factory.mktemp("tiny") / "m", initializer_range=0.3)
     return open_backend("hf", path, batch_size=4)
 
@@ -25,11 +25,11 @@ def arc():
     return get_task("arc-easy")
 
 
-def test_cloze_picks_the_option_text_with_the_highest_summed_log_likelihood(engine, arc):
+def test_cloze_picks_the_option_text_with_the_highest_summed_log_likelihood(backend, arc):
     examples = arc.examples("test", DATA)[:6]
-    result = evaluate(engine, arc, examples, mode="cloze")
+    result = evaluate(backend, arc, examples, mode="cloze")
     for ex, row in zip(examples, result.outputs):
-        alone = loglikelihood(engine, [(arc.cloze_prompt(ex), f" {text}") for text in ex.choices])
+        alone = loglikelihood(backend, [(arc.cloze_prompt(ex), f" {text}") for text in ex.choices])
         assert row["option_logprobs"] == pytest.approx(alone, abs=1e-4)
         best = max(range(len(alone)), key=lambda i: alone[i])
         per_byte = [lp / len(text.encode()) for lp, text in zip(alone, ex.choices)]
@@ -40,18 +40,18 @@ def test_cloze_picks_the_option_text_with_the_highest_summed_log_likelihood(engi
     assert result.mode == "cloze" and result.score_norm is not None
 
 
-def test_letter_rotations_average_each_option_over_its_positions(engine, arc):
+def test_letter_rotations_average_each_option_over_its_positions(backend, arc):
     examples = arc.examples("test", DATA)[:3]
-    rotated = evaluate(engine, arc, examples, mode="letter", permute=3)
+    rotated = evaluate(backend, arc, examples, mode="letter", permute=3)
     for ex, row in zip(examples, rotated.outputs):
         n = len(ex.choices)
-        by_rotation = [evaluate(engine, arc, [_rotated(ex, r)], mode="letter").outputs[0]["option_logprobs"]
+        by_rotation = [evaluate(backend, arc, [_rotated(ex, r)], mode="letter").outputs[0]["option_logprobs"]
                        for r in range(3)]
         # in rotation r, position i shows original option (i + r) mod n
         expected = [sum(by_rotation[r][(o - r) % n] for r in range(3)) / 3 for o in range(n)]
         assert row["option_logprobs"] == pytest.approx(expected, abs=1e-4)
     with pytest.raises(InvalidInputError, match="applies to letter scoring only"):
-        evaluate(engine, arc, examples, mode="cloze", permute=2)
+        evaluate(backend, arc, examples, mode="cloze", permute=2)
 
 
 def test_modes_resolve_per_task():
@@ -76,8 +76,8 @@ def test_a_sample_is_seeded_random_and_its_protocol_names_it(arc):
     assert Questions.draw(arc, "test", 10**6, 0, DATA).protocol("cloze") == whole.protocol("cloze")
 
 
-def test_measure_records_the_protocol_of_what_it_scored(engine, arc):
+def test_measure_records_the_protocol_of_what_it_scored(backend, arc):
     questions = Questions.draw(arc, "test", 5, 3, DATA)
-    result = measure(engine, questions, "letter", permute=2)
+    result = measure(backend, questions, "letter", permute=2)
     assert result.protocol == questions.protocol("letter", 2) and result.protocol.n == 5
     assert [row["id"] for row in result.outputs] == [ex.id for ex in questions.examples]

@@ -212,8 +212,8 @@ def test_members_with_one_mixture_share_one_evaluation_and_a_scored_mixture_is_r
     registry = _registry(pool_registry)
     examples = get_task("arc-easy").shots(3, 0, DATA)
     vectors = [registry.read_expert("gsm8k-tiny:1").vectors]
-    with open_backend("hf", weights_dir(registry, "tiny")) as engine:
-        scorer = MixtureScorer(engine, get_task("arc-easy"), load_spectra("tiny", registry), vectors, "nuclear", (1,),
+    with open_backend("hf", weights_dir(registry, "tiny")) as backend:
+        scorer = MixtureScorer(backend, get_task("arc-easy"), load_spectra("tiny", registry), vectors, "nuclear", (1,),
                                mode="sequential", space="strength")
         # strength 0 (the base model) three times, whatever alpha; strength 1.5 twice with different alphas
         population = np.array([[0.5, 0.0], [0.9, 0.0], [0.2, 0.0], [0.5, 0.5], [0.7, 0.5]])
@@ -224,5 +224,5 @@ def test_members_with_one_mixture_share_one_evaluation_and_a_scored_mixture_is_r
         assert again == scores[:1] and scorer.reused == 4  # an earlier generation's mixture: read back
         best = scorer.score(scorer.candidate(population[3]), examples)
         assert (best.score, best.mean_correct_logprob) == scores[3] and scorer.reused == 5
-        plain = evaluate(engine, get_task("arc-easy"), examples)
+        plain = evaluate(backend, get_task("arc-easy"), examples)
         assert scores[0] == (plain.score, plain.mean_correct_logprob)  # strength 0 is the base model itself

@@ -21,23 +21,23 @@ PROMPTS = ["Answer the following question.\n\n", "Solve", "Question: what do pla
 NEW_TOKENS = 12
 
 
-def _staggered(engine, prompts, joins_every=3):
+def _staggered(backend, prompts, joins_every=3):
     """A hand-run decode loop: one prompt joins every ``joins_every`` steps; rows leave when done."""
     from transformers import DynamicCache
 
-    tok, eos = engine.tokenizer, engine.tokenizer.eos_token_id
+    tok, eos = backend.tokenizer, backend.tokenizer.eos_token_id
     cache, rows, outputs, waiting, step, widths = RowCache(), [], {}, list(enumerate(prompts)), 0, []
     while waiting or rows:
         if waiting and step % joins_every == 0:
             index, prompt = waiting.pop(0)
             ids, mask = left_pad([tok(prompt, add_special_tokens=False).input_ids], tok.pad_token_id)
             prefill = DynamicCache()
-            logits = engine.forward_cached(ids, mask, prefill_positions(mask), prefill, [None])
+            logits = backend.forward_cached(ids, mask, prefill_positions(mask), prefill, [None])
             cache.join(prefill, mask)
             rows.append((index, pick_tokens(logits, [RowSampling()])))
         else:
             mask, positions = cache.grow()
-            logits = engine.forward_cached(torch.tensor([[r[1][-1]] for r in rows]), mask, positions, cache.cache,
+            logits = backend.forward_cached(torch.tensor([[r[1][-1]] for r in rows]), mask, positions, cache.cache,
                                            [None] * len(rows))
             for row, token in zip(rows, pick_tokens(logits, [RowSampling()] * len(rows))):
                 row[1].append(token)
@@ -57,14 +57,14 @@ def _staggered(engine, prompts, joins_every=3):
 @pytest.mark.parametrize("architecture", ["LlamaForCausalLM", "GPT2LMHeadModel", "Gemma3ForCausalLM",
                                           "Phi3ForCausalLM"])
 def test_rows_that_join_and_leave_decode_as_they_would_alone(tmp_path, architecture):
-    engine = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, seed=0,
+    backend = open_backend("hf", save_model_with_tokenizer(tmp_path / "m", architecture, seed=0,
                                                           initializer_range=0.3))
-    alone = [generate(engine, [p], NEW_TOKENS)[0] for p in PROMPTS]
+    alone = [generate(backend, [p], NEW_TOKENS)[0] for p in PROMPTS]
     assert len(set(alone)) == len(PROMPTS) and all(alone)  # distinct, non-empty: a real comparison
-    staggered, widths = _staggered(engine, PROMPTS)
+    staggered, widths = _staggered(backend, PROMPTS)
     assert staggered == alone
     # Columns no row uses are dropped: the cache never outgrows the longest row alive.
-    longest = max(len(engine.tokenizer(p, add_special_tokens=False).input_ids) for p in PROMPTS) + NEW_TOKENS
+    longest = max(len(backend.tokenizer(p, add_special_tokens=False).input_ids) for p in PROMPTS) + NEW_TOKENS
     assert max(widths) <= longest and widths[-1] == 0
 
 

@@ -48,8 +48,8 @@ def expected(home):
                         str(TOKENS), *QUESTIONS)
         answers[ref] = [a["answer"] for a in out["answers"]]
     registry = Registry(load_settings(home=home))
-    with open_for(registry, "smollm2-135m") as engine:
-        answers["smollm2-135m"] = generate(engine, [engine.render(q) for q in QUESTIONS], TOKENS)
+    with open_for(registry, "smollm2-135m") as scheduler:
+        answers["smollm2-135m"] = generate(scheduler, [scheduler.render(q) for q in QUESTIONS], TOKENS)
     registry.close()
     return answers
 

@@ -73,12 +73,12 @@ def test_the_sampled_estimator_rewards_one_option_per_question(tiny):
 @pytest.mark.parametrize("param, init", [("logits", 0.1), ("logits", -2.0), ("scale", 1.0), ("scale", 0.3)])
 def test_kl_is_zero_when_z_reproduces_the_base_weights(tiny, param, init):
     registry = _registry(tiny)
-    engine = open_backend("hf", weights_dir(registry, "tiny"))
+    backend = open_backend("hf", weights_dir(registry, "tiny"))
     spectra = load_spectra("tiny", registry)
     names = [m.name for m in matrix_specs(registry.model_config("tiny"), "mlp")]
     policy = SVFPolicy(spectra, names, param, init)
-    ids, mask = engine.pad([[5, 9, 22, 31, 7, 12]])
-    kl = token_kl(engine.logits(ids, mask, weights=policy.weights(engine.weight_layout(names))), engine.logits(ids, mask))
+    ids, mask = backend.pad([[5, 9, 22, 31, 7, 12]])
+    kl = token_kl(backend.logits(ids, mask, weights=policy.weights(backend.weight_layout(names))), backend.logits(ids, mask))
     if param == "logits" or init == 1.0:  # a constant z under nuclear renormalisation, or z = 1, is the base model
         assert float(kl.detach().max()) < 1e-6
     else:  # z = 0.3 without renormalisation shrinks every matrix: a different model

@@ -6,9 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from t2reg.adaptation.models import decompose_model
-from t2reg.adaptation.models.derived import add_noisy_model
+from t2reg.adaptation.models.noisy import add_noisy_model
 from t2reg.errors import InvalidInputError
 from t2reg.transfer.publishing import transfer_version
+from t2reg.transfer import RankOptions
 from tests.helpers.experts import make_expert, write
 from tests.helpers.tiny_models import register_tiny
 
@@ -40,9 +41,9 @@ def test_an_ordered_transfer_to_the_copy_keeps_the_vectors_a_shuffled_one_does_n
     decompose_model(tiny, "tiny-noise2")
     expert = make_expert(tiny.model_shapes("tiny"), tiny.get_model("tiny").name, seed=1)
     v = tiny.publish(write(expert, tmp_path / "e.safetensors"), model="tiny", task="arc-easy")
-    ordered = transfer_version(tiny, v.ref, "tiny-noise2", layer_align="index", rank_align="index")
-    shuffled = transfer_version(tiny, v.ref, "tiny-noise2", layer_align="index", rank_align="index",
-                                baseline="shuffled", seed=1)
+    ordered = transfer_version(tiny, v.ref, "tiny-noise2", RankOptions(layer_align="index", rank_align="index"))
+    shuffled = transfer_version(tiny, v.ref, "tiny-noise2",
+                                RankOptions(layer_align="index", rank_align="index", baseline="shuffled", seed=1))
     for name, z in expert.vectors.items():
         np.testing.assert_array_equal(ordered.vectors[name], z)  # equal shapes: z copied as is
         assert not np.array_equal(shuffled.vectors[name], z) and np.allclose(np.sort(shuffled.vectors[name]), np.sort(z))

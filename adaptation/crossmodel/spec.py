@@ -1,4 +1,4 @@
-"""What defines one transfer run (the ``transfer`` job kind's spec)."""
+"""What defines one transfer run (the ``transfer`` job kind's spec) and what it records."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from t2reg.errors import InvalidInputError
-from t2reg.specs import JobSpec, positive
-from t2reg.transfer.alignment import LAYER_ALIGNMENTS, RANK_ALIGNMENTS
-from t2reg.transfer.core import BASELINES
-from t2reg.vocabulary import TransferMethod
+from t2reg.records import JobRecord
+from t2reg.specs import JobRun, JobSpec, positive
+from t2reg.transfer.core import RankOptions
+from t2reg.enums import TransferMethod
 
 if TYPE_CHECKING:
     from t2reg.registry import Registry
@@ -18,6 +18,32 @@ if TYPE_CHECKING:
 PROJECTION_ONLY = ("ridge", "bound")
 DISTILL_ONLY = ("beta", "iterations", "batch_size", "lr", "kl", "validation", "eval_every")
 DATA_DRIVEN = ("texts", "texts_file", "n_texts")
+
+
+@dataclass(frozen=True)
+class ExpertTransferRecord(JobRecord):
+    """One expert carried: what was published (None for a dry run), or found made before (``reused``),
+    and the method's report (its JSON and its lines for the terminal)."""
+
+    source: str
+    target_model: str
+    published: str | None
+    reused: bool
+    report: dict[str, Any]
+    lines: list[str]
+
+    @classmethod
+    def of(cls, result: Any) -> ExpertTransferRecord:
+        """The record of a library transfer result (:class:`~t2reg.transfer.publishing.TransferResult`)."""
+        return cls(result.source_ref, result.target_model, result.version.ref if result.version else None,
+                   result.reused, result.report.to_dict(), list(result.report.lines()))
+
+
+@dataclass(frozen=True)
+class TransferRecord(JobRecord):
+    """What a transfer job did: a record per expert carried."""
+
+    transfers: list[ExpertTransferRecord]
 
 
 @dataclass(frozen=True)
@@ -31,16 +57,17 @@ class TransferSpec(JobSpec):
     """
 
     kind: ClassVar[str] = "transfer"
+    record: ClassVar[type[JobRecord]] = TransferRecord
 
     target: str
     ref: str | None = None
     source_model: str | None = None
     task: str | None = None  # with source_model: only experts for this task
-    method: str = "rank"
-    layer_align: str = "relative"
-    rank_align: str = "quantile"
-    baseline: str = "none"
-    seed: int = 0
+    method: TransferMethod = TransferMethod.RANK
+    layer_align: str = RankOptions.layer_align
+    rank_align: str = RankOptions.rank_align
+    baseline: str = RankOptions.baseline
+    seed: int = RankOptions.seed
     name: str | None = None  # with ref: the published expert's name
     dry_run: bool = False
     # data-driven methods: the unlabeled texts (default: the expert's task, train split)
@@ -70,13 +97,10 @@ class TransferSpec(JobSpec):
         if self.task and self.ref:
             raise InvalidInputError("{task} selects among a model's experts; an expert has its own",
                                     options=["task"])
-        for option, value, choices in (("method", self.method, TransferMethod.values()),
-                                       ("layer_align", self.layer_align, LAYER_ALIGNMENTS),
-                                       ("rank_align", self.rank_align, RANK_ALIGNMENTS),
-                                       ("baseline", self.baseline, BASELINES)):
-            if value not in choices:
-                raise InvalidInputError(f"unknown {{{option}}} {value!r}; choose from {', '.join(choices)}",
-                                        options=[option])
+        if self.method not in TransferMethod.values():
+            raise InvalidInputError(f"unknown {{method}} {self.method!r}; choose from "
+                                    f"{', '.join(TransferMethod.values())}", options=["method"])
+        self.options().validate()
         self._validate_method_settings()
 
     def _validate_method_settings(self) -> None:
@@ -117,7 +141,12 @@ class TransferSpec(JobSpec):
         registry.get_model(self.target)
         registry.get(self.ref) if self.ref else registry.get_model(self.source_model)
 
-    def options(self) -> dict[str, Any]:
-        """The mapping settings, as the library's rank transfer functions take them."""
-        return {"layer_align": self.layer_align, "rank_align": self.rank_align, "baseline": self.baseline,
-                "seed": self.seed, "dry_run": self.dry_run}
+    def options(self) -> RankOptions:
+        """The mapping settings, as the library's rank transfer takes them."""
+        return RankOptions(self.layer_align, self.rank_align, self.baseline, self.seed)
+
+    def run(self, job: JobRun) -> TransferRecord:
+        from t2reg.adaptation.crossmodel.publishing import run_transfer
+
+        results = run_transfer(job.registry, self, state=job.state, checkpoint=job.checkpoint)
+        return TransferRecord([ExpertTransferRecord.of(r) for r in results])

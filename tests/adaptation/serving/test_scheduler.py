@@ -1,6 +1,6 @@
-"""The engine thread on a tiny real model: requests for different experts share batches and each gets the
+"""The scheduler thread on a tiny real model: requests for different experts share batches and each gets the
 answer it gets alone (and the one rewritten weights give); reloads, cancellations and failures leave the
-engine serving."""
+scheduler serving."""
 
 import json
 import threading
@@ -9,17 +9,17 @@ import pytest
 
 from t2reg.adaptation.backends import GenerationRequest, Sampling, open_backend
 from t2reg.adaptation.models.files import matrix_loader
-from t2reg.adaptation.serving.engine import (
+from t2reg.adaptation.serving.scheduler import (
     BusyError,
     Delta,
-    FactoredEngine,
+    FactoredScheduler,
     Failed,
     Finished,
-    GroupedEngine,
-    Job,
+    GroupedScheduler,
+    Completion,
     OverBudgetError,
     StoppedError,
-    make_engine,
+    make_scheduler,
 )
 from t2reg.architectures import matrix_specs
 from t2reg.errors import InvalidInputError
@@ -57,7 +57,7 @@ def reference(parts):
 
 
 class Collector:
-    """Gathers one job's events (the engine calls it from its own thread)."""
+    """Gathers one completion's events (the scheduler calls it from its own thread)."""
 
     def __init__(self):
         self.events, self.done = [], threading.Event()
@@ -68,28 +68,28 @@ class Collector:
             self.done.set()
 
     def result(self):
-        assert self.done.wait(TIMEOUT), "the job never ended"
+        assert self.done.wait(TIMEOUT), "the completion never ended"
         return self.events[-1]
 
 
-def job(engine, prompt, expert, max_tokens=10, **options):
+def completion(scheduler, prompt, expert, max_tokens=10, **options):
     sink = Collector()
-    return Job(engine.encode(prompt), expert, max_tokens, sink, prompt=prompt, **options), sink
+    return Completion(scheduler.encode(prompt), expert, max_tokens, sink, prompt=prompt, **options), sink
 
 
-def run_all(engine, specs):
+def run_all(scheduler, specs):
     """Submit (prompt, expert) pairs at once; their Finished events in order."""
-    made = [job(engine, p, e) for p, e in specs]
+    made = [completion(scheduler, p, e) for p, e in specs]
     for j, _ in made:
-        engine.submit(j)
+        scheduler.submit(j)
     return [sink.result() for _, sink in made]
 
 
 @pytest.fixture
 def factored(backend, parts):
-    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8).start()
-    yield engine
-    engine.stop()
+    scheduler = FactoredScheduler(backend, parts[1], parts[2], max_batch=8).start()
+    yield scheduler
+    scheduler.stop()
 
 
 MIXED = [(p, e) for p in PROMPTS for e in (None, "e0:1", "e1:1", "e2:1")]
@@ -120,20 +120,20 @@ def test_requests_for_different_experts_share_batches_and_get_their_answers_alon
 
 def test_streaming_deltas_add_up_and_stop_strings_cut(factored):
     whole = run_all(factored, [(PROMPTS[3], "e0:1")])[0].text
-    streamed, sink = job(factored, PROMPTS[3], "e0:1", stream=True)
+    streamed, sink = completion(factored, PROMPTS[3], "e0:1", stream=True)
     factored.submit(streamed)
     finished = sink.result()
     assert "".join(e.text for e in sink.events if isinstance(e, Delta)) == finished.text == whole
     stop = whole[len(whole) // 2 : len(whole) // 2 + 2]
-    cut, sink = job(factored, PROMPTS[3], "e0:1", stop=(stop,))
+    cut, sink = completion(factored, PROMPTS[3], "e0:1", stop=(stop,))
     factored.submit(cut)
     assert sink.result().text == whole[: whole.find(stop)] and sink.result().reason == "stop"
 
 
 def test_seeded_sampling_is_reproducible_whatever_shares_the_batch(factored):
     def sampled(others):
-        mine, sink = job(factored, PROMPTS[0], "e1:1", temperature=1.0, seed=11)
-        rest = [job(factored, p, None, temperature=1.0) for p in PROMPTS[:others]]
+        mine, sink = completion(factored, PROMPTS[0], "e1:1", temperature=1.0, seed=11)
+        rest = [completion(factored, p, None, temperature=1.0) for p in PROMPTS[:others]]
         for j in [mine] + [r[0] for r in rest]:
             factored.submit(j)
         return sink.result().text
@@ -141,47 +141,47 @@ def test_seeded_sampling_is_reproducible_whatever_shares_the_batch(factored):
     assert sampled(0) == sampled(3)
 
 
-def test_a_cancelled_job_frees_its_row(backend, parts):
-    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=1).start()
+def test_a_cancelled_completion_frees_its_row(backend, parts):
+    scheduler = FactoredScheduler(backend, parts[1], parts[2], max_batch=1).start()
     try:
         # ignore_eos and a long budget: the row is still decoding when the cancel comes, however slow this thread
-        long, long_sink = job(engine, PROMPTS[0], "e0:1", max_tokens=5000, stream=True, ignore_eos=True)
-        engine.submit(long)
-        short, short_sink = job(engine, PROMPTS[1], None, max_tokens=3)
-        engine.submit(short)  # waits: the only row is taken
+        long, long_sink = completion(scheduler, PROMPTS[0], "e0:1", max_tokens=5000, stream=True, ignore_eos=True)
+        scheduler.submit(long)
+        short, short_sink = completion(scheduler, PROMPTS[1], None, max_tokens=3)
+        scheduler.submit(short)  # waits: the only row is taken
         while not long_sink.events:
             threading.Event().wait(0.01)
-        engine.cancel(long)
+        scheduler.cancel(long)
         assert isinstance(short_sink.result(), Finished)
         assert not any(isinstance(e, (Finished, Failed)) for e in long_sink.events)  # dropped, not finished
-        assert engine.running == 0
+        assert scheduler.running == 0
     finally:
-        engine.stop()
+        scheduler.stop()
 
 
 def test_reload_serves_new_experts_and_keeps_the_ones_in_flight(backend, parts):
     _, spectra, experts = parts
-    engine = FactoredEngine(backend, spectra, {"e0:1": experts["e0:1"]}, max_batch=4).start()
+    scheduler = FactoredScheduler(backend, spectra, {"e0:1": experts["e0:1"]}, max_batch=4).start()
     try:
         with pytest.raises(InvalidInputError, match="does not hold expert 'e1:1'"):
-            engine.submit(job(engine, PROMPTS[0], "e1:1")[0])
-        before = run_all(engine, [(PROMPTS[0], "e0:1")])[0].text
-        in_flight, sink = job(engine, PROMPTS[0], "e0:1", max_tokens=10)
-        engine.submit(in_flight)
-        engine.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
+            scheduler.submit(completion(scheduler, PROMPTS[0], "e1:1")[0])
+        before = run_all(scheduler, [(PROMPTS[0], "e0:1")])[0].text
+        in_flight, sink = completion(scheduler, PROMPTS[0], "e0:1", max_tokens=10)
+        scheduler.submit(in_flight)
+        scheduler.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
         assert sink.result().text == before  # admitted before the reload, answered with its expert
-        assert run_all(engine, [(PROMPTS[0], "e1:1")])[0].text == run_all(engine, [(PROMPTS[0], "e1:1")])[0].text
-        assert set(engine.experts) == {"e0:1", "e1:1"}  # kept for the row that was using it
-        engine.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
-        assert set(engine.experts) == {"e1:1"}  # nothing uses it any more: the next reload lets it go
+        assert run_all(scheduler, [(PROMPTS[0], "e1:1")])[0].text == run_all(scheduler, [(PROMPTS[0], "e1:1")])[0].text
+        assert set(scheduler.experts) == {"e0:1", "e1:1"}  # kept for the row that was using it
+        scheduler.reload({"e1:1": experts["e1:1"]}).result(TIMEOUT)
+        assert set(scheduler.experts) == {"e1:1"}  # nothing uses it any more: the next reload lets it go
         with pytest.raises(InvalidInputError):
-            engine.submit(job(engine, PROMPTS[0], "e0:1")[0])
+            scheduler.submit(completion(scheduler, PROMPTS[0], "e0:1")[0])
     finally:
-        engine.stop()
+        scheduler.stop()
 
 
-def test_a_failing_batch_fails_its_jobs_and_the_engine_goes_on(factored):
-    bad, sink = job(factored, PROMPTS[0], None)
+def test_a_failing_batch_fails_its_completions_and_the_scheduler_goes_on(factored):
+    bad, sink = completion(factored, PROMPTS[0], None)
     bad.prompt_ids = [10**6]  # no such token: the embedding lookup raises
     factored.submit(bad)
     assert isinstance(sink.result(), Failed)
@@ -190,12 +190,12 @@ def test_a_failing_batch_fails_its_jobs_and_the_engine_goes_on(factored):
 
 def test_a_request_the_sampler_refuses_fails_alone_while_the_others_decode(factored):
     expected = run_all(factored, [(PROMPTS[0], "e0:1"), (PROMPTS[1], None)])
-    running, running_sink = job(factored, PROMPTS[0], "e0:1", max_tokens=10, stream=True)
+    running, running_sink = completion(factored, PROMPTS[0], "e0:1", max_tokens=10, stream=True)
     factored.submit(running)
     while not running_sink.events:  # decoding has begun
         threading.Event().wait(0.005)
-    overflow, overflow_sink = job(factored, PROMPTS[2], "e1:1", temperature=1.0, seed=2**70)  # no int64
-    tiny, tiny_sink = job(factored, PROMPTS[1], None, temperature=1e-300)  # greedy, not a division overflow
+    overflow, overflow_sink = completion(factored, PROMPTS[2], "e1:1", temperature=1.0, seed=2**70)  # no int64
+    tiny, tiny_sink = completion(factored, PROMPTS[1], None, temperature=1e-300)  # greedy, not a division overflow
     factored.submit(overflow)
     factored.submit(tiny)
     assert isinstance(overflow_sink.result(), Failed) and "Overflow" in str(overflow_sink.result().error)
@@ -221,58 +221,58 @@ def test_a_row_whose_logits_are_not_finite_fails_alone(factored, monkeypatch):
 
 
 def test_a_prompt_that_fails_a_shared_prefill_fails_alone(backend, parts):
-    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8)  # started below: both are prefilled together
+    scheduler = FactoredScheduler(backend, parts[1], parts[2], max_batch=8)  # started below: both are prefilled together
     try:
-        good, good_sink = job(engine, PROMPTS[1], "e0:1")
-        bad, bad_sink = job(engine, PROMPTS[1], None)
+        good, good_sink = completion(scheduler, PROMPTS[1], "e0:1")
+        bad, bad_sink = completion(scheduler, PROMPTS[1], None)
         bad.prompt_ids = [10**6] * len(good.prompt_ids)  # no such token: the embedding lookup raises
-        engine.submit(bad)
-        engine.submit(good)
-        engine.start()
+        scheduler.submit(bad)
+        scheduler.submit(good)
+        scheduler.start()
         assert isinstance(bad_sink.result(), Failed)
-        assert good_sink.result().text == run_all(engine, [(PROMPTS[1], "e0:1")])[0].text
+        assert good_sink.result().text == run_all(scheduler, [(PROMPTS[1], "e0:1")])[0].text
     finally:
-        engine.stop()
+        scheduler.stop()
 
 
 def test_the_kv_budget_holds_rows_back_and_refuses_a_request_that_can_never_fit(backend, parts):
-    probe = job(FactoredEngine(backend, parts[1], {}), PROMPTS[3], None, max_tokens=12)[0]
-    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=8, max_kv_tokens=2 * probe.reserve + 1)
+    probe = completion(FactoredScheduler(backend, parts[1], {}), PROMPTS[3], None, max_tokens=12)[0]
+    scheduler = FactoredScheduler(backend, parts[1], parts[2], max_batch=8, max_kv_tokens=2 * probe.reserve + 1)
     rows = []
-    engine.on_step = rows.append
-    engine.start()
+    scheduler.on_step = rows.append
+    scheduler.start()
     try:
-        work = [job(engine, PROMPTS[3], e, max_tokens=12, ignore_eos=True) for e in (None, "e0:1", "e1:1", "e2:1")]
+        work = [completion(scheduler, PROMPTS[3], e, max_tokens=12, ignore_eos=True) for e in (None, "e0:1", "e1:1", "e2:1")]
         for j, _ in work:
-            engine.submit(j)
+            scheduler.submit(j)
         answers = [sink.result() for _, sink in work]
         assert max(rows) == 2  # two rows at a time shared the passes, never more
         assert all(isinstance(a, Finished) and a.completion_tokens == 12 for a in answers)
         for (j, _), answer in zip(work, answers):  # each again, alone
-            again, sink = job(engine, PROMPTS[3], j.expert, max_tokens=12, ignore_eos=True)
-            engine.submit(again)
+            again, sink = completion(scheduler, PROMPTS[3], j.expert, max_tokens=12, ignore_eos=True)
+            scheduler.submit(again)
             assert sink.result().text == answer.text
-        huge, _ = job(engine, PROMPTS[3], None, max_tokens=2 * probe.reserve)
+        huge, _ = completion(scheduler, PROMPTS[3], None, max_tokens=2 * probe.reserve)
         with pytest.raises(OverBudgetError, match="holds at most"):
-            engine.submit(huge)
-        assert engine.waiting == 0
+            scheduler.submit(huge)
+        assert scheduler.waiting == 0
     finally:
-        engine.stop()
+        scheduler.stop()
 
 
-def test_a_failing_group_fails_alone_and_every_job_taken_is_answered(backend, parts):
-    engine = GroupedEngine(backend, parts[1], parts[2], max_batch=8)  # started below: one step takes both
+def test_a_failing_group_fails_alone_and_every_completion_taken_is_answered(backend, parts):
+    scheduler = GroupedScheduler(backend, parts[1], parts[2], max_batch=8)  # started below: one step takes both
     try:
-        bad, bad_sink = job(engine, PROMPTS[0], "e0:1", temperature=1.0, seed=2**70)  # the backend's seeding raises
-        good, good_sink = job(engine, PROMPTS[0], "e1:1")
-        engine.submit(bad)
-        engine.submit(good)
-        engine.start()
+        bad, bad_sink = completion(scheduler, PROMPTS[0], "e0:1", temperature=1.0, seed=2**70)  # the backend's seeding raises
+        good, good_sink = completion(scheduler, PROMPTS[0], "e1:1")
+        scheduler.submit(bad)
+        scheduler.submit(good)
+        scheduler.start()
         assert isinstance(bad_sink.result(), Failed)
         assert isinstance(good_sink.result(), Finished)
-        assert good_sink.result().text == run_all(engine, [(PROMPTS[0], "e1:1")])[0].text
+        assert good_sink.result().text == run_all(scheduler, [(PROMPTS[0], "e1:1")])[0].text
     finally:
-        engine.stop()
+        scheduler.stop()
 
 
 def test_scores_run_between_steps_with_the_named_expert(factored, reference, parts):
@@ -284,28 +284,28 @@ def test_scores_run_between_steps_with_the_named_expert(factored, reference, par
     assert with_expert == pytest.approx(expected, abs=1e-3) and with_expert != pytest.approx(base, abs=1e-4)
 
 
-def test_the_queue_is_bounded_and_a_stopped_engine_refuses_work(backend, parts):
-    engine = FactoredEngine(backend, parts[1], parts[2], max_batch=1, max_queue=1)  # not started: nothing drains
-    engine.submit(job(engine, PROMPTS[0], None)[0])
+def test_the_queue_is_bounded_and_a_stopped_scheduler_refuses_work(backend, parts):
+    scheduler = FactoredScheduler(backend, parts[1], parts[2], max_batch=1, max_queue=1)  # not started: nothing drains
+    scheduler.submit(completion(scheduler, PROMPTS[0], None)[0])
     with pytest.raises(BusyError):
-        engine.submit(job(engine, PROMPTS[0], None)[0])
-    waiting_sink = engine._waiting[0].sink
-    engine.stop()
+        scheduler.submit(completion(scheduler, PROMPTS[0], None)[0])
+    waiting_sink = scheduler._waiting[0].sink
+    scheduler.stop()
     assert isinstance(waiting_sink.result(), Failed) and isinstance(waiting_sink.result().error, StoppedError)
     with pytest.raises(StoppedError):
-        engine.submit(job(engine, PROMPTS[0], None)[0])
+        scheduler.submit(completion(scheduler, PROMPTS[0], None)[0])
 
 
-def test_the_grouped_engine_gives_the_same_answers(backend, parts):
-    engine = GroupedEngine(backend, parts[1], parts[2], max_batch=16).start()
-    factored = make_engine(backend, parts[1], parts[2])
-    assert isinstance(factored, FactoredEngine)
+def test_the_grouped_scheduler_gives_the_same_answers(backend, parts):
+    scheduler = GroupedScheduler(backend, parts[1], parts[2], max_batch=16).start()
+    factored = make_scheduler(backend, parts[1], parts[2])
+    assert isinstance(factored, FactoredScheduler)
     factored.close()
     try:
-        grouped = run_all(engine, MIXED)
+        grouped = run_all(scheduler, MIXED)
     finally:
-        engine.stop()
-    reference = FactoredEngine(backend, parts[1], parts[2], max_batch=16).start()
+        scheduler.stop()
+    reference = FactoredScheduler(backend, parts[1], parts[2], max_batch=16).start()
     try:
         assert [f.text for f in grouped] == [f.text for f in run_all(reference, MIXED)]
     finally:

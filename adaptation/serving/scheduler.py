@@ -1,21 +1,21 @@
 """The thread that owns the model: requests in, text out, many experts in one batch.
 
-Callers (the HTTP layer, tests, the benchmark) hand an engine :class:`Job`\\ s
-from any thread; the engine's own thread runs the model and reports each job's
-progress through the job's ``sink`` as :class:`Delta`, :class:`Finished` or
+Callers (the HTTP layer, tests, the benchmark) hand a scheduler :class:`Completion`\\ s
+from any thread; the scheduler's own thread runs the model and reports each completion's
+progress through the completion's ``sink`` as :class:`Delta`, :class:`Finished` or
 :class:`Failed` events. Work that must not interleave with decoding (reloading
 the pool, scoring for the classifier's first pass) runs in the same thread
-between steps through :meth:`Engine.call`.
+between steps through :meth:`Scheduler.call`.
 
-Two engines:
+Two schedulers:
 
-* :class:`FactoredEngine` (backends with ``Capability.POPULATION``: hf) is
+* :class:`FactoredScheduler` (backends with ``Capability.POPULATION``: hf) is
   continuous batching: up to ``max_batch`` rows decode together, each row with
   its own expert in factored form (``y = Wx + U((σ⊙(z c − 1))⊙(Vᵀx))``, see
   :class:`~t2reg.adaptation.patching.FactoredPopulation`), rows join as soon as
   a slot is free and leave as soon as they finish. No weights are rewritten per
   request; a row's greedy output is the one it gets alone.
-* :class:`GroupedEngine` (any backend: vllm) takes the waiting requests, groups
+* :class:`GroupedScheduler` (any backend: vllm) takes the waiting requests, groups
   them by expert, pushes each group's matrices into the model and runs the
   group as one batch.
 """
@@ -65,14 +65,14 @@ _DECOMPOSE = Remedy("decompose the model first", ("model", "decompose"), ("MODEL
 
 @dataclass(frozen=True)
 class Delta:
-    """More text of a streaming job."""
+    """More text of a streaming completion."""
 
     text: str
 
 
 @dataclass(frozen=True)
 class Finished:
-    """A job's whole text, why it ended (``stop`` or ``length``) and its token counts."""
+    """A completion's whole text, why it ended (``stop`` or ``length``) and its token counts."""
 
     text: str
     reason: str
@@ -93,15 +93,15 @@ class BusyError(T2RegError):
 
 
 class StoppedError(T2RegError):
-    """The engine is shutting down and takes no more work."""
+    """The scheduler is shutting down and takes no more work."""
 
 
 class OverBudgetError(T2RegError):
-    """A job whose KV reservation alone exceeds the engine's budget: it could never be admitted."""
+    """A completion whose KV reservation alone exceeds the scheduler's budget: it could never be admitted."""
 
 
 @dataclass(eq=False)
-class Job:
+class Completion:
     """One completion to produce: prompt tokens, the expert (a ref; ``None`` for the base weights), sampling."""
 
     prompt_ids: list[int]
@@ -115,7 +115,7 @@ class Job:
     stop: tuple[str, ...] = ()
     stream: bool = False  # send Delta events as text becomes safe to release
     ignore_eos: bool = False  # run to max_tokens whatever the model says
-    cancelled: bool = False  # set by Engine.cancel (the client went away); the engine drops the job
+    cancelled: bool = False  # set by Scheduler.cancel (the client went away); the scheduler drops the completion
     done: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +124,7 @@ class Job:
 
     @property
     def reserve(self) -> int:
-        """The KV-cache tokens the job may come to hold: its prompt and every token it may generate."""
+        """The KV-cache tokens the completion may come to hold: its prompt and every token it may generate."""
         return len(self.prompt_ids) + self.max_tokens
 
     def finish(self, event: Event) -> None:
@@ -133,14 +133,14 @@ class Job:
             self.sink(event)
 
 
-# -- the engine thread ----------------------------------------------------------------------------------
+# -- the scheduler thread ----------------------------------------------------------------------------------
 
 
-class Engine(ABC):
-    """A model behind a thread: :meth:`submit` jobs, :meth:`call` work between steps, :meth:`stop`."""
+class Scheduler(ABC):
+    """A model behind a thread: :meth:`submit` completions, :meth:`call` work between steps, :meth:`stop`."""
 
-    nucleus_sampling: bool = True  # whether a job's top_p below 1 is honoured
-    eos_ignorable: bool = True  # whether a job's ignore_eos is honoured
+    nucleus_sampling: bool = True  # whether a completion's top_p below 1 is honoured
+    eos_ignorable: bool = True  # whether a completion's ignore_eos is honoured
     prefill_tokens: int = 2048  # padded prompt tokens per prefill pass (continuous batching)
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
@@ -160,7 +160,7 @@ class Engine(ABC):
         self.on_step = on_step or (lambda rows: None)
         # transformers' fast tokenizers must not be used from two threads at once ("Already borrowed").
         self.tokenizer_lock = threading.Lock()
-        self._waiting: deque[Job] = deque()
+        self._waiting: deque[Completion] = deque()
         self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -169,32 +169,32 @@ class Engine(ABC):
 
     # -- from any thread -------------------------------------------------------------------------------
 
-    def start(self) -> "Engine":
-        self._thread = threading.Thread(target=self._run, name="t2reg-engine", daemon=True)
+    def start(self) -> "Scheduler":
+        self._thread = threading.Thread(target=self._run, name="t2reg-scheduler", daemon=True)
         self._thread.start()
         return self
 
-    def submit(self, job: Job) -> None:
-        if job.expert is not None and job.expert not in self.experts:
-            raise InvalidInputError(f"the engine does not hold expert {job.expert!r}")
-        if not self._fits([job.reserve]):  # it would wait at the head of the queue for ever
-            raise OverBudgetError(f"the request needs {job.reserve} tokens of KV cache (prompt and max_tokens); "
+    def submit(self, completion: Completion) -> None:
+        if completion.expert is not None and completion.expert not in self.experts:
+            raise InvalidInputError(f"the scheduler does not hold expert {completion.expert!r}")
+        if not self._fits([completion.reserve]):  # it would wait at the head of the queue for ever
+            raise OverBudgetError(f"the request needs {completion.reserve} tokens of KV cache (prompt and max_tokens); "
                                   f"this server holds at most {self.max_kv_tokens}")
         with self._lock:
             if self._stopping:
                 raise StoppedError("the server is shutting down")
             if len(self._waiting) >= self.max_queue:
                 raise BusyError(f"{len(self._waiting)} requests are already waiting; try again later")
-            self._waiting.append(job)
+            self._waiting.append(completion)
         self._wake.set()
 
-    def cancel(self, job: Job) -> None:
-        """Drop ``job`` at the next step (its row, if it has one, is freed); it gets no more events."""
-        job.cancelled = True
+    def cancel(self, completion: Completion) -> None:
+        """Drop ``completion`` at the next step (its row, if it has one, is freed); it gets no more events."""
+        completion.cancelled = True
         self._wake.set()
 
     def call(self, fn: Callable[[], Any]) -> Future:
-        """Run ``fn`` in the engine thread between two steps; its result (or error) arrives in the future."""
+        """Run ``fn`` in the scheduler thread between two steps; its result (or error) arrives in the future."""
         future: Future = Future()
         with self._lock:
             if self._stopping:
@@ -221,11 +221,11 @@ class Engine(ABC):
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():  # stuck in the backend: leave the (daemon) thread, answer the rest
-                log.warning("the engine thread is still busy after %ss; stopping without it", timeout)
+                log.warning("the scheduler thread is still busy after %ss; stopping without it", timeout)
                 with self._lock:
                     waiting, self._waiting = list(self._waiting), deque()
-                for job in waiting:
-                    job.finish(Failed(StoppedError("the server is shutting down")))
+                for completion in waiting:
+                    completion.finish(Failed(StoppedError("the server is shutting down")))
                 return
         self._fail_all(StoppedError("the server is shutting down"))
         self.close()
@@ -241,9 +241,9 @@ class Engine(ABC):
     @property
     @abstractmethod
     def running(self) -> int:
-        """Jobs being decoded now."""
+        """Completions being decoded now."""
 
-    # -- the engine thread ---------------------------------------------------------------------------------
+    # -- the scheduler thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stopping:
@@ -252,7 +252,7 @@ class Engine(ABC):
             try:
                 worked = self._work()
             except Exception as exc:  # noqa: BLE001 - one bad batch must not take the server down
-                log.exception("engine step failed")
+                log.exception("scheduler step failed")
                 self._fail_running(exc)
                 worked = True
             if not worked:
@@ -271,22 +271,22 @@ class Engine(ABC):
                 except Exception as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
 
-    def _take(self, limit: int, held: Sequence[Job] = ()) -> list[Job]:
-        """Up to ``limit`` waiting jobs, oldest first, as long as their KV reservations fit the budget beside
-        those of ``held`` (the jobs already admitted). The first job that does not fit stops the taking: it
-        waits at the head of the queue for rows to finish, and later, smaller jobs do not overtake it (so a
-        long request is not starved). Cancelled jobs are dropped on the way."""
-        taken: list[Job] = []
+    def _take(self, limit: int, held: Sequence[Completion] = ()) -> list[Completion]:
+        """Up to ``limit`` waiting completions, oldest first, as long as their KV reservations fit the budget beside
+        those of ``held`` (the completions already admitted). The first completion that does not fit stops the taking: it
+        waits at the head of the queue for rows to finish, and later, smaller completions do not overtake it (so a
+        long request is not starved). Cancelled completions are dropped on the way."""
+        taken: list[Completion] = []
         reserves = [j.reserve for j in held]
         with self._lock:
             while self._waiting and len(taken) < limit:
-                job = self._waiting[0]
-                if not job.cancelled and not self._fits([*reserves, job.reserve]):
+                completion = self._waiting[0]
+                if not completion.cancelled and not self._fits([*reserves, completion.reserve]):
                     break
                 self._waiting.popleft()
-                if not job.cancelled:
-                    taken.append(job)
-                    reserves.append(job.reserve)
+                if not completion.cancelled:
+                    taken.append(completion)
+                    reserves.append(completion.reserve)
         return taken
 
     def _fits(self, reserves: list[int]) -> bool:
@@ -298,8 +298,8 @@ class Engine(ABC):
         with self._lock:
             waiting, self._waiting = list(self._waiting), deque()
             commands, self._commands = list(self._commands), deque()
-        for job in waiting:
-            job.finish(Failed(error))
+        for completion in waiting:
+            completion.finish(Failed(error))
         for _, future in commands:
             if not future.done():
                 future.set_exception(error)
@@ -311,7 +311,7 @@ class Engine(ABC):
 
     @abstractmethod
     def _fail_running(self, error: BaseException) -> None:
-        """End every admitted job with ``error`` and forget them."""
+        """End every admitted completion with ``error`` and forget them."""
 
     @abstractmethod
     def _reload(self, experts: dict[str, Expert]) -> None: ...
@@ -320,7 +320,7 @@ class Engine(ABC):
     def _score(self, requests: list[tuple[str, str]], expert: str | None) -> list[float]: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what the engine put into the backend."""
+        """Release what the scheduler put into the backend."""
 
 
 # -- continuous batching with per-row experts (hf) ---------------------------------------------------------
@@ -328,14 +328,14 @@ class Engine(ABC):
 
 @dataclass(eq=False)
 class _Row:
-    job: Job
+    completion: Completion
     sampling: RowSampling
     text: TextStream
     pending: int = -1  # the token sampled last, fed at the next step
     generated: int = 0
 
 
-class FactoredEngine(Engine):
+class FactoredScheduler(Scheduler):
     """Continuous batching on a backend that runs each row of a batch with its own mixture (hf)."""
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
@@ -343,7 +343,7 @@ class FactoredEngine(Engine):
             raise InvalidInputError(f"the {backend.name} backend cannot run a different expert per row")
         super().__init__(backend, spectra, experts, **options)
         self._rows: list[_Row] = []
-        self._admitting: list[Job] = []  # taken from the queue, holding a slot, not yet prefilled
+        self._admitting: list[Completion] = []  # taken from the queue, holding a slot, not yet prefilled
         self._cache = RowCache()
         self._population = ExitStack()
         self._variant: dict[str | None, int] = {}
@@ -371,8 +371,8 @@ class FactoredEngine(Engine):
         self._variant = {None: 0, **{r: i + 1 for i, r in enumerate(refs)}}
 
     def _reload(self, experts: dict[str, Expert]) -> None:
-        # Rows and waiting jobs keep the expert they were admitted with, even one the new pool dropped.
-        in_use = {r.job.expert for r in self._rows} | {j.expert for j in [*self._admitting, *list(self._waiting)]}
+        # Rows and waiting completions keep the expert they were admitted with, even one the new pool dropped.
+        in_use = {r.completion.expert for r in self._rows} | {j.expert for j in [*self._admitting, *list(self._waiting)]}
         kept = {ref: self.experts[ref] for ref in in_use if ref is not None and ref not in experts}
         old = self.experts
         try:
@@ -393,7 +393,7 @@ class FactoredEngine(Engine):
         self._drop_cancelled()
         with self._lock:
             free = self.max_batch - len(self._rows) - len(self._admitting)
-        self._admitting.extend(self._take(free, [r.job for r in self._rows] + self._admitting))
+        self._admitting.extend(self._take(free, [r.completion for r in self._rows] + self._admitting))
         admitted = self._admit()
         if self._rows:
             self._decode()
@@ -401,11 +401,11 @@ class FactoredEngine(Engine):
 
     def _drop_cancelled(self) -> None:
         self._admitting = [j for j in self._admitting if not j.cancelled]
-        if any(r.job.cancelled for r in self._rows):
-            self._keep([i for i, r in enumerate(self._rows) if not r.job.cancelled])
+        if any(r.completion.cancelled for r in self._rows):
+            self._keep([i for i, r in enumerate(self._rows) if not r.completion.cancelled])
 
     def _admit(self) -> bool:
-        """Prefill the next few jobs that hold a slot: prompts of similar length together, at most
+        """Prefill the next few completions that hold a slot: prompts of similar length together, at most
         ``prefill_tokens`` padded tokens per pass (a long queue joins over several steps, the running rows
         decoding in between)."""
         if not self._admitting:
@@ -418,38 +418,38 @@ class FactoredEngine(Engine):
         rows = [row for row in map(self._new_row, self._admitting[:count]) if row is not None]
         if rows:
             self._prefill(rows)
-        # The jobs leave _admitting only now: had anything above raised, _fail_running would still answer them.
+        # The completions leave _admitting only now: had anything above raised, _fail_running would still answer them.
         self._admitting = self._admitting[count:]
         return True
 
-    def _new_row(self, job: Job) -> _Row | None:
-        """``job``'s row; None when its sampling or text state cannot be set up (the job fails alone)."""
+    def _new_row(self, completion: Completion) -> _Row | None:
+        """``completion``'s row; None when its sampling or text state cannot be set up (the completion fails alone)."""
         try:
-            return _Row(job, RowSampling(job.temperature, job.top_p, job.seed),
-                        TextStream(self.backend.tokenizer, job.stop))
+            return _Row(completion, RowSampling(completion.temperature, completion.top_p, completion.seed),
+                        TextStream(self.backend.tokenizer, completion.stop))
         except Exception as exc:  # noqa: BLE001 - this request fails; the others go on
             log.warning("request refused by the sampler: %s: %s", type(exc).__name__, exc)
-            job.finish(Failed(exc))
+            completion.finish(Failed(exc))
             return None
 
     def _prefill(self, rows: list[_Row]) -> None:
         """Run the prompts of ``rows`` in one pass and add them to the batch. When a pass of several prompts
         fails, each is run again alone, so that only the prompt at fault fails."""
-        jobs = [r.job for r in rows]
+        completions = [r.completion for r in rows]
         try:
-            ids, mask = left_pad([j.prompt_ids for j in jobs], self.backend.tokenizer.pad_token_id)
+            ids, mask = left_pad([j.prompt_ids for j in completions], self.backend.tokenizer.pad_token_id)
             cache = _new_cache()
             logits = self.backend.forward_cached(ids, mask, prefill_positions(mask), cache,
-                                                 [self._variant[j.expert] for j in jobs])
-        except Exception as exc:  # noqa: BLE001 - these jobs fail; the rows already running go on
+                                                 [self._variant[j.expert] for j in completions])
+        except Exception as exc:  # noqa: BLE001 - these completions fail; the rows already running go on
             if len(rows) > 1:
                 for row in rows:
                     self._prefill([row])
                 return
             log.exception("prefill failed")
-            jobs[0].finish(Failed(exc))
+            completions[0].finish(Failed(exc))
             return
-        self.on_step(len(jobs))
+        self.on_step(len(completions))
         self._cache.join(cache, mask)
         self._rows.extend(rows)
         self._advance(pick_tokens(logits, [r.sampling for r in rows]), start=len(self._rows) - len(rows))
@@ -458,7 +458,7 @@ class FactoredEngine(Engine):
         ids = torch.tensor([[r.pending] for r in self._rows], dtype=torch.long)
         mask, positions = self._cache.grow()
         logits = self.backend.forward_cached(ids, mask, positions, self._cache.cache,
-                                             [self._variant[r.job.expert] for r in self._rows])
+                                             [self._variant[r.completion.expert] for r in self._rows])
         self.on_step(len(self._rows))
         self._advance(pick_tokens(logits, [r.sampling for r in self._rows]))
 
@@ -478,30 +478,30 @@ class FactoredEngine(Engine):
             except Exception as exc:  # noqa: BLE001 - this request fails; the other rows go on
                 error = exc
         log.warning("request failed while decoding: %s: %s", type(error).__name__, error)
-        if not row.job.cancelled:
-            row.job.finish(Failed(error))
+        if not row.completion.cancelled:
+            row.completion.finish(Failed(error))
         return True
 
     def _emit(self, row: _Row, token: int) -> bool:
         """Record ``token`` for ``row``; True when the row has ended."""
         row.generated += 1
         row.pending = token
-        job = row.job
-        if token in self._eos and not job.ignore_eos:
+        completion = row.completion
+        if token in self._eos and not completion.ignore_eos:
             reason = "stop"
         else:
             with self.tokenizer_lock:
                 delta, stopped = row.text.push(token)
-            if delta and job.stream and not job.cancelled:
-                job.sink(Delta(delta))
-            if not stopped and row.generated < job.max_tokens:
+            if delta and completion.stream and not completion.cancelled:
+                completion.sink(Delta(delta))
+            if not stopped and row.generated < completion.max_tokens:
                 return False
             reason = "stop" if stopped else "length"
         tail = row.text.flush()
-        if tail and job.stream and not job.cancelled:
-            job.sink(Delta(tail))
-        if not job.cancelled:
-            job.finish(Finished(row.text.text, reason, len(job.prompt_ids), row.generated))
+        if tail and completion.stream and not completion.cancelled:
+            completion.sink(Delta(tail))
+        if not completion.cancelled:
+            completion.finish(Finished(row.text.text, reason, len(completion.prompt_ids), row.generated))
         return True
 
     def _keep(self, indices: list[int]) -> None:
@@ -511,8 +511,8 @@ class FactoredEngine(Engine):
     def _fail_running(self, error: BaseException) -> None:
         rows, self._rows, self._cache = self._rows, [], RowCache()
         admitting, self._admitting = self._admitting, []
-        for job in [r.job for r in rows] + admitting:
-            job.finish(Failed(error))
+        for completion in [r.completion for r in rows] + admitting:
+            completion.finish(Failed(error))
 
 
 def _new_cache():
@@ -535,16 +535,16 @@ def _eos_ids(backend: Backend) -> frozenset[int]:
 # -- one expert per group, weights pushed between groups (vllm, or any backend) --------------------------------
 
 
-class GroupedEngine(Engine):
-    """Waiting jobs grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
+class GroupedScheduler(Scheduler):
+    """Waiting completions grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
 
     nucleus_sampling = False  # the backend contract's Sampling has no top_p ...
     eos_ignorable = False  # ... nor ignore_eos
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
         super().__init__(backend, spectra, experts, **options)
-        self._taken: list[Job] = []  # taken from the queue in this step, every group of it
-        self._group: list[Job] = []
+        self._taken: list[Completion] = []  # taken from the queue in this step, every group of it
+        self._group: list[Completion] = []
 
     @property
     def running(self) -> int:
@@ -564,18 +564,18 @@ class GroupedEngine(Engine):
         return self.backend.patched(self.spectra, self.experts[expert])
 
     def _work(self) -> bool:
-        self._taken = jobs = self._take(self.max_batch)
-        if not jobs:
+        self._taken = completions = self._take(self.max_batch)
+        if not completions:
             return False
-        groups: dict[str | None, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.expert, []).append(job)
+        groups: dict[str | None, list[Completion]] = {}
+        for completion in completions:
+            groups.setdefault(completion.expert, []).append(completion)
         for expert, group in groups.items():
             self._group = [j for j in group if not j.cancelled]
             if self._group:
                 try:
                     self._run_group(expert)
-                except Exception as exc:  # noqa: BLE001 - this group's jobs fail; the other groups still run
+                except Exception as exc:  # noqa: BLE001 - this group's completions fail; the other groups still run
                     log.exception("generation failed")
                     self._fail(self._group, exc)
             self._group = []
@@ -590,38 +590,38 @@ class GroupedEngine(Engine):
         with self._applied(expert):
             self.on_step(len(requests))
             for update in self.backend.generate_stream(requests, cancelled=lambda i: group[i].cancelled):
-                job, text = group[update.index], update.text
-                if job.cancelled:
+                completion, text = group[update.index], update.text
+                if completion.cancelled:
                     continue
                 final = update.finish_reason is not None or update.tokens is None
-                safe = len(text) if final else releasable(text, job.stop)
-                if job.stream and safe > sent[update.index]:
-                    job.sink(Delta(text[sent[update.index] : safe]))
+                safe = len(text) if final else releasable(text, completion.stop)
+                if completion.stream and safe > sent[update.index]:
+                    completion.sink(Delta(text[sent[update.index] : safe]))
                     sent[update.index] = safe
                 if final:
-                    job.finish(self._finished(job, update))
+                    completion.finish(self._finished(completion, update))
 
-    def _finished(self, job: Job, update: GenerationUpdate) -> Finished:
+    def _finished(self, completion: Completion, update: GenerationUpdate) -> Finished:
         tokens = update.tokens
         if tokens is None:  # a backend that reports only text: count its tokens again
             with self.tokenizer_lock:
                 tokens = len(self.backend.tokenizer(update.text, add_special_tokens=False).input_ids)
-        reason = update.finish_reason or ("length" if tokens >= job.max_tokens else "stop")
-        return Finished(update.text, reason, len(job.prompt_ids), tokens)
+        reason = update.finish_reason or ("length" if tokens >= completion.max_tokens else "stop")
+        return Finished(update.text, reason, len(completion.prompt_ids), tokens)
 
     def _fail_running(self, error: BaseException) -> None:
         taken, self._taken, self._group = self._taken, [], []
         self._fail(taken, error)
 
     @staticmethod
-    def _fail(jobs: Sequence[Job], error: BaseException) -> None:
-        for job in jobs:
-            if not job.cancelled:
-                job.finish(Failed(error))  # a no-op for those already answered
+    def _fail(completions: Sequence[Completion], error: BaseException) -> None:
+        for completion in completions:
+            if not completion.cancelled:
+                completion.finish(Failed(error))  # a no-op for those already answered
 
 
-def make_engine(backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> Engine:
-    """The best engine the backend allows: per-row experts where it can, groups of one expert otherwise."""
+def make_scheduler(backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> Scheduler:
+    """The best scheduler the backend allows: per-row experts where it can, groups of one expert otherwise."""
     if backend.supports(Capability.POPULATION):
-        return FactoredEngine(backend, spectra, experts, **options)
-    return GroupedEngine(backend, spectra, experts, **options)
+        return FactoredScheduler(backend, spectra, experts, **options)
+    return GroupedScheduler(backend, spectra, experts, **options)
