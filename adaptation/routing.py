@@ -139,16 +139,21 @@ def classify(backend: Backend, registry: Registry, routing: Routing, questions: 
         return [category_of(a, names) for a in answers]
     spectra = load_spectra(routing.dispatcher.model, registry)
     with backend.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
-        scores = backend.loglikelihood(classifier_requests(backend, questions))
+        scores = backend.loglikelihood(classifier_requests(questions))
     return categories_from_scores(routing, scores)
 
 
 # The first pass in pieces, for callers that batch it themselves (the server).
 
 
+def dispatch_question(question: str, names: Sequence[str]) -> str:
+    """The ``prompt`` strategy's first-pass question (a user turn, to render): name the category in ``\\boxed{}``."""
+    return dispatch_prompt(question, tuple(names)) + _BOXED
+
+
 def dispatch_request(backend: Backend, question: str, names: Sequence[str]) -> GenerationRequest:
-    """The ``prompt`` strategy's first pass for one question: the model names its category in ``\\boxed{}``."""
-    return GenerationRequest(backend.render(dispatch_prompt(question, tuple(names)) + _BOXED), Sampling(max_new_tokens=32))
+    """The ``prompt`` strategy's first pass for one question, rendered for ``backend``."""
+    return GenerationRequest(backend.render(dispatch_question(question, names)), Sampling(max_new_tokens=32))
 
 
 def category_of(answer: str, names: Sequence[str]) -> str:
@@ -156,8 +161,7 @@ def category_of(answer: str, names: Sequence[str]) -> str:
     return _category(last_boxed(answer) or answer, names)
 
 
-def classifier_requests(backend: Backend, questions: Sequence[str],
-                        variant: int | None = None) -> list[LoglikelihoodRequest]:
+def classifier_requests(questions: Sequence[str], variant: int | None = None) -> list[LoglikelihoodRequest]:
     """The ``classifier`` strategy's first pass: each category's name as the continuation of the dispatch
     prompt after each question (scored with the dispatcher applied), the way the dispatch task is evaluated
     and trained."""

@@ -148,3 +148,43 @@ def test_the_tests_mirror_the_adaptation_layout():
     tests = ROOT / "tests" / "adaptation"
     assert {p for p in packages if not (tests / p).is_dir()} == set()
     assert {m for m in modules if not (tests / f"test_{m}.py").is_file()} == set()
+
+
+def _every_import(tree: ast.Module) -> set[str]:
+    """Every module an import statement anywhere in ``tree`` names (inside functions too)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def _reaches_past_the_contract(tree: ast.Module) -> list[str]:
+    """``<anything>.backend.<name>`` where name is a backend's own internals (its model, its vLLM engine) or
+    the old uncontracted decode call."""
+    internals = {"model", "llm", "forward_cached", "_forward_cached"}
+    return [f"line {node.lineno}: .backend.{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in internals and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "backend"]
+
+
+def test_serving_keeps_the_backend_contract():
+    """Serving schedules; the backend runs the model. Nothing in adaptation/serving imports transformers or
+    vLLM, or reaches into a backend's model, its vLLM engine or an uncontracted call."""
+    offences = {}
+    for path in sorted((ROOT / "adaptation" / "serving").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imports = {m for m in _every_import(tree) if m.split(".")[0] in ("transformers", "vllm")}
+        found = sorted(imports) + _reaches_past_the_contract(tree)
+        if found:
+            offences[path.name] = found
+    assert offences == {}
+
+
+def test_the_serving_guard_sees_an_offence():
+    tree = ast.parse("from transformers import DynamicCache\n"
+                     "def f(self):\n    return self.scheduler.backend.model.config\n")
+    assert _every_import(tree) == {"transformers"}
+    assert _reaches_past_the_contract(tree) == ["line 3: .backend.model"]

@@ -12,6 +12,7 @@ from typing import Callable
 from t2reg.adaptation.backends.base import (
     Backend,
     Capability,
+    Decoder,
     DifferentiableBackend,
     GenerationRequest,
     GenerationUpdate,
@@ -69,6 +70,6 @@ def _vllm(model_dir: Path, **options) -> Backend:
 register_backend("hf", _hf)
 register_backend("vllm", _vllm)
 
-__all__ = ["Backend", "Capability", "DifferentiableBackend", "GenerationRequest", "GenerationUpdate", "LoglikelihoodRequest",
-           "Sampling",
-           "WeightLayout", "backend_names", "check_backend", "open_backend", "open_for", "register_backend"]
+__all__ = ["Backend", "Capability", "Decoder", "DifferentiableBackend", "GenerationRequest", "GenerationUpdate",
+           "LoglikelihoodRequest", "Sampling", "WeightLayout", "backend_names", "check_backend", "open_backend",
+           "open_for", "register_backend"]

@@ -8,8 +8,12 @@ each request's ``variant`` says which candidate mixture its row runs with.
 
 What a backend can do beyond that is declared, not discovered:
 :attr:`Backend.capabilities` holds :attr:`Capability.POPULATION` when it can
-evaluate many mixtures in one batch, and :attr:`Capability.GRADIENTS` when it
-is a :class:`DifferentiableBackend` (what training needs).
+evaluate many mixtures in one batch, :attr:`Capability.GRADIENTS` when it
+is a :class:`DifferentiableBackend` (what training needs), and
+:attr:`Capability.DECODE` when it hands out a :class:`Decoder`: rows decoded
+one token at a time in a cache the backend owns, joining and leaving as their
+caller schedules them (what continuous batching in ``t2reg serve`` needs).
+``tests/adaptation/backends/test_contract.py`` is what a backend must pass.
 
 Backends are context managers: ``with open_backend(...) as backend:`` closes it.
 """
@@ -35,16 +39,21 @@ from t2reg.enums import Word
 class Capability(Word):
     POPULATION = "population"  # population(): each row of a batch with its own mixture
     GRADIENTS = "gradients"  # a DifferentiableBackend: forward passes with weights that carry gradients
+    DECODE = "decode"  # decoder(): rows decoded step by step in the backend's cache, scheduled by the caller
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to continue a prompt: greedy (``temperature`` 0) or sampled, reproducibly given ``seed``."""
+    """How to continue a prompt: greedy (``temperature`` 0) or sampled, reproducibly given ``seed``, from the
+    smallest set of tokens whose probability reaches ``top_p``; ``ignore_eos`` runs to ``max_new_tokens``
+    whatever the model says (stop strings still end it)."""
 
     max_new_tokens: int
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     seed: int | None = None
+    top_p: float = 1.0
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,34 @@ class GenerationUpdate:
     text: str  # everything generated so far (cut at a stop string once one appears)
     tokens: int | None = None  # tokens generated so far, where the backend knows
     finish_reason: str | None = None  # "stop" or "length" on a request's last update; None before
+
+
+class Decoder(ABC):
+    """Rows decoded together one token at a time, in a KV cache the backend owns (see Capability.DECODE).
+
+    Rows keep the order they joined in, less those :meth:`keep` drops. Each row decodes as it would alone,
+    whatever else shares its batch. ``variants`` name each row's mixture inside :meth:`Backend.population`
+    (None outside), given again at every call because a caller may enter a new population between steps.
+    """
+
+    @property
+    @abstractmethod
+    def rows(self) -> int:
+        """Rows being decoded."""
+
+    @abstractmethod
+    def join(self, prompts: Sequence[Sequence[int]], variants: Sequence[int | None]) -> torch.Tensor:
+        """Prefill ``prompts`` (token ids, none empty) and add them as rows after the current ones: float32
+        logits of each prompt's next token, (len(prompts), vocabulary). If it raises, the rows are unchanged."""
+
+    @abstractmethod
+    def step(self, tokens: Sequence[int], variants: Sequence[int | None]) -> torch.Tensor:
+        """Feed every row its next token (one per row, in row order): float32 logits of the token after it,
+        (rows, vocabulary)."""
+
+    @abstractmethod
+    def keep(self, indices: Sequence[int]) -> None:
+        """Keep only these rows, in this order (an empty list ends them all)."""
 
 
 class Backend(ABC):
@@ -117,8 +154,23 @@ class Backend(ABC):
         protocol of every score it gives."""
         return "float32"
 
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        """The tokens that end a generation: the tokenizer's (a backend may know more)."""
+        eos = self.tokenizer.eos_token_id
+        return frozenset() if eos is None else frozenset({eos})
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens (prompt and completion) one sequence may hold; None where the backend sets no limit."""
+        return None
+
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    def decoder(self) -> Decoder:
+        """No rows yet, to decode as the caller schedules them (needs Capability.DECODE)."""
+        raise InvalidInputError(f"the {self.name} backend cannot decode step by step for its caller")
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release what the backend holds (processes, device memory)."""

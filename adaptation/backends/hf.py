@@ -1,8 +1,10 @@
 """The transformers backend: batched generation and scoring with left padding, CPU or CUDA.
 
 It is the one :class:`~t2reg.adaptation.backends.base.DifferentiableBackend`
-(training runs here) and the one that evaluates a population in one pass (each
-row of a batch with its own mixture, in factored form).
+(training runs here), the one that evaluates a population in one pass (each
+row of a batch with its own mixture, in factored form), and the one that
+decodes step by step for a caller that schedules the rows (``t2reg serve``;
+the cache lives in :mod:`~t2reg.adaptation.backends.hf_decoding`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from t2reg.adaptation.backends.base import (
     Sampling,
     WeightLayout,
 )
+from t2reg.adaptation.backends.hf_decoding import HFDecoder
 from t2reg.adaptation.backends.tokens import cut_at_stop, left_pad, right_pad
 from t2reg.adaptation.models.files import load_model, load_tokenizer
 from t2reg.adaptation.patching import ExpertPatch, FactoredPopulation, transposed_names
@@ -31,7 +34,8 @@ K = TypeVar("K")
 
 class HFBackend(DifferentiableBackend):
     name = "hf"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.POPULATION, Capability.GRADIENTS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.POPULATION, Capability.GRADIENTS, Capability.DECODE})
 
     def __init__(self, model_dir: Path, device: str | None = None, dtype: str = "float32", batch_size: int = 16) -> None:
         super().__init__(load_tokenizer(model_dir), batch_size)
@@ -58,6 +62,20 @@ class HFBackend(DifferentiableBackend):
     def dtype(self) -> str:
         return self._dtype
 
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        """The generation config's end tokens (one or several: chat models end turns their own way) and the
+        tokenizer's."""
+        found = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = set([found] if isinstance(found, int) else list(found or []))
+        return frozenset(ids) | super().eos_ids
+
+    @property
+    def context_length(self) -> int | None:
+        config = self.model.config
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return int(limit) if limit else None
+
     # -- generation ----------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -81,8 +99,10 @@ class HFBackend(DifferentiableBackend):
         self._select([r.variant for r in batch])
         enc = self.tokenizer([r.prompt for r in batch], return_tensors="pt", padding=True,
                              add_special_tokens=False).to(self._device)
-        options = ({"do_sample": True, "temperature": sampling.temperature, "top_k": 0}
+        options = ({"do_sample": True, "temperature": sampling.temperature, "top_k": 0, "top_p": sampling.top_p}
                    if sampling.temperature > 0 else {"do_sample": False})
+        if sampling.ignore_eos:  # the end tokens are masked out until the budget is spent
+            options["min_new_tokens"] = sampling.max_new_tokens
         if sampling.stop:
             options |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
         generated = self.model.generate(**enc, max_new_tokens=sampling.max_new_tokens,
@@ -197,11 +217,14 @@ class HFBackend(DifferentiableBackend):
         if inside:
             self._factored.rows = torch.tensor(list(variants), dtype=torch.long)
 
-    # -- what serving needs: one step of a decode loop the caller owns ------------------------------
+    # -- what serving needs: a decode loop the caller schedules -----------------------------------------
+
+    def decoder(self) -> HFDecoder:
+        return HFDecoder(self._forward_cached, self.tokenizer.pad_token_id)
 
     @torch.no_grad()
-    def forward_cached(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
-                       variants: Sequence[int | None]) -> torch.Tensor:
+    def _forward_cached(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
+                        variants: Sequence[int | None]) -> torch.Tensor:
         """Float32 logits of each row's last position after feeding ``ids`` on top of ``cache``.
 
         ``cache`` (a transformers ``DynamicCache``) grows in place; ``mask`` covers

@@ -16,7 +16,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from t2reg.adaptation.backends.base import Backend, GenerationRequest, GenerationUpdate, LoglikelihoodRequest
+from t2reg.adaptation.backends.base import (Backend, GenerationRequest, GenerationUpdate, LoglikelihoodRequest,
+                                            Sampling)
 from t2reg.adaptation.models.files import safetensors_files
 from t2reg.errors import InvalidInputError, T2RegError
 
@@ -54,13 +55,15 @@ class VLLMBackend(Backend):
     def dtype(self) -> str:
         return self._dtype
 
+    @property
+    def context_length(self) -> int:
+        return int(self.llm.llm_engine.model_config.max_model_len)  # what this LLM was opened with
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         from vllm import SamplingParams
 
         _refuse_variants(requests)
-        params = [SamplingParams(temperature=r.sampling.temperature, max_tokens=r.sampling.max_new_tokens,
-                                 stop=list(r.sampling.stop) or None,
-                                 seed=r.sampling.seed if r.sampling.temperature > 0 else None) for r in requests]
+        params = [SamplingParams(**_sampling(r.sampling)) for r in requests]
         outputs = self.llm.generate([self._tokens(r.prompt) for r in requests], params, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 
@@ -76,9 +79,7 @@ class VLLMBackend(Backend):
         index: dict[str, int] = {}  # our request id (what outputs carry) -> request
         internal: dict[str, str] = {}  # our request id -> the engine's (what aborting takes)
         for i, r in enumerate(requests):
-            params = SamplingParams(temperature=r.sampling.temperature, max_tokens=r.sampling.max_new_tokens,
-                                    stop=list(r.sampling.stop) or None, output_kind=RequestOutputKind.CUMULATIVE,
-                                    seed=r.sampling.seed if r.sampling.temperature > 0 else None)
+            params = SamplingParams(**_sampling(r.sampling), output_kind=RequestOutputKind.CUMULATIVE)
             rid = f"t2reg-{uuid.uuid4().hex}"
             internal[rid] = engine.add_request(rid, self._tokens(r.prompt), params)
             index[rid] = i
@@ -154,3 +155,11 @@ class VLLMBackend(Backend):
 def _refuse_variants(requests: Sequence[GenerationRequest | LoglikelihoodRequest]) -> None:
     if any(r.variant is not None for r in requests):
         raise InvalidInputError("the vllm backend runs every request with its current weights; it has no population")
+
+
+def _sampling(sampling: Sampling) -> dict:
+    """The contract's Sampling in vLLM's words (vLLM decodes step by step in its own engine, so this backend
+    offers generate_stream instead of Capability.DECODE)."""
+    return {"temperature": sampling.temperature, "max_tokens": sampling.max_new_tokens,
+            "stop": list(sampling.stop) or None, "top_p": sampling.top_p, "ignore_eos": sampling.ignore_eos,
+            "seed": sampling.seed if sampling.temperature > 0 else None}

@@ -9,8 +9,9 @@ between steps through :meth:`Scheduler.call`.
 
 Two schedulers:
 
-* :class:`FactoredScheduler` (backends with ``Capability.POPULATION``: hf) is
-  continuous batching: up to ``max_batch`` rows decode together, each row with
+* :class:`FactoredScheduler` (backends with ``Capability.POPULATION`` and
+  ``Capability.DECODE``: hf) is continuous batching on the backend's
+  :class:`~t2reg.adaptation.backends.base.Decoder`: up to ``max_batch`` rows decode together, each row with
   its own expert in factored form (``y = Wx + U((σ⊙(z c − 1))⊙(Vᵀx))``, see
   :class:`~t2reg.adaptation.patching.FactoredPopulation`), rows join as soon as
   a slot is free and leave as soon as they finish. No weights are rewritten per
@@ -31,8 +32,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
-import torch
-
 from t2reg.adaptation.backends import (
     Backend,
     Capability,
@@ -41,15 +40,12 @@ from t2reg.adaptation.backends import (
     LoglikelihoodRequest,
     Sampling,
 )
-from t2reg.adaptation.backends.tokens import left_pad
 from t2reg.adaptation.serving.decoding import (
     MIN_TEMPERATURE,
-    RowCache,
     RowSampling,
     SamplingError,
     TextStream,
     pick_tokens,
-    prefill_positions,
     releasable,
 )
 from t2reg.errors import InvalidInputError, Remedy, T2RegError
@@ -139,8 +135,6 @@ class Completion:
 class Scheduler(ABC):
     """A model behind a thread: :meth:`submit` completions, :meth:`call` work between steps, :meth:`stop`."""
 
-    nucleus_sampling: bool = True  # whether a completion's top_p below 1 is honoured
-    eos_ignorable: bool = True  # whether a completion's ignore_eos is honoured
     prefill_tokens: int = 2048  # padded prompt tokens per prefill pass (continuous batching)
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], *,
@@ -234,6 +228,24 @@ class Scheduler(ABC):
         with self.tokenizer_lock:
             return self.backend.tokenizer(text, add_special_tokens=False).input_ids
 
+    def render(self, text: str) -> str:
+        """A user turn as the model reads it (see Backend.render)."""
+        with self.tokenizer_lock:
+            return self.backend.render(text)
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """A conversation ready for the assistant's turn (see Backend.render_chat)."""
+        with self.tokenizer_lock:
+            return self.backend.render_chat(messages)
+
+    @property
+    def context_length(self) -> int | None:
+        return self.backend.context_length
+
+    def release(self) -> None:
+        """Close the backend (after :meth:`stop`): the scheduler owns it from the start."""
+        self.backend.close()
+
     @property
     def waiting(self) -> int:
         return len(self._waiting)
@@ -291,7 +303,8 @@ class Scheduler(ABC):
 
     def _fits(self, reserves: list[int]) -> bool:
         """Whether rows with these KV reservations fit the budget together. The cache holds rows
-        right-aligned, each as wide as the widest (see decoding.RowCache), so they cost rows × the longest."""
+        right-aligned, each as wide as the widest (hf's decoder: backends.hf_decoding.RowCache), so they cost
+        rows × the longest."""
         return self.max_kv_tokens is None or len(reserves) * max(reserves, default=0) <= self.max_kv_tokens
 
     def _fail_all(self, error: BaseException) -> None:
@@ -339,15 +352,15 @@ class FactoredScheduler(Scheduler):
     """Continuous batching on a backend that runs each row of a batch with its own mixture (hf)."""
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
-        if not backend.supports(Capability.POPULATION):
-            raise InvalidInputError(f"the {backend.name} backend cannot run a different expert per row")
+        if not (backend.supports(Capability.POPULATION) and backend.supports(Capability.DECODE)):
+            raise InvalidInputError(f"the {backend.name} backend cannot decode rows with a different expert each")
         super().__init__(backend, spectra, experts, **options)
         self._rows: list[_Row] = []
         self._admitting: list[Completion] = []  # taken from the queue, holding a slot, not yet prefilled
-        self._cache = RowCache()
+        self._decoder = backend.decoder()
         self._population = ExitStack()
         self._variant: dict[str | None, int] = {}
-        self._eos = _eos_ids(backend)
+        self._eos = backend.eos_ids
         self._install(self.experts)
 
     @property
@@ -437,10 +450,8 @@ class FactoredScheduler(Scheduler):
         fails, each is run again alone, so that only the prompt at fault fails."""
         completions = [r.completion for r in rows]
         try:
-            ids, mask = left_pad([j.prompt_ids for j in completions], self.backend.tokenizer.pad_token_id)
-            cache = _new_cache()
-            logits = self.backend.forward_cached(ids, mask, prefill_positions(mask), cache,
-                                                 [self._variant[j.expert] for j in completions])
+            logits = self._decoder.join([c.prompt_ids for c in completions],
+                                        [self._variant[c.expert] for c in completions])
         except Exception as exc:  # noqa: BLE001 - these completions fail; the rows already running go on
             if len(rows) > 1:
                 for row in rows:
@@ -450,15 +461,12 @@ class FactoredScheduler(Scheduler):
             completions[0].finish(Failed(exc))
             return
         self.on_step(len(completions))
-        self._cache.join(cache, mask)
         self._rows.extend(rows)
         self._advance(pick_tokens(logits, [r.sampling for r in rows]), start=len(self._rows) - len(rows))
 
     def _decode(self) -> None:
-        ids = torch.tensor([[r.pending] for r in self._rows], dtype=torch.long)
-        mask, positions = self._cache.grow()
-        logits = self.backend.forward_cached(ids, mask, positions, self._cache.cache,
-                                             [self._variant[r.completion.expert] for r in self._rows])
+        logits = self._decoder.step([r.pending for r in self._rows],
+                                    [self._variant[r.completion.expert] for r in self._rows])
         self.on_step(len(self._rows))
         self._advance(pick_tokens(logits, [r.sampling for r in self._rows]))
 
@@ -506,30 +514,13 @@ class FactoredScheduler(Scheduler):
 
     def _keep(self, indices: list[int]) -> None:
         self._rows = [self._rows[i] for i in indices]
-        self._cache.keep(indices)
+        self._decoder.keep(indices)
 
     def _fail_running(self, error: BaseException) -> None:
-        rows, self._rows, self._cache = self._rows, [], RowCache()
+        rows, self._rows, self._decoder = self._rows, [], self.backend.decoder()
         admitting, self._admitting = self._admitting, []
         for completion in [r.completion for r in rows] + admitting:
             completion.finish(Failed(error))
-
-
-def _new_cache():
-    from transformers import DynamicCache
-
-    return DynamicCache()
-
-
-def _eos_ids(backend: Backend) -> frozenset[int]:
-    """The tokens that end a row: the generation config's (one or several) and the tokenizer's."""
-    ids: set[int] = set()
-    config = getattr(getattr(backend, "model", None), "generation_config", None)
-    found = getattr(config, "eos_token_id", None)
-    ids.update([found] if isinstance(found, int) else list(found or []))
-    if backend.tokenizer.eos_token_id is not None:
-        ids.add(backend.tokenizer.eos_token_id)
-    return frozenset(ids)
 
 
 # -- one expert per group, weights pushed between groups (vllm, or any backend) --------------------------------
@@ -537,9 +528,6 @@ def _eos_ids(backend: Backend) -> frozenset[int]:
 
 class GroupedScheduler(Scheduler):
     """Waiting completions grouped by expert; each group runs as one batch with its expert's matrices pushed in."""
-
-    nucleus_sampling = False  # the backend contract's Sampling has no top_p ...
-    eos_ignorable = False  # ... nor ignore_eos
 
     def __init__(self, backend: Backend, spectra: Spectra | None, experts: Mapping[str, Expert], **options) -> None:
         super().__init__(backend, spectra, experts, **options)
@@ -585,7 +573,8 @@ class GroupedScheduler(Scheduler):
 
     def _run_group(self, expert: str | None) -> None:
         group = self._group
-        requests = [GenerationRequest(j.prompt, Sampling(j.max_tokens, j.stop, j.temperature, j.seed)) for j in group]
+        requests = [GenerationRequest(c.prompt, Sampling(c.max_tokens, c.stop, c.temperature, c.seed, c.top_p,
+                                                         c.ignore_eos)) for c in group]
         sent = [0] * len(group)
         with self._applied(expert):
             self.on_step(len(requests))

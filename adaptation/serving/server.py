@@ -26,7 +26,7 @@ import socket
 import sys
 from typing import Any, Callable
 
-from t2reg.adaptation.backends import Backend, open_for
+from t2reg.adaptation.backends import open_for
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.serving.catalog import load_catalog
 from t2reg.adaptation.serving.scheduler import make_scheduler
@@ -55,7 +55,7 @@ def open_service(registry: Registry, spec: ServeSpec) -> Service:
     except BaseException:
         backend.close()
         raise
-    return Service(registry, spec, scheduler.start(), catalog, metrics, context_length(backend))
+    return Service(registry, spec, scheduler.start(), catalog, metrics)
 
 
 def _spectra(registry: Registry, model: str, needed: bool) -> Spectra | None:
@@ -66,16 +66,6 @@ def _spectra(registry: Registry, model: str, needed: bool) -> Spectra | None:
         if needed:
             raise
         return None
-
-
-def context_length(backend: Backend) -> int | None:
-    """How many tokens (prompt and completion) one row may hold."""
-    config = getattr(getattr(backend, "model", None), "config", None)
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    llm = getattr(backend, "llm", None)  # vllm
-    if llm is not None:
-        limit = llm.llm_engine.model_config.max_model_len
-    return int(limit) if limit else None
 
 
 def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] | None = None) -> None:
@@ -113,7 +103,7 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
-        service.scheduler.backend.close()
+        service.scheduler.release()
     print("t2reg: server stopped", file=sys.stderr, flush=True)
 
 

@@ -62,14 +62,14 @@ class _Gone(Exception):
 class Service:
     """The server's state (catalog, scheduler, metrics) and the work behind each endpoint."""
 
-    def __init__(self, registry: Registry, spec: ServeSpec, scheduler: Scheduler, catalog: Catalog, metrics: Metrics,
-                 context_length: int | None) -> None:
+    def __init__(self, registry: Registry, spec: ServeSpec, scheduler: Scheduler, catalog: Catalog,
+                 metrics: Metrics) -> None:
         self.registry = registry
         self.spec = spec
         self.scheduler = scheduler
         self.catalog = catalog
         self.metrics = metrics
-        self.context_length = context_length
+        self.context_length = scheduler.context_length
         self._reload_lock = asyncio.Lock()
         metrics.watch(lambda: scheduler.running, lambda: scheduler.waiting, lambda: len(self.catalog.experts))
 
@@ -104,8 +104,7 @@ class Service:
     async def chat(self, body: wire.ChatRequest, request: Request) -> Response:
         target = self.resolve(body.model)
         try:
-            with self.scheduler.tokenizer_lock:
-                prompt = self.scheduler.backend.render_chat(body.conversation())
+            prompt = self.scheduler.render_chat(body.conversation())
         except TemplateError as exc:  # the template's own refusal, e.g. roles that do not alternate
             raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
         return await self._answer("chat", body, target, [prompt], [body.question()], "messages", request)
@@ -121,8 +120,7 @@ class Service:
     async def _answer(self, endpoint: str, body, target: Target, prompts: list[str], questions: list[str],
                       prompt_param: str, request: Request) -> Response:
         started = time.perf_counter()
-        unsupported = (body.unsupported() or (None if body.top_p == 1.0 or self.scheduler.nucleus_sampling else "top_p")
-                       or (None if not body.ignore_eos or self.scheduler.eos_ignorable else "ignore_eos"))
+        unsupported = body.unsupported()
         if unsupported:
             raise ApiError(400, f"{unsupported} is not supported by this server", param=unsupported)
         encoded = [self.scheduler.encode(p) for p in prompts]
@@ -191,8 +189,7 @@ class Service:
             return [Route(target.expert)] * len(questions)
         routing = self.catalog.routing
         if routing.strategy == Strategy.CLASSIFIER:
-            with self.scheduler.tokenizer_lock:
-                requests = two_pass.classifier_requests(self.scheduler.backend, questions)
+            requests = two_pass.classifier_requests(questions)
             scores = await asyncio.wrap_future(self.scheduler.score([(r.context, r.continuation) for r in requests],
                                                                  routing.dispatcher.ref))
             categories = two_pass.categories_from_scores(routing, scores)
@@ -207,8 +204,7 @@ class Service:
 
     async def _ask_category(self, question: str, names: Sequence[str]) -> str:
         """The prompt strategy's first pass for one question, decoded in the shared batch on the base weights."""
-        with self.scheduler.tokenizer_lock:
-            prompt = two_pass.dispatch_request(self.scheduler.backend, question, names).prompt
+        prompt = self.scheduler.render(two_pass.dispatch_question(question, names))
         ids = self.scheduler.encode(prompt)
         queue: asyncio.Queue = asyncio.Queue()
         completion = Completion(ids, None, FIRST_PASS_TOKENS, _sink(asyncio.get_running_loop(), queue)(0), prompt=prompt)

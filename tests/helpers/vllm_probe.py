@@ -26,6 +26,15 @@ def main() -> None:
         out["patched"] = backend.generate(prompts)
         out["patched_loglik"] = backend.loglikelihood(pairs)
     out["restored"] = backend.generate(prompts)
+    # The backend contract, checked here because vLLM runs in this process (see tests/helpers/backend_contract.py).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import torch
+
+    from tests.helpers.backend_contract import Subject, run_all
+
+    expert = {n: torch.as_tensor(z) for n, z in read_expert(request["expert"]).vectors.items()}
+    out["contract"] = run_all(Subject(backend, Spectra.load(Path(request["spectra_dir"])), expert,
+                                      tolerance=request["tolerance"]))
     print("T2REG-RESULT " + json.dumps(out), flush=True)
 
 

@@ -38,7 +38,8 @@ def run(smollm2_home, tmp_path_factory):
     expert = tmp / "e.safetensors"
     registry.new_expert_file("smollm2-135m", expert, task="probe", noise=0.3, seed=1)
     request = {"model_dir": info.location, "spectra_dir": str(registry.spectra_dir("smollm2-135m")),
-               "expert": str(expert), "prompts": PROMPTS, "loglik": LOGLIK, "max_new_tokens": 24}
+               "expert": str(expert), "prompts": PROMPTS, "loglik": LOGLIK, "max_new_tokens": 24,
+               "tolerance": TOLERANCE}
     (tmp / "request.json").write_text(json.dumps(request))
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.run([sys.executable, str(PROBE), str(tmp / "request.json")], capture_output=True, text=True,
@@ -73,3 +74,12 @@ def test_pushed_expert_matches_the_hf_backend_and_restores(run):
     assert vllm_out["patched"] == hf_out["patched"]
     assert vllm_out["patched_loglik"] == pytest.approx(hf_out["patched_loglik"], abs=TOLERANCE)
     assert vllm_out["restored"] == vllm_out["base"]
+
+
+def test_vllm_keeps_the_backend_contract(run):
+    """Every check of tests/helpers/backend_contract.py, run on vLLM inside the probe's process."""
+    vllm_out, _ = run
+    from tests.helpers.backend_contract import CHECKS
+
+    assert set(vllm_out["contract"]) == set(CHECKS)
+    assert {name: outcome for name, outcome in vllm_out["contract"].items() if outcome != "ok"} == {}

@@ -207,14 +207,18 @@ def test_a_request_the_sampler_refuses_fails_alone_while_the_others_decode(facto
 def test_a_row_whose_logits_are_not_finite_fails_alone(factored, monkeypatch):
     alone = run_all(factored, [(PROMPTS[0], None), (PROMPTS[1], "e0:1")])
     poisoned = factored._variant["e2:1"]
-    forward = factored.backend.forward_cached
+    decoder = factored._decoder
 
-    def nan_for_one_expert(ids, mask, positions, cache, variants):  # a numerical fault in that row alone
-        logits = forward(ids, mask, positions, cache, variants)
-        logits[[i for i, v in enumerate(variants) if v == poisoned]] = float("nan")
-        return logits
+    def nan_for_one_expert(call):  # a numerical fault in that expert's rows alone, at prefill and every step
+        def poisoned_call(rows, variants):
+            logits = call(rows, variants)
+            logits[[i for i, v in enumerate(variants) if v == poisoned]] = float("nan")
+            return logits
 
-    monkeypatch.setattr(factored.backend, "forward_cached", nan_for_one_expert)
+        return poisoned_call
+
+    monkeypatch.setattr(decoder, "join", nan_for_one_expert(decoder.join))
+    monkeypatch.setattr(decoder, "step", nan_for_one_expert(decoder.step))
     together = run_all(factored, [(PROMPTS[0], None), (PROMPTS[2], "e2:1"), (PROMPTS[1], "e0:1")])
     assert isinstance(together[1], Failed) and "not finite" in str(together[1].error)
     assert [together[0].text, together[2].text] == [f.text for f in alone]
