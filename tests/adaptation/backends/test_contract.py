@@ -2,6 +2,8 @@
 random Llama, the fake backend written for these tests, and vLLM (in test_vllm.py, on SmolLM2, in its own
 process)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -43,9 +45,33 @@ def test_the_backend_keeps_the_contract(subject, check):
     CHECKS[check](subject)
 
 
-def test_a_backend_that_breaks_the_contract_is_caught(tmp_path):
-    """The checks can fail: a fake whose restore() forgets the original weights breaks one."""
+def _forgets_originals(backend):
+    backend.restore = lambda: backend._saved.clear()
+
+
+def _ignores_top_p(backend):
+    generate = backend.generate
+    backend.generate = lambda requests: generate([dataclasses.replace(
+        r, sampling=dataclasses.replace(r.sampling, top_p=1.0)) for r in requests])
+
+
+def _keeps_every_row(backend):
+    make = backend.decoder
+
+    def decoder():
+        made = make()
+        made.keep = lambda indices: None
+        return made
+
+    backend.decoder = decoder
+
+
+@pytest.mark.parametrize(("breakage", "check"), [(_forgets_originals, "patched_weights_and_restore"),
+                                                 (_ignores_top_p, "seeded_sampling_and_the_nucleus"),
+                                                 (_keeps_every_row, "decoded_rows_that_join_and_leave_match_generation")])
+def test_a_backend_that_breaks_the_contract_is_caught(tmp_path, breakage, check):
+    """The checks can fail: the fake backend, broken one way at a time, fails the check of that promise."""
     subject = _fake(tmp_path)
-    subject.backend.restore = lambda: subject.backend._saved.clear()
-    with pytest.raises(AssertionError, match="restored"):
-        CHECKS["patched_weights_and_restore"](subject)
+    breakage(subject.backend)
+    with pytest.raises(AssertionError):
+        CHECKS[check](subject)
