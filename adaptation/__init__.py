@@ -9,7 +9,7 @@
 | evaluation   | scoring a backend on a task; evaluation runs                                |
 | search       | few-shot adaptation: optimizers, the mixture objective, the adapt job      |
 | training     | SVF training by policy gradient                                            |
-| routing      | two-pass inference: classify a prompt, answer with its category's expert   |
+| dispatch     | two-pass inference: classify a prompt, answer with its category's expert   |
 | serving      | t2reg serve: an OpenAI-compatible server, per-request experts in batches   |
 | interop      | experts in and out: merged export, reference-code import                   |
 | jobs         | the job runner and the built-in job kinds                                  |

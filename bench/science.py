@@ -167,7 +167,7 @@ class Lab:
         from t2reg.adaptation.jobs import record_of
         from t2reg.adaptation.training.spec import TrainSpec
 
-        spec = TrainSpec("smollm2-135m", task, iterations=self.iterations, batch_size=16, lr=0.01, kl=0.0,
+        spec = TrainSpec("smollm2-135m", task, iterations=self.iterations, examples_per_step=16, lr=0.01, kl=0.0,
                          validation=100, eval_every=5, heldout=100, seed=seed, data_dir=self.data,
                          name=f"science-{task}-s{seed}")
         return record_of(self.job(spec, f"train {task} seed {seed}")).published

@@ -24,7 +24,7 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
     \b
     t2reg run --model smollm2-135m --strategy prompt --pool 'model=smollm2-135m' "What is 12*7?"
     """
-    from t2reg.adaptation.routing import DispatchSpec, answer_questions
+    from t2reg.adaptation.dispatch import DispatchSpec, answer_questions
 
     result = answer_questions(app.registry(), DispatchSpec(model, strategy, tuple(pool), backend), questions,
                               max_new_tokens)
@@ -51,7 +51,7 @@ def run(app: AppContext, questions, model, strategy, pool, backend, max_new_toke
 @pass_app
 def dispatch_report(app: AppContext, model, tasks, strategy, pool, per_task, backend, data_dir, out, as_json) -> None:
     """How the first pass sorts prompts of known tasks: the confusion matrix over categories."""
-    from t2reg.adaptation.routing import DispatchSpec, report_dispatch
+    from t2reg.adaptation.dispatch import DispatchSpec, report_dispatch
 
     result = report_dispatch(app.registry(), DispatchSpec(model, strategy, tuple(pool), backend),
                              [t.strip() for t in tasks.split(",") if t.strip()], per_task, data_dir)

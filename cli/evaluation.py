@@ -111,7 +111,7 @@ def eval_(app: AppContext, ref, base, task, split, limit, seed, mode, permute, m
         _refuse_with_strategy(detach=detach, save_outputs=save_outputs, mode=mode != "auto",
                               max_new_tokens=max_new_tokens, permute=permute != 1, replicas=replicas,
                               ray=ray_address, threads=threads)
-        _two_pass(app, spec, strategy, list(pool), as_json)
+        _dispatched(app, spec, strategy, list(pool), as_json)
         return
     if detach:
         if save_outputs:
@@ -224,25 +224,25 @@ def _refuse_with_strategy(**given: object) -> None:
         raise click.UsageError(f"{', '.join(used)} cannot be used with --strategy")
 
 
-def _two_pass(app, spec: EvalSpec, strategy: str, pool: list[str], as_json: bool) -> None:
-    from t2reg.adaptation.routing import run_two_pass_evaluation
+def _dispatched(app, spec: EvalSpec, strategy: str, pool: list[str], as_json: bool) -> None:
+    from t2reg.adaptation.dispatch import run_dispatched_evaluation
 
     if spec.base is None:
         raise click.UsageError("--strategy evaluates a base model: use --base MODEL, not an expert REF")
-    result, routed = run_two_pass_evaluation(app.registry(), spec, strategy, pool)
+    result, dispatched = run_dispatched_evaluation(app.registry(), spec, strategy, pool)
     base, task, split = spec.base, spec.task, spec.split
     counts: dict[str, int] = {}
-    for expert in routed.experts:
+    for expert in dispatched.experts:
         counts[expert or "base"] = counts.get(expert or "base", 0) + 1
     if as_json:
         emit_json({"subject": base, "strategy": strategy, **result.to_dict(), "routes": counts,
-                   "first_pass_seconds": routed.first_pass_seconds, "second_pass_seconds": routed.second_pass_seconds})
+                   "first_pass_seconds": dispatched.first_pass_seconds, "second_pass_seconds": dispatched.second_pass_seconds})
         return
     low, high = result.interval
     click.echo(f"{base} {task}/{split} ({strategy} dispatch): {result.metric} {result.score:.4f} "
                f"(95% CI {low:.3f}-{high:.3f}, n={result.n})")
     click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    click.echo(f"first pass {routed.first_pass_seconds:.2f}s, second pass {routed.second_pass_seconds:.2f}s")
+    click.echo(f"first pass {dispatched.first_pass_seconds:.2f}s, second pass {dispatched.second_pass_seconds:.2f}s")
 
 
 COMMANDS = [tasks, eval_, compare, protocols_list]

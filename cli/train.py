@@ -15,7 +15,7 @@ from t2reg.cli.options import backend_option, data_dir_option, default_of, detac
 @click.option("--model", required=True, help="The base model (name or alias); its spectra must be decomposed.")
 @click.option("--task", required=True, help="The task to train for (see `t2reg tasks list`).")
 @default_of(TrainSpec, "iterations")
-@default_of(TrainSpec, "batch_size", help="Training examples per iteration.")
+@default_of(TrainSpec, "examples_per_step", help="Training examples drawn for each iteration's step.")
 @default_of(TrainSpec, "modules", type=click.Choice(["mlp", "attn", "all"]), help="Which matrices get a learnable vector.")
 @default_of(TrainSpec, "kl", help="Weight lambda of the KL penalty to the base model.")
 @default_of(TrainSpec, "lr", help="AdamW learning rate (cosine decay to 0).")

@@ -45,7 +45,7 @@ from t2reg.enums import TransferMethod
 @default_of(TransferSpec, "beta", help="distill: the teacher moves the target by beta times the expert's "
                                        "log-ratio on the source.")
 @default_of(TransferSpec, "iterations", help="distill: training iterations.")
-@default_of(TransferSpec, "batch_size", help="distill: questions per iteration.")
+@default_of(TransferSpec, "examples_per_step", help="distill: questions drawn for each iteration's step.")
 @default_of(TransferSpec, "lr", help="distill: AdamW learning rate (cosine decay).")
 @default_of(TransferSpec, "kl", help="distill: weight of the KL penalty to the target's base model.")
 @default_of(TransferSpec, "validation", help="distill: held-out questions (another split) scored by agreement "

@@ -62,6 +62,8 @@ class JobSpec:
 
     kind: ClassVar[str] = "abstract"
     record: ClassVar[type[JobRecord]] = JobRecord  # what a finished job of this kind records
+    # Settings renamed since jobs were stored: {old name: new name}, read the new way from old rows.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         # A field typed with a ``Word`` enum holds its member, however the spec was built (from the command
@@ -88,6 +90,7 @@ class JobSpec:
     @classmethod
     def from_dict(cls: type[S], data: dict[str, Any]) -> S:
         """The spec stored as ``data``; unknown or missing settings are refused by name."""
+        data = {cls.renamed.get(k, k): v for k, v in data.items()}
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:

@@ -157,8 +157,8 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
 
 def _train_spec(spec: TransferSpec, target: ModelInfo, task: Task) -> TrainSpec:
     """The SVF training settings distillation runs under (the trainer is training's own)."""
-    return TrainSpec(target.name, task.name, iterations=spec.iterations, batch_size=spec.batch_size, kl=spec.kl,
-                     lr=spec.lr, validation=spec.validation, eval_every=spec.eval_every, seed=spec.seed,
+    return TrainSpec(target.name, task.name, iterations=spec.iterations, examples_per_step=spec.examples_per_step,
+                     kl=spec.kl, lr=spec.lr, validation=spec.validation, eval_every=spec.eval_every, seed=spec.seed,
                      data_dir=spec.data_dir)
 
 
@@ -192,8 +192,10 @@ def _settings(spec: TransferSpec, method: TransferMethod) -> dict[str, Any]:
     common = {"method": str(method), "baseline": spec.baseline, "seed": spec.seed}
     if method == TransferMethod.PROJECTION:
         return {**common, "ridge": spec.ridge, "bound": spec.bound}
-    return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.batch_size, "lr": spec.lr,
-            "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every}
+    # "batch_size" is the stored lineage key of examples per step: transfers made before the setting's rename
+    # are found again by it, so asking for one again reuses it.
+    return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.examples_per_step,
+            "lr": spec.lr, "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every}
 
 
 def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo,

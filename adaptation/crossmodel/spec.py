@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The settings each data-driven method reads; giving one to another method is refused, not ignored.
 PROJECTION_ONLY = ("ridge", "bound")
-DISTILL_ONLY = ("beta", "iterations", "batch_size", "lr", "kl", "validation", "eval_every")
+DISTILL_ONLY = ("beta", "iterations", "examples_per_step", "lr", "kl", "validation", "eval_every")
 DATA_DRIVEN = ("texts", "texts_file", "n_texts")
 
 
@@ -58,6 +58,7 @@ class TransferSpec(JobSpec):
 
     kind: ClassVar[str] = "transfer"
     record: ClassVar[type[JobRecord]] = TransferRecord
+    renamed: ClassVar[dict[str, str]] = {"batch_size": "examples_per_step"}
 
     target: str
     ref: str | None = None
@@ -80,7 +81,7 @@ class TransferSpec(JobSpec):
     # distill
     beta: float = 1.0  # the teacher moves the target by beta times the expert's log-ratio on the source
     iterations: int = 30
-    batch_size: int = 16
+    examples_per_step: int = 16  # questions drawn for each distillation step
     lr: float = 0.01
     kl: float = 0.1
     validation: int = 200  # held-out stems scored by agreement with the teacher
@@ -126,7 +127,7 @@ class TransferSpec(JobSpec):
         if not 0 < self.bound <= 10:
             raise InvalidInputError("{bound} must lie in (0, 10]", options=["bound"])
         if method == TransferMethod.DISTILL:
-            positive(self, "iterations", "batch_size", "validation", "eval_every")
+            positive(self, "iterations", "examples_per_step", "validation", "eval_every")
             if not (0 < self.beta <= 100 and 0 < self.lr <= 10 and 0 <= self.kl <= 100):
                 raise InvalidInputError("{beta} and {lr} must be positive (beta at most 100, lr at most 10), {kl} "
                                         "in [0, 100]", options=["beta", "lr", "kl"])

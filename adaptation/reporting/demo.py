@@ -71,7 +71,7 @@ class DemoPlan:
 
 QUICK = DemoPlan(
     name="quick",
-    train={"arc-easy": dict(iterations=2, batch_size=8, lr=0.01, validation=8, eval_every=2, heldout=20)},
+    train={"arc-easy": dict(iterations=2, examples_per_step=8, lr=0.01, validation=8, eval_every=2, heldout=20)},
     adapt=dict(shots=6, heldout=20, population=4, elite=0.5, iterations=2, mix_space="strength"),
     transfer_heldout=20,
     conclusive=False,
@@ -81,7 +81,7 @@ QUICK = DemoPlan(
 FULL = DemoPlan(
     name="full",
     # Validation peaked by iteration 10-15 of 40 and only fell after; 12 iterations, checkpoints at 4, 8, 12.
-    train={"arc-easy": dict(iterations=12, batch_size=16, lr=0.01, validation=60, eval_every=4, heldout=300)},
+    train={"arc-easy": dict(iterations=12, examples_per_step=16, lr=0.01, validation=60, eval_every=4, heldout=300)},
     # The pool is one transferred expert, so the search is over a strength; 6 x 3 candidates on 30 shots.
     adapt=dict(shots=30, heldout=300, population=6, elite=0.34, iterations=3, mix_space="strength"),
     transfer_heldout=200,

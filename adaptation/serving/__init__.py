@@ -7,8 +7,8 @@
 | scheduler  | the thread that owns the model: continuous batching with per-row experts (hf, in   |
 |            | factored form) or groups of one expert with weights pushed between them (vllm)     |
 | catalog    | what the server offers: the base model, the pool's experts, ``<model>:auto``       |
-| protocol   | the OpenAI request bodies, response and chunk shapes, error bodies                 |
-| service    | one request end to end: limits, ``:auto`` routing, completions, responses, streams |
+| wire       | the OpenAI request bodies, response and chunk shapes, error bodies                 |
+| service    | one request end to end: limits, ``:auto`` dispatch, completions, responses, streams |
 | metrics    | Prometheus counters and histograms                                                 |
 | app        | the FastAPI application: routes, key check, body limit, streaming                  |
 | server     | loading it all and running uvicorn (SIGTERM drains, SIGHUP reloads)                |

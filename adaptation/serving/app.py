@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from t2reg.adaptation.serving.protocol import ApiError, ChatRequest, CompletionRequest, error_body
+from t2reg.adaptation.serving.wire import ApiError, ChatRequest, CompletionRequest, error_body
 from t2reg.adaptation.serving.service import Service
 
 log = logging.getLogger("t2reg.serve")
@@ -58,7 +58,7 @@ def create_app(service: Service, on_shutdown: Callable[[], None] | None = None) 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": service.catalog.model, "experts": len(service.catalog.experts),
-                "auto": service.catalog.routing is not None, "running": service.scheduler.running,
+                "auto": service.catalog.dispatch_plan is not None, "running": service.scheduler.running,
                 "waiting": service.scheduler.waiting}
 
     @app.get("/metrics")

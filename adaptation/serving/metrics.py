@@ -41,7 +41,7 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=r)
         self.cancelled = Counter("t2reg_cancelled_requests", "Requests whose client went away before the end.",
                                  registry=r)
-        self.routes = Counter("t2reg_routes", "First-pass choices of :auto requests.", ["category", "expert"],
+        self.picks = Counter("t2reg_routes", "First-pass choices of :auto requests.", ["category", "expert"],
                               registry=r)
         self.reloads = Counter("t2reg_reloads", "Pool reloads (POST /v1/reload or SIGHUP), by outcome.", ["outcome"],
                                registry=r)
@@ -56,7 +56,7 @@ class Metrics:
         self.experts.set_function(experts)
 
     def request(self, endpoint: str, label: str, status: int) -> None:
-        """Count one answered request (``label``: the expert's ref, ``base``, or ``-`` when refused before routing)."""
+        """Count one answered request (``label``: the expert's ref, ``base``, or ``-`` when refused before dispatch)."""
         self.requests.labels(endpoint, label, str(status)).inc()
 
     def tokens(self, expert: str | None, prompt: int, completion: int) -> None:

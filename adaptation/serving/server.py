@@ -31,7 +31,7 @@ from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.serving.catalog import load_catalog
 from t2reg.adaptation.serving.scheduler import make_scheduler
 from t2reg.adaptation.serving.metrics import Metrics
-from t2reg.adaptation.serving.protocol import error_body
+from t2reg.adaptation.serving.wire import error_body
 from t2reg.adaptation.serving.service import Service
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError

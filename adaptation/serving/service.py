@@ -1,4 +1,4 @@
-"""Answering one request: resolve its model, check its limits, route ``:auto``, run it, shape the answer.
+"""Answering one request: resolve its model, check its limits, dispatch ``:auto``, run it, shape the answer.
 
 The HTTP layer (:mod:`app`) hands bodies to a :class:`Service`; the service
 turns them into scheduler :class:`~t2reg.adaptation.serving.scheduler.Completion`\\ s whose
@@ -21,8 +21,8 @@ from jinja2 import TemplateError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from t2reg.adaptation import routing as two_pass
-from t2reg.adaptation.serving import protocol as wire
+from t2reg.adaptation import dispatch
+from t2reg.adaptation.serving import wire
 from t2reg.adaptation.serving.catalog import Catalog, Target, load_catalog
 from t2reg.adaptation.serving.scheduler import (
     BusyError,
@@ -36,7 +36,7 @@ from t2reg.adaptation.serving.scheduler import (
     StoppedError,
 )
 from t2reg.adaptation.serving.metrics import Metrics
-from t2reg.adaptation.serving.protocol import ApiError
+from t2reg.adaptation.serving.wire import ApiError
 from t2reg.adaptation.serving.spec import ServeSpec
 from t2reg.errors import InvalidInputError, NotFoundError, T2RegError
 from t2reg.registry import Registry
@@ -48,7 +48,7 @@ DISCONNECT_POLL = 0.25  # seconds between checks that a client waiting for a who
 
 
 @dataclass(frozen=True)
-class Route:
+class Pick:
     """Which expert answers one prompt, and for ``:auto`` the category the first pass chose."""
 
     expert: str | None
@@ -127,16 +127,16 @@ class Service:
         if not all(encoded):
             raise ApiError(400, "a prompt is empty (no tokens to continue from)", param=prompt_param)
         limits = [self._max_tokens(body, len(ids), prompt_param) for ids in encoded]
-        routes = await self._route(target, questions)
+        picks = await self._pick(target, questions)
         queue: asyncio.Queue = asyncio.Queue()
         sink = _sink(asyncio.get_running_loop(), queue)
-        completions = [Completion(ids, route.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
+        completions = [Completion(ids, pick.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
                     top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream,
                     ignore_eos=body.ignore_eos)
-                for i, (ids, route, limit, prompt) in enumerate(zip(encoded, routes, limits, prompts))]
+                for i, (ids, pick, limit, prompt) in enumerate(zip(encoded, picks, limits, prompts))]
         self._submit(completions)
         answer = _Answer(endpoint, wire.new_id("chatcmpl" if endpoint == "chat" else "cmpl"), self.catalog.model,
-                         target, routes, self.catalog.routing.strategy if target.auto and self.catalog.routing else None)
+                         target, picks, self.catalog.dispatch_plan.strategy if target.auto and self.catalog.dispatch_plan else None)
         headers = answer.headers()
         if body.stream:
             return StreamingResponse(self._stream(answer, body, completions, queue, started), media_type="text/event-stream",
@@ -182,29 +182,29 @@ class Service:
                 code = "kv_budget_exceeded" if isinstance(exc, OverBudgetError) else "overloaded"
                 raise ApiError(503, str(exc), kind="server_error", code=code) from None
 
-    # -- two-pass routing for :auto --------------------------------------------------------------------------
+    # -- dispatch for :auto -------------------------------------------------------------------------------
 
-    async def _route(self, target: Target, questions: list[str]) -> list[Route]:
+    async def _pick(self, target: Target, questions: list[str]) -> list[Pick]:
         if not target.auto:
-            return [Route(target.expert)] * len(questions)
-        routing = self.catalog.routing
-        if routing.strategy == Strategy.CLASSIFIER:
-            requests = two_pass.classifier_requests(questions)
+            return [Pick(target.expert)] * len(questions)
+        plan = self.catalog.dispatch_plan
+        if plan.strategy == Strategy.CLASSIFIER:
+            requests = dispatch.classifier_requests(questions)
             scores = await asyncio.wrap_future(self.scheduler.score([(r.context, r.continuation) for r in requests],
-                                                                 routing.dispatcher.ref))
-            categories = two_pass.categories_from_scores(routing, scores)
+                                                                 plan.dispatcher.ref))
+            categories = dispatch.categories_from_scores(plan, scores)
         else:
-            categories = await asyncio.gather(*(self._ask_category(q, routing.categories) for q in questions))
-        routes = []
+            categories = await asyncio.gather(*(self._ask_category(q, plan.categories) for q in questions))
+        picks = []
         for category in categories:
-            version = routing.experts.get(category)
-            routes.append(Route(version.ref if version else None, category))
-            self.metrics.routes.labels(category, version.ref if version else "base").inc()
-        return routes
+            version = plan.experts.get(category)
+            picks.append(Pick(version.ref if version else None, category))
+            self.metrics.picks.labels(category, version.ref if version else "base").inc()
+        return picks
 
     async def _ask_category(self, question: str, names: Sequence[str]) -> str:
         """The prompt strategy's first pass for one question, decoded in the shared batch on the base weights."""
-        prompt = self.scheduler.render(two_pass.dispatch_question(question, names))
+        prompt = self.scheduler.render(dispatch.dispatch_question(question, names))
         ids = self.scheduler.encode(prompt)
         queue: asyncio.Queue = asyncio.Queue()
         completion = Completion(ids, None, FIRST_PASS_TOKENS, _sink(asyncio.get_running_loop(), queue)(0), prompt=prompt)
@@ -213,7 +213,7 @@ class Service:
             while True:
                 _, event = await queue.get()
                 if isinstance(event, Finished):
-                    return two_pass.category_of(event.text, names)
+                    return dispatch.category_of(event.text, names)
                 if isinstance(event, Failed):
                     raise _as_api_error(event.error)
         finally:
@@ -286,8 +286,8 @@ class Service:
     def _account(self, answer: "_Answer", finished: Sequence[Finished], started: float) -> None:
         self.metrics.request(answer.endpoint, answer.label, 200)
         self.metrics.latency.labels(answer.label).observe(time.perf_counter() - started)
-        for route, event in zip(answer.routes, finished):
-            self.metrics.tokens(route.expert, event.prompt_tokens, event.completion_tokens)
+        for pick, event in zip(answer.picks, finished):
+            self.metrics.tokens(pick.expert, event.prompt_tokens, event.completion_tokens)
 
 
 @dataclass
@@ -298,7 +298,7 @@ class _Answer:
     id: str
     base: str  # the base model's id
     target: Target
-    routes: list[Route]
+    picks: list[Pick]
     strategy: str | None
     created: int = 0
 
@@ -307,11 +307,11 @@ class _Answer:
 
     @property
     def uniform(self) -> bool:
-        return len(set(self.routes)) == 1
+        return len(set(self.picks)) == 1
 
     @property
     def expert(self) -> str | None:
-        return self.routes[0].expert if self.uniform else None
+        return self.picks[0].expert if self.uniform else None
 
     @property
     def label(self) -> str:
@@ -322,49 +322,49 @@ class _Answer:
         """The expert that answered (OpenAI names the snapshot that served an alias), or what was asked for."""
         if not self.uniform:
             return self.target.id
-        return self.routes[0].expert or self.base
+        return self.picks[0].expert or self.base
 
-    def routed(self, route: Route | None = None) -> dict[str, Any]:
+    def picked(self, pick: Pick | None = None) -> dict[str, Any]:
         """The ``t2reg`` object: the expert (None: the base weights) and, for ``:auto``, the category and strategy.
-        Without ``route``, the whole response's (``mixed`` when its prompts went different ways)."""
-        if route is None:
+        Without ``pick``, the whole response's (``mixed`` when its prompts went different ways)."""
+        if pick is None:
             if not self.uniform:
                 return {"expert": None, "category": None, "strategy": self.strategy, "mixed": True}
-            route = self.routes[0]
-        return {"expert": route.expert, "category": route.category, "strategy": self.strategy}
+            pick = self.picks[0]
+        return {"expert": pick.expert, "category": pick.category, "strategy": self.strategy}
 
     def headers(self) -> dict[str, str]:
         if not self.uniform:
             return {}
-        route = self.routes[0]
-        return {"x-t2reg-expert": route.expert or "base",
-                **({"x-t2reg-category": route.category} if route.category else {})}
+        pick = self.picks[0]
+        return {"x-t2reg-expert": pick.expert or "base",
+                **({"x-t2reg-category": pick.category} if pick.category else {})}
 
     def response(self, finished: Sequence[Finished]) -> dict[str, Any]:
         used = wire.usage(sum(f.prompt_tokens for f in finished), sum(f.completion_tokens for f in finished))
         if self.endpoint == "chat":
-            return wire.chat_response(self.id, self.model, finished[0].text, finished[0].reason, used, self.routed())
-        choices = [wire.completion_choice(i, f.text, f.reason, self.routed(route))
-                   for i, (f, route) in enumerate(zip(finished, self.routes))]
-        return wire.completion_response(self.id, self.model, choices, used, self.routed())
+            return wire.chat_response(self.id, self.model, finished[0].text, finished[0].reason, used, self.picked())
+        choices = [wire.completion_choice(i, f.text, f.reason, self.picked(pick))
+                   for i, (f, pick) in enumerate(zip(finished, self.picks))]
+        return wire.completion_response(self.id, self.model, choices, used, self.picked())
 
     def opening(self) -> list[dict[str, Any]]:
         if self.endpoint != "chat":
             return []
         return [wire.chat_chunk(self.id, self.model, self.created, {"role": "assistant", "content": ""}, None,
-                                self.routed())]
+                                self.picked())]
 
     def delta(self, index: int, text: str) -> dict[str, Any]:
         if self.endpoint == "chat":
-            return wire.chat_chunk(self.id, self.model, self.created, {"content": text}, None, self.routed())
+            return wire.chat_chunk(self.id, self.model, self.created, {"content": text}, None, self.picked())
         return wire.completion_chunk(self.id, self.model, self.created,
-                                     wire.completion_choice(index, text, None, self.routed(self.routes[index])))
+                                     wire.completion_choice(index, text, None, self.picked(self.picks[index])))
 
     def closing(self, index: int, reason: str) -> dict[str, Any]:
         if self.endpoint == "chat":
-            return wire.chat_chunk(self.id, self.model, self.created, {}, reason, self.routed())
+            return wire.chat_chunk(self.id, self.model, self.created, {}, reason, self.picked())
         return wire.completion_chunk(self.id, self.model, self.created,
-                                     wire.completion_choice(index, "", reason, self.routed(self.routes[index])))
+                                     wire.completion_choice(index, "", reason, self.picked(self.picks[index])))
 
     def usage_chunk(self, finished: Sequence[Finished]) -> dict[str, Any]:
         used = wire.usage(sum(f.prompt_tokens for f in finished), sum(f.completion_tokens for f in finished))

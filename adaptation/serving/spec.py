@@ -25,7 +25,7 @@ class ServeSpec(JobSpec):
     model: str
     pool: tuple[str, ...] = ()
     backend: str = "hf"
-    strategy: str = "prompt"  # how ``<model>:auto`` picks an expert (first pass of two-pass routing)
+    strategy: str = "prompt"  # how ``<model>:auto`` picks an expert (the first pass of dispatch)
     host: str = "127.0.0.1"
     port: int = 8000  # 0: any free port (the ready line on stdout says which)
     api_key: str | None = None

@@ -94,9 +94,9 @@ def train(registry: Registry, spec: TrainSpec, *, state: dict[str, Any] | None =
     train_examples = task.examples("train", root)
     validation_questions = Questions.draw(task, "validation", spec.validation, SAMPLE_SEED, root)
     heldout = Questions.draw(task, "test", spec.heldout, SAMPLE_SEED, root)
-    if len(train_examples) < spec.batch_size:
-        raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{batch_size}} is "
-                                f"{spec.batch_size}", options=["batch_size"])
+    if len(train_examples) < spec.examples_per_step:
+        raise InvalidInputError(f"{task.name} has {len(train_examples)} training examples; {{examples_per_step}} is "
+                                f"{spec.examples_per_step}", options=["examples_per_step"])
     with ExitStack() as stack:
         backend = stack.enter_context(open_for(registry, spec.model, "hf", device=spec.device, dtype=spec.dtype))
         sampler = backend if spec.sampler == "hf" or task.multiple_choice else stack.enter_context(
@@ -154,7 +154,7 @@ class PolicyTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         rng = np.random.default_rng([self.spec.seed, iteration])
-        batch = [train_examples[i] for i in rng.choice(len(train_examples), self.spec.batch_size, replace=False)]
+        batch = [train_examples[i] for i in rng.choice(len(train_examples), self.spec.examples_per_step, replace=False)]
         generator = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + iteration)
         rollout = self._choice_rollout if self.task.multiple_choice else self._generation_rollout
         loss, reward, kl = rollout(batch, generator, iteration)

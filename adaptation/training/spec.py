@@ -52,11 +52,12 @@ class TrainSpec(JobSpec):
 
     kind: ClassVar[str] = "train"
     record: ClassVar[type[JobRecord]] = TrainRecord
+    renamed: ClassVar[dict[str, str]] = {"batch_size": "examples_per_step"}  # batch_size is rows per forward pass
 
     model: str
     task: str
     iterations: int = 40
-    batch_size: int = 16
+    examples_per_step: int = 16  # training examples drawn for each policy-gradient step
     modules: str = "mlp"
     kl: float = 0.1
     lr: float = 0.01  # measured: 16 steps at 0.01 move z enough to lift ARC-Easy (bench/README.md, training)
@@ -95,7 +96,7 @@ class TrainSpec(JobSpec):
         check_dtype(self.dtype)
         if self.param not in PARAMETRIZATIONS:
             raise InvalidInputError(f"{{param}} must be one of {', '.join(PARAMETRIZATIONS)}", options=["param"])
-        positive(self, "iterations", "batch_size", "validation", "heldout", "eval_every")
+        positive(self, "iterations", "examples_per_step", "validation", "heldout", "eval_every")
         if self.lr <= 0 or self.clip <= 0 or self.temperature <= 0 or self.max_mult <= 0:
             raise InvalidInputError("{lr}, {clip}, {temperature} and {max_mult} must be positive",
                                     options=["lr", "clip", "temperature", "max_mult"])

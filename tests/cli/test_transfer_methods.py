@@ -38,7 +38,7 @@ def test_projection_runs_as_a_job_prints_its_fit_and_is_reused(two):
 
 def test_a_detached_distillation_waits_for_a_worker(two):
     queued = two.json("transfer", "arc-easy-tiny:1", "--to", "other", "--method", "distill", "--iterations", "2",
-                      "--n-texts", "16", "--validation", "8", "--batch-size", "8", "--data-dir", str(DATA), "--detach")
+                      "--n-texts", "16", "--validation", "8", "--examples-per-step", "8", "--data-dir", str(DATA), "--detach")
     assert queued["status"] == "queued"
     two.ok("worker", "--once")
     job = two.json("jobs", "show", str(queued["id"]))

@@ -75,3 +75,16 @@ def test_text_that_names_no_member_is_refused_by_validate():
     assert spec.space == "sideways"  # left as given, for validate() to name
     with pytest.raises(InvalidInputError, match="space"):
         spec.validate()
+
+
+@dataclass(frozen=True)
+class RenamedSpec(JobSpec):
+    kind: ClassVar[str] = "renamed"
+    renamed: ClassVar[dict[str, str]] = {"batch_size": "examples_per_step"}
+
+    examples_per_step: int = 16
+
+
+def test_a_row_stored_before_a_setting_was_renamed_reads_the_new_way():
+    assert RenamedSpec.from_dict({"batch_size": 8}) == RenamedSpec(8)
+    assert RenamedSpec(8).to_dict() == {"examples_per_step": 8}

@@ -21,7 +21,7 @@ from tests.adaptation.crossmodel.conftest import effective
 from tests.helpers.data import DATA
 from tests.helpers.tasks import always_task
 
-SMALL = dict(n_texts=48, validation=16, batch_size=8, data_dir=str(DATA))
+SMALL = dict(n_texts=48, validation=16, examples_per_step=8, data_dir=str(DATA))
 
 
 def test_an_identity_expert_distils_to_z_one(two_families, tmp_path):
@@ -60,11 +60,11 @@ def test_distillation_never_reads_a_label(two_families):
 def test_a_known_preference_carries_across_families_and_its_control_carries_less(two_families):
     registry = two_families
     task = always_task(registry, "tiny")  # the right option is always the word tiny likes least
-    trained = train(registry, TrainSpec("tiny", task, iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
+    trained = train(registry, TrainSpec("tiny", task, iterations=12, examples_per_step=16, lr=0.3, kl=0.0, validation=16,
                                         eval_every=4, heldout=16, data_dir=str(DATA), name="always-tiny")).version
     word = task.removeprefix("always-")
     spec = TransferSpec("other", ref=trained.ref, method="distill", iterations=12, lr=0.3, kl=0.0, n_texts=64,
-                        validation=16, batch_size=16, data_dir=str(DATA), texts=f"{task}:train")
+                        validation=16, examples_per_step=16, data_dir=str(DATA), texts=f"{task}:train")
     real = carry(registry, spec, trained.ref)
     control = carry(registry, dataclasses.replace(spec, baseline="shuffled"), trained.ref)
     assert real.report.teacher["changed_pick"] > 0.3  # the teacher does push the target towards the word

@@ -42,7 +42,7 @@ def test_smollm2_projected_onto_itself_gives_its_expert_back(smol):
 def test_a_short_distillation_of_smollm2_publishes_with_its_lineage(smol):
     cli, ref = smol
     out = cli.json("transfer", ref, "--to", "smollm2-135m", "--method", "distill", "--iterations", "2",
-                   "--n-texts", "16", "--validation", "8", "--batch-size", "8", "--eval-every", "1",
+                   "--n-texts", "16", "--validation", "8", "--examples-per-step", "8", "--eval-every", "1",
                    "--data-dir", str(DATA))
     made = out["transfers"][0]
     assert made["published"] == "crossmodel-e2e--to-smollm2-135m--distill:1"

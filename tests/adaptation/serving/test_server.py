@@ -1,6 +1,6 @@
 """`t2reg serve` as a real subprocess on a loopback port, spoken to with the `openai` package (and raw
 HTTP or raw sockets where a client library would refuse to send the bad input): listing, both endpoints
-streamed and not, answers equal to `t2reg run`, shared batches, `:auto` routing, every error, a hostile
+streamed and not, answers equal to `t2reg run`, shared batches, `:auto` dispatch, every error, a hostile
 request beside running ones, the limits on prompts, tokens and KV memory, clients that stall, disconnects,
 reloads, SIGTERM with requests in flight, and a soak of thousands of mixed requests with the server's
 memory sampled. Tiny real models, greedy unless said otherwise."""
@@ -17,7 +17,7 @@ import pytest
 from t2reg.cli.main import _run
 from t2reg.registry import Registry
 from t2reg.settings import load_settings
-from tests.adaptation.test_routing import QUESTIONS, _publish_dispatcher
+from tests.adaptation.test_dispatch import QUESTIONS, _publish_dispatcher
 from tests.helpers import soak
 from tests.helpers.serving import ServerProcess, metric, publish_noise_expert, t2reg, tiny_home
 

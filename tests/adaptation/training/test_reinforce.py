@@ -41,7 +41,7 @@ def _registry(cli):
 def test_training_learns_a_known_direction_and_publishes_a_valid_expert(tiny):
     registry = _registry(tiny)
     task = always_task(registry)
-    spec = TrainSpec("tiny", task, iterations=12, batch_size=16, lr=0.3, kl=0.0, validation=16,
+    spec = TrainSpec("tiny", task, iterations=12, examples_per_step=16, lr=0.3, kl=0.0, validation=16,
                      eval_every=4, heldout=16, data_dir=str(DATA))
     result = train(registry, spec)
     rewards = [e["reward"] for e in result.curve]  # the exact estimator's expected reward, in [-1, 1]
@@ -63,7 +63,7 @@ def test_training_learns_a_known_direction_and_publishes_a_valid_expert(tiny):
 
 def test_the_sampled_estimator_rewards_one_option_per_question(tiny):
     registry = _registry(tiny)
-    spec = TrainSpec("tiny", always_task(registry), iterations=2, batch_size=8, lr=0.3, kl=0.1, validation=4,
+    spec = TrainSpec("tiny", always_task(registry), iterations=2, examples_per_step=8, lr=0.3, kl=0.1, validation=4,
                      heldout=4, estimator="reinforce", data_dir=str(DATA))
     curve = train(registry, spec).curve
     # eight +1/-1 rewards averaged: a multiple of 1/4
@@ -95,13 +95,13 @@ def test_bad_settings_are_refused_before_anything_runs(tiny):
         train(registry, TrainSpec("tiny", "arc-easy", lr=0, data_dir=str(DATA)))
     with pytest.raises(InvalidInputError, match="patience must be at least 1"):
         train(registry, TrainSpec("tiny", "arc-easy", patience=0, data_dir=str(DATA)))
-    code, _, err = tiny("train", "--model", "tiny", "--task", "arc-easy", "--batch-size", "0", "--detach")
-    assert code == 4 and "--batch-size must be at least 1" in err and registry.jobs.list() == []
+    code, _, err = tiny("train", "--model", "tiny", "--task", "arc-easy", "--examples-per-step", "0", "--detach")
+    assert code == 4 and "--examples-per-step must be at least 1" in err and registry.jobs.list() == []
 
 
 @pytest.mark.slow
 def test_a_killed_training_run_resumes_to_the_same_z(tmp_path, capsys):
-    args = ["train", "--model", "tiny", "--task", "arc-easy", "--iterations", "10", "--batch-size", "8",
+    args = ["train", "--model", "tiny", "--task", "arc-easy", "--iterations", "10", "--examples-per-step", "8",
             "--validation", "8", "--eval-every", "2", "--heldout", "8", "--lr", "0.05", "--data-dir", str(DATA),
             "--json"]
     homes = {}
@@ -142,7 +142,7 @@ def test_a_killed_training_run_resumes_to_the_same_z(tmp_path, capsys):
 
 def test_a_generation_task_samples_completions_and_learns_from_their_rewards(tiny):
     registry = _registry(tiny)
-    spec = TrainSpec("tiny", "gsm8k", iterations=2, batch_size=4, max_new_tokens=6, validation=2, heldout=2,
+    spec = TrainSpec("tiny", "gsm8k", iterations=2, examples_per_step=4, max_new_tokens=6, validation=2, heldout=2,
                      lr=0.05, kl=0.5, data_dir=str(DATA))
     result = train(registry, spec)
     assert [e["iteration"] for e in result.curve] == [1, 2]
@@ -164,7 +164,7 @@ def test_vllm_sampler_trains_smollm2_with_z_pushed_in(smollm2_home):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(smollm2_home), "train", "--model",
                            "smollm2-135m", "--task", "gsm8k", "--sampler", "vllm", "--iterations", "2",
-                           "--batch-size", "2", "--max-new-tokens", "12", "--validation", "2", "--heldout", "2",
+                           "--examples-per-step", "2", "--max-new-tokens", "12", "--validation", "2", "--heldout", "2",
                            "--data-dir", str(DATA), "--name", "smol-vllm-trained", "--json"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -176,7 +176,7 @@ def test_vllm_sampler_trains_smollm2_with_z_pushed_in(smollm2_home):
 
 
 def test_the_classification_expert_trains_on_dispatch_and_is_tagged(tiny):
-    out = tiny.json("train", "--model", "tiny", "--task", "dispatch", "--iterations", "2", "--batch-size", "8",
+    out = tiny.json("train", "--model", "tiny", "--task", "dispatch", "--iterations", "2", "--examples-per-step", "8",
                     "--validation", "8", "--heldout", "8", "--data-dir", str(DATA))
     assert out["published"] == "dispatch-tiny:1" and out["test"]["n"] == 8
     assert tiny.json("list", "--where", "tag.role=dispatcher")[0]["ref"] == "dispatch-tiny:1"

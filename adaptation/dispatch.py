@@ -1,5 +1,8 @@
-"""Two-pass inference: classify each prompt, then answer it with its category's expert
-(the paper's strategies A and B; ``fixed:REF`` is the single-expert control).
+"""Dispatch: two-pass inference that classifies each prompt, then answers it with its category's expert
+(the paper's strategies A and B; ``fixed:REF`` is the single-expert control). One word for it everywhere:
+a :class:`DispatchPlan` (which expert answers which category) is made from a :class:`DispatchSpec`, and
+:func:`dispatch` runs both passes. (Stored data keeps its older spelling: a protocol's ``routing`` field and
+the ``two-pass:`` source of a recorded evaluation.)
 
 First pass: ``prompt`` asks the model itself which category a prompt belongs
 to (answer in ``\\boxed{}``); ``classifier`` applies the trained
@@ -42,7 +45,7 @@ _BOXED = "\nPut the category name in \\boxed{}."
 
 @dataclass(frozen=True)
 class DispatchSpec:
-    """What a two-pass command names: the base ``model``, how its first pass picks (``strategy``: prompt,
+    """What a dispatch command names: the base ``model``, how its first pass picks (``strategy``: prompt,
     classifier or fixed:REF) among which experts (``pool`` filters), and the backend that runs both passes."""
 
     model: str
@@ -50,12 +53,12 @@ class DispatchSpec:
     pool: tuple[str, ...] = ()
     backend: str = "hf"
 
-    def routing(self, registry: Registry) -> Routing:
-        return plan_routing(registry, self.model, self.strategy, self.pool)
+    def plan(self, registry: Registry) -> DispatchPlan:
+        return plan_dispatch(registry, self.model, self.strategy, self.pool)
 
 
 @dataclass
-class Routing:
+class DispatchPlan:
     """Which expert answers which category, and how prompts are classified."""
 
     strategy: Strategy
@@ -68,7 +71,7 @@ class Routing:
 
 
 @dataclass
-class TwoPassResult:
+class DispatchResult:
     categories: list[str]  # per prompt
     experts: list[str | None]  # per prompt: the ref applied in the second pass
     first_pass_seconds: float
@@ -80,7 +83,7 @@ class TwoPassResult:
                 "first_pass_seconds": self.first_pass_seconds, "second_pass_seconds": self.second_pass_seconds}
 
 
-def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[str] = ()) -> Routing:
+def plan_dispatch(registry: Registry, model: str, strategy: str, pool: Sequence[str] = ()) -> DispatchPlan:
     """The experts per category (the pool's best by ``best``), and the dispatcher for ``classifier``."""
     if strategy.startswith(f"{Strategy.FIXED}:"):
         version = registry.get(strategy.removeprefix(f"{Strategy.FIXED}:"))
@@ -89,7 +92,7 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
             raise InvalidInputError(f"{version.ref} is an expert for {version.model}, not {target}",
                                     remedy=Remedy("transfer it first", ("transfer",), (version.ref,),
                                                   (("to", model),)))
-        return Routing(Strategy.FIXED, {"fixed": version})
+        return DispatchPlan(Strategy.FIXED, {"fixed": version})
     if strategy not in (Strategy.PROMPT, Strategy.CLASSIFIER):
         raise InvalidInputError(f"unknown {{strategy}} {strategy!r}; choose from {', '.join(STRATEGIES)}",
                                 options=["strategy"])
@@ -100,7 +103,7 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
     candidates = [v for v in registry.pool(pool) if v.model == target and v.task and v.task != "dispatch"]
     experts = _best_per_category(registry, target, candidates)
     if not experts:
-        raise InvalidInputError(f"no expert of the pool is on {target} with a registered task; nothing to route to")
+        raise InvalidInputError(f"no expert of the pool is on {target} with a registered task; nothing to dispatch to")
     dispatcher = None
     if strategy == Strategy.CLASSIFIER:
         found = registry.list(model=target, where="tag.role=dispatcher")
@@ -108,7 +111,7 @@ def plan_routing(registry: Registry, model: str, strategy: str, pool: Sequence[s
             raise NotFoundError(f"no classification expert for {target}",
                                 remedy=Remedy("train one", ("train",), (), (("model", model), ("task", "dispatch"))))
         dispatcher = found[0]
-    return Routing(Strategy(strategy), experts, dispatcher)
+    return DispatchPlan(Strategy(strategy), experts, dispatcher)
 
 
 def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVersion]) -> dict[str, ExpertVersion]:
@@ -129,18 +132,18 @@ def _best_per_category(registry: Registry, model: str, candidates: list[ExpertVe
     return {c: scored[c][1] if c in scored else unscored[c] for c in unscored}
 
 
-def classify(backend: Backend, registry: Registry, routing: Routing, questions: Sequence[str]) -> list[str]:
+def classify(backend: Backend, registry: Registry, plan: DispatchPlan, questions: Sequence[str]) -> list[str]:
     """First pass: a category per question (``other`` when the answer is not one of them)."""
-    if routing.strategy == Strategy.FIXED:
+    if plan.strategy == Strategy.FIXED:
         return ["fixed"] * len(questions)
-    if routing.strategy == Strategy.PROMPT:
-        names = routing.categories
+    if plan.strategy == Strategy.PROMPT:
+        names = plan.categories
         answers = backend.generate([dispatch_request(backend, q, names) for q in questions])
         return [category_of(a, names) for a in answers]
-    spectra = load_spectra(routing.dispatcher.model, registry)
-    with backend.patched(spectra, registry.read_expert(routing.dispatcher.ref)):
+    spectra = load_spectra(plan.dispatcher.model, registry)
+    with backend.patched(spectra, registry.read_expert(plan.dispatcher.ref)):
         scores = backend.loglikelihood(classifier_requests(questions))
-    return categories_from_scores(routing, scores)
+    return categories_from_scores(plan, scores)
 
 
 # The first pass in pieces, for callers that batch it themselves (the server).
@@ -170,14 +173,14 @@ def classifier_requests(questions: Sequence[str], variant: int | None = None) ->
     return [r for ex in examples for r in option_requests(dispatch, ex, variant)]
 
 
-def categories_from_scores(routing: Routing, scores: Sequence[float]) -> list[str]:
+def categories_from_scores(plan: DispatchPlan, scores: Sequence[float]) -> list[str]:
     """Each question's most likely category from :func:`classifier_requests`' scores, ``other`` when it has
     no expert."""
     picked = []
     for i in range(len(scores) // len(CATEGORIES)):
         row = scores[i * len(CATEGORIES) : (i + 1) * len(CATEGORIES)]
         category = CATEGORIES[max(range(len(row)), key=lambda j: (row[j], -j))]
-        picked.append(category if category in routing.experts else OTHER)
+        picked.append(category if category in plan.experts else OTHER)
     return picked
 
 
@@ -189,21 +192,21 @@ def _category(text: str, names: Sequence[str]) -> str:
     return OTHER
 
 
-def two_pass(backend: Backend, registry: Registry, routing: Routing, questions: Sequence[str],
-             answer: Callable[[Backend, list[int]], list[Any]]) -> TwoPassResult:
+def dispatch(backend: Backend, registry: Registry, plan: DispatchPlan, questions: Sequence[str],
+             answer: Callable[[Backend, list[int]], list[Any]]) -> DispatchResult:
     """Classify ``questions``, then call ``answer(backend, indices)`` once per expert, with it applied."""
     start = time.perf_counter()
-    categories = classify(backend, registry, routing, questions)
+    categories = classify(backend, registry, plan, questions)
     first = time.perf_counter() - start
     groups: dict[str, list[int]] = defaultdict(list)
     for i, category in enumerate(categories):
-        groups[category if category in routing.experts else OTHER].append(i)
+        groups[category if category in plan.experts else OTHER].append(i)
     outputs: list[Any] = [None] * len(questions)
     experts: list[str | None] = [None] * len(questions)
     start = time.perf_counter()
     spectra = None
     for category, indices in sorted(groups.items()):
-        version = routing.experts.get(category)
+        version = plan.experts.get(category)
         if version is None:
             results = answer(backend, indices)
         else:
@@ -212,7 +215,7 @@ def two_pass(backend: Backend, registry: Registry, routing: Routing, questions: 
                 results = answer(backend, indices)
         for i, out in zip(indices, results):
             outputs[i], experts[i] = out, version.ref if version else None
-    return TwoPassResult(categories, experts, first, time.perf_counter() - start, outputs)
+    return DispatchResult(categories, experts, first, time.perf_counter() - start, outputs)
 
 
 def generate_answers(questions: Sequence[str], max_new_tokens: int) -> Callable[[Backend, list[int]], list[str]]:
@@ -225,18 +228,18 @@ def generate_answers(questions: Sequence[str], max_new_tokens: int) -> Callable[
     return answer
 
 
-def evaluate_two_pass(backend: Backend, registry: Registry, routing: Routing, task: Task,
-                      examples: Sequence[Example]) -> tuple[EvalResult, TwoPassResult]:
-    """Score ``task`` with each example answered by its routed expert."""
+def evaluate_dispatched(backend: Backend, registry: Registry, plan: DispatchPlan, task: Task,
+                      examples: Sequence[Example]) -> tuple[EvalResult, DispatchResult]:
+    """Score ``task`` with each example answered by its dispatched expert."""
     examples = list(examples)
 
     def answer(backend: Backend, indices: list[int]) -> list[dict]:
         return evaluate(backend, task, [examples[i] for i in indices]).outputs
 
-    routed = two_pass(backend, registry, routing, [task.prompt(ex) for ex in examples], answer)
-    result = EvalResult.from_outputs(task.name, "test", task.metric, task.default_mode, routed.outputs,
-                                     routed.first_pass_seconds + routed.second_pass_seconds)
-    return result, routed
+    dispatched = dispatch(backend, registry, plan, [task.prompt(ex) for ex in examples], answer)
+    result = EvalResult.from_outputs(task.name, "test", task.metric, task.default_mode, dispatched.outputs,
+                                     dispatched.first_pass_seconds + dispatched.second_pass_seconds)
+    return result, dispatched
 
 
 @dataclass
@@ -260,7 +263,7 @@ class DispatchReport:
                 "confusion": self.confusion, "per_task": self.per_task, "seconds": self.seconds}
 
 
-def dispatch_report(backend: Backend, registry: Registry, routing: Routing, tasks: Sequence[str],
+def dispatch_report(backend: Backend, registry: Registry, plan: DispatchPlan, tasks: Sequence[str],
                     per_task: int = 20, data_dir=None) -> DispatchReport:
     """Classify ``per_task`` test prompts of each task and count where they land."""
     root = resolve_data_dir(data_dir)
@@ -272,52 +275,52 @@ def dispatch_report(backend: Backend, registry: Registry, routing: Routing, task
             truth.append(task.category)
             sources.append(name)
     start = time.perf_counter()
-    predicted = classify(backend, registry, routing, questions)
+    predicted = classify(backend, registry, plan, questions)
     seconds = time.perf_counter() - start
-    labels = sorted(set(routing.categories) | set(truth))
+    labels = sorted(set(plan.categories) | set(truth))
     confusion = {t: {p: 0 for p in labels} for t in labels}
     by_task: dict[str, dict[str, int]] = {n: {p: 0 for p in labels} for n in tasks}
     for t, p, n in zip(truth, predicted, sources):
         confusion[t][p] += 1
         by_task[n][p] += 1
-    return DispatchReport(routing.strategy, labels, confusion, by_task, seconds)
+    return DispatchReport(plan.strategy, labels, confusion, by_task, seconds)
 
 
-# -- runs: open the model, route, close ------------------------------------------------------------
+# -- runs: open the model, dispatch, close ------------------------------------------------------------
 
 
-def answer_questions(registry: Registry, dispatch: DispatchSpec, questions: Sequence[str],
-                     max_new_tokens: int = 256) -> TwoPassResult:
+def answer_questions(registry: Registry, spec: DispatchSpec, questions: Sequence[str],
+                     max_new_tokens: int = 256) -> DispatchResult:
     """``t2reg run``: each question answered by the expert its first pass picks."""
-    routing = dispatch.routing(registry)
-    with open_for(registry, dispatch.model, dispatch.backend) as backend:
-        return two_pass(backend, registry, routing, list(questions), generate_answers(questions, max_new_tokens))
+    plan = spec.plan(registry)
+    with open_for(registry, spec.model, spec.backend) as backend:
+        return dispatch(backend, registry, plan, list(questions), generate_answers(questions, max_new_tokens))
 
 
-def report_dispatch(registry: Registry, dispatch: DispatchSpec, tasks: Sequence[str], per_task: int = 20,
+def report_dispatch(registry: Registry, spec: DispatchSpec, tasks: Sequence[str], per_task: int = 20,
                     data_dir: str | None = None) -> DispatchReport:
     """``t2reg dispatch-report``: where the first pass sends test prompts of known tasks (the pool defaults
     to every expert of the model)."""
-    if not dispatch.pool:
-        dispatch = dataclasses.replace(dispatch, pool=(f"model={dispatch.model}",))
-    routing = dispatch.routing(registry)
-    with open_for(registry, dispatch.model, dispatch.backend) as backend:
-        return dispatch_report(backend, registry, routing, tasks, per_task, data_dir)
+    if not spec.pool:
+        spec = dataclasses.replace(spec, pool=(f"model={spec.model}",))
+    plan = spec.plan(registry)
+    with open_for(registry, spec.model, spec.backend) as backend:
+        return dispatch_report(backend, registry, plan, tasks, per_task, data_dir)
 
 
-def run_two_pass_evaluation(registry: Registry, spec: EvalSpec, strategy: str,
-                            pool: Sequence[str]) -> tuple[EvalResult, TwoPassResult]:
+def run_dispatched_evaluation(registry: Registry, spec: EvalSpec, strategy: str,
+                            pool: Sequence[str]) -> tuple[EvalResult, DispatchResult]:
     """Evaluate ``spec.base`` on its questions, each answered by the expert a first pass picks; recorded
-    as a base-model evaluation under a protocol that names the routing (so it never pairs as the base
+    as a base-model evaluation under a protocol that names the plan (so it never pairs as the base
     model alone)."""
     spec.validate()
     questions = questions_for(spec)
-    routing = DispatchSpec(spec.base, strategy, tuple(pool), spec.backend).routing(registry)
+    plan = DispatchSpec(spec.base, strategy, tuple(pool), spec.backend).plan(registry)
     with open_for(registry, spec.base, spec.backend, device=spec.device, dtype=spec.dtype,
                   batch_size=spec.batch_size) as backend:
-        result, routed = evaluate_two_pass(backend, registry, routing, questions.task, questions.examples)
+        result, dispatched = evaluate_dispatched(backend, registry, plan, questions.task, questions.examples)
         protocol = dataclasses.replace(questions.protocol(questions.task.default_mode, dtype=backend.dtype),
-                                       routing=routing.strategy.value)
+                                       routing=plan.strategy.value)
     result = dataclasses.replace(result, split=spec.split, protocol=protocol)
-    record(registry, result, model=spec.base, source=f"two-pass:{routing.strategy}")
-    return result, routed
+    record(registry, result, model=spec.base, source=f"two-pass:{plan.strategy}")
+    return result, dispatched

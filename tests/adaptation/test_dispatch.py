@@ -8,7 +8,7 @@ import pytest
 
 from t2reg.adaptation.backends import open_backend
 from t2reg.adaptation.tasks import Example
-from t2reg.adaptation.routing import classify, dispatch_report, plan_routing, two_pass
+from t2reg.adaptation.dispatch import classify, dispatch, dispatch_report, plan_dispatch
 from t2reg.adaptation.tasks.dispatch import dispatch_prompt
 from t2reg.adaptation.models import weights_dir
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED
@@ -54,13 +54,13 @@ def _seen_prompts() -> list[str]:
 
 
 # Steering takes ~100 s on two cores and every tiny model here is the same seeded weights: steer once per
-# (weights, category) for the whole run (the routing tests and the serving fixture share it).
+# (weights, category) for the whole run (the plan tests and the serving fixture share it).
 _STEERED: dict[tuple[str, str], object] = {}
 
 
 def _publish_dispatcher(registry, tmp_path, category):
     """A classification expert steered to answer ``category`` for every prompt these tests route (it is
-    the routing that is under test here, not how well a classifier generalises)."""
+    the plan that is under test here, not how well a classifier generalises)."""
     weights = hashlib.sha256((weights_dir(registry, "tiny") / "model.safetensors").read_bytes()).hexdigest()
     if (weights, category) not in _STEERED:
         letter = "ABCD"[CATEGORIES.index(category)]
@@ -72,18 +72,18 @@ def _publish_dispatcher(registry, tmp_path, category):
 
 def test_categories_come_from_the_pool_and_the_best_expert_wins(pool):
     registry = _registry(pool)
-    routing = plan_routing(registry, "tiny", "prompt", ["model=tiny"])
-    assert {c: v.name for c, v in routing.experts.items()} == {"math": "math-strong", "code": "coder",
+    plan = plan_dispatch(registry, "tiny", "prompt", ["model=tiny"])
+    assert {c: v.name for c, v in plan.experts.items()} == {"math": "math-strong", "code": "coder",
                                                                "reasoning": "reasoner"}
-    assert routing.categories == ("code", "math", "reasoning", "other")
-    narrow = plan_routing(registry, "tiny", "prompt", ["task=gsm8k"])
+    assert plan.categories == ("code", "math", "reasoning", "other")
+    narrow = plan_dispatch(registry, "tiny", "prompt", ["task=gsm8k"])
     assert narrow.categories == ("math", "other")
     with pytest.raises(InvalidInputError, match="need a pool of experts"):
-        plan_routing(registry, "tiny", "prompt", [])
+        plan_dispatch(registry, "tiny", "prompt", [])
     with pytest.raises(InvalidInputError, match="unknown strategy 'vote'"):
-        plan_routing(registry, "tiny", "vote", ["model=tiny"])
+        plan_dispatch(registry, "tiny", "vote", ["model=tiny"])
     with pytest.raises(NotFoundError, match="no classification expert for tiny; train one") as info:
-        plan_routing(registry, "tiny", "classifier", ["model=tiny"])
+        plan_dispatch(registry, "tiny", "classifier", ["model=tiny"])
     assert info.value.remedy.words() == ("train", "model", "tiny", "task", "dispatch")
 
 
@@ -100,41 +100,41 @@ def test_a_fixed_expert_must_be_on_the_model_it_runs_on(pool, tmp_path):
     pool.ok("new-expert", "--model", "other", "--task", "gsm8k", "--seed", "5", "--out", str(path))
     pool.ok("publish", str(path), "--name", "foreign")
     registry = _registry(pool)
-    assert plan_routing(registry, "tiny", "fixed:coder:1").experts["fixed"].name == "coder"
+    assert plan_dispatch(registry, "tiny", "fixed:coder:1").experts["fixed"].name == "coder"
     with pytest.raises(InvalidInputError, match="foreign:1 is an expert for other, not tiny; transfer it first") as info:
-        plan_routing(registry, "tiny", "fixed:foreign:1")
+        plan_dispatch(registry, "tiny", "fixed:foreign:1")
     assert info.value.remedy.words(lambda option: f"--{option}") == ("transfer", "foreign:1", "--to", "tiny")
 
 
 def test_a_forced_classifier_routes_everything_to_one_expert_in_one_batched_pass(pool, tmp_path):
     registry = _registry(pool)
     _publish_dispatcher(registry, tmp_path, "math")
-    routing = plan_routing(registry, "tiny", "classifier", ["model=tiny"])
-    assert routing.dispatcher.name == "dispatcher" and "dispatcher" not in {v.name for v in routing.experts.values()}
+    plan = plan_dispatch(registry, "tiny", "classifier", ["model=tiny"])
+    assert plan.dispatcher.name == "dispatcher" and "dispatcher" not in {v.name for v in plan.experts.values()}
     backend = open_backend("hf", weights_dir(registry, "tiny"), batch_size=8)
     calls = []
     real_generate = backend.generate
     backend.generate = lambda prompts, *a, **k: calls.append(len(prompts)) or real_generate(prompts, *a, **k)
-    assert classify(backend, registry, routing, QUESTIONS) == ["math"] * 4
+    assert classify(backend, registry, plan, QUESTIONS) == ["math"] * 4
 
     def answer(backend, indices):
         return generate(backend, [QUESTIONS[i] for i in indices], 4)
 
-    result = two_pass(backend, registry, routing, QUESTIONS, answer)
+    result = dispatch(backend, registry, plan, QUESTIONS, answer)
     assert result.categories == ["math"] * 4 and result.experts == ["math-strong:1"] * 4
     assert calls == [4]  # the second pass: one batch for the one expert, not one call per prompt
     assert result.first_pass_seconds > 0 and result.second_pass_seconds > 0
-    fixed = two_pass(backend, registry, plan_routing(registry, "tiny", "fixed:coder:1"), QUESTIONS, answer)
+    fixed = dispatch(backend, registry, plan_dispatch(registry, "tiny", "fixed:coder:1"), QUESTIONS, answer)
     assert fixed.experts == ["coder:1"] * 4
 
 
 def test_prompt_strategy_falls_back_to_other_when_the_answer_names_no_category(pool):
     registry = _registry(pool)
-    routing = plan_routing(registry, "tiny", "prompt", ["model=tiny"])
+    plan = plan_dispatch(registry, "tiny", "prompt", ["model=tiny"])
     backend = open_backend("hf", weights_dir(registry, "tiny"))
-    picked = classify(backend, registry, routing, QUESTIONS)
-    assert len(picked) == 4 and set(picked) <= set(routing.categories)
-    report = dispatch_report(backend, registry, routing, ["gsm8k", "arc-easy"], per_task=3, data_dir=str(DATA))
+    picked = classify(backend, registry, plan, QUESTIONS)
+    assert len(picked) == 4 and set(picked) <= set(plan.categories)
+    report = dispatch_report(backend, registry, plan, ["gsm8k", "arc-easy"], per_task=3, data_dir=str(DATA))
     assert sum(report.confusion["math"].values()) == 3 and sum(report.confusion["reasoning"].values()) == 3
     assert report.per_task["gsm8k"] == report.confusion["math"] and 0 <= report.accuracy <= 1
 

@@ -209,27 +209,27 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def chat_response(rid: str, model: str, text: str, reason: str, used: dict[str, int],
-                  routed: dict[str, Any]) -> dict[str, Any]:
+                  picked: dict[str, Any]) -> dict[str, Any]:
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                          "finish_reason": reason}],
-            "usage": used, "t2reg": routed}
+            "usage": used, "t2reg": picked}
 
 
 def chat_chunk(rid: str, model: str, created: int, delta: dict[str, Any], reason: str | None,
-               routed: dict[str, Any]) -> dict[str, Any]:
+               picked: dict[str, Any]) -> dict[str, Any]:
     return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}], "t2reg": routed}
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}], "t2reg": picked}
 
 
 def completion_response(rid: str, model: str, choices: list[dict[str, Any]], used: dict[str, int],
-                        routed: dict[str, Any]) -> dict[str, Any]:
+                        picked: dict[str, Any]) -> dict[str, Any]:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": used, "t2reg": routed}
+            "choices": choices, "usage": used, "t2reg": picked}
 
 
-def completion_choice(index: int, text: str, reason: str | None, routed: dict[str, Any]) -> dict[str, Any]:
-    return {"index": index, "text": text, "logprobs": None, "finish_reason": reason, "t2reg": routed}
+def completion_choice(index: int, text: str, reason: str | None, picked: dict[str, Any]) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": None, "finish_reason": reason, "t2reg": picked}
 
 
 def completion_chunk(rid: str, model: str, created: int, choice: dict[str, Any]) -> dict[str, Any]:
