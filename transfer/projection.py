@@ -70,12 +70,14 @@ class Moments:
     def add(self, b: np.ndarray, c: np.ndarray, c_mismatched: np.ndarray) -> None:
         """Accumulate positions: rows of ``b`` (n × r_s) and ``c`` (n × r_t) pair up; so do ``b`` and
         ``c_mismatched``."""
+        same = c is b  # a matrix paired with itself: Σ c bᵀ is Σ b bᵀ
         b, c, cm = (np.asarray(x, dtype=np.float64) for x in (b, c, c_mismatched))
         self.n += len(b)
         self.sum_b += b.sum(0)
         self.sum_c += c.sum(0)
-        self.bb += b.T @ b
-        self.cb += c.T @ b
+        bb = b.T @ b
+        self.bb += bb
+        self.cb += bb if same else c.T @ b
         self.cc += (c * c).sum(0)
         self.cb_mismatched += cm.T @ b
 

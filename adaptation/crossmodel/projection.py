@@ -118,6 +118,7 @@ class _Side:
     and the right singular vectors that turn an input into coordinates."""
 
     def __init__(self, registry: Registry, model: str, specs: list[MatrixSpec]) -> None:
+        specs = list({s.name: s for s in specs}.values())  # a matrix named twice is captured once
         self.model = load_model(model, registry)
         self.model.requires_grad_(False)
         self.tokenizer = load_tokenizer(weights_dir(registry, model))
@@ -163,8 +164,10 @@ def collect(registry: Registry, source_model: str, target_model: str, pairs: lis
     moments, start = resumed if resumed is not None else (
         {p.target.name: PairMoments(Moments.zeros(p.source.rank, p.target.rank),
                                     Moments.zeros(p.source.rank, p.target.rank)) for p in pairs}, 0)
-    source = _Side(registry, source_model, [p.source for p in pairs])
-    target = _Side(registry, target_model, [p.target for p in pairs])
+    # A model projected onto itself (the ladder's first rung, the tests' sanity check) reads the texts once.
+    same = registry.get_model(source_model).name == registry.get_model(target_model).name
+    source = _Side(registry, source_model, [p.source for p in pairs] + ([p.target for p in pairs] if same else []))
+    target = source if same else _Side(registry, target_model, [p.target for p in pairs])
     generator = torch.Generator().manual_seed(texts.seed)
     try:
         batches = list(range(start, len(texts.items), BATCH))
@@ -177,7 +180,8 @@ def collect(registry: Registry, source_model: str, target_model: str, pairs: lis
                     on_save(done)
     finally:
         source.close()
-        target.close()
+        if target is not source:
+            target.close()
     cache.save(moments, len(texts.items), final=True)
     return moments
 
@@ -185,9 +189,10 @@ def collect(registry: Registry, source_model: str, target_model: str, pairs: lis
 def _batch(source: _Side, target: _Side, pairs: list[Pair], batch: tuple[str, ...], first: int,
            moments: dict[str, PairMoments], generator: torch.Generator) -> None:
     enc_s = [encode(source.tokenizer, text, source.bos) for text in batch]
-    enc_t = [encode(target.tokenizer, text, target.bos) for text in batch]
+    enc_t = enc_s if target is source else [encode(target.tokenizer, text, target.bos) for text in batch]
     source.run([e.ids for e in enc_s])
-    target.run([e.ids for e in enc_t])
+    if target is not source:
+        target.run([e.ids for e in enc_t])
     for heldout in (False, True):
         rows = [i for i in range(len(batch)) if ((first + i) % HELDOUT_EVERY == HELDOUT_EVERY - 1) == heldout]
         index_s, index_t = _gather(rows, enc_s, enc_t)
@@ -195,11 +200,19 @@ def _batch(source: _Side, target: _Side, pairs: list[Pair], batch: tuple[str, ..
             continue
         # The control's pairing: each source position against a target position drawn from another place.
         shuffled = torch.randperm(len(index_t[0]), generator=generator)
+        known: dict[tuple[int, str], np.ndarray] = {}  # one side's coordinates of one matrix, computed once
         for pair in pairs:
-            b = source.coordinates(pair.source.name, *index_s).double().numpy()
-            c = target.coordinates(pair.target.name, *index_t).double().numpy()
+            b = _coordinates(known, source, pair.source.name, index_s)
+            c = _coordinates(known, target, pair.target.name, index_t)  # the same array when a matrix meets itself
             part = moments[pair.target.name]
             (part.heldout if heldout else part.fit).add(b, c, c[shuffled.numpy()])
+
+
+def _coordinates(known: dict[tuple[int, str], np.ndarray], side: _Side, name: str,
+                 index: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    if (id(side), name) not in known:
+        known[id(side), name] = side.coordinates(name, *index).double().numpy()
+    return known[id(side), name]
 
 
 def _gather(rows: list[int], enc_s, enc_t) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
