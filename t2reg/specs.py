@@ -18,6 +18,7 @@ import typing
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol, TypeVar
 
+from t2reg.enums import Word
 from t2reg.errors import InvalidInputError
 from t2reg.records import JobRecord
 
@@ -122,7 +123,7 @@ def _word_fields(cls: type[JobSpec]) -> dict[str, Any]:
     found = {}
     for name, hint in typing.get_type_hints(cls).items():
         for candidate in (typing.get_args(hint) or (hint,)):
-            if isinstance(candidate, type) and issubclass(candidate, Enum) and hasattr(candidate, "values"):
+            if isinstance(candidate, type) and issubclass(candidate, Word):
                 found[name] = candidate
     return found
 

@@ -51,7 +51,7 @@ def open_service(registry: Registry, spec: ServeSpec) -> Service:
     metrics = Metrics()
     try:
         scheduler = make_scheduler(backend, spectra, experts, max_batch=spec.max_batch, max_queue=spec.max_queue,
-                             max_kv_tokens=spec.max_kv_tokens, on_step=metrics.batch_rows.observe)
+                                   max_kv_tokens=spec.max_kv_tokens, on_step=metrics.batch_rows.observe)
     except BaseException:
         backend.close()
         raise

@@ -69,9 +69,13 @@ class Service:
         self.scheduler = scheduler
         self.catalog = catalog
         self.metrics = metrics
-        self.context_length = scheduler.context_length
         self._reload_lock = asyncio.Lock()
         metrics.watch(lambda: scheduler.running, lambda: scheduler.waiting, lambda: len(self.catalog.experts))
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens one request may hold, prompt and completion (the backend's, through the scheduler)."""
+        return self.scheduler.context_length
 
     # -- models and reload ----------------------------------------------------------------------------------
 
@@ -131,21 +135,26 @@ class Service:
         queue: asyncio.Queue = asyncio.Queue()
         sink = _sink(asyncio.get_running_loop(), queue)
         completions = [Completion(ids, pick.expert, limit, sink(i), prompt=prompt, temperature=body.temperature,
-                    top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream,
-                    ignore_eos=body.ignore_eos)
-                for i, (ids, pick, limit, prompt) in enumerate(zip(encoded, picks, limits, prompts))]
+                                  top_p=body.top_p, seed=body.seed, stop=tuple(body.stop), stream=body.stream,
+                                  ignore_eos=body.ignore_eos)
+                       for i, (ids, pick, limit, prompt) in enumerate(zip(encoded, picks, limits, prompts))]
         self._submit(completions)
         answer = _Answer(endpoint, wire.new_id("chatcmpl" if endpoint == "chat" else "cmpl"), self.catalog.model,
-                         target, picks, self.catalog.dispatch_plan.strategy if target.auto and self.catalog.dispatch_plan else None)
+                         target, picks, self._auto_strategy(target))
         headers = answer.headers()
         if body.stream:
-            return StreamingResponse(self._stream(answer, body, completions, queue, started), media_type="text/event-stream",
-                                     headers={**headers, "cache-control": "no-cache"})
+            return StreamingResponse(self._stream(answer, body, completions, queue, started),
+                                     media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         try:
             finished = await self._collect(completions, queue, request, answer, started)
         except _Gone:
             return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
         return JSONResponse(answer.response(finished), headers=headers)
+
+    def _auto_strategy(self, target: Target):
+        """The dispatch strategy that picked the experts of an ``:auto`` request (None for any other)."""
+        plan = self.catalog.dispatch_plan
+        return plan.strategy if target.auto and plan else None
 
     def _max_tokens(self, body, prompt_tokens: int, prompt_param: str) -> int:
         """The request's token budget: what it asked for (at most the server's limit), else all there is room for
