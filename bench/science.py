@@ -77,6 +77,10 @@ def main() -> None:
     parser.add_argument("--null-seeds", type=int, default=5, help="part (d): random-direction controls per method")
     parser.add_argument("--n-texts", type=int, default=1000, help="part (d): unlabeled texts per transfer")
     parser.add_argument("--distill-iterations", type=int, default=30)
+    parser.add_argument("--distill-lr", type=float, default=0.01, help="part (d): distillation's learning rate")
+    parser.add_argument("--distill-examples-per-step", type=int, default=16,
+                        help="part (d): questions per distillation step")
+    parser.add_argument("--beta", type=float, default=1.0, help="part (d): distillation teacher's strength")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apply import setup  # the same cached bench registry as bench/apply.py
@@ -93,10 +97,11 @@ def main() -> None:
     if "c" in parts:
         results["c"] = lab.part_c(args.shots, args.population, args.generations)
     if "d" in parts:
-        from science_transfer import Ladder
+        from science_transfer import DistillSettings, Ladder
 
+        distill = DistillSettings(args.distill_iterations, args.distill_lr, args.distill_examples_per_step, args.beta)
         ladder = Ladder(lab, args.methods.split(","), args.rungs.split(","), args.d_tasks.split(","),
-                        args.n_texts, args.distill_iterations)
+                        args.n_texts, distill)
         done = results.setdefault("d", {})
         for step in args.steps.split(","):
             done[step] = getattr(ladder, step)(**({"seeds": args.null_seeds} if step == "controls" else {}))

@@ -8,6 +8,7 @@ each step can run on its own (``--steps``).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,10 +19,21 @@ RUNGS = {"self": "smollm2-135m", "noise2": "smollm2-noise2", "noise5": "smollm2-
 SOURCE = "smollm2-135m"
 
 
+@dataclass(frozen=True)
+class DistillSettings:
+    """The distillation's knobs the bench varies (the rest are TransferSpec's defaults)."""
+
+    iterations: int = 30
+    lr: float = 0.01
+    examples_per_step: int = 16
+    beta: float = 1.0
+
+
 class Ladder:
-    def __init__(self, lab, methods: list[str], rungs: list[str], tasks: list[str], n_texts: int, iterations: int):
+    def __init__(self, lab, methods: list[str], rungs: list[str], tasks: list[str], n_texts: int,
+                 distill: DistillSettings):
         self.lab, self.methods, self.rungs, self.tasks = lab, methods, rungs, tasks
-        self.n_texts, self.iterations = n_texts, iterations
+        self.n_texts, self.distill = n_texts, distill
         self.expert = lab.trained("arc-easy", seed=0)
 
     # -- the steps ------------------------------------------------------------------------------------------
@@ -144,7 +156,7 @@ class Ladder:
         if method == "rank":
             spec = TransferSpec(target, ref=self.expert, baseline=baseline, seed=seed)
         else:
-            extra = {"iterations": self.iterations} if method == "distill" else {}
+            extra = asdict(self.distill) if method == "distill" else {}
             spec = TransferSpec(target, ref=self.expert, method=method, baseline=baseline, seed=seed,
                                 n_texts=self.n_texts, data_dir=self.lab.data, **extra)
         return record_of(self.lab.job(spec, f"{method} to {rung}" + (" (control)" if baseline != "none" else ""))) \
