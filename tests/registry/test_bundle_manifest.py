@@ -256,6 +256,12 @@ def _cli(registry, *args: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+# The (task, metric, protocol) rankings `best` has read back, per registry: a version imported again keeps
+# every score earlier examples gave it, and reading all of them again made the test quadratic (3,224 `best`
+# runs for 54 accepted examples); each is read once, after the import that brought it.
+_RANKED: dict[str, set[tuple[str, str, str]]] = {}
+
+
 def _every_read_works(registry, done, folder) -> None:
     for args in (["list"], ["list", "--json", "--all-versions"], ["protocols"], ["protocols", "--json"]):
         code, err = _cli(registry, *args)
@@ -264,9 +270,12 @@ def _every_read_works(registry, done, folder) -> None:
         for args in (["show", ref], ["show", ref, "--json"]):
             code, err = _cli(registry, *args)
             assert code == 0, (args, err)
-        for score in registry.get(ref).evaluations:
-            args = ["best", "--task", score.task, "--metric", score.metric, "--protocol", score.protocol]
-            assert _cli(registry, *args)[0] == 0 and _cli(registry, *args[:-2])[0] == 0, args
+    ranked = _RANKED.setdefault(registry.settings.database_url, set())
+    scores = {(s.task, s.metric, s.protocol) for ref in done.refs.values() for s in registry.get(ref).evaluations}
+    for task, metric, protocol in sorted(scores - ranked):
+        args = ["best", "--task", task, "--metric", metric, "--protocol", protocol]
+        assert _cli(registry, *args)[0] == 0 and _cli(registry, *args[:-2])[0] == 0, args
+        ranked.add((task, metric, protocol))
     code, err = _cli(registry, "bundle", "export", done.root, "--out", str(folder / "again"), "--with-lineage")
     assert code == 0, err
     protocols_of_root = sorted({e.protocol for e in registry.get(done.root).evaluations})
