@@ -211,7 +211,7 @@ def _batch(source: _Side, target: _Side, pairs: list[Pair], batch: tuple[str, ..
 def _coordinates(known: dict[tuple[int, str], np.ndarray], side: _Side, name: str,
                  index: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
     if (id(side), name) not in known:
-        known[id(side), name] = side.coordinates(name, *index).double().numpy()
+        known[id(side), name] = side.coordinates(name, *index).numpy()
     return known[id(side), name]
 
 
