@@ -137,6 +137,7 @@ def _routes(app: FastAPI, registry: Registry, pages: Pages, gate: Gate) -> None:
     both("/experts/{name}/{version}", "/api/experts/{name}/{version}", "version.html", _version)
     both("/experts/{name}/{version}/lineage", "/api/experts/{name}/{version}/lineage", "lineage.html", _lineage)
     both("/jobs", "/api/jobs", "jobs.html", lambda reg, _request: views.jobs_page(reg))
+    both("/best", "/api/best", "best.html", _best)
     both("/jobs/{job_id}", "/api/jobs/{job_id}", "job.html", _job)
 
     @app.get("/api/jobs/{job_id}/events")
@@ -188,6 +189,10 @@ def _version(registry: Registry, request: Request) -> views.VersionPage:
 
 def _lineage(registry: Registry, request: Request) -> views.LineagePage:
     return views.lineage_page(registry, request.path_params["name"], _version_number(request))
+
+
+def _best(registry: Registry, request: Request) -> views.BestPage:
+    return views.best_page(registry, request.query_params.get("task"), request.query_params.get("protocol"))
 
 
 def _job(registry: Registry, request: Request) -> views.JobPage:

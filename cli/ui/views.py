@@ -481,3 +481,34 @@ def _alphas(rows: list[tuple[float, dict[str, Any]]], job: JobInfo) -> tuple[Ser
     labels = [components[k] if k < len(components) else f"expert {k}" for k in range(width)]
     return tuple(Series(labels[k], tuple((x, float(alpha[k])) for x, alpha in vectors if len(alpha) == width))
                  for k in range(width))
+
+
+# -- best per task ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    id: str
+    task: str
+    described: str
+    uses: int
+
+
+@dataclass(frozen=True)
+class BestPage:
+    task: str | None
+    protocol: str | None  # the one ranked under: the asked one, or the task's default
+    protocols: tuple[ProtocolChoice, ...]  # every protocol with scores (the pickers' choices)
+    rows: tuple[RankedVersion, ...]  # overlaps_leader marks the rows the CLI marks "~"
+
+
+BEST_LIMIT = 50
+
+
+def best_page(registry: Registry, task: str | None, protocol: str | None) -> BestPage:
+    """`t2reg best`'s ranking for a task, under the asked protocol or the task's default."""
+    choices = tuple(ProtocolChoice(p.id, p.task, describe_spec(p.spec), p.uses) for p in registry.protocols())
+    if not task:
+        return BestPage(None, None, choices, ())
+    rows = tuple(registry.best(task, metric=METRIC, limit=BEST_LIMIT, protocol=protocol or None))
+    return BestPage(task, rows[0].protocol if rows else protocol or None, choices, rows)

@@ -3,7 +3,10 @@ over a registry filled through the library and the CLI (see tests/helpers/ui.py)
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from t2reg.registry import Registry
 from t2reg.settings import load_settings
 from tests.helpers.serving import t2reg as run_cli
-from tests.helpers.ui import XSS, search_event
+from tests.helpers.ui import CODE_ROOT, XSS, search_event
 
 pytestmark = pytest.mark.timeout(300)
 WAIT = 15  # seconds a browser waits for what the page should come to show
@@ -198,3 +201,32 @@ def test_nothing_but_get_is_answered(server):
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         for path in ("/", "/api/experts", "/experts/arc-smol/1", "/jobs/1"):
             assert httpx.request(method, server.url + path).status_code == 405, (method, path)
+
+
+def test_best_per_task_is_t2reg_best_with_its_ties_marked(server, filled):
+    done = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(filled.home), "best", "--task", "arc-easy",
+                           "--protocol", "reported:arc-easy", "--json"], capture_output=True, text=True,
+                          cwd=CODE_ROOT, timeout=60)
+    cli = json.loads(done.stdout)
+    data = httpx.get(f"{server.url}/api/best", params={"task": "arc-easy", "protocol": "reported:arc-easy"}).json()
+    assert [(r["ref"], r["value"], r["overlaps_leader"]) for r in data["rows"]] == \
+        [(r["ref"], r["value"], r["overlaps_leader"]) for r in cli] == \
+        [("arc-smol:1", 0.55, False), ("arc-smol-b:1", 0.5, True)]
+    html = httpx.get(f"{server.url}/best", params={"task": "arc-easy", "protocol": "reported:arc-easy"}).text
+    assert re.search(r'data-ref="arc-smol-b:1">.*?class="tie"[^>]*>~<', html, re.S)
+    default = httpx.get(f"{server.url}/api/best", params={"task": "arc-easy"}).json()
+    assert default["protocol"] == filled.protocol and [r["ref"] for r in default["rows"]] == [filled.native]
+
+
+def test_picking_a_protocol_in_the_browser_ranks_under_it(server, browser, filled):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{server.url}/best?task=arc-easy")
+    assert [r.get_attribute("data-ref") for r in browser.find_elements(By.CSS_SELECTOR, "#best tbody tr")] == \
+        [filled.native]
+    Select(browser.find_element(By.ID, "protocol")).select_by_value("reported:arc-easy")
+    browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
+    _wait(browser, lambda: "protocol=reported" in browser.current_url)
+    ties = [r.find_element(By.CLASS_NAME, "tie").text for r in browser.find_elements(By.CSS_SELECTOR, "#best tbody tr")]
+    assert ties == ["", "~"]
