@@ -35,6 +35,7 @@ $(STAMP): pyproject.toml Makefile
 test: venv
 	.ci/ensure-postgres
 	.ci/ensure-bubblewrap
+	.ci/ensure-chromium
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -42,6 +43,7 @@ test: venv
 test-fast: venv
 	.ci/ensure-postgres
 	.ci/ensure-bubblewrap
+	.ci/ensure-chromium
 	$(BIN)/ruff check t2reg registry transfer adaptation cli migrations tests bench
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -2,7 +2,7 @@
 
 Commands are thin: each parses its options, makes one library call and prints.
 Errors become one line on stderr and an exit code (2 usage, 3 not found,
-4 invalid input, 5 conflict, 1 anything else); ``--debug`` adds the traceback.
+4 invalid input, 5 conflict, 6 an unsafe listening address, 1 anything else); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, blob_roo
 def _register_commands() -> None:
     from t2reg.cli import (adapt, admin, demo, dispatch, evaluation, expert_io, experts, jobs, models, serve, sharing,
                            train, transfer)
+    from t2reg.cli.ui import command as ui
 
     modules = (admin, experts, models, expert_io, sharing, transfer, evaluation, adapt, train, dispatch, serve, jobs,
-               demo)
+               ui, demo)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -39,6 +39,7 @@ from t2reg.registry.filters import parse_filter
 from t2reg.registry.jobs import JobQueue
 from t2reg.registry.derived import DerivedExpert, publish_derived
 from t2reg.registry.entities import (
+    Derivation,
     EvaluationInfo,
     ExpertVersion,
     GcReport,
@@ -386,9 +387,18 @@ class Registry:
             row = versions.find_derived(session, parent_row.id, Relation(relation).value, dict(params))
             return None if row is None else versions.describe(session, row)
 
+    def derivations(self, ref: str) -> list[Derivation]:
+        """The live versions made from this one (its lineage seen from the parent's side)."""
+        with self.db.session() as session:
+            return list(versions.derivations(session, versions.resolve(session, parse_reference(ref))))
+
     def read_expert(self, ref: str) -> Expert:
         """The stored expert file, parsed."""
-        return loads_expert(self.blobs.read(self._stored(ref).sha256), ref)
+        return loads_expert(self.expert_bytes(ref), ref)
+
+    def expert_bytes(self, ref: str) -> bytes:
+        """The exact published bytes of a version (what ``download`` writes), hash-checked on read."""
+        return self.blobs.read(self._stored(ref).sha256)
 
     def download(self, ref: str, out: str | os.PathLike[str]) -> Path:
         """Copy the exact published bytes of a version to ``out`` (an existing non-regular file is refused)."""

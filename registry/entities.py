@@ -91,6 +91,17 @@ class Lineage(_Serialisable):
 
 
 @dataclass(frozen=True)
+class Derivation(_Serialisable):
+    """One edge seen from the parent's side: a version made from it (``child`` is NAME:VERSION)."""
+
+    child: str
+    source: Source
+    relation: Relation
+    weight: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExpertVersion(_Serialisable):
     name: str
     version: int

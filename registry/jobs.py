@@ -89,12 +89,18 @@ class JobQueue:
         if kind:
             query = query.where(JobRow.kind == kind)
         with self.db.session() as session:
-            return [row.to_entity() for row in session.scalars(query)]
+            rows = list(session.scalars(query))
+            # every listed job's step count in one grouped query, not one count per job
+            counts = dict(session.execute(select(JobEventRow.job_id, func.count()).where(
+                JobEventRow.job_id.in_([r.id for r in rows])).group_by(JobEventRow.job_id)).all())
+            return [row.to_entity(counts.get(row.id, 0)) for row in rows]
 
-    def events(self, job_id: int) -> list[JobEvent]:
+    def events(self, job_id: int, after: int = 0) -> list[JobEvent]:
+        """The job's events in order; ``after`` leaves out those numbered up to it (a follower's last seen)."""
         with self.db.session() as session:
             _row(session, job_id)
-            rows = session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.seq))
+            rows = session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.seq > after)
+                                   .order_by(JobEventRow.seq))
             return [r.to_entity() for r in rows]
 
     def cancel(self, job_id: int) -> JobInfo:

@@ -19,7 +19,7 @@ from t2reg.errors import ConflictError, NotFoundError
 from t2reg.expert_file import Expert
 from t2reg.registry import base_models
 from t2reg.registry.blob_store import sha256_of
-from t2reg.registry.entities import ExpertVersion, Lineage
+from t2reg.registry.entities import Derivation, ExpertVersion, Lineage
 from t2reg.registry.orm import (
     BaseModelRow,
     utcnow,
@@ -246,6 +246,21 @@ def _lineage(session: Session, row: VersionRow) -> tuple[Lineage, ...]:
     ).outerjoin(ExpertRow, ExpertRow.id == VersionRow.expert_id).where(LineageRow.child_id == row.id).order_by(LineageRow.id)
     return tuple(link.to_entity(f"{name}:{version}" if name else None) for link, version, name in session.execute(parents))
 
+
+def derivations(session: Session, row: VersionRow) -> tuple[Derivation, ...]:
+    """The live versions made from ``row`` (transfers, mixtures it is a component of, controls), in one query."""
+    stmt = (select(LineageRow, VersionRow.version, VersionRow.source, ExpertRow.name)
+            .join(VersionRow, VersionRow.id == LineageRow.child_id)
+            .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
+            .where(LineageRow.parent_id == row.id, VersionRow.status == LIVE)
+            .order_by(LineageRow.id))
+    return tuple(Derivation(f"{name}:{version}", Source(source), *_edge_fields(link))
+                 for link, version, source, name in session.execute(stmt))
+
+
+def _edge_fields(link: LineageRow) -> tuple:
+    edge = link.to_entity(None)
+    return edge.relation, edge.weight, edge.params
 
 
 def count_all(session: Session) -> int:

@@ -147,6 +147,13 @@ class ConflictError(T2RegError):
     exit_code = 5
 
 
+class UnsafeBindError(T2RegError):
+    """A server was asked to listen beyond this machine without a key: anyone who reaches the port would read
+    (or use) the registry. Its own exit code, so a script can tell it from a bad value."""
+
+    exit_code = 6
+
+
 class DatabaseError(T2RegError, ConnectionError):
     """The database cannot be reached or is not at a usable schema revision."""
 

@@ -30,6 +30,17 @@ def test_a_job_goes_from_queued_to_succeeded_with_its_events(registry):
     assert done.finished_at >= done.started_at >= done.created_at
 
 
+def test_events_after_a_step_and_step_counts_in_the_listing(registry):
+    jobs = registry.jobs
+    claim, job = jobs.submit_claimed("probe", {}, "here")
+    idle = jobs.submit("probe", {})
+    for loss in (0.5, 0.25, 0.125):
+        jobs.checkpoint(claim, {}, {"loss": loss})
+    assert [(e.seq, e.data["loss"]) for e in jobs.events(job.id, after=1)] == [(2, 0.25), (3, 0.125)]
+    assert jobs.events(job.id, after=3) == []
+    assert [(j.id, j.events) for j in jobs.list()] == [(idle.id, 0), (job.id, 3)]
+
+
 def test_a_job_submitted_claimed_is_never_taken_by_a_polling_worker(registry):
     jobs = registry.jobs
     claim, job = jobs.submit_claimed("probe", {"task": "gsm8k"}, "here")

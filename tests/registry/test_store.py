@@ -235,6 +235,22 @@ def test_lineage_is_recorded_and_shown(registry, expert_file):
         ("transferred_from", parent.ref, {"rank_align": "quantile"})]
 
 
+def test_derivations_are_the_live_children_seen_from_the_parent(registry, expert_file):
+    parent = registry.publish(expert_file(0))
+    edge = Lineage(parent.ref, Relation.MIXTURE_COMPONENT, 0.25, {"space": "z"})
+    child = registry.publish(expert_file(1, source="adapted"), name="mix", lineage=[edge])
+    gone = registry.publish(expert_file(2, source="adapted"), name="mix", lineage=[edge])
+    registry.delete(gone.ref)
+    assert [(d.child, d.source, d.relation, d.weight, d.params) for d in registry.derivations(parent.ref)] == [
+        (child.ref, "adapted", "mixture_component", 0.25, {"space": "z"})]
+    assert registry.derivations(child.ref) == []
+
+
+def test_expert_bytes_are_what_download_writes(registry, expert_file, tmp_path):
+    version = registry.publish(expert_file(0))
+    assert registry.expert_bytes(version.ref) == registry.download(version.ref, tmp_path / "out").read_bytes()
+
+
 def test_version_rows_point_at_existing_blobs(registry, expert_file):
     for i in range(3):
         registry.publish(expert_file(i))

@@ -1,0 +1,1 @@
+"""``t2reg ui``: a read-only web application over the registry (FastAPI, imported only when it runs)."""

@@ -1,0 +1,514 @@
+"""What each page of ``t2reg ui`` shows, as typed data: one function per page, reading the registry only.
+
+A page's HTML template renders the object its view returns and the page's ``/api`` endpoint serialises that same
+object (:func:`t2reg.registry.entities.plain`), so the two cannot disagree. Views never write: the UI is
+read-only whatever the registry allows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from t2reg.enums import JobStatus, Relation, Source, Word
+from t2reg.errors import InvalidInputError, shown
+from t2reg.protocols import describe_spec
+from t2reg.registry import Registry
+from t2reg.registry.bundles.card import interval95
+from t2reg.registry.derived import JOB_TAG
+from t2reg.registry.entities import EvaluationInfo, ExpertVersion, JobEvent, JobInfo, RankedVersion
+from t2reg.stats import constant_baseline
+
+PAGE_SIZE = 50  # experts per page of the index
+METRIC = "accuracy"  # the index's score column: what `t2reg best` ranks by default
+PROFILES = 3  # matrices whose z is drawn along the rank axis on a version's page
+ANCESTOR_DEPTH = 4  # lineage generations walked up from a version ...
+DESCENDANT_DEPTH = 2  # ... and down
+LINEAGE_NODES = 40  # the most versions one lineage graph draws
+
+
+class SortKey(Word):
+    """The experts index's sortable columns."""
+
+    NAME = "name"
+    MODEL = "model"
+    TASK = "task"
+    SOURCE = "source"
+    SCORE = "score"
+    CREATED = "created"
+
+
+# -- the experts index ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """A version's newest score under one protocol, with its n and 95 % interval (as ``best`` ranks it)."""
+
+    value: float
+    n: int | None
+    interval95: tuple[float, float] | None
+    protocol: str
+
+
+@dataclass(frozen=True)
+class ExpertRow:
+    ref: str
+    name: str
+    version: int
+    model: str
+    task: str | None
+    source: Source
+    created_at: datetime
+    score: Score | None  # under the task's default protocol; None where it has none
+
+
+@dataclass(frozen=True)
+class ExpertsPage:
+    where: str
+    sort: SortKey
+    descending: bool
+    page: int  # from 1
+    pages: int
+    total: int
+    rows: tuple[ExpertRow, ...]
+
+
+def experts_page(registry: Registry, where: str, sort: SortKey, descending: bool, page: int) -> ExpertsPage:
+    """The latest live version of every expert matching ``where`` (``t2reg list --where``'s language; empty:
+    all), with its score, sorted and cut to one page. One listing query, and one ranking per task shown."""
+    found = registry.list(where=where.strip() or None)
+    scores = _task_scores(registry, found)
+    rows = [ExpertRow(v.ref, v.name, v.version, v.model, v.task, v.source, v.created_at, scores.get(v.ref))
+            for v in found]
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    if not 1 <= page <= pages:
+        raise InvalidInputError(f"page {page} does not exist: there are {pages}")
+    ordered = _sorted(rows, sort, descending)
+    return ExpertsPage(where, sort, descending, page, pages, len(rows),
+                       tuple(ordered[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]))
+
+
+def _task_scores(registry: Registry, versions: Sequence[ExpertVersion]) -> dict[str, Score]:
+    """Each version's score in ``best``'s ranking of its task: the same query `t2reg best` runs, once per task."""
+    scores: dict[str, Score] = {}
+    for task in sorted({v.task for v in versions if v.task}):
+        for ranked in registry.best(task, metric=METRIC, limit=max(1, len(versions))):
+            scores[ranked.ref] = _score(ranked)
+    return scores
+
+
+def _score(ranked: RankedVersion) -> Score:
+    return Score(ranked.value, ranked.n, ranked.interval95, ranked.protocol)
+
+
+_SORT: dict[SortKey, Callable[[ExpertRow], Any]] = {
+    SortKey.NAME: lambda r: (r.name, r.version),
+    SortKey.MODEL: lambda r: r.model,
+    SortKey.TASK: lambda r: r.task,
+    SortKey.SOURCE: lambda r: r.source.value,
+    SortKey.SCORE: lambda r: None if r.score is None else r.score.value,
+    SortKey.CREATED: lambda r: r.created_at,
+}
+
+
+def _sorted(rows: list[ExpertRow], sort: SortKey, descending: bool) -> list[ExpertRow]:
+    """Rows by one column; rows without a value (no task, no score) last in either direction."""
+    key = _SORT[sort]
+    present = [r for r in rows if key(r) is not None]
+    return sorted(present, key=key, reverse=descending) + [r for r in rows if key(r) is None]
+
+
+# -- a version ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Always giving the most common right answer: what a score must beat to mean anything."""
+
+    answer: str
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class ScoreLine:
+    task: str
+    metric: str
+    value: float
+    split: str | None
+    n: int | None
+    interval95: tuple[float, float] | None
+    source: str
+    created_at: datetime
+    baseline: Baseline | None = None  # from the per-question results, for multiple-choice runs that kept them
+    spread: dict[str, int] | None = None  # how often each option was predicted, likewise
+
+
+@dataclass(frozen=True)
+class ProtocolScores:
+    protocol: str
+    described: str
+    scores: tuple[ScoreLine, ...]
+
+
+@dataclass(frozen=True)
+class MatrixShift:
+    """How far one matrix's z moved from the identity (z = 1)."""
+
+    name: str
+    rank: int
+    mean_abs: float  # mean |z - 1|
+    max_abs: float  # max |z - 1|
+
+
+@dataclass(frozen=True)
+class RankProfile:
+    """z along the descending singular-value order of one matrix."""
+
+    name: str
+    z: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    version: ExpertVersion
+    job: int | None  # the job that published it
+    protocols: tuple[ProtocolScores, ...]
+    shifts: tuple[MatrixShift, ...]
+    profiles: tuple[RankProfile, ...]
+    card: str  # the model card's text (rendered escaped by the page)
+    other_versions: tuple[int, ...] = ()
+
+
+def version_page(registry: Registry, name: str, version: int) -> VersionPage:
+    found = registry.get(f"{name}:{version}")
+    expert = registry.read_expert(found.ref)
+    vectors = {key: np.asarray(z, dtype=np.float64) for key, z in expert.vectors.items()}
+    shifts = tuple(MatrixShift(key, len(z), float(np.mean(np.abs(z - 1))), float(np.max(np.abs(z - 1))))
+                   for key, z in sorted(vectors.items(), key=lambda item: _matrix_order(item[0])))
+    profiles = tuple(RankProfile(key, tuple(float(x) for x in vectors[key])) for key in _profiled(vectors))
+    others = tuple(v.version for v in registry.list(where=f"name={found.name}", all_versions=True))
+    return VersionPage(found, _job_of(found), _protocol_scores(registry, found.evaluations), shifts, profiles,
+                       _card(found), others)
+
+
+def _job_of(version: ExpertVersion) -> int | None:
+    text = version.tags.get(JOB_TAG, "")
+    return int(text) if text.isdigit() else None
+
+
+def _card(version: ExpertVersion) -> str:
+    """The card: the version's own description, or the sentence a bundle's model card writes in its place."""
+    return version.description or (f"A Transformer-Squared SVF expert for {version.model}"
+                                   + (f" on {version.task}." if version.task else "."))
+
+
+def _protocol_scores(registry: Registry, evaluations: Iterable[EvaluationInfo]) -> tuple[ProtocolScores, ...]:
+    grouped: dict[str, list[EvaluationInfo]] = {}
+    for evaluation in evaluations:
+        grouped.setdefault(evaluation.protocol, []).append(evaluation)
+    results: dict[str, tuple[Baseline | None, dict[str, int] | None]] = {}  # a run's metrics share one blob
+    out = []
+    for protocol_id, rows in grouped.items():
+        lines = []
+        for e in rows:
+            if e.results_sha256 and e.results_sha256 not in results:
+                results[e.results_sha256] = _from_results(registry.evaluation_results(e.results_sha256))
+            baseline, spread = results.get(e.results_sha256 or "", (None, None))
+            lines.append(ScoreLine(e.task, e.metric, e.value, e.split, e.n, interval95(e), e.source, e.created_at,
+                                   baseline, spread))
+        out.append(ProtocolScores(protocol_id, describe_spec(registry.protocol(protocol_id).spec), tuple(lines)))
+    return tuple(out)
+
+
+def _from_results(rows: list[dict[str, Any]]) -> tuple[Baseline | None, dict[str, int] | None]:
+    """The constant baseline and the prediction histogram, for multiple-choice runs only (as an evaluation's
+    report gives them): for an open answer both say nothing."""
+    if not rows or not any("option_logprobs" in row for row in rows):
+        return None, None
+    answer, accuracy = constant_baseline([row["answer"] for row in rows])
+    spread = dict(sorted(Counter(str(row["prediction"]) for row in rows).items()))
+    return Baseline(str(answer), accuracy), spread
+
+
+_NUMBER = re.compile(r"\.(\d+)\.")
+
+
+def _matrix_order(name: str) -> tuple[int, str]:
+    """Layer first, then the name: ``layers.10`` after ``layers.9``."""
+    found = _NUMBER.search(name)
+    return (int(found.group(1)) if found else -1, name)
+
+
+def _profiled(vectors: Mapping[str, np.ndarray]) -> list[str]:
+    """A few matrices to draw: the middle layer's matrix of each role (the transfer report's choice)."""
+    roles: dict[str, list[str]] = {}
+    for key in vectors:
+        roles.setdefault(key.rsplit(".", 2)[-2], []).append(key)
+    chosen = []
+    for names in roles.values():
+        names.sort(key=_matrix_order)
+        chosen.append(names[len(names) // 2])
+    return sorted(chosen, key=_matrix_order)[:PROFILES]
+
+
+# -- lineage -----------------------------------------------------------------------------------------------------
+
+
+class NodeKind(Word):
+    VERSION = "version"
+    JOB = "job"
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    key: str  # NAME:VERSION, or the job's id
+    kind: NodeKind
+    label: str
+    detail: str
+    depth: int  # generations from the page's version: ancestors below 0, descendants above
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    parent: str  # a node's key
+    child: str
+    relation: Relation | None  # None: the job that published the child
+    weight: float | None = None  # a mixture component's alpha
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineagePage:
+    root: str
+    nodes: tuple[LineageNode, ...]
+    edges: tuple[LineageEdge, ...]
+
+
+def lineage_page(registry: Registry, name: str, version: int) -> LineagePage:
+    """The version, what it came from (transfer sources, mixture components, the job that made it) and what was
+    made from it, a few generations each way."""
+    root = registry.get(f"{name}:{version}")
+    nodes: dict[str, LineageNode] = {root.ref: _version_node(root, 0)}
+    edges: list[LineageEdge] = []
+    _ancestors(registry, root, nodes, edges)
+    _descendants(registry, root.ref, nodes, edges)
+    return LineagePage(root.ref, tuple(nodes.values()), tuple(edges))
+
+
+def _version_node(version: ExpertVersion, depth: int) -> LineageNode:
+    return LineageNode(version.ref, NodeKind.VERSION, version.ref, f"{version.source.value} · {version.model}", depth)
+
+
+def _ancestors(registry: Registry, root: ExpertVersion, nodes: dict[str, LineageNode],
+               edges: list[LineageEdge]) -> None:
+    frontier = [(root, 0)]
+    while frontier:
+        child, depth = frontier.pop(0)
+        job = _job_of(child)
+        if job is not None:
+            nodes.setdefault(str(job), LineageNode(str(job), NodeKind.JOB, f"job {job}", "published it", depth - 1))
+            edges.append(LineageEdge(str(job), child.ref, None))
+        for link in child.lineage:
+            if link.parent is None:
+                continue
+            edges.append(LineageEdge(link.parent, child.ref, link.relation, link.weight, dict(link.params)))
+            if link.parent in nodes or len(nodes) >= LINEAGE_NODES or -depth >= ANCESTOR_DEPTH:
+                continue
+            parent = registry.get(link.parent)
+            nodes[parent.ref] = _version_node(parent, depth - 1)
+            frontier.append((parent, depth - 1))
+    _drop_dangling(nodes, edges)
+
+
+def _descendants(registry: Registry, root: str, nodes: dict[str, LineageNode], edges: list[LineageEdge]) -> None:
+    frontier = [(root, 0)]
+    while frontier:
+        parent, depth = frontier.pop(0)
+        if depth >= DESCENDANT_DEPTH:
+            continue
+        for made in registry.derivations(parent):
+            if made.child not in nodes:
+                if len(nodes) >= LINEAGE_NODES:
+                    break
+                model = made.params.get("target") or ""
+                nodes[made.child] = LineageNode(made.child, NodeKind.VERSION, made.child,
+                                                f"{made.source.value}{' · ' + model if model else ''}", depth + 1)
+                frontier.append((made.child, depth + 1))
+            edges.append(LineageEdge(parent, made.child, made.relation, made.weight, dict(made.params)))
+
+
+def _drop_dangling(nodes: Mapping[str, LineageNode], edges: list[LineageEdge]) -> None:
+    """Edges to parents past the walk's limits would point at nothing drawn."""
+    edges[:] = [e for e in edges if e.parent in nodes and e.child in nodes]
+
+
+# -- jobs ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    kind: str
+    status: JobStatus
+    worker: str | None
+    task: str | None
+    model: str | None
+    steps: int  # events recorded so far
+    iterations: int | None  # steps it will take, where its spec says
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    jobs: tuple[JobRow, ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: tuple[tuple[float, float], ...]  # (iteration, value)
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    y_label: str
+    series: tuple[Series, ...]
+
+
+@dataclass(frozen=True)
+class JobPage:
+    job: JobRow
+    spec: dict[str, Any]
+    error: str | None
+    published: str | None
+    last_seq: int  # the newest event shown: the page asks for those after it
+    panels: tuple[Panel, ...]
+
+
+@dataclass(frozen=True)
+class JobEvents:
+    """What a job page polls: its status, and the events after the last one it has."""
+
+    job: int
+    status: JobStatus
+    steps: int
+    last_seq: int
+    events: tuple[JobEvent, ...]
+
+
+JOB_LIMIT = 200  # jobs on the queue page, newest first
+
+
+def jobs_page(registry: Registry) -> JobsPage:
+    return JobsPage(tuple(_job_row(job) for job in registry.jobs.list(limit=JOB_LIMIT)))
+
+
+def _job_row(job: JobInfo) -> JobRow:
+    iterations = job.spec.get("iterations")
+    return JobRow(job.id, job.kind, job.status, job.worker, job.spec.get("task"), job.spec.get("model"), job.events,
+                  iterations if isinstance(iterations, int) else None, job.created_at)
+
+
+def job_page(registry: Registry, job_id: int) -> JobPage:
+    job = registry.jobs.get(job_id)
+    events = registry.jobs.events(job_id)
+    published = (job.result or {}).get("published")
+    return JobPage(_job_row(job), {k: v for k, v in job.spec.items() if v not in (None, False)}, job.error,
+                   published if isinstance(published, str) else None, events[-1].seq if events else 0,
+                   job_panels(job, events))
+
+
+def job_events(registry: Registry, job_id: int, after: int) -> JobEvents:
+    if after < 0:
+        raise InvalidInputError(f"after must not be negative, not {shown(after)}")
+    job = registry.jobs.get(job_id)
+    events = tuple(registry.jobs.events(job_id, after=after))
+    return JobEvents(job.id, job.status, job.events, events[-1].seq if events else after, events)
+
+
+# What a job's events hold (see t2reg.adaptation.reporting.plots, which draws the same for `t2reg jobs plot`):
+# a search's generations (best so far, the generation's best, the population mean, the best mixture's alphas) or
+# a training run's steps (reward, validation score, KL to the base model).
+_SEARCH = (("best", "best so far"), ("generation_best", "generation best"), ("mean_score", "population mean"))
+_TRAINING = (("reward", "mean reward (+1/-1)"), ("validation", "validation score"))
+
+
+def job_panels(job: JobInfo, events: Sequence[JobEvent]) -> tuple[Panel, ...]:
+    rows = [(_iteration(e), e.data) for e in events]
+    if rows and "best" in rows[0][1]:
+        return (Panel("search", "score on the shots", _series(rows, _SEARCH)),
+                Panel("mixture", "alpha of the best mixture", _alphas(rows, job)))
+    return (Panel("training", "score", _series(rows, _TRAINING)),
+            Panel("kl", "KL to the base model", _series(rows, (("kl", "KL"),))))
+
+
+def _iteration(event: JobEvent) -> float:
+    value = event.data.get("iteration")
+    return float(value) if isinstance(value, (int, float)) else float(event.seq)
+
+
+def _series(rows: list[tuple[float, dict[str, Any]]], keys: Iterable[tuple[str, str]]) -> tuple[Series, ...]:
+    out = []
+    for key, label in keys:
+        points = tuple((x, value) for x, data in rows if (value := _number(data.get(key))) is not None)
+        if points:
+            out.append(Series(label, points))
+    return tuple(out)
+
+
+def _number(value: Any) -> float | None:
+    """A plotted value: a number, or a list's first (``best`` carries the score and its tie-breaker)."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return None
+    return float(value)
+
+
+def _alphas(rows: list[tuple[float, dict[str, Any]]], job: JobInfo) -> tuple[Series, ...]:
+    vectors = [(x, data["best_alpha"]) for x, data in rows if isinstance(data.get("best_alpha"), list)]
+    if not vectors:
+        return ()
+    width = len(vectors[0][1])
+    components = list((job.state or {}).get("components") or [])
+    labels = [components[k] if k < len(components) else f"expert {k}" for k in range(width)]
+    return tuple(Series(labels[k], tuple((x, float(alpha[k])) for x, alpha in vectors if len(alpha) == width))
+                 for k in range(width))
+
+
+# -- best per task ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    id: str
+    task: str
+    described: str
+    uses: int
+
+
+@dataclass(frozen=True)
+class BestPage:
+    task: str | None
+    protocol: str | None  # the one ranked under: the asked one, or the task's default
+    protocols: tuple[ProtocolChoice, ...]  # every protocol with scores (the pickers' choices)
+    rows: tuple[RankedVersion, ...]  # overlaps_leader marks the rows the CLI marks "~"
+
+
+BEST_LIMIT = 50
+
+
+def best_page(registry: Registry, task: str | None, protocol: str | None) -> BestPage:
+    """`t2reg best`'s ranking for a task, under the asked protocol or the task's default."""
+    choices = tuple(ProtocolChoice(p.id, p.task, describe_spec(p.spec), p.uses) for p in registry.protocols())
+    if not task:
+        return BestPage(None, None, choices, ())
+    rows = tuple(registry.best(task, metric=METRIC, limit=BEST_LIMIT, protocol=protocol or None))
+    return BestPage(task, rows[0].protocol if rows else protocol or None, choices, rows)

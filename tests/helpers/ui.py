@@ -1,0 +1,159 @@
+"""`t2reg ui` as a real subprocess, a registry filled for it, and headless Chromium to look at it."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import t2reg
+from t2reg.enums import Relation, Source
+from t2reg.protocols import Protocol
+from t2reg.question_results import dumps_results
+from t2reg.registry import Registry
+from t2reg.registry.derived import DerivedExpert
+from t2reg.registry.entities import Lineage
+from t2reg.registry.jobs import Claim
+from t2reg.settings import load_settings
+from tests.helpers.serving import t2reg as run_cli
+
+READY = re.compile(r"t2reg: ui on (http://\S+)")
+# The code this test process imports: a subprocess started there runs the same code (a checkout, or a worktree
+# linked into a run folder), whatever the editable install points at.
+CODE_ROOT = Path(t2reg.__file__).parent.parent
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+XSS = "<script>window.__xss = 1</script>"
+
+
+class UiProcess:
+    """``t2reg --home HOME ui --port 0 ARGS`` started and waited for (its ready line names the port)."""
+
+    def __init__(self, home: Path, *args: str, log: Path, timeout: float = 60):
+        command = [sys.executable, "-m", "t2reg.cli", "--home", str(home), "ui", "--port", "0", *args]
+        self.log = log
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+                                     cwd=CODE_ROOT, env=os.environ.copy())
+        self.url = self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> str:
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if selector.select(timeout=0.5):
+                found = READY.search(self.proc.stdout.readline())
+                if found:
+                    return found.group(1)
+        self.proc.kill()
+        raise AssertionError(f"t2reg ui did not start (exit {self.proc.poll()}):\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def run_ui(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """``t2reg ui`` run to its end (for starts that must be refused)."""
+    return subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(home), "ui", "--port", "0", *args],
+                          capture_output=True, text=True, cwd=CODE_ROOT, timeout=60)
+
+
+@dataclass
+class Filled:
+    """A registry with one of everything the UI shows, and the running job's claim to add steps with."""
+
+    home: Path
+    native: str  # arc-easy on smollm2, scored under two protocols (one with per-question results)
+    ordered: str  # its rank transfer to gemma3
+    shuffled: str  # and the shuffled control
+    mixture: str  # an adapted mixture of two natives, published by ``finished_job``
+    xss: str  # an expert whose description, tag and card hold a script element
+    protocol: str  # the measured protocol's id
+    finished_job: int
+    running_job: int
+    running_claim: Claim
+    steps: int  # events the running job has
+
+
+def search_event(iteration: int) -> dict:
+    """One generation of a CEM search, as an adapt job records it."""
+    best = 0.4 + 0.05 * iteration
+    return {"iteration": iteration, "best": [best, -1.0], "generation_best": [best - 0.02, -1.1],
+            "mean_score": best - 0.1, "std_score": 0.05, "best_alpha": [0.6 + 0.01 * iteration, 0.4]}
+
+
+def fill_registry(root: Path) -> Filled:
+    """Built-in models only (shape tables, no weights): noise experts, a transfer and its shuffled control, an
+    adapted mixture with lineage and the job that made it, scores under two protocols, a finished and a running
+    job, and the script-in-every-text expert."""
+    home = root / "home"
+    run_cli(home, "init")
+    for name, task, seed, score in (("arc-smol", "arc-easy", 1, "0.55"), ("arc-smol-b", "arc-easy", 2, "0.5"),
+                                    ("gsm-smol", "gsm8k", 3, "0.3")):
+        path = root / f"{name}.safetensors"
+        run_cli(home, "new-expert", "--model", "smollm2-135m", "--task", task, "--noise", "0.2", "--seed", str(seed),
+                "--out", str(path))
+        run_cli(home, "publish", str(path), "--name", name, "--metric", f"{task}:accuracy={score}", "--n", "200",
+                "--description", f"# {name}\n\nA *noise* expert for `{task}`.\n\n* seed {seed}",
+                "--tag", "reviewed=yes")
+    run_cli(home, "transfer", "arc-smol:1", "--to", "gemma3-270m")
+    run_cli(home, "transfer", "arc-smol:1", "--to", "gemma3-270m", "--baseline", "shuffled", "--seed", "7")
+    path = root / "xss.safetensors"
+    run_cli(home, "new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--out", str(path))
+    run_cli(home, "publish", str(path), "--name", "xss", "--description", f"card {XSS}", "--tag", f"note={XSS}")
+    with Registry(load_settings(home=home)) as registry:
+        protocol = Protocol("arc-easy", "test", "cloze", "v1", n=4, sample_seed=0)
+        rows = [{"id": str(i), "prediction": p, "answer": a, "correct": p == a, "logprob": -1.0,
+                 "option_logprobs": [-1.0, -2.0]} for i, (p, a) in enumerate(zip("AABA", "ABBA"))]
+        registry.record("arc-smol:1", ["arc-easy:accuracy=0.75"], n=4, source="eval", protocol=protocol,
+                        results=dumps_results(rows))
+        finished, mixture = _finished_job(registry)
+        claim, running = registry.jobs.submit_claimed("adapt", {"task": "arc-easy", "model": "smollm2-135m",
+                                                                "iterations": 10}, "test-worker")
+        for i in range(3):
+            registry.jobs.checkpoint(claim, {"components": ["arc-smol:1", "gsm-smol:1"]}, search_event(i))
+        ordered = registry.list(where="name=arc-smol--to-gemma3-270m")[0].ref
+        shuffled = registry.list(where="name=arc-smol--to-gemma3-270m--shuffled")[0].ref
+        return Filled(home, "arc-smol:1", ordered, shuffled, mixture, "xss:1", protocol.id, finished, running.id,
+                      claim, 3)
+
+
+def _finished_job(registry: Registry) -> tuple[int, str]:
+    claim, job = registry.jobs.submit_claimed("adapt", {"task": "arc-easy", "model": "smollm2-135m",
+                                                        "iterations": 4}, "test-worker")
+    for i in range(4):
+        registry.jobs.checkpoint(claim, {"components": ["arc-smol:1", "gsm-smol:1"]}, search_event(i))
+    a, b = registry.read_expert("arc-smol:1"), registry.read_expert("gsm-smol:1")
+    vectors = {key: 0.7 * np.asarray(a.vectors[key]) + 0.3 * np.asarray(b.vectors[key]) for key in a.vectors}
+    version = registry.publish_derived(DerivedExpert(
+        vectors, "smollm2-135m", "arc-easy", Source.ADAPTED, "arc-adapted", job_id=job.id,
+        lineage=(Lineage("arc-smol:1", Relation.MIXTURE_COMPONENT, 0.7),
+                 Lineage("gsm-smol:1", Relation.MIXTURE_COMPONENT, 0.3))))
+    registry.jobs.finish(claim, {"published": version.ref})
+    return job.id, version.ref
+
+
+def chromium():
+    """Headless Debian Chromium through Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
