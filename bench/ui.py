@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="keep the registry here (and reuse one that is there)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        home = args.home or Path(scratch) / "home"
+        home = (args.home or Path(scratch) / "home").resolve()  # the server starts in another folder
         registry = registry_at(home, args.versions, args.evals_per_version)
         try:
             bench(registry, home, args.requests)

@@ -26,7 +26,7 @@ from t2reg.registry import Registry
 from t2reg.registry.derived import DerivedExpert
 from t2reg.registry.entities import Lineage
 from t2reg.registry.jobs import Claim
-from t2reg.settings import load_settings
+from t2reg.settings import Settings, load_settings
 from tests.helpers.data import require_data
 from tests.helpers.serving import t2reg as run_cli
 
@@ -45,8 +45,9 @@ TINY_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hi
 class UiProcess:
     """``t2reg --home HOME ui --port 0 ARGS`` started and waited for (its ready line names the port)."""
 
-    def __init__(self, home: Path, *args: str, log: Path, timeout: float = 60):
-        command = [sys.executable, "-m", "t2reg.cli", "--home", str(home), "ui", "--port", "0", *args]
+    def __init__(self, home: Path, *args: str, log: Path, timeout: float = 60, options: tuple[str, ...] = ()):
+        """``options``: global ones, before ``ui`` (``--db URL``)."""
+        command = [sys.executable, "-m", "t2reg.cli", "--home", str(home), *options, "ui", "--port", "0", *args]
         self.log = log
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                                      cwd=CODE_ROOT, env=os.environ.copy())
@@ -100,6 +101,19 @@ class Filled:
     running_job: int
     running_claim: Claim
     steps: int  # events the running job has
+    database_url: str | None = None  # None: the SQLite file under home
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The global options that reach this registry, besides ``--home``."""
+        return ("--db", self.database_url) if self.database_url else ()
+
+    @property
+    def cli_args(self) -> tuple[str, ...]:
+        return ("--home", str(self.home), *self.options)
+
+    def settings(self) -> Settings:
+        return load_settings(home=self.home, database_url=self.database_url)
 
 
 def search_event(iteration: int) -> dict:
@@ -109,28 +123,34 @@ def search_event(iteration: int) -> dict:
             "mean_score": best - 0.1, "std_score": 0.05, "best_alpha": [0.6 + 0.01 * iteration, 0.4]}
 
 
-def fill_registry(root: Path) -> Filled:
+def fill_registry(root: Path, database_url: str | None = None) -> Filled:
     """Built-in models (shape tables, no weights) and one tiny model with its spectra: noise experts, a transfer
     and its shuffled control, an adapted mixture with lineage and the job that made it, scores under two
     protocols (per-question results for an expert and its base model under the measured one), a finished and a
-    running job, and the script-in-every-text expert."""
+    running job, and the script-in-every-text expert. With ``database_url`` (an empty database) the registry
+    lives there, its blobs too."""
     data = require_data()
     home = root / "home"
-    run_cli(home, "init")
+    options = ("--db", database_url) if database_url else ()
+
+    def cli(*args: str) -> None:
+        run_cli(home, *options, *args)
+
+    cli("init", *(("--blobs", "db") if database_url else ()))
     for name, task, seed, score in (("arc-smol", "arc-easy", 1, "0.55"), ("arc-smol-b", "arc-easy", 2, "0.5"),
                                     ("gsm-smol", "gsm8k", 3, "0.3")):
         path = root / f"{name}.safetensors"
-        run_cli(home, "new-expert", "--model", "smollm2-135m", "--task", task, "--noise", "0.2", "--seed", str(seed),
+        cli("new-expert", "--model", "smollm2-135m", "--task", task, "--noise", "0.2", "--seed", str(seed),
                 "--out", str(path))
-        run_cli(home, "publish", str(path), "--name", name, "--metric", f"{task}:accuracy={score}", "--n", "200",
+        cli("publish", str(path), "--name", name, "--metric", f"{task}:accuracy={score}", "--n", "200",
                 "--description", f"# {name}\n\nA *noise* expert for `{task}`.\n\n* seed {seed}",
                 "--tag", "reviewed=yes")
-    run_cli(home, "transfer", "arc-smol:1", "--to", "gemma3-270m")
-    run_cli(home, "transfer", "arc-smol:1", "--to", "gemma3-270m", "--baseline", "shuffled", "--seed", "7")
+    cli("transfer", "arc-smol:1", "--to", "gemma3-270m")
+    cli("transfer", "arc-smol:1", "--to", "gemma3-270m", "--baseline", "shuffled", "--seed", "7")
     path = root / "xss.safetensors"
-    run_cli(home, "new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--out", str(path))
-    run_cli(home, "publish", str(path), "--name", "xss", "--description", f"card {XSS}", "--tag", f"note={XSS}")
-    with Registry(load_settings(home=home)) as registry:
+    cli("new-expert", "--model", "smollm2-135m", "--task", "gsm8k", "--out", str(path))
+    cli("publish", str(path), "--name", "xss", "--description", f"card {XSS}", "--tag", f"note={XSS}")
+    with Registry(load_settings(home=home, database_url=database_url)) as registry:
         # the protocol `t2reg compare --task arc-easy --limit 4` measures under (its questions real, so the CLI
         # reads these results back); the answers are made up, the pattern is what the tests check
         questions = Questions.draw(get_task("arc-easy"), "test", 4, 0, data)
@@ -150,7 +170,7 @@ def fill_registry(root: Path) -> Filled:
         ordered = registry.list(where="name=arc-smol--to-gemma3-270m")[0].ref
         shuffled = registry.list(where="name=arc-smol--to-gemma3-270m--shuffled")[0].ref
         return Filled(home, "arc-smol:1", ordered, shuffled, mixture, "xss:1", protocol.id, "base:smollm2-135m",
-                      ids, data, tiny, finished, running.id, claim, 3)
+                      ids, data, tiny, finished, running.id, claim, 3, database_url)
 
 
 ANSWERS = "ABBA"  # the right answers of the four recorded questions

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from t2reg.registry import Registry
-from t2reg.settings import load_settings
 from tests.helpers.serving import t2reg as run_cli
 from tests.helpers.ui import CODE_ROOT, XSS, search_event
 
@@ -100,7 +99,7 @@ def test_a_running_jobs_plot_gains_a_point_without_a_reload(server, browser, fil
     browser.get(f"{server.url}/jobs/{filled.running_job}")
     assert points() == filled.steps and browser.find_element(By.ID, "status").text == "running"
     browser.execute_script("window.__same_page = true")
-    with Registry(load_settings(home=filled.home)) as registry:
+    with Registry(filled.settings()) as registry:
         registry.jobs.checkpoint(filled.running_claim, {"components": ["arc-smol:1", "gsm-smol:1"]},
                                  search_event(filled.steps))
     _wait(browser, lambda: points() == filled.steps + 1)
@@ -158,7 +157,7 @@ def test_a_bad_filter_is_its_one_line_error_and_400(server):
 
 
 def test_the_download_is_what_t2reg_download_writes(server, filled, tmp_path):
-    run_cli(filled.home, "download", filled.ordered, "--out", str(tmp_path / "cli.safetensors"))
+    run_cli(filled.home, *filled.options, "download", filled.ordered, "--out", str(tmp_path / "cli.safetensors"))
     response = httpx.get(f"{server.url}/experts/arc-smol--to-gemma3-270m/1/file")
     assert response.status_code == 200 and response.content == (tmp_path / "cli.safetensors").read_bytes()
     assert "attachment" in response.headers["content-disposition"]
@@ -204,10 +203,7 @@ def test_nothing_but_get_is_answered(server):
 
 
 def test_best_per_task_is_t2reg_best_with_its_ties_marked(server, filled):
-    done = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(filled.home), "best", "--task", "arc-easy",
-                           "--protocol", "reported:arc-easy", "--json"], capture_output=True, text=True,
-                          cwd=CODE_ROOT, timeout=60)
-    cli = json.loads(done.stdout)
+    cli = _t2reg_json(filled, "best", "--task", "arc-easy", "--protocol", "reported:arc-easy")
     data = httpx.get(f"{server.url}/api/best", params={"task": "arc-easy", "protocol": "reported:arc-easy"}).json()
     assert [(r["ref"], r["value"], r["overlaps_leader"]) for r in data["rows"]] == \
         [(r["ref"], r["value"], r["overlaps_leader"]) for r in cli] == \
@@ -236,7 +232,7 @@ def test_picking_a_protocol_in_the_browser_ranks_under_it(server, browser, fille
 
 
 def _t2reg_json(filled, *args: str):
-    done = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(filled.home), *args, "--json"],
+    done = subprocess.run([sys.executable, "-m", "t2reg.cli", *filled.cli_args, *args, "--json"],
                           capture_output=True, text=True, cwd=CODE_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -276,7 +272,11 @@ def test_the_disagreements_are_the_questions_answered_differently(server, filled
 
 
 def test_a_comparison_without_recorded_results_is_a_clean_error_and_evaluates_nothing(server, filled):
-    before = _t2reg_json(filled, "show", "arc-smol-b:1")["evaluations"]
+    def scores() -> tuple:
+        with Registry(filled.settings()) as registry:
+            return registry.get("arc-smol-b:1").evaluations, registry.model_evaluations("smollm2-135m")
+
+    before = scores()
     cases = [({"a": filled.native, "b": filled.base, "protocol": "nope"}, 404, "no protocol 'nope'"),
              ({"a": filled.native, "b": "arc-smol-b:1", "protocol": filled.protocol}, 404,
               "arc-smol-b:1 has no per-question results recorded under protocol"),
@@ -289,7 +289,7 @@ def test_a_comparison_without_recorded_results_is_a_clean_error_and_evaluates_no
         assert response.status_code == status and words in response.json()["error"], params
         page = httpx.get(f"{server.url}/compare", params=params)
         assert page.status_code == status and f"<h1>{status}</h1>" in page.text, params
-    assert _t2reg_json(filled, "show", "arc-smol-b:1")["evaluations"] == before
+    assert scores() == before
     empty = httpx.get(f"{server.url}/api/compare").json()
     assert empty["paired"] is None and [p["id"] for p in empty["protocols"]] == [filled.protocol]
 
