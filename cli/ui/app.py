@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -52,7 +52,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(version_url=version_url, lineage_url=lineage_url, job_url=job_url, quote=quote,
-                       compare_url=compare_url, subject_url=subject_url,
+                       subject_url=subject_url,
                        line_chart=charts.line_chart, rank_profile=charts.rank_profile, lineage_svg=lineage_svg, card_html=card_html,
                        t2reg_version=__version__)
     env.filters["num"] = _number
@@ -269,10 +269,6 @@ def version_url(ref: str) -> str:
 
 def lineage_url(ref: str) -> str:
     return version_url(ref) + "/lineage"
-
-
-def compare_url(a: str, b: str, protocol: str) -> str:
-    return "/compare?" + urlencode({"a": a, "b": b, "protocol": protocol})
 
 
 def subject_url(subject: str) -> str | None:
