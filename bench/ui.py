@@ -24,7 +24,9 @@ from typing import Callable
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+# Not resolved: run from a folder that links a checkout's folders, the bench and the server it starts import
+# the code of that folder, not whatever the editable install points at.
+ROOT = Path(__file__).absolute().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
