@@ -6,7 +6,8 @@ port; GET / and GET /api/experts (the first page, sorted by name and by score) a
 references run in this process on the same registry: the page's view called directly (what the server adds
 on top of it is HTTP and the template), and the whole-list approach the page replaced (every listed version
 loaded into Python, each task ranked with `best` at the size of the list, sorted and cut in Python), whose
-first page is checked to be the same rows. Goal: the HTML page under 300 ms.
+first page is checked to hold the same rows (and the same score wherever the reference found one). Goal:
+the HTML page under 300 ms.
 
 Usage: python bench/ui.py [--versions N] [--evals-per-version K] [--requests R] [--home DIR]
   --home DIR keeps the registry there and reuses it on the next run (building it takes minutes).
@@ -54,21 +55,18 @@ def registry_at(home: Path, n_versions: int, evals_per_version: int) -> Registry
     return registry
 
 
-def whole_list_first_page(registry: Registry, sort: views.SortKey) -> list[tuple[str, float | None]]:
-    """The reference: the index as it was first written. Every listed version into Python, each task's
-    ranking at the size of the list (a version scored under its own task only), sorted and cut here."""
-    found = registry.list()
-    scores: dict[str, float] = {}
+def whole_list_first_page(registry: Registry) -> list[tuple[str, float | None]]:
+    """The reference: the index as it was first written, its first page by name. Every listed version into
+    Python, each task ranked with ``best`` at the length of the list (a version keeps only its own task's
+    score), cut here."""
+    found = registry.list()  # in the index's order: name, then version
+    task_of = {v.ref: v.task for v in found}
+    own: dict[str, float] = {}
     for task in sorted({v.task for v in found if v.task}):
         for ranked in registry.best(task, limit=max(1, len(found))):
-            scores[ranked.ref] = ranked.value
-    own = {v.ref: scores[v.ref] for v in found if v.ref in scores}
-    if sort is views.SortKey.SCORE:
-        ordered = sorted((v for v in found if v.ref in own), key=lambda v: -own[v.ref])
-        ordered += [v for v in found if v.ref not in own]
-    else:
-        ordered = found  # the listing's own order: name, then version
-    return [(v.ref, own.get(v.ref)) for v in ordered[:views.PAGE_SIZE]]
+            if task_of.get(ranked.ref) == task:
+                own[ranked.ref] = ranked.value
+    return [(v.ref, own.get(v.ref)) for v in found[:views.PAGE_SIZE]]
 
 
 def median_ms(call: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -90,14 +88,16 @@ def get(url: str) -> httpx.Response:
 
 
 def bench(registry: Registry, home: Path, requests: int) -> None:
-    for sort in (views.SortKey.NAME, views.SortKey.SCORE):  # the same rows, or the comparison means nothing
-        page = views.experts_page(registry, "", sort, sort is views.SortKey.SCORE, 1)
-        ours = [(r.ref, r.score.value if r.score else None) for r in page.rows]
-        theirs = whole_list_first_page(registry, sort)
-        if sort is views.SortKey.SCORE:  # equal scores may come in another order: the same values, then
-            assert [value for _, value in ours] == [value for _, value in theirs], (ours[:3], theirs[:3])
-        else:
-            assert ours == theirs, (ours[:3], theirs[:3])
+    page = views.experts_page(registry, "", views.SortKey.NAME, False, 1)
+    ours = [(r.ref, r.score.value if r.score else None) for r in page.rows]
+    theirs = whole_list_first_page(registry)
+    # the same rows, and the same score wherever the reference found one; it ranks each task only as far as
+    # the list is long, so on this registry it misses the scores of versions ranked further down
+    assert [ref for ref, _ in ours] == [ref for ref, _ in theirs], (ours[:3], theirs[:3])
+    assert all(t is None or t == o for (_, o), (_, t) in zip(ours, theirs)), (ours[:3], theirs[:3])
+    missed = sum(o is not None and t is None for (_, o), (_, t) in zip(ours, theirs))
+    print(f"first page: the same {len(ours)} experts; {sum(o is not None for _, o in ours)} scored here, "
+          f"{missed} of them missed by the reference (ranked past the list's length)")
     print(f"experts listed: {page.total:,} (first page of {views.PAGE_SIZE})")
     with tempfile.TemporaryDirectory() as logs:
         server = UiProcess(home, log=Path(logs) / "ui.log")
@@ -114,7 +114,7 @@ def bench(registry: Registry, home: Path, requests: int) -> None:
         finally:
             server.stop()
     view, _ = median_ms(lambda: views.experts_page(registry, "", views.SortKey.NAME, False, 1), requests)
-    old = min(_timed(lambda: whole_list_first_page(registry, views.SortKey.NAME)) for _ in range(3)) * 1e3
+    old = min(_timed(lambda: whole_list_first_page(registry)) for _ in range(3)) * 1e3
     for label, (med, p95) in http.items():
         print(f"{label:42s} median {med:8.1f} ms  (p95 {p95:.1f} ms)")
     print(f"{'view called in this process (ref)':42s} median {view:8.1f} ms")
