@@ -44,6 +44,7 @@ from t2reg.registry.entities import (
     ExpertVersion,
     GcReport,
     Lineage,
+    ListedPage,
     ModelInfo,
     ProtocolInfo,
     RankedVersion,
@@ -59,13 +60,14 @@ from t2reg.registry.validation import (
     parse_metric,
     parse_reference,
     path_slug,
+    METRIC_MAX,
     validate_count,
     validate_model_name,
     validate_name,
     validate_task,
 )
 from t2reg.settings import Settings, load_settings
-from t2reg.enums import BlobStoreKind, Relation, Source, VersionStatus
+from t2reg.enums import BlobStoreKind, ListSort, Relation, Source, VersionStatus
 
 _MIGRATE = Remedy("move them into the database", ("blobs", "migrate"), (), (("to", "db"),))
 
@@ -199,7 +201,10 @@ class Registry:
 
     def spectra_dir(self, ref: str) -> Path:
         """Where the model's spectra live: ``<home>/spectra/<name>/<revision>`` ('/' written as '--')."""
-        info = self.get_model(ref)
+        return self.spectra_root(self.get_model(ref))
+
+    def spectra_root(self, info: ModelInfo) -> Path:
+        """:meth:`spectra_dir` of a model already looked up (no query: a page listing every model's)."""
         return contained(self.settings.home / "spectra", path_slug(info.name), path_slug(info.revision or "default"))
 
     def models_dir(self, name: str) -> Path:
@@ -360,6 +365,18 @@ class Registry:
         with self.db.session() as session:
             model_id = base_models.get_model(session, model).id if model else None
             return versions.list_versions(session, model_id, task, sources, all_versions, parsed)
+
+    def list_page(self, where: str | None = None, sort: ListSort = ListSort.NAME, descending: bool = False,
+                  offset: int = 0, limit: int = 50, metric: str = "accuracy") -> ListedPage:
+        """A page of what ``list(where=...)`` lists, sorted (by score: each version's newest ``metric`` under
+        its task's default protocol, the unscored last), with the total count and the page's scores; sorted,
+        counted and cut in the database, so a page costs the same on a registry of any size."""
+        parsed = parse_filter(where) if where is not None else None
+        validate_count(limit, "limit")
+        validate_count(offset, "offset", minimum=0)
+        validate_name(metric, "metric", max_length=METRIC_MAX)
+        with self.db.session() as session:
+            return versions.list_page(session, parsed, ListSort(sort), descending, offset, limit, metric)
 
     def pool(self, specs: Sequence[str]) -> list[ExpertVersion]:
         """The union of several filters (or ``NAME:VERSION`` refs): each match's latest live version.

@@ -85,7 +85,14 @@ def to_info(session: Session, row: BaseModelRow) -> ModelInfo:
 
 
 def list_models(session: Session) -> list[ModelInfo]:
-    return [to_info(session, row) for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.name))]
+    """Every model with its aliases: two queries, however many models (a page lists them all)."""
+    rows = session.scalars(select(BaseModelRow).order_by(BaseModelRow.name)).all()
+    aliases: dict[int, list[str]] = {}
+    every = select(ModelAliasRow.model_id, ModelAliasRow.alias).order_by(ModelAliasRow.created_at,
+                                                                         ModelAliasRow.alias)
+    for model_id, alias in session.execute(every):
+        aliases.setdefault(model_id, []).append(alias)
+    return [row.to_entity(tuple(aliases.get(row.id, ()))) for row in rows]
 
 
 def add_evaluation(session: Session, model_id: int, metric: Metric, source: str, protocol_id: str,

@@ -152,6 +152,16 @@ class RankedVersion(_Serialisable):
 
 
 @dataclass(frozen=True)
+class ListedPage(_Serialisable):
+    """One page of the expert listing, the number of versions on every page together, and each listed
+    version's score in ``best``'s sense: its newest score of the metric under its task's default protocol."""
+
+    versions: tuple[ExpertVersion, ...]
+    total: int
+    scores: dict[str, EvaluationInfo]  # by NAME:VERSION; a version with no such score is not a key
+
+
+@dataclass(frozen=True)
 class VerifyReport(_Serialisable):
     checked: int
     missing: tuple[str, ...]

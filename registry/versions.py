@@ -12,27 +12,28 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable
 
-from sqlalchemy import exists, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, case, exists, false, func, insert, select, true
+from sqlalchemy.orm import Session, aliased
 
 from t2reg.errors import ConflictError, NotFoundError
 from t2reg.expert_file import Expert
-from t2reg.registry import base_models
+from t2reg.registry import base_models, protocols
 from t2reg.registry.blob_store import sha256_of
-from t2reg.registry.entities import Derivation, ExpertVersion, Lineage
+from t2reg.registry.entities import Derivation, EvaluationInfo, ExpertVersion, Lineage, ListedPage
 from t2reg.registry.orm import (
     BaseModelRow,
     utcnow,
     EvaluationRow,
     ExpertRow,
     LineageRow,
+    ProtocolRow,
     VersionAliasRow,
     VersionRow,
     VersionTagRow,
 )
 from t2reg.registry.filters import Clause, Filter
-from t2reg.registry.validation import Reference, source_values
-from t2reg.enums import Source, VersionStatus
+from t2reg.registry.validation import Reference, is_proportion, source_values
+from t2reg.enums import ListSort, Source, VersionStatus
 
 LIVE = VersionStatus.LIVE.value
 
@@ -160,9 +161,18 @@ def list_versions(
     where: Filter | None = None,
 ) -> list[ExpertVersion]:
     """Latest live version of each matching expert, or every live version with ``all_versions``."""
+    stmt = _narrowed(session, select(VersionRow, ExpertRow, BaseModelRow.name).select_from(VersionRow),
+                     model_id, task, sources, all_versions, where)
+    stmt = stmt.order_by(ExpertRow.name, VersionRow.version)
+    return [v.to_entity(e, model) for v, e, model in session.execute(stmt)]
+
+
+def _narrowed(session: Session, stmt: Select, model_id: int | None = None, task: str | None = None,
+              sources: Iterable[str] = (), all_versions: bool = False, where: Filter | None = None) -> Select:
+    """``stmt`` (selecting from versions) joined to its expert and base model, cut to the live versions that
+    :func:`list_versions` lists."""
     stmt = (
-        select(VersionRow, ExpertRow, BaseModelRow.name)
-        .join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
+        stmt.join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
         .join(BaseModelRow, BaseModelRow.id == ExpertRow.base_model_id)
         .where(VersionRow.status == LIVE)
     )
@@ -183,8 +193,72 @@ def list_versions(
         stmt = stmt.where(VersionRow.source.in_(sources))
     for clause in where.clauses if where else ():
         stmt = stmt.where(_condition(session, clause))
-    stmt = stmt.order_by(ExpertRow.name, VersionRow.version)
-    return [v.to_entity(e, model) for v, e, model in session.execute(stmt)]
+    return stmt
+
+
+def list_page(session: Session, where: Filter | None, sort: ListSort, descending: bool, offset: int, limit: int,
+              metric: str) -> ListedPage:
+    """One page of :func:`list_versions`'s experts sorted by ``sort``, with the total and each one's score
+    (its newest ``metric`` under its task's default protocol, as ``best`` ranks it).
+
+    Three queries whatever the registry's size: the count, the page (sorted and cut by the database; sorting by
+    score outer-joins each version's score row through the evaluation index) and the page's scores. Versions
+    without a value in the sorted column (no task, no score) come last in either direction; ties are broken by
+    name and version, so pages never overlap."""
+    total = session.scalar(_narrowed(session, select(func.count()).select_from(VersionRow), where=where)) or 0
+    defaults = _default_protocols(session, metric)
+    stmt = _narrowed(session, select(VersionRow, ExpertRow, BaseModelRow.name).select_from(VersionRow), where=where)
+    if sort is ListSort.SCORE:
+        scored = aliased(EvaluationRow)
+        stmt = stmt.outerjoin(scored, _score_of(scored, metric, defaults))
+        column = scored.value
+    else:
+        column = _SORTED[sort]
+    direction = (lambda c: c.desc()) if descending else (lambda c: c.asc())
+    ties = (direction(ExpertRow.name), direction(VersionRow.version)) if sort is ListSort.NAME else \
+        (ExpertRow.name, VersionRow.version)
+    stmt = stmt.order_by(column.is_(None), direction(column), *ties).offset(offset).limit(limit)
+    rows = session.execute(stmt).all()
+    scores = _scores(session, [v.id for v, _, _ in rows], metric, defaults)
+    versions = tuple(v.to_entity(e, model) for v, e, model in rows)
+    return ListedPage(versions, total, {version.ref: scores[row.id] for version, (row, _, _) in zip(versions, rows)
+                                        if row.id in scores})
+
+
+_SORTED = {ListSort.NAME: ExpertRow.name, ListSort.MODEL: BaseModelRow.name, ListSort.TASK: ExpertRow.task,
+           ListSort.SOURCE: VersionRow.source, ListSort.CREATED: VersionRow.created_at}
+
+
+def _default_protocols(session: Session, metric: str) -> dict[str, str]:
+    """Each task's default protocol for ``metric`` (the one ``best`` ranks under), for the tasks that have one."""
+    tasks = session.scalars(select(ProtocolRow.task).distinct().order_by(ProtocolRow.task))
+    return {task: protocol for task in tasks if (protocol := protocols.default_for(session, task, metric))}
+
+
+def _score_of(scored: Any, metric: str, defaults: dict[str, str]):
+    """The join condition that picks a version's score in ``best``'s sense: the row marked newest for its
+    version, ``metric`` and its expert's task's default protocol, in range if a proportion."""
+    if not defaults:
+        return false()
+    # No condition on the score's own task: a protocol belongs to one task, so naming the protocol names it.
+    # With one, SQLite reads each version's score off the ranking index (the task's whole range of scores, once
+    # per version: 3 s for a page on 100,000 versions, bench/ui.py) instead of the version's few rows.
+    condition = and_(scored.version_id == VersionRow.id, scored.metric == metric, scored.is_latest == true(),
+                     scored.protocol_id == case(defaults, value=ExpertRow.task))
+    if is_proportion(metric):  # as best leaves out a registry's out-of-range legacy scores
+        condition = and_(condition, scored.value.between(0.0, 1.0))
+    return condition
+
+
+def _scores(session: Session, version_ids: list[int], metric: str,
+            defaults: dict[str, str]) -> dict[int, EvaluationInfo]:
+    """The scores of a page's versions, by version id, in one query."""
+    if not version_ids or not defaults:
+        return {}
+    scored = aliased(EvaluationRow)
+    stmt = (select(scored).select_from(VersionRow).join(ExpertRow, ExpertRow.id == VersionRow.expert_id)
+            .join(scored, _score_of(scored, metric, defaults)).where(VersionRow.id.in_(version_ids)))
+    return {row.version_id: row.to_entity() for row in session.scalars(stmt)}
 
 
 def find_derived(session: Session, parent_id: int, relation: str, params: dict[str, Any]) -> VersionRow | None:

@@ -52,6 +52,17 @@ class Relation(Word):
     CONTROL_OF = "control_of"  # a control made from the parent (see t2reg.transfer.controls)
 
 
+class ListSort(Word):
+    """The columns a page of the expert listing can be sorted by (:meth:`t2reg.registry.Registry.list_page`)."""
+
+    NAME = "name"
+    MODEL = "model"
+    TASK = "task"
+    SOURCE = "source"
+    SCORE = "score"  # the newest score under the expert's task's default protocol (what ``best`` ranks)
+    CREATED = "created"
+
+
 class MixSpace(Word):
     """Where a mixture of experts is formed (see t2reg.adaptation.patching.mixing)."""
 

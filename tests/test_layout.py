@@ -132,7 +132,7 @@ def test_every_module_imports_alone():
 def test_the_cli_and_the_job_specs_load_without_torch():
     light = ["t2reg.cli.main", "t2reg.adaptation.jobs", "t2reg.adaptation.search.spec",
              "t2reg.adaptation.training.spec", "t2reg.adaptation.evaluation.spec", "t2reg.adaptation.crossmodel.spec",
-             "t2reg.adaptation.tasks"]
+             "t2reg.adaptation.tasks", "t2reg.adaptation.evaluation.paired", "t2reg.cli.ui.app"]
     for name in light:
         script = f"import sys, {name}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)

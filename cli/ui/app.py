@@ -35,14 +35,15 @@ LOGIN_BODY_MAX = 4096  # bytes of a login form; a key is far shorter
 View = Callable[[Registry, Request], Any]
 
 
-def create_app(registry: Registry, api_key: str | None = None) -> FastAPI:
-    """The application over an opened registry; ``api_key`` (if given) guards every page and endpoint."""
+def create_app(registry: Registry, api_key: str | None = None, data_dir: str | None = None) -> FastAPI:
+    """The application over an opened registry; ``api_key`` (if given) guards every page and endpoint;
+    ``data_dir`` holds the evaluation data the compare page reads question texts from."""
     app = FastAPI(title="t2reg ui", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     pages = Pages(_environment())
     gate = Gate(api_key, pages)
     app.middleware("http")(gate)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    _routes(app, registry, pages, gate)
+    _routes(app, registry, pages, gate, data_dir)
     _errors(app, pages)
     return app
 
@@ -51,6 +52,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(version_url=version_url, lineage_url=lineage_url, job_url=job_url, quote=quote,
+                       subject_url=subject_url,
                        line_chart=charts.line_chart, rank_profile=charts.rank_profile, lineage_svg=lineage_svg, card_html=card_html,
                        t2reg_version=__version__)
     env.filters["num"] = _number
@@ -108,7 +110,7 @@ class Gate:
 # -- routes ------------------------------------------------------------------------------------------------------
 
 
-def _routes(app: FastAPI, registry: Registry, pages: Pages, gate: Gate) -> None:
+def _routes(app: FastAPI, registry: Registry, pages: Pages, gate: Gate, data_dir: str | None) -> None:
     def both(path: str, api: str, template: str, view: View) -> None:
         """A page at ``path`` and its data at ``api``, from one view."""
 
@@ -139,6 +141,8 @@ def _routes(app: FastAPI, registry: Registry, pages: Pages, gate: Gate) -> None:
     both("/jobs", "/api/jobs", "jobs.html", lambda reg, _request: views.jobs_page(reg))
     both("/best", "/api/best", "best.html", _best)
     both("/jobs/{job_id}", "/api/jobs/{job_id}", "job.html", _job)
+    both("/compare", "/api/compare", "compare.html", lambda reg, request: _compare(reg, request, data_dir))
+    both("/models", "/api/models", "models.html", lambda reg, _request: views.models_page(reg))
 
     @app.get("/api/jobs/{job_id}/events")
     def job_events(request: Request) -> JSONResponse:
@@ -193,6 +197,12 @@ def _lineage(registry: Registry, request: Request) -> views.LineagePage:
 
 def _best(registry: Registry, request: Request) -> views.BestPage:
     return views.best_page(registry, request.query_params.get("task"), request.query_params.get("protocol"))
+
+
+def _compare(registry: Registry, request: Request, data_dir: str | None) -> views.ComparePage:
+    query = request.query_params
+    return views.compare_page(registry, query.get("a", "").strip() or None, query.get("b", "").strip() or None,
+                              query.get("protocol", "").strip() or None, data_dir)
 
 
 def _job(registry: Registry, request: Request) -> views.JobPage:
@@ -259,6 +269,14 @@ def version_url(ref: str) -> str:
 
 def lineage_url(ref: str) -> str:
     return version_url(ref) + "/lineage"
+
+
+def subject_url(subject: str) -> str | None:
+    """A compared subject's page: a version's; a base model (``base:MODEL``) has its row on /models."""
+    if subject.startswith("base:"):
+        return "/models"
+    name, _, version = subject.rpartition(":")
+    return version_url(subject) if name and version.isdigit() else None  # NAME alone, NAME@ALIAS: no link
 
 
 def job_url(job_id: int | str) -> str:

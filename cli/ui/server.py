@@ -34,7 +34,7 @@ def check_bind(host: str, api_key: str | None) -> None:
 
 
 def serve(registry: Registry, host: str, port: int, api_key: str | None,
-          announce: Callable[[str], None] | None = None) -> None:
+          announce: Callable[[str], None] | None = None, data_dir: str | None = None) -> None:
     """Serve the UI over ``registry`` until SIGTERM or SIGINT; returns normally after shutting down."""
     import uvicorn
 
@@ -53,7 +53,7 @@ def serve(registry: Registry, host: str, port: int, api_key: str | None,
             if not self.should_exit:
                 announce(f"t2reg: ui on {url}")
 
-    config = uvicorn.Config(create_app(registry, api_key), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(create_app(registry, api_key, data_dir), log_level="warning", access_log=False, lifespan="off")
     # uvicorn re-raises the signal that stopped it; a no-op handler makes SIGTERM a normal return (exit 0)
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:

@@ -7,21 +7,25 @@ read-only whatever the registry allows.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from t2reg.enums import JobStatus, Relation, Source, Word
-from t2reg.errors import InvalidInputError, shown
-from t2reg.protocols import describe_spec
+from t2reg.enums import JobStatus, ListSort, Relation, Source, Word
+from t2reg.errors import InvalidInputError, NotFoundError, shown
+from t2reg.protocols import Protocol, describe_spec
+from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.registry.bundles.card import interval95
 from t2reg.registry.derived import JOB_TAG
-from t2reg.registry.entities import EvaluationInfo, ExpertVersion, JobEvent, JobInfo, RankedVersion
+from t2reg.registry.entities import EvaluationInfo, ExpertVersion, JobEvent, JobInfo, ModelInfo, RankedVersion
+from t2reg.registry.protocols import is_measured
 from t2reg.stats import constant_baseline
 
 PAGE_SIZE = 50  # experts per page of the index
@@ -32,15 +36,7 @@ DESCENDANT_DEPTH = 2  # ... and down
 LINEAGE_NODES = 40  # the most versions one lineage graph draws
 
 
-class SortKey(Word):
-    """The experts index's sortable columns."""
-
-    NAME = "name"
-    MODEL = "model"
-    TASK = "task"
-    SOURCE = "source"
-    SCORE = "score"
-    CREATED = "created"
+SortKey = ListSort  # the experts index's sortable columns: the registry's listing sorts by them
 
 
 # -- the experts index ------------------------------------------------------------------------------------------
@@ -81,47 +77,24 @@ class ExpertsPage:
 
 def experts_page(registry: Registry, where: str, sort: SortKey, descending: bool, page: int) -> ExpertsPage:
     """The latest live version of every expert matching ``where`` (``t2reg list --where``'s language; empty:
-    all), with its score, sorted and cut to one page. One listing query, and one ranking per task shown."""
-    found = registry.list(where=where.strip() or None)
-    scores = _task_scores(registry, found)
-    rows = [ExpertRow(v.ref, v.name, v.version, v.model, v.task, v.source, v.created_at, scores.get(v.ref))
-            for v in found]
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
-    if not 1 <= page <= pages:
+    all), one page of them, with their scores. The registry sorts, counts and cuts the page
+    (:meth:`Registry.list_page`), so the first page of 100,000 versions costs what the first of ten does."""
+    if page < 1:
+        raise InvalidInputError(f"page {page} does not exist: pages are numbered from 1")
+    listed = registry.list_page(where=where.strip() or None, sort=sort, descending=descending,
+                                offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, metric=METRIC)
+    pages = max(1, -(-listed.total // PAGE_SIZE))
+    if page > pages:
         raise InvalidInputError(f"page {page} does not exist: there are {pages}")
-    ordered = _sorted(rows, sort, descending)
-    return ExpertsPage(where, sort, descending, page, pages, len(rows),
-                       tuple(ordered[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]))
+    rows = tuple(ExpertRow(v.ref, v.name, v.version, v.model, v.task, v.source, v.created_at,
+                           _score(listed.scores.get(v.ref))) for v in listed.versions)
+    return ExpertsPage(where, sort, descending, page, pages, listed.total, rows)
 
 
-def _task_scores(registry: Registry, versions: Sequence[ExpertVersion]) -> dict[str, Score]:
-    """Each version's score in ``best``'s ranking of its task: the same query `t2reg best` runs, once per task."""
-    scores: dict[str, Score] = {}
-    for task in sorted({v.task for v in versions if v.task}):
-        for ranked in registry.best(task, metric=METRIC, limit=max(1, len(versions))):
-            scores[ranked.ref] = _score(ranked)
-    return scores
-
-
-def _score(ranked: RankedVersion) -> Score:
-    return Score(ranked.value, ranked.n, ranked.interval95, ranked.protocol)
-
-
-_SORT: dict[SortKey, Callable[[ExpertRow], Any]] = {
-    SortKey.NAME: lambda r: (r.name, r.version),
-    SortKey.MODEL: lambda r: r.model,
-    SortKey.TASK: lambda r: r.task,
-    SortKey.SOURCE: lambda r: r.source.value,
-    SortKey.SCORE: lambda r: None if r.score is None else r.score.value,
-    SortKey.CREATED: lambda r: r.created_at,
-}
-
-
-def _sorted(rows: list[ExpertRow], sort: SortKey, descending: bool) -> list[ExpertRow]:
-    """Rows by one column; rows without a value (no task, no score) last in either direction."""
-    key = _SORT[sort]
-    present = [r for r in rows if key(r) is not None]
-    return sorted(present, key=key, reverse=descending) + [r for r in rows if key(r) is None]
+def _score(evaluation: EvaluationInfo | None) -> Score | None:
+    if evaluation is None:
+        return None
+    return Score(evaluation.value, evaluation.n, interval95(evaluation), evaluation.protocol)
 
 
 # -- a version ---------------------------------------------------------------------------------------------------
@@ -183,6 +156,7 @@ class VersionPage:
     profiles: tuple[RankProfile, ...]
     card: str  # the model card's text (rendered escaped by the page)
     other_versions: tuple[int, ...] = ()
+    comparable: tuple[str, ...] = ()  # protocols it has per-question results under: what it can be compared in
 
 
 def version_page(registry: Registry, name: str, version: int) -> VersionPage:
@@ -193,8 +167,9 @@ def version_page(registry: Registry, name: str, version: int) -> VersionPage:
                    for key, z in sorted(vectors.items(), key=lambda item: _matrix_order(item[0])))
     profiles = tuple(RankProfile(key, tuple(float(x) for x in vectors[key])) for key in _profiled(vectors))
     others = tuple(v.version for v in registry.list(where=f"name={found.name}", all_versions=True))
+    comparable = tuple(dict.fromkeys(e.protocol for e in found.evaluations if e.results_sha256))
     return VersionPage(found, _job_of(found), _protocol_scores(registry, found.evaluations), shifts, profiles,
-                       _card(found), others)
+                       _card(found), others, comparable)
 
 
 def _job_of(version: ExpertVersion) -> int | None:
@@ -512,3 +487,154 @@ def best_page(registry: Registry, task: str | None, protocol: str | None) -> Bes
         return BestPage(None, None, choices, ())
     rows = tuple(registry.best(task, metric=METRIC, limit=BEST_LIMIT, protocol=protocol or None))
     return BestPage(task, rows[0].protocol if rows else protocol or None, choices, rows)
+
+
+# -- a paired comparison -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A question the two subjects answered differently."""
+
+    id: str
+    question: str | None  # its text, where the evaluation data is at hand
+    prediction_a: str | None
+    prediction_b: str | None
+    answer: str
+    correct_a: bool
+    correct_b: bool
+
+
+@dataclass(frozen=True)
+class ComparePage:
+    a: str | None
+    b: str | None
+    protocol: str | None
+    protocols: tuple[ProtocolChoice, ...]  # the measured protocols (the picker's choices)
+    described: str | None
+    paired: PairedRecord | None  # what `t2reg compare --json` prints for the same subjects and protocol
+    disagreeing: int  # questions answered differently, all of them
+    disagreements: tuple[Disagreement, ...]  # the first DISAGREEMENTS of them
+    questions_note: str | None = None  # why question texts are missing, when they are
+
+
+DISAGREEMENTS = 200  # questions listed on a comparison page
+
+
+def compare_page(registry: Registry, a: str | None, b: str | None, protocol: str | None,
+                 data_dir: str | None) -> ComparePage:
+    """`t2reg compare A B --protocol ID` from the recorded per-question results alone: a subject with none under
+    the protocol is a NotFoundError, never an evaluation. Without subjects and protocol, only the pickers."""
+    from t2reg.adaptation.evaluation.paired import Subject, pair, recorded_rows, spec_of
+    from t2reg.adaptation.evaluation.spec import EvalSpec
+
+    choices = tuple(ProtocolChoice(p.id, p.task, describe_spec(p.spec), p.uses) for p in registry.protocols()
+                    if is_measured(p.id, p.task))
+    if not (a or b or protocol):
+        return ComparePage(None, None, None, choices, None, None, 0, ())
+    if not (a and b and protocol):
+        raise InvalidInputError("give both subjects (NAME:VERSION or base:MODEL) and a protocol")
+    stored = registry.protocol(protocol).spec
+    spec = spec_of(stored, EvalSpec(task=str(stored.get("task", "")), data_dir=data_dir))  # refuses unmeasured ones
+    measured = Protocol.from_dict(stored)
+    sides = []
+    for text in (a, b):
+        rows = recorded_rows(registry, Subject.parse(text), measured, lambda: _sample_ids(spec))
+        if rows is None:
+            raise NotFoundError(f"{text} has no per-question results recorded under protocol {measured.id}; "
+                                "this page only reads recorded results (t2reg compare measures them)")
+        sides.append(rows)
+    paired = pair(sides[0], sides[1], a, b, measured).record()
+    texts, note = _question_texts(measured, data_dir)
+    differing = _disagreements(sides[0], sides[1], texts)
+    return ComparePage(a, b, measured.id, choices, measured.describe(), paired, len(differing),
+                       tuple(differing[:DISAGREEMENTS]), note)
+
+
+def _sample_ids(spec: Any) -> set[str]:
+    """The questions of a sampled protocol, for cutting them from a run on the whole split: drawn from the
+    evaluation data on this machine only (the page never fetches a data set)."""
+    if spec.data_dir is None:
+        raise InvalidInputError("only the whole split is recorded under this protocol's questions; naming the "
+                                "sample's questions needs the evaluation data (start t2reg ui with --data-dir)")
+    from t2reg.adaptation.evaluation.runs import questions_for
+
+    return {ex.id for ex in questions_for(spec).examples}
+
+
+def _question_texts(protocol: Protocol, data_dir: str | None) -> tuple[dict[str, str], str | None]:
+    """Question id -> text from the evaluation data on this machine, and why there are none if so."""
+    if data_dir is None:
+        return {}, "question texts need the evaluation data: start t2reg ui with --data-dir"
+    from t2reg.adaptation.tasks import get_task
+
+    try:
+        examples = get_task(protocol.task).examples(protocol.split, Path(data_dir))
+    except (NotFoundError, InvalidInputError) as exc:
+        return {}, f"question texts unavailable: {exc}"
+    return {ex.id: ex.question for ex in examples}, None
+
+
+def _disagreements(a_rows: Sequence[Mapping[str, Any]], b_rows: Sequence[Mapping[str, Any]],
+                   texts: Mapping[str, str]) -> list[Disagreement]:
+    """The paired questions (as :func:`pair` pairs them: by id, in A's order) whose predictions differ."""
+    by_id = {row["id"]: row for row in b_rows}
+    out = []
+    for x in a_rows:
+        y = by_id.get(x["id"])
+        if y is not None and _text(x["prediction"]) != _text(y["prediction"]):
+            out.append(Disagreement(str(x["id"]), texts.get(x["id"]), _text(x["prediction"]),
+                                    _text(y["prediction"]), str(x["answer"]), bool(x["correct"]),
+                                    bool(y["correct"])))
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# -- base models ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpectraCache:
+    """What ``t2reg model decompose`` has cached for a model."""
+
+    groups: tuple[str, ...]  # module groups with decomposed shards (mlp, attn)
+    matrices: int
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model: ModelInfo
+    spectra: SpectraCache | None  # None: nothing decomposed yet
+
+
+@dataclass(frozen=True)
+class ModelsPage:
+    models: tuple[ModelRow, ...]
+
+
+SPECTRA_MANIFEST = "manifest.json"  # t2reg.spectra.MANIFEST (that module imports torch; this page does not)
+
+
+def models_page(registry: Registry) -> ModelsPage:
+    """Every registered base model (one query) and its spectra cache (one manifest read each, no query)."""
+    return ModelsPage(tuple(ModelRow(info, _spectra(registry.spectra_root(info)))
+                            for info in registry.list_models()))
+
+
+def _spectra(root: Path) -> SpectraCache | None:
+    try:
+        manifest = json.loads((root / SPECTRA_MANIFEST).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(shards, dict) or not shards:
+        return None
+    groups = sorted({str(name).split("-", 1)[0] for name in shards})  # shards are GROUP-LAYER.safetensors
+    matrices = manifest.get("matrices")
+    fingerprint = manifest.get("fingerprint")
+    return SpectraCache(tuple(groups), len(matrices) if isinstance(matrices, dict) else 0,
+                        fingerprint if isinstance(fingerprint, str) else None)

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from t2reg.registry.entities import Lineage
-from t2reg.enums import Relation
+from t2reg.enums import ListSort, Relation
 from t2reg.errors import ConflictError, InvalidInputError, NotFoundError
 from t2reg.expert_file import Metric, read_expert
 from t2reg.registry.orm import EvaluationRow, VersionRow
@@ -133,6 +133,34 @@ def test_list_filters_by_model_task_and_source(registry, expert_file, tmp_path):
     assert registry.list(model="gemma3-270m") == []
 
 
+def test_a_list_page_is_sorted_counted_and_cut_in_the_database(registry, expert_file):
+    for i, (name, task, score) in enumerate([("b", "gsm8k", "0.5"), ("a", "gsm8k", "0.9"), ("c", "mbpp", None),
+                                             ("d", "gsm8k", None), ("e", "mbpp", "0.7"), ("f", None, None)]):
+        registry.publish(expert_file(i, task=task), name=name, metrics=[f"{task}:accuracy={score}"] if score else [])
+    registry.publish(expert_file(9, task="gsm8k"), name="a", metrics=["gsm8k:accuracy=0.2"])  # a:2 is listed
+    page = registry.list_page(sort=ListSort.NAME, limit=2)
+    assert ([v.ref for v in page.versions], page.total) == (["a:2", "b:1"], 6)
+    assert {ref: s.value for ref, s in page.scores.items()} == {"a:2": 0.2, "b:1": 0.5}
+    assert [v.ref for v in registry.list_page(offset=2, limit=2).versions] == ["c:1", "d:1"]
+    assert [v.ref for v in registry.list_page(limit=50).versions] == [v.ref for v in registry.list()]
+
+    def refs(sort, descending=False, where=None):
+        return [v.ref for v in registry.list_page(where=where, sort=sort, descending=descending).versions]
+
+    # each version's score is under its own task's default protocol; no score (or no task) is last either way
+    assert refs(ListSort.SCORE, descending=True) == ["e:1", "b:1", "a:2", "c:1", "d:1", "f:1"]
+    assert refs(ListSort.SCORE) == ["a:2", "b:1", "e:1", "c:1", "d:1", "f:1"]
+    assert refs(ListSort.TASK) == ["a:2", "b:1", "d:1", "c:1", "e:1", "f:1"]
+    assert refs(ListSort.TASK, descending=True) == ["c:1", "e:1", "a:2", "b:1", "d:1", "f:1"]
+    assert refs(ListSort.NAME, descending=True, where="task=gsm8k") == ["d:1", "b:1", "a:2"]
+    assert registry.list_page(where="task=nope") == registry.list_page(where="task=nope", offset=50)
+    assert registry.list_page(where="task=nope").total == 0
+    with pytest.raises(InvalidInputError, match="unknown filter key 'colour'"):
+        registry.list_page(where="colour=red")
+    with pytest.raises(InvalidInputError, match="offset"):
+        registry.list_page(offset=-1)
+
+
 class TestBest:
     def _scores(self, registry, expert_file, values, task="gsm8k"):
         refs = []
@@ -197,6 +225,8 @@ def test_models_register_from_directory_with_aliases(registry, tiny_llama_dir):
     assert registry.get_model("tiny").name == "tiny-llama"
     again = registry.add_model(str(tiny_llama_dir), aliases=["tl"])  # same model: only adds the alias
     assert again.aliases == ("tiny", "tl")
+    listed = {m.name: m for m in registry.list_models()}  # every model's aliases, in the order they were added
+    assert listed["tiny-llama"] == registry.get_model("tl") and listed["google/gemma-3-270m"].aliases == ("gemma3-270m",)
     with pytest.raises(ConflictError, match="already names model"):
         registry.add_model("smollm2-135m", aliases=["tiny"])
 

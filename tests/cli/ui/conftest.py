@@ -16,7 +16,8 @@ def filled(tmp_path_factory) -> Filled:
 
 @pytest.fixture(scope="module")
 def server(filled, tmp_path_factory):
-    ui = UiProcess(filled.home, log=tmp_path_factory.mktemp("ui-log") / "ui.log")
+    ui = UiProcess(filled.home, "--data-dir", str(filled.data), log=tmp_path_factory.mktemp("ui-log") / "ui.log",
+                   options=filled.options)
     yield ui
     assert ui.stop() == 0
 

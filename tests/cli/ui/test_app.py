@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from t2reg.registry import Registry
-from t2reg.settings import load_settings
 from tests.helpers.serving import t2reg as run_cli
 from tests.helpers.ui import CODE_ROOT, XSS, search_event
 
@@ -100,7 +99,7 @@ def test_a_running_jobs_plot_gains_a_point_without_a_reload(server, browser, fil
     browser.get(f"{server.url}/jobs/{filled.running_job}")
     assert points() == filled.steps and browser.find_element(By.ID, "status").text == "running"
     browser.execute_script("window.__same_page = true")
-    with Registry(load_settings(home=filled.home)) as registry:
+    with Registry(filled.settings()) as registry:
         registry.jobs.checkpoint(filled.running_claim, {"components": ["arc-smol:1", "gsm-smol:1"]},
                                  search_event(filled.steps))
     _wait(browser, lambda: points() == filled.steps + 1)
@@ -158,7 +157,7 @@ def test_a_bad_filter_is_its_one_line_error_and_400(server):
 
 
 def test_the_download_is_what_t2reg_download_writes(server, filled, tmp_path):
-    run_cli(filled.home, "download", filled.ordered, "--out", str(tmp_path / "cli.safetensors"))
+    run_cli(filled.home, *filled.options, "download", filled.ordered, "--out", str(tmp_path / "cli.safetensors"))
     response = httpx.get(f"{server.url}/experts/arc-smol--to-gemma3-270m/1/file")
     assert response.status_code == 200 and response.content == (tmp_path / "cli.safetensors").read_bytes()
     assert "attachment" in response.headers["content-disposition"]
@@ -204,10 +203,7 @@ def test_nothing_but_get_is_answered(server):
 
 
 def test_best_per_task_is_t2reg_best_with_its_ties_marked(server, filled):
-    done = subprocess.run([sys.executable, "-m", "t2reg.cli", "--home", str(filled.home), "best", "--task", "arc-easy",
-                           "--protocol", "reported:arc-easy", "--json"], capture_output=True, text=True,
-                          cwd=CODE_ROOT, timeout=60)
-    cli = json.loads(done.stdout)
+    cli = _t2reg_json(filled, "best", "--task", "arc-easy", "--protocol", "reported:arc-easy")
     data = httpx.get(f"{server.url}/api/best", params={"task": "arc-easy", "protocol": "reported:arc-easy"}).json()
     assert [(r["ref"], r["value"], r["overlaps_leader"]) for r in data["rows"]] == \
         [(r["ref"], r["value"], r["overlaps_leader"]) for r in cli] == \
@@ -230,3 +226,104 @@ def test_picking_a_protocol_in_the_browser_ranks_under_it(server, browser, fille
     _wait(browser, lambda: "protocol=reported" in browser.current_url)
     ties = [r.find_element(By.CLASS_NAME, "tie").text for r in browser.find_elements(By.CSS_SELECTOR, "#best tbody tr")]
     assert ties == ["", "~"]
+
+
+# -- a paired comparison and the base models -------------------------------------------------------------------
+
+
+def _t2reg_json(filled, *args: str):
+    done = subprocess.run([sys.executable, "-m", "t2reg.cli", *filled.cli_args, *args, "--json"],
+                          capture_output=True, text=True, cwd=CODE_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_compare_shows_what_t2reg_compare_prints(server, filled):
+    cli = _t2reg_json(filled, "compare", filled.native, filled.base, "--protocol", filled.protocol,
+                      "--data-dir", str(filled.data))
+    data = httpx.get(f"{server.url}/api/compare",
+                     params={"a": filled.native, "b": filled.base, "protocol": filled.protocol}).json()
+    assert data["paired"] == cli
+    # arc-smol:1 answered AABA, the base model BBCA, the right answers are ABBA
+    assert (cli["n"], cli["accuracy_x"], cli["accuracy_y"], cli["only_x"], cli["only_y"]) == (4, 0.75, 0.5, 2, 1)
+    assert cli["delta"] == -0.25 and cli["logprob_delta"] == -0.5
+    html = httpx.get(f"{server.url}/compare",
+                     params={"a": filled.native, "b": filled.base, "protocol": filled.protocol}).text
+    assert 'id="delta">-0.2500<' in html and 'id="n">4<' in html
+
+
+def test_the_disagreements_are_the_questions_answered_differently(server, filled):
+    from t2reg.adaptation.tasks import get_task
+
+    texts = {ex.id: ex.question for ex in get_task("arc-easy").examples("test", filled.data)}
+    data = httpx.get(f"{server.url}/api/compare",
+                     params={"a": filled.native, "b": filled.base, "protocol": filled.protocol}).json()
+    ids = filled.questions
+    assert data["disagreeing"] == 3 and data["questions_note"] is None
+    assert [(d["id"], d["prediction_a"], d["prediction_b"], d["answer"], d["correct_a"], d["correct_b"])
+            for d in data["disagreements"]] == [(ids[0], "A", "B", "A", True, False),
+                                                (ids[1], "A", "B", "B", False, True),
+                                                (ids[2], "B", "C", "B", True, False)]
+    assert [d["question"] for d in data["disagreements"]] == [texts[i] for i in ids[:3]]
+    swapped = httpx.get(f"{server.url}/api/compare",
+                        params={"a": filled.base, "b": filled.native, "protocol": filled.protocol}).json()
+    assert swapped["paired"]["delta"] == 0.25 and [d["prediction_a"] for d in swapped["disagreements"]] == \
+        ["B", "B", "C"]
+
+
+def test_a_comparison_without_recorded_results_is_a_clean_error_and_evaluates_nothing(server, filled):
+    def scores() -> tuple:
+        with Registry(filled.settings()) as registry:
+            return registry.get("arc-smol-b:1").evaluations, registry.model_evaluations("smollm2-135m")
+
+    before = scores()
+    cases = [({"a": filled.native, "b": filled.base, "protocol": "nope"}, 404, "no protocol 'nope'"),
+             ({"a": filled.native, "b": "arc-smol-b:1", "protocol": filled.protocol}, 404,
+              "arc-smol-b:1 has no per-question results recorded under protocol"),
+             ({"a": filled.native, "b": "nobody:1", "protocol": filled.protocol}, 404, "no expert named 'nobody'"),
+             ({"a": filled.native, "b": filled.base, "protocol": "reported:arc-easy"}, 400,
+              "recorded without per-question results"),
+             ({"a": filled.native, "protocol": filled.protocol}, 400, "give both subjects")]
+    for params, status, words in cases:
+        response = httpx.get(f"{server.url}/api/compare", params=params)
+        assert response.status_code == status and words in response.json()["error"], params
+        page = httpx.get(f"{server.url}/compare", params=params)
+        assert page.status_code == status and f"<h1>{status}</h1>" in page.text, params
+    assert scores() == before
+    empty = httpx.get(f"{server.url}/api/compare").json()
+    assert empty["paired"] is None and [p["id"] for p in empty["protocols"]] == [filled.protocol]
+
+
+def test_picking_a_subject_to_compare_with_from_a_version_page(server, browser, filled, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{server.url}/experts/arc-smol/1")
+    other = browser.find_element(By.ID, "other")
+    assert other.get_attribute("value") == "base:HuggingFaceTB/SmolLM2-135M-Instruct"
+    other.clear()
+    other.send_keys(filled.base)
+    Select(browser.find_element(By.ID, "compare-protocol")).select_by_value(filled.protocol)
+    browser.find_element(By.CSS_SELECTOR, "#compare-form button").click()
+    _wait(browser, lambda: "/compare?" in browser.current_url)
+    assert browser.find_element(By.ID, "delta").text == "-0.2500"
+    assert browser.find_element(By.ID, "discordant").text == "2 / 1"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#disagreements tbody tr")
+    assert [r.get_attribute("data-id") for r in rows] == list(filled.questions[:3])
+    browser.save_screenshot(str(tmp_path / "compare.png"))
+
+
+def test_the_models_page_lists_each_model_and_its_cached_spectra(server, browser, filled):
+    from selenium.webdriver.common.by import By
+
+    data = httpx.get(f"{server.url}/api/models").json()
+    by_name = {row["model"]["name"]: row for row in data["models"]}
+    tiny = by_name[filled.tiny]
+    assert tiny["model"]["aliases"] == ["tiny"] and tiny["model"]["architecture"] == "LlamaForCausalLM"
+    assert tiny["spectra"]["groups"] == ["mlp"] and tiny["spectra"]["matrices"] == 6  # 2 layers x 3 MLP matrices
+    assert tiny["spectra"]["fingerprint"] == tiny["model"]["spectra_fingerprint"]
+    assert by_name["HuggingFaceTB/SmolLM2-135M-Instruct"]["spectra"] is None  # a shape table: nothing decomposed
+    browser.get(f"{server.url}/models")
+    cells = {r.get_attribute("data-model"): r.find_element(By.CLASS_NAME, "spectra").text
+             for r in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")}
+    assert cells[filled.tiny].startswith("mlp: 6 matrices") and cells["google/gemma-3-270m"] == "no"
