@@ -49,7 +49,7 @@ def main() -> None:
 
 def power(registry, x: str, y: str, task: str, sizes: list[int], draws: int) -> dict:
     """Subsampled power and interval width of the recorded comparison of ``x`` and ``y`` on ``task``."""
-    from t2reg.adaptation.evaluation.compare import Subject, pair
+    from t2reg.adaptation.evaluation.paired import Subject, pair
 
     rows = _shared_rows(registry, Subject.parse(x), Subject.parse(y), task)
     whole = pair(*rows, x, y)
@@ -95,7 +95,7 @@ def curve(registry, job_id: int) -> dict:
 def _shared_rows(registry, x, y, task: str) -> tuple[list[dict], list[dict]]:
     """Both subjects' per-question results on the most questions ``y`` was scored on under one protocol (``x``'s
     read as compare reads them: recorded under it, or cut from a recorded whole-split run)."""
-    from t2reg.adaptation.evaluation.compare import recorded_rows
+    from t2reg.adaptation.evaluation.paired import recorded_rows
     from t2reg.protocols import Protocol
 
     best: tuple[list[dict], list[dict]] = ([], [])

@@ -60,7 +60,7 @@ def main() -> None:
 
 def compare_dtypes(registry, model: str, task_name: str, n: int, data: Path) -> dict:
     from t2reg.adaptation.backends import open_for
-    from t2reg.adaptation.evaluation.compare import pair
+    from t2reg.adaptation.evaluation.paired import pair
     from t2reg.adaptation.evaluation.questions import Questions
     from t2reg.adaptation.evaluation.scoring import evaluate
     from t2reg.adaptation.flops import FlopCount

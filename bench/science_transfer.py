@@ -41,7 +41,7 @@ class Ladder:
     def ceiling(self) -> list[dict]:
         """Proxy-tuning on each rung: the target's option scores plus beta times the expert's shift on the
         source, paired against the target alone (beta 0) and against the shift shuffled across questions."""
-        from t2reg.adaptation.evaluation.compare import pair
+        from t2reg.adaptation.evaluation.paired import pair
         from t2reg.adaptation.evaluation.proxy import proxy_tuned
 
         print("\n(d) ceiling: proxy-tuning from recorded option scores (no training)")
@@ -163,7 +163,9 @@ class Ladder:
             .transfers[0]
 
     def results(self, subject: str, task: str) -> list[dict]:
-        from t2reg.adaptation.evaluation.compare import Subject, results_for, questions_for
+        from t2reg.adaptation.evaluation.compare import results_for
+        from t2reg.adaptation.evaluation.runs import questions_for
+        from t2reg.adaptation.evaluation.paired import Subject
         from t2reg.adaptation.evaluation.scoring import resolve_mode
         from t2reg.adaptation.evaluation.spec import EvalSpec
 

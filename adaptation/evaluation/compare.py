@@ -15,14 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from t2reg.adaptation.evaluation.paired import (  # noqa: F401 - Subject, BASE_PREFIX: this module's names too
-    BASE_PREFIX,
-    Comparison,
-    Subject,
-    pair,
-    recorded_rows,
-    spec_of,
-)
+from t2reg.adaptation.evaluation.paired import Comparison, Subject, pair, recorded_rows, spec_of
 from t2reg.adaptation.evaluation.questions import Questions
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.runs import questions_for, record, run_evaluation

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from t2reg.adaptation.backends import open_for
-from t2reg.adaptation.evaluation.compare import Comparison, base_result, pair
+from t2reg.adaptation.evaluation.compare import base_result
+from t2reg.adaptation.evaluation.paired import Comparison, pair
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.scoring import Phases, Progress, measure

@@ -42,7 +42,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from t2reg.adaptation.backends import Backend, Capability, GenerationRequest, Sampling, open_for
-from t2reg.adaptation.evaluation.compare import Comparison, base_result, pair
+from t2reg.adaptation.evaluation.compare import base_result
+from t2reg.adaptation.evaluation.paired import Comparison, pair
 from t2reg.adaptation.evaluation.questions import SAMPLE_SEED, Questions
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.scoring import Phases, Progress, evaluate, measure

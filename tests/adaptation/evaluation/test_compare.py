@@ -3,7 +3,7 @@ real model (each side evaluated once, then read back from the registry)."""
 
 import pytest
 
-from t2reg.adaptation.evaluation.compare import Subject, pair
+from t2reg.adaptation.evaluation.paired import Subject, pair
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import Protocol
 from tests.cli.test_commands import CLI
@@ -112,7 +112,7 @@ def test_scores_typed_in_by_hand_cannot_be_compared(cli):
 
 
 def test_scores_taken_without_bos_point_to_the_protocol_to_compare_under():
-    from t2reg.adaptation.evaluation.compare import spec_of
+    from t2reg.adaptation.evaluation.paired import spec_of
     from t2reg.adaptation.evaluation.spec import EvalSpec
     from t2reg.protocols import without_bos_spec
 
