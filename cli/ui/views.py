@@ -448,14 +448,24 @@ def _number(value: Any) -> float | None:
 
 
 def _alphas(rows: list[tuple[float, dict[str, Any]]], job: JobInfo) -> tuple[Series, ...]:
+    """The best mixture's weights per generation, drawn as `t2reg jobs plot` draws them: in the strength space
+    the last coordinate is the strength (shown as s / 3), and a per-matrix search's weights are averaged over
+    the matrices, one line per expert."""
     vectors = [(x, data["best_alpha"]) for x, data in rows if isinstance(data.get("best_alpha"), list)]
     if not vectors:
         return ()
     width = len(vectors[0][1])
+    xs = [x for x, alpha in vectors if len(alpha) == width]
+    alpha = np.asarray([a for _, a in vectors if len(a) == width], dtype=np.float64)
+    strength = ()
+    if (job.spec or {}).get("mix_space") == "strength":
+        strength = (Series("strength s / 3", tuple(zip(xs, map(float, alpha[:, -1])))),)
+        alpha = alpha[:, :-1]
     components = list((job.state or {}).get("components") or [])
-    labels = [components[k] if k < len(components) else f"expert {k}" for k in range(width)]
-    return tuple(Series(labels[k], tuple((x, float(alpha[k])) for x, alpha in vectors if len(alpha) == width))
-                 for k in range(width))
+    if components and alpha.shape[1] > len(components) and alpha.shape[1] % len(components) == 0:
+        alpha = alpha.reshape(len(alpha), len(components), -1).mean(axis=2)
+    labels = [components[k] if k < len(components) else f"expert {k}" for k in range(alpha.shape[1])]
+    return tuple(Series(labels[k], tuple(zip(xs, map(float, alpha[:, k])))) for k in range(alpha.shape[1])) + strength
 
 
 # -- best per task ---------------------------------------------------------------------------------------------
