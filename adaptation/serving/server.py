@@ -82,27 +82,13 @@ def serve(registry: Registry, spec: ServeSpec, announce: Callable[[str], None] |
     except BaseException:
         sock.close()
         raise
-    host, port = sock.getsockname()[:2]
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/v1"
-    announce = announce or (lambda line: print(line, flush=True))
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                announce(f"t2reg: serving {spec.model} ({len(service.catalog.experts)} experts) on {url}")
-
     config = uvicorn.Config(create_app(service), log_level=spec.log_level, timeout_graceful_shutdown=spec.grace,
                             access_log=spec.log_level in ("debug", "info"), lifespan="on",
                             http=http_protocol(spec.read_timeout, spec.max_connections))
-    # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes that
-    # a normal return (exit 0 after a graceful SIGTERM) instead of death by the default handler.
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        Server(config).run(sockets=[sock])
+        run_until_stopped(config, sock, lambda url: f"t2reg: serving {spec.model} "
+                                                    f"({len(service.catalog.experts)} experts) on {url}/v1", announce)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        sock.close()
         service.scheduler.release()
     print("t2reg: server stopped", file=sys.stderr, flush=True)
 
@@ -164,6 +150,33 @@ def http_protocol(timeout: float, max_connections: int) -> type[asyncio.Protocol
                 self.transport.close()
 
     return Protocol
+
+
+def run_until_stopped(config: Any, sock: socket.socket, ready: Callable[[str], str],
+                      announce: Callable[[str], None] | None = None) -> None:
+    """Run a uvicorn ``config`` on the bound ``sock`` until SIGTERM or SIGINT, announcing ``ready(url)`` once it
+    accepts requests (stdout by default: the line a parent process waits for); closes ``sock``. Both of t2reg's
+    servers (``serve`` and ``ui``) run this way."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    say = announce or (lambda line: print(line, flush=True))
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                say(ready(url))
+
+    # uvicorn re-raises the signal that stopped it once it has shut down; a no-op handler makes that
+    # a normal return (exit 0 after a graceful SIGTERM) instead of death by the default handler.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
 
 
 def bind(host: str, port: int) -> socket.socket:

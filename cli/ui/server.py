@@ -7,7 +7,6 @@ one, and the line says which), as ``t2reg serve``'s does.
 from __future__ import annotations
 
 import ipaddress
-import signal
 import sys
 from typing import Callable
 
@@ -38,27 +37,11 @@ def serve(registry: Registry, host: str, port: int, api_key: str | None,
     """Serve the UI over ``registry`` until SIGTERM or SIGINT; returns normally after shutting down."""
     import uvicorn
 
-    from t2reg.adaptation.serving.server import bind
+    from t2reg.adaptation.serving.server import bind, run_until_stopped
     from t2reg.cli.ui.app import create_app
 
     check_bind(host, api_key)
     sock = bind(host, port)
-    bound, bound_port = sock.getsockname()[:2]
-    url = f"http://{'[' + bound + ']' if ':' in bound else bound}:{bound_port}"
-    announce = announce or (lambda line: print(line, flush=True))
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                announce(f"t2reg: ui on {url}")
-
     config = uvicorn.Config(create_app(registry, api_key, data_dir), log_level="warning", access_log=False, lifespan="off")
-    # uvicorn re-raises the signal that stopped it; a no-op handler makes SIGTERM a normal return (exit 0)
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
-    try:
-        Server(config).run(sockets=[sock])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        sock.close()
+    run_until_stopped(config, sock, lambda url: f"t2reg: ui on {url}", announce)
     print("t2reg: ui stopped", file=sys.stderr, flush=True)
