@@ -22,7 +22,7 @@ from t2reg.expert_file import (
 )
 from t2reg.protocols import Measurement, Protocol
 from t2reg.question_results import loads_results
-from t2reg.registry import base_models, evaluations, labels, maintenance, protocols, schema, versions
+from t2reg.registry import base_models, evaluations, labels, lineage, maintenance, protocols, schema, versions
 from t2reg.registry.bundles import BundleImport, Manifest, export_bundle, import_bundle
 from t2reg.registry.blob_migration import BlobMigration, migrate_to_database
 from t2reg.registry.blob_store import (
@@ -44,6 +44,7 @@ from t2reg.registry.entities import (
     ExpertVersion,
     GcReport,
     Lineage,
+    LineageGraph,
     ListedPage,
     ModelInfo,
     ProtocolInfo,
@@ -409,6 +410,16 @@ class Registry:
         with self.db.session() as session:
             return list(versions.derivations(session, versions.resolve(session, parse_reference(ref))))
 
+    def lineage_graph(self, ref: str, up: int = 4, down: int = 2, limit: int = 40) -> LineageGraph:
+        """The version's family: its ancestors ``up`` generations back, the live versions made from it ``down``
+        generations on, at most ``limit`` versions, in a few queries however many it holds."""
+        for count, what in ((up, "up"), (down, "down")):
+            validate_count(count, what, minimum=0)
+        validate_count(limit, "limit")
+        with self.db.session() as session:
+            root = versions.resolve(session, parse_reference(ref))
+            return lineage.lineage_graph(session, root, up, down, limit)
+
     def read_expert(self, ref: str) -> Expert:
         """The stored expert file, parsed."""
         return loads_expert(self.expert_bytes(ref), ref)
@@ -518,6 +529,11 @@ class Registry:
         with self.db.session() as session:
             rows = protocols.for_task(session, task) if task else protocols.every(session)
             return [r.to_entity() for r in rows]
+
+    def protocols_by_id(self, ids: Iterable[str]) -> dict[str, ProtocolInfo]:
+        """The protocols of these ids that exist, in one query (an unknown id is left out)."""
+        with self.db.session() as session:
+            return {r.id: r.to_entity() for r in protocols.some(session, set(ids))}
 
     def protocol(self, protocol_id: str) -> ProtocolInfo:
         with self.db.session() as session:

@@ -102,6 +102,37 @@ class Derivation(_Serialisable):
 
 
 @dataclass(frozen=True)
+class RelatedVersion(_Serialisable):
+    """A version as a lineage graph shows it."""
+
+    ref: str  # NAME:VERSION
+    source: Source
+    model: str
+    job: int | None  # the job that published it (its ``job`` tag), when a job did
+    depth: int  # generations from the graph's root: ancestors below 0, descendants above
+
+
+@dataclass(frozen=True)
+class LineageLink(_Serialisable):
+    """One lineage edge with both ends named (NAME:VERSION)."""
+
+    parent: str
+    child: str
+    relation: Relation
+    weight: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineageGraph(_Serialisable):
+    """A version's family: the root, what it came from and what was made from it, a few generations each way."""
+
+    root: str
+    versions: tuple[RelatedVersion, ...]  # the root first, then ancestors and descendants, nearest first
+    links: tuple[LineageLink, ...]  # every edge between two of ``versions``
+
+
+@dataclass(frozen=True)
 class ExpertVersion(_Serialisable):
     name: str
     version: int

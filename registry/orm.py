@@ -30,6 +30,7 @@ from t2reg.registry.entities import (
     JobEvent,
     JobInfo,
     Lineage,
+    LineageLink,
     ModelInfo,
     ProtocolInfo,
     RankedVersion,
@@ -225,6 +226,11 @@ class LineageRow(Base):
     def to_entity(self, parent: str | None) -> Lineage:
         """``parent`` is the parent's NAME:VERSION (None for an edge to no version, e.g. trained_from)."""
         return Lineage(parent, Relation(self.relation), self.weight, readable_json(self.params, "lineage params"))
+
+    def to_link(self, parent: str, child: str) -> LineageLink:
+        """The edge with both ends named (NAME:VERSION), as a lineage graph holds it."""
+        return LineageLink(parent, child, Relation(self.relation), self.weight,
+                           readable_json(self.params, "lineage params"))
 
 
 class VersionTagRow(Base):

@@ -65,6 +65,10 @@ def for_task(session: Session, task: str) -> list[ProtocolRow]:
                                 .order_by(ProtocolRow.uses.desc(), ProtocolRow.created_at.desc())))
 
 
+def some(session: Session, ids: set[str]) -> list[ProtocolRow]:
+    return list(session.scalars(select(ProtocolRow).where(ProtocolRow.id.in_(sorted(ids))))) if ids else []
+
+
 def every(session: Session) -> list[ProtocolRow]:
     return list(session.scalars(select(ProtocolRow).order_by(ProtocolRow.task, ProtocolRow.uses.desc())))
 

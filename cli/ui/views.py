@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -187,21 +187,37 @@ def _protocol_scores(registry: Registry, evaluations: Iterable[EvaluationInfo]) 
     grouped: dict[str, list[EvaluationInfo]] = {}
     for evaluation in evaluations:
         grouped.setdefault(evaluation.protocol, []).append(evaluation)
-    results: dict[str, tuple[Baseline | None, dict[str, int] | None]] = {}  # a run's metrics share one blob
+    known = registry.protocols_by_id(grouped)
     out = []
     for protocol_id, rows in grouped.items():
         lines = []
         for e in rows:
-            if e.results_sha256 and e.results_sha256 not in results:
-                results[e.results_sha256] = _from_results(registry.evaluation_results(e.results_sha256))
-            baseline, spread = results.get(e.results_sha256 or "", (None, None))
+            baseline, spread = _summary(registry, e.results_sha256) if e.results_sha256 else (None, None)
             lines.append(ScoreLine(e.task, e.metric, e.value, e.split, e.n, interval95(e), e.source, e.created_at,
                                    baseline, spread))
-        out.append(ProtocolScores(protocol_id, describe_spec(registry.protocol(protocol_id).spec), tuple(lines)))
+        described = describe_spec(known[protocol_id].spec) if protocol_id in known else "(protocol not recorded)"
+        out.append(ProtocolScores(protocol_id, described, tuple(lines)))
     return tuple(out)
 
 
-def _from_results(rows: list[dict[str, Any]]) -> tuple[Baseline | None, dict[str, int] | None]:
+Summary = tuple[Baseline | None, dict[str, int] | None]
+_SUMMARIES: OrderedDict[str, Summary] = OrderedDict()  # results hash -> summary; a run's metrics share one blob
+SUMMARIES_KEPT = 256
+
+
+def _summary(registry: Registry, sha256: str) -> Summary:
+    """A results blob's baseline and spread, read once: blobs are content-addressed, so what a hash held once it
+    holds for good, in any registry (a page reload reads no blob twice)."""
+    if sha256 in _SUMMARIES:
+        _SUMMARIES.move_to_end(sha256)
+        return _SUMMARIES[sha256]
+    summary = _SUMMARIES[sha256] = _from_results(registry.evaluation_results(sha256))
+    while len(_SUMMARIES) > SUMMARIES_KEPT:
+        _SUMMARIES.popitem(last=False)
+    return summary
+
+
+def _from_results(rows: list[dict[str, Any]]) -> Summary:
     """The constant baseline and the prediction histogram, for multiple-choice runs only (as an evaluation's
     report gives them): for an open answer both say nothing."""
     if not rows or not any("option_logprobs" in row for row in rows):
@@ -267,60 +283,23 @@ class LineagePage:
 
 def lineage_page(registry: Registry, name: str, version: int) -> LineagePage:
     """The version, what it came from (transfer sources, mixture components, the job that made it) and what was
-    made from it, a few generations each way."""
-    root = registry.get(f"{name}:{version}")
-    nodes: dict[str, LineageNode] = {root.ref: _version_node(root, 0)}
-    edges: list[LineageEdge] = []
-    _ancestors(registry, root, nodes, edges)
-    _descendants(registry, root.ref, nodes, edges)
-    return LineagePage(root.ref, tuple(nodes.values()), tuple(edges))
-
-
-def _version_node(version: ExpertVersion, depth: int) -> LineageNode:
-    return LineageNode(version.ref, NodeKind.VERSION, version.ref, f"{version.source.value} · {version.model}", depth)
-
-
-def _ancestors(registry: Registry, root: ExpertVersion, nodes: dict[str, LineageNode],
-               edges: list[LineageEdge]) -> None:
-    frontier = [(root, 0)]
-    while frontier:
-        child, depth = frontier.pop(0)
-        job = _job_of(child)
-        if job is not None:
-            nodes.setdefault(str(job), LineageNode(str(job), NodeKind.JOB, f"job {job}", "published it", depth - 1))
-            edges.append(LineageEdge(str(job), child.ref, None))
-        for link in child.lineage:
-            if link.parent is None:
-                continue
-            edges.append(LineageEdge(link.parent, child.ref, link.relation, link.weight, dict(link.params)))
-            if link.parent in nodes or len(nodes) >= LINEAGE_NODES or -depth >= ANCESTOR_DEPTH:
-                continue
-            parent = registry.get(link.parent)
-            nodes[parent.ref] = _version_node(parent, depth - 1)
-            frontier.append((parent, depth - 1))
-    _drop_dangling(nodes, edges)
-
-
-def _descendants(registry: Registry, root: str, nodes: dict[str, LineageNode], edges: list[LineageEdge]) -> None:
-    frontier = [(root, 0)]
-    while frontier:
-        parent, depth = frontier.pop(0)
-        if depth >= DESCENDANT_DEPTH:
+    made from it, a few generations each way (a few queries however many versions it draws)."""
+    graph = registry.lineage_graph(f"{name}:{version}", up=ANCESTOR_DEPTH, down=DESCENDANT_DEPTH,
+                                   limit=LINEAGE_NODES)
+    nodes = [LineageNode(v.ref, NodeKind.VERSION, v.ref, f"{v.source.value} · {v.model}", v.depth)
+             for v in graph.versions]
+    edges = [LineageEdge(link.parent, link.child, link.relation, link.weight, dict(link.params))
+             for link in graph.links]
+    # The job that published the version, and each of its ancestors': where it came from, not what it made.
+    jobs: set[str] = set()
+    for v in graph.versions:
+        if v.job is None or v.depth > 0:
             continue
-        for made in registry.derivations(parent):
-            if made.child not in nodes:
-                if len(nodes) >= LINEAGE_NODES:
-                    break
-                model = made.params.get("target") or ""
-                nodes[made.child] = LineageNode(made.child, NodeKind.VERSION, made.child,
-                                                f"{made.source.value}{' · ' + model if model else ''}", depth + 1)
-                frontier.append((made.child, depth + 1))
-            edges.append(LineageEdge(parent, made.child, made.relation, made.weight, dict(made.params)))
-
-
-def _drop_dangling(nodes: Mapping[str, LineageNode], edges: list[LineageEdge]) -> None:
-    """Edges to parents past the walk's limits would point at nothing drawn."""
-    edges[:] = [e for e in edges if e.parent in nodes and e.child in nodes]
+        if str(v.job) not in jobs:
+            jobs.add(str(v.job))
+            nodes.append(LineageNode(str(v.job), NodeKind.JOB, f"job {v.job}", "published it", v.depth - 1))
+        edges.append(LineageEdge(str(v.job), v.ref, None))
+    return LineagePage(graph.root, tuple(nodes), tuple(edges))
 
 
 # -- jobs ----------------------------------------------------------------------------------------------------------

@@ -43,6 +43,15 @@ def test_best_ranks_within_one_protocol_the_most_used_by_default(registry, versi
         registry.best("arc-easy", protocol="nope")
 
 
+def test_protocols_are_read_by_id_together_and_an_unknown_id_is_left_out(registry, versions):
+    registry.record(versions[0], [_metric(0.5)], protocol=CLOZE)
+    registry.record(versions[0], [_metric(0.6)], protocol=LETTER)
+    found = registry.protocols_by_id([CLOZE.id, LETTER.id, "nope"])
+    assert set(found) == {CLOZE.id, LETTER.id}
+    assert found[LETTER.id].spec == registry.protocol(LETTER.id).spec and found[LETTER.id].task == "arc-easy"
+    assert registry.protocols_by_id([]) == {}
+
+
 def test_best_defaults_to_a_measured_protocol_however_often_others_were_used(registry, versions):
     a, b, _ = versions
     for value in (0.99, 0.98, 0.97):  # typed in three times: the most used protocol, but nothing says how

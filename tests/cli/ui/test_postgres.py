@@ -68,3 +68,20 @@ def test_best_compare_models_and_jobs(server, filled):
     assert models[filled.tiny]["groups"] == ["mlp"] and models["google/gemma-3-270m"] is None
     events = httpx.get(f"{server.url}/api/jobs/{filled.finished_job}/events", params={"after": 2}).json()
     assert [e["seq"] for e in events["events"]] == [3, 4] and events["status"] == "succeeded"
+
+
+def test_in_the_browser_a_version_its_lineage_and_the_xss_expert(server, browser, filled, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server.url}/experts/arc-adapted/1")
+    assert browser.find_element(By.ID, "title").text == filled.mixture
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#profiles svg polyline")) == 3  # z read from a database blob
+    browser.find_element(By.ID, "lineage-link").click()
+    WebDriverWait(browser, 15).until(lambda _driver: browser.current_url.endswith("/lineage"))
+    nodes = {n.get_attribute("data-key") for n in browser.find_elements(By.CSS_SELECTOR, "#graph a.node")}
+    assert nodes == {filled.mixture, filled.native, "gsm-smol:1", str(filled.finished_job)}
+    browser.save_screenshot(str(tmp_path / "lineage-postgres.png"))
+    browser.get(f"{server.url}/experts/xss/1")
+    assert XSS in browser.find_element(By.ID, "card").text
+    assert browser.execute_script("return window.__xss") is None
