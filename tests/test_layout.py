@@ -140,6 +140,18 @@ def test_the_cli_and_the_job_specs_load_without_torch():
         assert done.stdout.strip() == "[]", f"{name} loads {done.stdout.strip()}"
 
 
+def test_opening_a_current_registry_loads_no_alembic(tmp_path):
+    # alembic is a fifth of a second of every command's start; a registry at the newest revision needs none of it
+    opening = ("import sys; from t2reg.registry import Registry; from t2reg.settings import load_settings; "
+               f"Registry(load_settings(home={str(tmp_path)!r}), create={{create}}).list(); "
+               "print('alembic' in sys.modules)")
+    for create, loads in ((True, "True"), (False, "False")):  # creating runs the migrations; opening checks
+        done = subprocess.run([sys.executable, "-c", opening.format(create=create)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == loads
+
+
 def test_every_package_folder_is_packaged():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {name for name, path in _modules().items() if path.name == "__init__.py"}

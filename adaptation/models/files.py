@@ -90,8 +90,10 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    clean.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):  # no storage and no random initialisation: every weight is assigned next
+        clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    clean.load_state_dict(loaded.state_dict(), assign=True)
+    clean.tie_weights()
     with landing_dir(out_dir) as staging:
         clean.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -106,11 +108,14 @@ def one_gguf_parse() -> Iterator[None]:
     transformers parses a GGUF file's metadata three times to load one model (its config, its weights, its
     tokenizer), each a fresh ``GGUFReader`` that walks the whole vocabulary entry by entry: for Gemma-3's
     262k tokens about 45 s per parse on one core, two thirds of the conversion (bench/README.md). A parsed
-    reader only maps the file and is read, never changed, so handing out the first one is safe. transformers
-    looks the class up at each call (``from gguf import GGUFReader``), which is where this takes effect; the
-    original class is back when the block ends, also on an error.
+    reader only maps the file and is read, never changed, so handing out the first one is safe; and that one
+    parse reads the vocabulary in bulk (:class:`BulkGGUFReader`, the same fields). transformers looks the
+    class up at each call (``from gguf import GGUFReader``), which is where this takes effect; the original
+    class is back when the block ends, also on an error.
     """
     import gguf
+
+    from t2reg.adaptation.models.gguf_reader import BulkGGUFReader
 
     original = gguf.GGUFReader
     parsed: dict[tuple[str, str], object] = {}
@@ -118,7 +123,7 @@ def one_gguf_parse() -> Iterator[None]:
     def shared(path, mode: str = "r"):
         key = (str(Path(path).resolve()), mode)
         if key not in parsed:
-            parsed[key] = original(path, mode)
+            parsed[key] = BulkGGUFReader(path, mode)
         return parsed[key]
 
     gguf.GGUFReader = shared

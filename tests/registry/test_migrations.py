@@ -5,6 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from t2reg.migrations import HEAD
 from t2reg.registry import schema
 from t2reg.registry.db import Database
 from t2reg.registry.orm import Base
@@ -27,8 +28,8 @@ def _tables(db):
         return set(inspect(conn).get_table_names())
 
 
-def test_exactly_one_head():
-    assert schema.head_revision() == "0008"
+def test_exactly_one_head_and_it_is_the_one_every_open_checks_for():
+    assert schema.head_revision() == "0008" == HEAD
 
 
 def test_upgrade_from_empty_to_head_and_down_to_base(empty_db):
