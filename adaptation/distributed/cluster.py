@@ -12,7 +12,6 @@ the paths this process sees (as workers that share a registry already must), and
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from t2reg.adaptation.distributed.settings import ReplicaSettings
+from t2reg.addresses import is_loopback
 from t2reg.errors import ClusterError, InvalidInputError
 
 # Experts and alphas are small (an 8B model's expert is 1.6 MB); the store never holds weights.
@@ -84,14 +84,7 @@ def _single_machine(ray: Any) -> None:
 
 def _is_loopback(address: str) -> bool:
     host, _ = _host_port(address)
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host is not None and is_loopback(host)
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:

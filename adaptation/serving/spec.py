@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from t2reg.addresses import check_bind
 from t2reg.errors import InvalidInputError
 from t2reg.specs import JobSpec, positive
 from t2reg.enums import Strategy
@@ -56,8 +57,7 @@ class ServeSpec(JobSpec):
             raise InvalidInputError("{read_timeout} must be a number of seconds above 0", options=["read_timeout"])
         if self.grace < 0:
             raise InvalidInputError("{grace} must not be negative", options=["grace"])
-        if self.api_key is not None and not self.api_key.strip():
-            raise InvalidInputError("{api_key} must not be empty", options=["api_key"])
+        check_bind(self.host, self.api_key)  # an open address needs a key, as for `t2reg ui`
 
     def check(self, registry: Registry) -> None:
         from t2reg.adaptation.backends import check_backend

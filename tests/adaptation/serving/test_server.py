@@ -420,6 +420,11 @@ def test_the_command_refuses_bad_settings_before_loading_anything(home, capsys):
     assert code == 3 and "no-such-model" in err
     code, err = serve("--model", "tiny", "--pool", "task=no-such-task", "--port", "0")
     assert code == 3 and "matched no live expert" in err
+    code, err = serve("--model", "tiny", "--host", "0.0.0.0", "--port", "0")  # open to the network, no key
+    assert code == 6 and err.count("\n") == 1
+    assert err.startswith("t2reg: error: --host '0.0.0.0' is reachable from other machines: give an --api-key")
+    code, err = serve("--model", "tiny", "--api-key", " ", "--port", "0")
+    assert code == 4 and "--api-key must not be empty" in err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -9,8 +9,7 @@ import sys
 import httpx
 import pytest
 
-from t2reg.cli.ui.server import check_bind, is_loopback
-from t2reg.errors import InvalidInputError, UnsafeBindError
+from t2reg.errors import UnsafeBindError
 from tests.helpers.serving import t2reg as run_cli
 from tests.helpers.ui import CODE_ROOT, UiProcess, run_ui
 
@@ -32,22 +31,6 @@ def keyed(home, tmp_path_factory):
     ui.url = ui.url.replace("0.0.0.0", "127.0.0.1")
     yield ui
     assert ui.stop() == 0
-
-
-@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
-                                           ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
-                                           ("::", False), ("192.168.1.10", False), ("ui.example.org", False)])
-def test_what_counts_as_loopback(host, loopback):
-    assert is_loopback(host) is loopback
-
-
-def test_the_check_refuses_an_open_address_without_a_key_and_a_blank_key():
-    check_bind("127.0.0.1", None)
-    check_bind("0.0.0.0", KEY)
-    with pytest.raises(UnsafeBindError, match="'0.0.0.0' is reachable from other machines: give an api_key"):
-        check_bind("0.0.0.0", None)
-    with pytest.raises(InvalidInputError, match="api_key must not be empty"):
-        check_bind("127.0.0.1", "  ")
 
 
 def test_an_open_host_without_a_key_is_refused_at_start(home):
