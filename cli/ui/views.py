@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,18 +203,22 @@ def _protocol_scores(registry: Registry, evaluations: Iterable[EvaluationInfo]) 
 
 Summary = tuple[Baseline | None, dict[str, int] | None]
 _SUMMARIES: OrderedDict[str, Summary] = OrderedDict()  # results hash -> summary; a run's metrics share one blob
+_SUMMARIES_LOCK = threading.Lock()  # pages render on the server's worker threads
 SUMMARIES_KEPT = 256
 
 
 def _summary(registry: Registry, sha256: str) -> Summary:
     """A results blob's baseline and spread, read once: blobs are content-addressed, so what a hash held once it
     holds for good, in any registry (a page reload reads no blob twice)."""
-    if sha256 in _SUMMARIES:
-        _SUMMARIES.move_to_end(sha256)
-        return _SUMMARIES[sha256]
-    summary = _SUMMARIES[sha256] = _from_results(registry.evaluation_results(sha256))
-    while len(_SUMMARIES) > SUMMARIES_KEPT:
-        _SUMMARIES.popitem(last=False)
+    with _SUMMARIES_LOCK:
+        if sha256 in _SUMMARIES:
+            _SUMMARIES.move_to_end(sha256)
+            return _SUMMARIES[sha256]
+    summary = _from_results(registry.evaluation_results(sha256))  # outside the lock: a blob may take a while
+    with _SUMMARIES_LOCK:
+        _SUMMARIES[sha256] = summary
+        while len(_SUMMARIES) > SUMMARIES_KEPT:
+            _SUMMARIES.popitem(last=False)
     return summary
 
 
