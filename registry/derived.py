@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 JOB_TAG = "job"  # the tag naming the job that published a version
 
 
+def published_by(tag: str | None) -> int | None:
+    """The job id a version's ``job`` tag names, or None (no tag, or a hand-set value that is not an id)."""
+    return int(tag) if tag and tag.isdigit() else None
+
+
 @dataclass(frozen=True)
 class DerivedExpert:
     """What a derived version is made of; ``provenance`` adds to ``{"source": source}`` in the file."""

@@ -14,7 +14,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from t2reg.enums import Source, VersionStatus
-from t2reg.registry.derived import JOB_TAG
+from t2reg.registry.derived import JOB_TAG, published_by
 from t2reg.registry.entities import LineageGraph, RelatedVersion
 from t2reg.registry.orm import BaseModelRow, ExpertRow, LineageRow, VersionRow, VersionTagRow
 
@@ -82,5 +82,5 @@ def _related(session: Session, depth: dict[int, int]) -> dict[int, RelatedVersio
             .outerjoin(job, and_(job.c.version_id == VersionRow.id, job.c.key == JOB_TAG))
             .where(VersionRow.id.in_(list(depth))))
     return {id_: RelatedVersion(f"{name}:{version}", Source(source), model,
-                                int(tag) if tag and tag.isdigit() else None, depth[id_])
+                                published_by(tag), depth[id_])
             for id_, name, version, source, model, tag in session.execute(stmt)}

@@ -24,7 +24,7 @@ from t2reg.protocols import Protocol, describe_spec
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.registry.bundles.card import interval95
-from t2reg.registry.derived import JOB_TAG
+from t2reg.registry.derived import JOB_TAG, published_by
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, JobEvent, JobInfo, ModelInfo, RankedVersion
 from t2reg.registry.protocols import is_measured
 from t2reg.stats import constant_baseline
@@ -174,8 +174,7 @@ def version_page(registry: Registry, name: str, version: int) -> VersionPage:
 
 
 def _job_of(version: ExpertVersion) -> int | None:
-    text = version.tags.get(JOB_TAG, "")
-    return int(text) if text.isdigit() else None
+    return published_by(version.tags.get(JOB_TAG))
 
 
 def _card(version: ExpertVersion) -> str:
