@@ -109,6 +109,19 @@ def main() -> None:
     print(f"\nwrote {OUT}")
 
 
+def trivial(c) -> str:
+    """The trivial explanations beside a paired row: the constant answer's accuracy on these questions and the
+    largest share of one option among each side's predictions (x/y)."""
+    if c.constant is None:
+        return ""
+
+    def top(histogram: dict[str, int]) -> str:
+        option, count = max(histogram.items(), key=lambda item: item[1])
+        return f"{option} {count / c.n:.2f}"
+
+    return f"const {c.constant[1]:.3f} ({c.constant[0]})  top pred {top(c.predictions_x)}/{top(c.predictions_y)}"
+
+
 class Lab:
     def __init__(self, registry, data: str, n: int | None, iterations: int) -> None:
         self.registry, self.data, self.n, self.iterations = registry, data, n, iterations
@@ -220,11 +233,15 @@ class Lab:
         start = time.perf_counter()
         limit = self.n if n == "default" else n
         c = compare(self.registry, x, y, EvalSpec(task, limit=limit, data_dir=self.data))
+        return self.show(label, task, c, f"{time.perf_counter() - start:.0f}s")
+
+    @staticmethod
+    def show(label: str, task: str, c, when: str) -> dict:
+        """One paired row printed (with its trivial explanations) and as science.json keeps it."""
         low, high = c.delta_ci95
         lp = "-" if c.logprob_delta is None else f"{c.logprob_delta:+.3f}"
-        print(f"  {label:<44} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "
-              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp}  [{time.perf_counter() - start:.0f}s]",
-              flush=True)
+        print(f"  {label:<52} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "
+              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp}  {trivial(c)}  [{when}]", flush=True)
         return {"label": label, "task": task, **c.to_dict()}
 
     def job(self, spec, label: str):

@@ -174,10 +174,5 @@ class Ladder:
         protocol = questions.protocol(resolve_mode(questions.task, spec.mode))
         return results_for(self.lab.registry, Subject.parse(subject), spec, protocol)
 
-    @staticmethod
-    def show(label: str, task: str, c) -> dict:
-        low, high = c.delta_ci95
-        lp = "-" if c.logprob_delta is None else f"{c.logprob_delta:+.3f}"
-        print(f"  {label:<52} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "
-              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp}  [{time.strftime('%H:%M')}]", flush=True)
-        return {"label": label, "task": task, **c.to_dict()}
+    def show(self, label: str, task: str, c) -> dict:
+        return self.lab.show(label, task, c, time.strftime("%H:%M"))

@@ -144,8 +144,8 @@ def result_lines(subject: str, result) -> list[str]:
         lines.append(f"  mean log p(right answer) {result.mean_correct_logprob:.4f}")
     baseline = result.constant_baseline()
     if baseline is not None:
-        histogram = ", ".join(f"{k} {v}" for k, v in result.prediction_histogram().items())
-        lines.append(f"  constant baseline {baseline[1]:.4f} (always {baseline[0]}); predictions: {histogram}")
+        lines.append(f"  constant baseline {baseline[1]:.4f} (always {baseline[0]}); "
+                     f"predictions: {spread(result.prediction_histogram())}")
     if result.protocol is not None:
         lines.append(f"  protocol {result.protocol.id}: {result.protocol.describe()}")
     return lines
@@ -166,7 +166,8 @@ def compare(app: AppContext, x, y, task, split, limit, seed, mode, permute, max_
     X and Y are expert versions (NAME:VERSION) or base models alone (base:MODEL). Each is evaluated
     first if it has no recorded score with per-question results under the protocol. Reports n, both
     accuracies, the difference Y - X with a paired bootstrap 95% interval, McNemar's exact p-value,
-    and the mean difference in the log-probability of the right answer with its interval.
+    and the mean difference in the log-probability of the right answer with its interval; for multiple
+    choice, the constant baseline on the same questions and how each side's predictions spread.
 
     \b
     t2reg compare base:smollm2-135m arc-easy-smollm2-135m:1 --task arc-easy
@@ -200,7 +201,17 @@ def comparison_lines(c) -> list[str]:
     if c.logprob_delta is not None:
         low, high = c.logprob_delta_ci95
         lines.append(f"log p(right answer), Y - X: {c.logprob_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
+    if c.constant is not None:
+        answer, accuracy = c.constant
+        lines.append(f"constant baseline {accuracy:.4f} (always {answer}) on these questions")
+        for side, histogram in (("X", c.predictions_x), ("Y", c.predictions_y)):
+            lines.append(f"predictions {side}: {spread(histogram)}")
     return lines
+
+
+def spread(histogram: dict[str, int]) -> str:
+    """How often each option was predicted, for people: ``A 12, B 30, C 9``."""
+    return ", ".join(f"{option} {count}" for option, count in histogram.items())
 
 
 @click.command("protocols")

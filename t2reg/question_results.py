@@ -13,9 +13,11 @@ import gzip
 import io
 import json
 import zlib
-from typing import Any, Iterable
+from collections import Counter
+from typing import Any, Iterable, Sequence
 
 from t2reg.errors import InvalidInputError
+from t2reg.stats import constant_baseline
 
 REQUIRED = ("id", "prediction", "answer", "correct", "logprob")
 MAX_BYTES = 256 << 20  # decompressed
@@ -44,3 +46,25 @@ def loads_results(data: bytes, origin: str = "results") -> list[dict[str, Any]]:
         if not isinstance(row, dict) or any(key not in row for key in REQUIRED):
             raise InvalidInputError(f"{origin}: every row needs {', '.join(REQUIRED)}")
     return rows
+
+
+def is_multiple_choice(rows: Sequence[dict[str, Any]]) -> bool:
+    """Rows of a multiple-choice run (each option scored), where a constant answer is a baseline to beat."""
+    return any("option_logprobs" in row for row in rows)
+
+
+def constant_answer(rows: Sequence[dict[str, Any]]) -> tuple[str, float] | None:
+    """The most common right answer among ``rows`` and the accuracy of always giving it; None unless the rows
+    are multiple choice (an open answer has no constant to give)."""
+    if not rows or not is_multiple_choice(rows):
+        return None
+    answer, accuracy = constant_baseline([row["answer"] for row in rows])
+    return str(answer), accuracy
+
+
+def prediction_histogram(rows: Sequence[dict[str, Any]]) -> dict[str, int] | None:
+    """How often each option was predicted, for multiple-choice rows (a skew here explains a score before the
+    model's knowledge does)."""
+    if not rows or not is_multiple_choice(rows):
+        return None
+    return dict(sorted(Counter(str(row["prediction"]) for row in rows).items()))

@@ -106,3 +106,6 @@ class PairedRecord(JobRecord):
     protocol: dict[str, Any] | None = None
     logprob_delta: float | None = None
     logprob_delta_ci95: list[float] | None = None
+    constant_baseline: dict[str, Any] | None = None  # {"answer", "accuracy"} on the paired questions
+    predictions_x: dict[str, int] | None = None  # how often each side predicted each option (multiple choice)
+    predictions_y: dict[str, int] | None = None

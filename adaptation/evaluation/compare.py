@@ -6,8 +6,12 @@ no recorded score with per-question results yet), their per-question results
 are paired by question id, and the report gives n, both accuracies, the
 difference Y - X with a paired bootstrap 95% interval, McNemar's exact p-value,
 and the mean difference in the log-probability of the right answer with its
-interval. Pairing removes the variation between questions; two separate
-intervals would hide differences far larger than this resolves.
+interval; for multiple choice, beside them, the accuracy of always giving the
+most common right answer on those questions and how each side's predictions
+spread over the options (a constant answer or a letter prior explains a
+difference before the model's knowledge does). Pairing removes the variation
+between questions; two separate intervals would hide differences far larger
+than this resolves.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import FULL, Protocol
+from t2reg.question_results import constant_answer, prediction_histogram
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.stats import mcnemar_exact, paired_bootstrap
@@ -55,6 +56,11 @@ class Comparison:
     delta_ci95: tuple[float, float]
     logprob_delta: float | None
     logprob_delta_ci95: tuple[float, float] | None
+    # The trivial explanations beside the difference (multiple choice only): always giving the most common
+    # right answer on these questions, and how each side's predictions spread over the options.
+    constant: tuple[str, float] | None = None
+    predictions_x: dict[str, int] | None = None
+    predictions_y: dict[str, int] | None = None
 
     @property
     def delta(self) -> float:
@@ -64,7 +70,9 @@ class Comparison:
         return PairedRecord(self.x, self.y, self.n, self.accuracy_x, self.accuracy_y, self.delta,
                             list(self.delta_ci95), self.mcnemar_p, self.only_x, self.only_y,
                             self.protocol.to_dict() if self.protocol else None, self.logprob_delta,
-                            list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None)
+                            list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None,
+                            None if self.constant is None else dict(zip(("answer", "accuracy"), self.constant)),
+                            self.predictions_x, self.predictions_y)
 
     def to_dict(self) -> dict[str, Any]:
         return self.record().to_dict()
@@ -89,6 +97,8 @@ def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: 
         paired_bootstrap([float(b) - float(a) for a, b in zip(right_x, right_y)], seed=seed),
         sum(lp_diff) / len(lp_diff) if lp_diff else None,
         paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
+        constant_answer([a for a, _ in pairs]),
+        prediction_histogram([a for a, _ in pairs]), prediction_histogram([b for _, b in pairs]),
     )
 
 

@@ -12,7 +12,6 @@ generation, the reference's mean per-token log-probability) and, by mode,
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 from t2reg.expert_file import Metric
 from t2reg.files import land_text
 from t2reg.protocols import Measurement, Protocol
-from t2reg.question_results import dumps_results
+from t2reg.question_results import constant_answer, dumps_results, is_multiple_choice, prediction_histogram
 from t2reg.records import ScoreRecord
-from t2reg.stats import constant_baseline, wilson_interval
+from t2reg.stats import wilson_interval
 
 LOGPROB_METRIC = "logprob"
 NORM_METRIC = "accuracy_norm"
@@ -57,18 +56,14 @@ class EvalResult:
 
     @property
     def multiple_choice(self) -> bool:
-        return any("option_logprobs" in row for row in self.outputs)
+        return is_multiple_choice(self.outputs)
 
-    def constant_baseline(self) -> tuple[str | None, float] | None:
+    def constant_baseline(self) -> tuple[str, float] | None:
         """The most common right answer in the scored questions, and the accuracy of always giving it."""
-        if not self.multiple_choice:
-            return None
-        return constant_baseline([row["answer"] for row in self.outputs])
+        return constant_answer(self.outputs)
 
     def prediction_histogram(self) -> dict[str, int] | None:
-        if not self.multiple_choice:
-            return None
-        return dict(sorted(Counter(str(row["prediction"]) for row in self.outputs).items()))
+        return prediction_histogram(self.outputs)
 
     def dominant_prediction(self) -> tuple[str, float] | None:
         """The option predicted more often than :data:`DOMINANT_SHARE` of the time, if one is."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,13 +21,13 @@ import numpy as np
 from t2reg.enums import JobStatus, ListSort, Relation, Source, Word
 from t2reg.errors import InvalidInputError, NotFoundError, shown
 from t2reg.protocols import Protocol, describe_spec
+from t2reg.question_results import constant_answer, prediction_histogram
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.registry.bundles.card import interval95
 from t2reg.registry.derived import JOB_TAG, published_by
 from t2reg.registry.entities import EvaluationInfo, ExpertVersion, JobEvent, JobInfo, ModelInfo, RankedVersion
 from t2reg.registry.protocols import is_measured
-from t2reg.stats import constant_baseline
 
 PAGE_SIZE = 50  # experts per page of the index
 METRIC = "accuracy"  # the index's score column: what `t2reg best` ranks by default
@@ -224,11 +224,8 @@ def _summary(registry: Registry, sha256: str) -> Summary:
 def _from_results(rows: list[dict[str, Any]]) -> Summary:
     """The constant baseline and the prediction histogram, for multiple-choice runs only (as an evaluation's
     report gives them): for an open answer both say nothing."""
-    if not rows or not any("option_logprobs" in row for row in rows):
-        return None, None
-    answer, accuracy = constant_baseline([row["answer"] for row in rows])
-    spread = dict(sorted(Counter(str(row["prediction"]) for row in rows).items()))
-    return Baseline(str(answer), accuracy), spread
+    constant = constant_answer(rows)
+    return (None if constant is None else Baseline(*constant)), prediction_histogram(rows)
 
 
 _NUMBER = re.compile(r"\.(\d+)\.")

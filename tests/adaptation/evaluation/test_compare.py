@@ -28,6 +28,26 @@ def test_pairing_counts_discordant_questions_and_reports_y_minus_x():
     assert low <= c.delta <= high
 
 
+def _choice_rows(predictions, answers, ids=None):
+    ids = ids or [f"q{i}" for i in range(len(answers))]
+    return [{"id": i, "prediction": p, "answer": a, "correct": p == a, "logprob": -1.0,
+             "option_logprobs": [-1.0, -2.0, -3.0]} for i, p, a in zip(ids, predictions, answers)]
+
+
+def test_multiple_choice_pairs_carry_the_constant_baseline_and_each_sides_spread():
+    answers = list("ABBBC")
+    x = _choice_rows(list("ABBAC"), answers)
+    y = _choice_rows(list("BBBBB"), answers)  # a constant answer: right exactly as often as the baseline
+    c = pair(x, y + _choice_rows(["C"], ["C"], ids=["only-y"]), "x", "y")  # counted on the paired questions only
+    assert c.n == 5 and c.constant == ("B", 0.6) and c.accuracy_y == 0.6
+    assert c.predictions_x == {"A": 2, "B": 2, "C": 1} and c.predictions_y == {"B": 5}
+    record = c.to_dict()
+    assert record["constant_baseline"] == {"answer": "B", "accuracy": 0.6}
+    assert (record["predictions_x"], record["predictions_y"]) == (c.predictions_x, c.predictions_y)
+    open_answers = pair(_rows([True], [-1.0]), _rows([False], [-2.0]))  # generation rows: no options scored
+    assert (open_answers.constant, open_answers.predictions_x, open_answers.predictions_y) == (None, None, None)
+
+
 def test_only_shared_questions_are_paired():
     x = _rows([True, False], [-1.0, -1.0], ids=["a", "b"])
     y = _rows([False, False, True], [-1.0, -1.0, -1.0], ids=["b", "c", "d"])
@@ -69,6 +89,8 @@ def test_compare_evaluates_what_is_missing_then_reads_it_back(cli):
     assert again == out and len(cli.json("show", "arc-easy-tiny:1")["evaluations"]) == 3  # read back, not rerun
     human = cli.ok("compare", "base:tiny", "arc-easy-tiny:1", *args)
     assert "McNemar exact p" in human and "paired bootstrap 95% CI" in human
+    assert out["constant_baseline"]["accuracy"] > 0 and sum(out["predictions_y"].values()) == 8
+    assert f"constant baseline {out['constant_baseline']['accuracy']:.4f}" in human and "predictions Y: " in human
 
 
 def test_a_sample_is_read_from_a_whole_split_run_instead_of_scored_again(cli):

@@ -250,6 +250,10 @@ def test_compare_shows_what_t2reg_compare_prints(server, filled):
     html = httpx.get(f"{server.url}/compare",
                      params={"a": filled.native, "b": filled.base, "protocol": filled.protocol}).text
     assert 'id="delta">-0.2500<' in html and 'id="n">4<' in html
+    # beside the difference, the trivial explanations: right answers ABBA (a tie: the first seen is the constant)
+    assert cli["constant_baseline"] == {"answer": "A", "accuracy": 0.5}
+    assert (cli["predictions_x"], cli["predictions_y"]) == ({"A": 3, "B": 1}, {"A": 1, "B": 2, "C": 1})
+    assert 'id="constant">A: 0.5' in html and 'id="spread">A:3 B:1 / A:1 B:2 C:1 <' in html
 
 
 def test_the_disagreements_are_the_questions_answered_differently(server, filled):
