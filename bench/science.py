@@ -104,7 +104,9 @@ def main() -> None:
                         args.n_texts, distill)
         done = results.setdefault("d", {})
         for step in args.steps.split(","):
-            done[step] = getattr(ladder, step)(**({"seeds": args.null_seeds} if step == "controls" else {}))
+            # keyed by the distillation's settings too: a run at other settings adds its rows beside these
+            key = f"{step} ({distill.tag()})" if "distill" in ladder.methods else step
+            done[key] = getattr(ladder, step)(**({"seeds": args.null_seeds} if step == "controls" else {}))
             OUT.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {OUT}")
 
