@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--distill-examples-per-step", type=int, default=16,
                         help="part (d): questions per distillation step")
     parser.add_argument("--beta", type=float, default=1.0, help="part (d): distillation teacher's strength")
+    parser.add_argument("--distill-line-search", action="store_true",
+                        help="part (d): stretch the distilled z - 1 by the factor that follows the teacher best on "
+                             "the held-out stems (label-free)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apply import setup  # the same cached bench registry as bench/apply.py
@@ -99,7 +102,8 @@ def main() -> None:
     if "d" in parts:
         from science_transfer import DistillSettings, Ladder
 
-        distill = DistillSettings(args.distill_iterations, args.distill_lr, args.distill_examples_per_step, args.beta)
+        distill = DistillSettings(args.distill_iterations, args.distill_lr, args.distill_examples_per_step, args.beta,
+                                  args.distill_line_search)
         ladder = Ladder(lab, args.methods.split(","), args.rungs.split(","), args.d_tasks.split(","),
                         args.n_texts, distill)
         done = results.setdefault("d", {})
@@ -252,7 +256,7 @@ class Lab:
         from t2reg.enums import JobStatus
 
         for job in self.registry.jobs.list(kind=spec.kind, limit=1000):
-            if job.spec == spec.to_dict():
+            if type(spec).from_dict(job.spec) == spec:  # a spec stored before a setting existed has its default
                 if job.status == JobStatus.SUCCEEDED:
                     return job
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job.status == JobStatus.RUNNING:

@@ -27,9 +27,11 @@ class DistillSettings:
     lr: float = 0.01
     examples_per_step: int = 16
     beta: float = 1.0
+    line_search: bool = False
 
     def tag(self) -> str:
-        return f"distill lr {self.lr}, {self.iterations} x {self.examples_per_step}, beta {self.beta}"
+        return (f"distill lr {self.lr}, {self.iterations} x {self.examples_per_step}, beta {self.beta}"
+                + (", line search" if self.line_search else ""))
 
 
 class Ladder:

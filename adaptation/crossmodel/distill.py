@@ -14,6 +14,11 @@ KL(p* ‖ p_t^z) plus ``kl`` · KL(p_t^z ‖ p_t); checkpoints are chosen by
 agreement with the teacher on held-out stems of another split (argmax of p_t^z
 equal to argmax of p*), again without labels.
 
+With ``line_search``, the kept z is then stretched along its own direction: z − 1 scaled by each factor of
+:data:`LINE_SEARCH` in turn while the held-out KL to the teacher keeps falling, the best kept (the same stems,
+the same criterion as the checkpoints, still no label). A few epochs of small steps leave the direction right
+and the length short; the search costs a held-out pass per factor instead of more training.
+
 The control (``baseline shuffled``) hands each question the expert's shifts of
 another question with as many options: any global preference (for a position,
 for a length) survives, the per-question information does not.
@@ -37,8 +42,11 @@ from t2reg.adaptation.tasks import Example, Task
 from t2reg.adaptation.training.reinforce import PolicyTrainer
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.errors import InvalidInputError
+from t2reg.transfer.controls import Control, ControlKind
+from t2reg.transfer.controls import make as make_control
 
 Progress = Callable[[Iterable], Iterable]
+LINE_SEARCH = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # factors of z - 1 tried after training, in order, until one does worse
 
 
 @dataclass
@@ -108,6 +116,8 @@ class DistillReport:
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     start_agreement: float | None = None  # the untouched target's held-out agreement with the teacher
+    line_search: list["LineTry"] = field(default_factory=list)  # each factor tried after training
+    factor: float = 1.0  # the factor of z - 1 kept by the line search (1: none ran, or none did better)
 
     def options(self) -> dict[str, Any]:
         return {"method": "distill", "baseline": self.baseline, "seed": self.seed, **self.settings, **self.texts}
@@ -129,6 +139,12 @@ class DistillReport:
                    f"{max(e.get('validation', 0.0) for e in self.curve):.3f}{start}, kept iteration "
                    f"{self.best_iteration}" + (" (no iteration did better than the target alone: z = 1)"
                                                if self.best_iteration == 0 else ""))
+        if self.line_search:
+            first, kept = self.line_search[0], next(t for t in self.line_search if t.factor == self.factor)
+            tried = ", ".join(f"{t.factor:g}" for t in self.line_search)
+            yield (f"line search along z - 1 on the held-out stems: kept factor {self.factor:g} of {tried} (KL to "
+                   f"the teacher {first.fit.teacher_kl:.4f} -> {kept.fit.teacher_kl:.4f}, agreement "
+                   f"{first.fit.agreement:.3f} -> {kept.fit.agreement:.3f})")
         for note in self.notes:
             yield f"note: {note}"
 
@@ -196,11 +212,49 @@ class DistillTrainer(PolicyTrainer):
         return agreement
 
     def validate(self, examples: list[Example]) -> dict[str, Any]:
-        with self.backend.patched(self.spectra, self._z(), self.policy.renormalize):
-            scored = option_logprobs(self.backend, self.task, examples)
-        agree, distance = [], []
-        for ex, logprobs in zip(examples, scored):
-            logp, star = normalised(logprobs), self.star[ex.id]
-            agree.append(_same_pick(logp, star))
-            distance.append(float((np.exp(star) * (star - logp)).sum()))
-        return {"validation": float(np.mean(agree)), "teacher_kl": float(np.mean(distance))}
+        fit = held_out_fit(self.backend, self.spectra, self.task, examples, self.star, self._z(),
+                           self.policy.renormalize)
+        return {"validation": fit.agreement, "teacher_kl": fit.teacher_kl}
+
+
+@dataclass(frozen=True)
+class HeldOutFit:
+    """How well a z follows the teacher on held-out stems: how often its pick is the teacher's, and the mean
+    KL(p* || p^z) over each question's options (what training minimises)."""
+
+    agreement: float
+    teacher_kl: float
+
+
+def held_out_fit(backend: Backend, spectra, task: Task, examples: list[Example], star: dict[str, np.ndarray],
+                 z, renormalize: str) -> HeldOutFit:
+    with backend.patched(spectra, z, renormalize):
+        scored = option_logprobs(backend, task, examples)
+    agree, distance = [], []
+    for ex, logprobs in zip(examples, scored):
+        logp, target = normalised(logprobs), star[ex.id]
+        agree.append(_same_pick(logp, target))
+        distance.append(float((np.exp(target) * (target - logp)).sum()))
+    return HeldOutFit(float(np.mean(agree)), float(np.mean(distance)))
+
+
+@dataclass(frozen=True)
+class LineTry:
+    factor: float  # of z - 1
+    fit: HeldOutFit
+
+
+def line_search(backend: Backend, spectra, task: Task, examples: list[Example], star: dict[str, np.ndarray],
+                vectors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, list[LineTry]]:
+    """``vectors`` (effective z, no renormalisation) with z - 1 scaled by the factor of :data:`LINE_SEARCH`
+    that follows the teacher best on ``examples`` (lowest KL), trying factors in order until one does worse;
+    that factor; and every try. The stretch is the strength control's (clipped at 0)."""
+    tries: list[LineTry] = []
+    best, kept = vectors, 1.0
+    for factor in LINE_SEARCH:
+        scaled = make_control(vectors, Control(ControlKind.STRENGTH, factor))
+        tries.append(LineTry(factor, held_out_fit(backend, spectra, task, examples, star, scaled, "none")))
+        if len(tries) > 1 and tries[-1].fit.teacher_kl >= min(t.fit.teacher_kl for t in tries[:-1]):
+            break
+        best, kept = scaled, factor
+    return best, kept, tries

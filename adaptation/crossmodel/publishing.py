@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from t2reg.adaptation.crossmodel.spec import TransferSpec
-from t2reg.adaptation.crossmodel.distill import DistillReport, DistillTrainer, teacher_for, teacher_summary
+from t2reg.adaptation.crossmodel.distill import (DistillReport, DistillTrainer, line_search, teacher_for,
+                                                 teacher_summary)
 from t2reg.adaptation.crossmodel.projection import collect, pairs_for
 from t2reg.adaptation.crossmodel.texts import Texts, file_texts, parse_texts_option, stems, task_texts
 from t2reg.adaptation.backends import open_for
@@ -148,11 +149,18 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train, held)
             save({"trainer": trainer.state()}, event)
-        best = trainer.best_z()
+        best = {n: v.detach().cpu().numpy() for n, v in trainer.best_z().items()}
+        renormalize, factor, tries = trainer.policy.renormalize, 1.0, []
+        if spec.line_search and trainer.best_iteration > 0:  # z = 1 has no direction to stretch
+            sigmas = {n: trainer.spectra[n].S.double().numpy() for n in best}
+            best, factor, tries = line_search(backend, trainer.spectra, task, held, trainer.star,
+                                              effective(best, renormalize, sigmas))
+            renormalize = "none"
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
-                           trainer.best_iteration, trainer.curve, start_agreement=start)
-    return {n: v.detach().cpu().numpy() for n, v in best.items()}, trainer.policy.renormalize, report
+                           trainer.best_iteration, trainer.curve, start_agreement=start, line_search=tries,
+                           factor=factor)
+    return best, renormalize, report
 
 
 def _train_spec(spec: TransferSpec, target: ModelInfo, task: Task) -> TrainSpec:
@@ -194,8 +202,10 @@ def _settings(spec: TransferSpec, method: TransferMethod) -> dict[str, Any]:
         return {**common, "ridge": spec.ridge, "bound": spec.bound}
     # "batch_size" is the stored lineage key of examples per step: transfers made before the setting's rename
     # are found again by it, so asking for one again reuses it.
+    # line_search only when asked for: a transfer made before the setting existed is found again without it
     return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.examples_per_step,
-            "lr": spec.lr, "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every}
+            "lr": spec.lr, "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every,
+            **({"line_search": True} if spec.line_search else {})}
 
 
 def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo,

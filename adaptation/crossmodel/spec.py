@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The settings each data-driven method reads; giving one to another method is refused, not ignored.
 PROJECTION_ONLY = ("ridge", "bound")
-DISTILL_ONLY = ("beta", "iterations", "examples_per_step", "lr", "kl", "validation", "eval_every")
+DISTILL_ONLY = ("beta", "iterations", "examples_per_step", "lr", "kl", "validation", "eval_every", "line_search")
 DATA_DRIVEN = ("texts", "texts_file", "n_texts")
 
 
@@ -86,6 +86,7 @@ class TransferSpec(JobSpec):
     kl: float = 0.1
     validation: int = 200  # held-out stems scored by agreement with the teacher
     eval_every: int = 5  # iterations between those scores (each costs a pass over the held-out stems)
+    line_search: bool = False  # then stretch z - 1 by the factor that follows the teacher best on those stems
     data_dir: str | None = None
 
     def validate(self) -> None:

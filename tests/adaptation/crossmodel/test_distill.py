@@ -6,8 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from t2reg.adaptation.crossmodel.publishing import carry
-from t2reg.adaptation.crossmodel.distill import Teacher
+from t2reg.adaptation.crossmodel.publishing import carry, effective_z
+from t2reg.adaptation.crossmodel.distill import Teacher, line_search
+from t2reg.adaptation.crossmodel.texts import stems
+from t2reg.adaptation.evaluation.proxy import normalised
+from t2reg.transfer.controls import Control, ControlKind, make
 from t2reg.adaptation.evaluation.scoring import option_logprobs
 from t2reg.adaptation.backends import open_for
 from t2reg.adaptation.models import load_spectra
@@ -82,6 +85,40 @@ def test_a_known_preference_carries_across_families_and_its_control_carries_less
     assert share["control"] <= share["real"] + 1e-9, share
     assert control.version.source == Source.TRANSFERRED_SHUFFLED
     assert [e.relation for e in real.version.lineage] == [Relation.TRANSFERRED_FROM]
+
+    # the same run with a line search: the same training (deterministic), then z - 1 stretched by the factor
+    # that followed the teacher best on the held-out stems; its own lineage, so neither is reused for the other
+    stretched = carry(registry, dataclasses.replace(spec, line_search=True), trained.ref)
+    report = stretched.report
+    assert stretched.version.ref != real.version.ref and not stretched.reused
+    assert stretched.version.lineage[0].params["line_search"] is True
+    assert "line_search" not in real.version.lineage[0].params
+    assert report.best_iteration == real.report.best_iteration and report.line_search[0].factor == 1.0
+    kept = min(report.line_search, key=lambda t: t.fit.teacher_kl)
+    assert report.factor == kept.factor
+    z, z_real = effective(registry, stretched.version.ref), effective(registry, real.version.ref)
+    assert all(np.allclose(z[n], np.clip(1 + report.factor * (z_real[n] - 1), 0, None), atol=1e-5) for n in z)
+    assert any("line search along z - 1" in line for line in report.lines())
+    assert carry(registry, spec, trained.ref).version.ref == real.version.ref  # asked again: reused
+
+
+def test_the_line_search_finds_how_far_along_its_direction_the_teacher_lies(two_families, tmp_path):
+    registry = two_families
+    task = get_task("arc-easy")
+    held = stems(task, "validation", 16, 0, DATA)
+    registry.new_expert_file("other", tmp_path / "d.safetensors", task="arc-easy", noise=0.15, seed=4)
+    spectra = load_spectra("other", registry)
+    direction = effective_z(read_expert(tmp_path / "d.safetensors"), spectra)
+    with open_for(registry, "other", "hf") as other:
+        # the teacher: the target moved three times as far as the direction given
+        with other.patched(spectra, make(direction, Control(ControlKind.STRENGTH, 3.0)), "none"):
+            star = {ex.id: normalised(s) for ex, s in zip(held, option_logprobs(other, task, held))}
+        kept, factor, tries = line_search(other, spectra, task, held, star, direction)
+    assert [t.factor for t in tries] == [1.0, 1.5, 2.0, 3.0, 4.0]  # stopped at the first factor that did worse
+    assert factor == 3.0 and tries[3].fit.teacher_kl < 1e-6 and tries[3].fit.agreement == 1.0
+    assert all(a.fit.teacher_kl > b.fit.teacher_kl for a, b in zip(tries[:3], tries[1:4]))
+    # what is kept is the strength control's stretch: z - 1 tripled, a singular value never below 0
+    assert all(np.allclose(kept[n], np.clip(1 + 3 * (direction[n] - 1), 0, None), atol=1e-6) for n in direction)
 
 
 def _picks(backend, task, examples, word) -> float:
