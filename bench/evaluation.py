@@ -120,7 +120,8 @@ def accuracy(registry, data: str, models: list[str], tasks: list[str], letter_n:
             start = time.perf_counter()
             result = recorded(registry, spec) or run_evaluation(registry, spec).result
             seconds = time.perf_counter() - start
-            answer, constant = result.constant_baseline()
+            baseline = result.constant_baseline()
+            answer, constant = baseline.answer, baseline.accuracy
             histogram = result.prediction_histogram()
             top = max(histogram.values()) / result.n
             norm = "-" if result.score_norm is None else f"{result.score_norm:.3f}"

@@ -109,7 +109,8 @@ def main() -> None:
         done = results.setdefault("d", {})
         for step in args.steps.split(","):
             # keyed by the distillation's settings too: a run at other settings adds its rows beside these
-            key = f"{step} ({distill.tag()})" if "distill" in ladder.methods else step
+            trains = "distill" in ladder.methods and step in ladder.TRAINS
+            key = f"{step} ({distill.tag(args.n_texts)}; {args.rungs}; {args.d_tasks}; n {args.n})" if trains else step
             done[key] = getattr(ladder, step)(**({"seeds": args.null_seeds} if step == "controls" else {}))
             OUT.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {OUT}")
@@ -125,7 +126,7 @@ def trivial(c) -> str:
         option, count = max(histogram.items(), key=lambda item: item[1])
         return f"{option} {count / c.n:.2f}"
 
-    return f"const {c.constant[1]:.3f} ({c.constant[0]})  top pred {top(c.predictions_x)}/{top(c.predictions_y)}"
+    return f"const {c.constant.accuracy:.3f} ({c.constant.answer})  top pred {top(c.predictions_x)}/{top(c.predictions_y)}"
 
 
 class Lab:

@@ -29,12 +29,14 @@ class DistillSettings:
     beta: float = 1.0
     line_search: bool = False
 
-    def tag(self) -> str:
-        return (f"distill lr {self.lr}, {self.iterations} x {self.examples_per_step}, beta {self.beta}"
-                + (", line search" if self.line_search else ""))
+    def tag(self, n_texts: int) -> str:
+        return (f"distill lr {self.lr}, {self.iterations} x {self.examples_per_step}, beta {self.beta}, "
+                f"{n_texts} texts" + (", line search" if self.line_search else ""))
 
 
 class Ladder:
+    TRAINS = ("make", "ladder", "controls", "final")  # the steps whose rows depend on the distillation's settings
+
     def __init__(self, lab, methods: list[str], rungs: list[str], tasks: list[str], n_texts: int,
                  distill: DistillSettings):
         self.lab, self.methods, self.rungs, self.tasks = lab, methods, rungs, tasks

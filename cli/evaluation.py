@@ -144,7 +144,7 @@ def result_lines(subject: str, result) -> list[str]:
         lines.append(f"  mean log p(right answer) {result.mean_correct_logprob:.4f}")
     baseline = result.constant_baseline()
     if baseline is not None:
-        lines.append(f"  constant baseline {baseline[1]:.4f} (always {baseline[0]}); "
+        lines.append(f"  constant baseline {baseline.accuracy:.4f} (always {baseline.answer}); "
                      f"predictions: {spread(result.prediction_histogram())}")
     if result.protocol is not None:
         lines.append(f"  protocol {result.protocol.id}: {result.protocol.describe()}")
@@ -202,8 +202,7 @@ def comparison_lines(c) -> list[str]:
         low, high = c.logprob_delta_ci95
         lines.append(f"log p(right answer), Y - X: {c.logprob_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
     if c.constant is not None:
-        answer, accuracy = c.constant
-        lines.append(f"constant baseline {accuracy:.4f} (always {answer}) on these questions")
+        lines.append(f"constant baseline {c.constant.accuracy:.4f} (always {c.constant.answer}) on these questions")
         for side, histogram in (("X", c.predictions_x), ("Y", c.predictions_y)):
             lines.append(f"predictions {side}: {spread(histogram)}")
     return lines

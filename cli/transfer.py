@@ -53,7 +53,8 @@ from t2reg.enums import TransferMethod
 @default_of(TransferSpec, "eval_every", help="distill: iterations between those held-out scores.")
 @click.option("--line-search", is_flag=True, default=TransferSpec.default("line_search"),
               help="distill: after training, scale z - 1 by the factor (1, 1.5, 2, 3, 4, 6, in turn until one does "
-                   "worse) with the lowest KL to the teacher on the held-out questions; still no label read.")
+                   "worse) with the lowest KL to the teacher on the held-out questions, never one that agrees with "
+                   "it less than the trained z; still no label read.")
 @data_dir_option
 @click.option("--name", help="Name of the published expert (only with REF).")
 @click.option("--dry-run", is_flag=True, help="rank: compute the plan and report; publish nothing.")

@@ -14,6 +14,7 @@ import io
 import json
 import zlib
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
 from t2reg.errors import InvalidInputError
@@ -53,13 +54,24 @@ def is_multiple_choice(rows: Sequence[dict[str, Any]]) -> bool:
     return any("option_logprobs" in row for row in rows)
 
 
-def constant_answer(rows: Sequence[dict[str, Any]]) -> tuple[str, float] | None:
+@dataclass(frozen=True)
+class ConstantAnswer:
+    """Always giving the most common right answer: what a multiple-choice score must beat to mean anything."""
+
+    answer: str
+    accuracy: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def constant_answer(rows: Sequence[dict[str, Any]]) -> ConstantAnswer | None:
     """The most common right answer among ``rows`` and the accuracy of always giving it; None unless the rows
     are multiple choice (an open answer has no constant to give)."""
     if not rows or not is_multiple_choice(rows):
         return None
     answer, accuracy = constant_baseline([row["answer"] for row in rows])
-    return str(answer), accuracy
+    return ConstantAnswer(str(answer), accuracy)
 
 
 def prediction_histogram(rows: Sequence[dict[str, Any]]) -> dict[str, int] | None:

@@ -15,9 +15,11 @@ agreement with the teacher on held-out stems of another split (argmax of p_t^z
 equal to argmax of p*), again without labels.
 
 With ``line_search``, the kept z is then stretched along its own direction: z − 1 scaled by each factor of
-:data:`LINE_SEARCH` in turn while the held-out KL to the teacher keeps falling, the best kept (the same stems,
-the same criterion as the checkpoints, still no label). A few epochs of small steps leave the direction right
-and the length short; the search costs a held-out pass per factor instead of more training.
+:data:`LINE_SEARCH` in turn while the held-out KL to the teacher (training's objective) keeps falling, on the
+same held-out stems, still without a label; a factor whose agreement with the teacher falls below the trained
+z's is never kept, so the checkpoints' rule (agreement) still bounds what is published. A few epochs of small
+steps leave the direction right and the length short; the search costs a held-out pass per factor instead of
+more training.
 
 The control (``baseline shuffled``) hands each question the expert's shifts of
 another question with as many options: any global preference (for a position,
@@ -27,8 +29,9 @@ for a length) survives, the per-question information does not.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +45,7 @@ from t2reg.adaptation.tasks import Example, Task
 from t2reg.adaptation.training.reinforce import PolicyTrainer
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.errors import InvalidInputError
+from t2reg.spectra import Spectra
 from t2reg.transfer.controls import Control, ControlKind
 from t2reg.transfer.controls import make as make_control
 
@@ -116,7 +120,7 @@ class DistillReport:
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     start_agreement: float | None = None  # the untouched target's held-out agreement with the teacher
-    line_search: list["LineTry"] = field(default_factory=list)  # each factor tried after training
+    line_search: list["LineTry"] = field(default_factory=list)  # each factor tried after training, in order
     factor: float = 1.0  # the factor of z - 1 kept by the line search (1: none ran, or none did better)
 
     def options(self) -> dict[str, Any]:
@@ -226,8 +230,8 @@ class HeldOutFit:
     teacher_kl: float
 
 
-def held_out_fit(backend: Backend, spectra, task: Task, examples: list[Example], star: dict[str, np.ndarray],
-                 z, renormalize: str) -> HeldOutFit:
+def held_out_fit(backend: Backend, spectra: Spectra, task: Task, examples: list[Example],
+                 star: dict[str, np.ndarray], z: Mapping[str, Any], renormalize: str) -> HeldOutFit:
     with backend.patched(spectra, z, renormalize):
         scored = option_logprobs(backend, task, examples)
     agree, distance = [], []
@@ -244,17 +248,30 @@ class LineTry:
     fit: HeldOutFit
 
 
-def line_search(backend: Backend, spectra, task: Task, examples: list[Example], star: dict[str, np.ndarray],
-                vectors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float, list[LineTry]]:
-    """``vectors`` (effective z, no renormalisation) with z - 1 scaled by the factor of :data:`LINE_SEARCH`
-    that follows the teacher best on ``examples`` (lowest KL), trying factors in order until one does worse;
-    that factor; and every try. The stretch is the strength control's (clipped at 0)."""
-    tries: list[LineTry] = []
-    best, kept = vectors, 1.0
+@dataclass
+class LineSearch:
+    """The stretched z (effective, no renormalisation), the factor kept and every factor tried."""
+
+    vectors: dict[str, np.ndarray]
+    factor: float
+    tries: list[LineTry]
+
+
+def line_search(backend: Backend, spectra: Spectra, task: Task, examples: list[Example],
+                star: dict[str, np.ndarray], vectors: dict[str, np.ndarray]) -> LineSearch:
+    """``vectors`` (effective z) with z - 1 scaled by the factor of :data:`LINE_SEARCH` that follows the teacher
+    best on ``examples``: factors are tried in order until one's KL is not lower than the best so far (a KL
+    that is not a number stops the search too); one whose agreement falls below factor 1's is tried but not
+    kept. The stretch is the strength control's (clipped at 0)."""
+    found = LineSearch(vectors, 1.0, [])
+    best_kl = math.inf
     for factor in LINE_SEARCH:
         scaled = make_control(vectors, Control(ControlKind.STRENGTH, factor))
-        tries.append(LineTry(factor, held_out_fit(backend, spectra, task, examples, star, scaled, "none")))
-        if len(tries) > 1 and tries[-1].fit.teacher_kl >= min(t.fit.teacher_kl for t in tries[:-1]):
+        fit = held_out_fit(backend, spectra, task, examples, star, scaled, "none")
+        found.tries.append(LineTry(factor, fit))
+        if not fit.teacher_kl < best_kl:
             break
-        best, kept = scaled, factor
-    return best, kept, tries
+        best_kl = fit.teacher_kl
+        if fit.agreement >= found.tries[0].fit.agreement:
+            found.vectors, found.factor = scaled, factor
+    return found

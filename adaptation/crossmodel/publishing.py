@@ -150,16 +150,18 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
             event = trainer.step(iteration, train, held)
             save({"trainer": trainer.state()}, event)
         best = {n: v.detach().cpu().numpy() for n, v in trainer.best_z().items()}
-        renormalize, factor, tries = trainer.policy.renormalize, 1.0, []
-        if spec.line_search and trainer.best_iteration > 0:  # z = 1 has no direction to stretch
+        renormalize, search, notes = trainer.policy.renormalize, None, []
+        if spec.line_search and trainer.best_iteration == 0:
+            notes.append("line search skipped: the target alone was kept (z = 1 has no direction to stretch)")
+        elif spec.line_search:
             sigmas = {n: trainer.spectra[n].S.double().numpy() for n in best}
-            best, factor, tries = line_search(backend, trainer.spectra, task, held, trainer.star,
-                                              effective(best, renormalize, sigmas))
-            renormalize = "none"
+            search = line_search(backend, trainer.spectra, task, held, trainer.star,
+                                 effective(best, renormalize, sigmas))
+            best, renormalize = search.vectors, "none"
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
-                           trainer.best_iteration, trainer.curve, start_agreement=start, line_search=tries,
-                           factor=factor)
+                           trainer.best_iteration, trainer.curve, notes=notes, start_agreement=start,
+                           line_search=search.tries if search else [], factor=search.factor if search else 1.0)
     return best, renormalize, report
 
 

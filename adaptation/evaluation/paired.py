@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import FULL, Protocol
-from t2reg.question_results import constant_answer, prediction_histogram
+from t2reg.question_results import ConstantAnswer, constant_answer, is_multiple_choice, prediction_histogram
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.stats import mcnemar_exact, paired_bootstrap
@@ -58,7 +58,7 @@ class Comparison:
     logprob_delta_ci95: tuple[float, float] | None
     # The trivial explanations beside the difference (multiple choice only): always giving the most common
     # right answer on these questions, and how each side's predictions spread over the options.
-    constant: tuple[str, float] | None = None
+    constant: ConstantAnswer | None = None
     predictions_x: dict[str, int] | None = None
     predictions_y: dict[str, int] | None = None
 
@@ -71,7 +71,7 @@ class Comparison:
                             list(self.delta_ci95), self.mcnemar_p, self.only_x, self.only_y,
                             self.protocol.to_dict() if self.protocol else None, self.logprob_delta,
                             list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None,
-                            None if self.constant is None else dict(zip(("answer", "accuracy"), self.constant)),
+                            None if self.constant is None else self.constant.to_dict(),
                             self.predictions_x, self.predictions_y)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,9 +97,18 @@ def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: 
         paired_bootstrap([float(b) - float(a) for a, b in zip(right_x, right_y)], seed=seed),
         sum(lp_diff) / len(lp_diff) if lp_diff else None,
         paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
-        constant_answer([a for a, _ in pairs]),
-        prediction_histogram([a for a, _ in pairs]), prediction_histogram([b for _, b in pairs]),
+        *_trivial(pairs),
     )
+
+
+def _trivial(pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+             ) -> tuple[ConstantAnswer | None, dict[str, int] | None, dict[str, int] | None]:
+    """The constant answer on the paired questions and each side's prediction histogram: all three when both
+    sides scored options, none otherwise (a histogram of free answers says nothing about a letter prior)."""
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
+    if not (is_multiple_choice(xs) and is_multiple_choice(ys)):
+        return None, None, None
+    return constant_answer(xs), prediction_histogram(xs), prediction_histogram(ys)
 
 
 def spec_of(stored: dict[str, Any], options: EvalSpec) -> EvalSpec:

@@ -19,7 +19,8 @@ from typing import Any
 from t2reg.expert_file import Metric
 from t2reg.files import land_text
 from t2reg.protocols import Measurement, Protocol
-from t2reg.question_results import constant_answer, dumps_results, is_multiple_choice, prediction_histogram
+from t2reg.question_results import (ConstantAnswer, constant_answer, dumps_results, is_multiple_choice,
+                                    prediction_histogram)
 from t2reg.records import ScoreRecord
 from t2reg.stats import wilson_interval
 
@@ -58,7 +59,7 @@ class EvalResult:
     def multiple_choice(self) -> bool:
         return is_multiple_choice(self.outputs)
 
-    def constant_baseline(self) -> tuple[str, float] | None:
+    def constant_baseline(self) -> ConstantAnswer | None:
         """The most common right answer in the scored questions, and the accuracy of always giving it."""
         return constant_answer(self.outputs)
 
@@ -79,7 +80,7 @@ class EvalResult:
         return ScoreRecord(self.task, self.split, self.metric, self.mode, self.n, self.correct, self.score,
                            list(self.interval), self.seconds, self.score_norm, self.mean_correct_logprob,
                            self.protocol.to_dict() if self.protocol else None,
-                           None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
+                           None if baseline is None else baseline.to_dict(),
                            self.prediction_histogram())
 
     def to_dict(self) -> dict[str, Any]:

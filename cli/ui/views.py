@@ -21,7 +21,7 @@ import numpy as np
 from t2reg.enums import JobStatus, ListSort, Relation, Source, Word
 from t2reg.errors import InvalidInputError, NotFoundError, shown
 from t2reg.protocols import Protocol, describe_spec
-from t2reg.question_results import constant_answer, prediction_histogram
+from t2reg.question_results import ConstantAnswer, constant_answer, prediction_histogram
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.registry.bundles.card import interval95
@@ -102,14 +102,6 @@ def _score(evaluation: EvaluationInfo | None) -> Score | None:
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """Always giving the most common right answer: what a score must beat to mean anything."""
-
-    answer: str
-    accuracy: float
-
-
-@dataclass(frozen=True)
 class ScoreLine:
     task: str
     metric: str
@@ -119,7 +111,7 @@ class ScoreLine:
     interval95: tuple[float, float] | None
     source: str
     created_at: datetime
-    baseline: Baseline | None = None  # from the per-question results, for multiple-choice runs that kept them
+    baseline: ConstantAnswer | None = None  # from the per-question results, for multiple-choice runs that kept them
     spread: dict[str, int] | None = None  # how often each option was predicted, likewise
 
 
@@ -200,7 +192,7 @@ def _protocol_scores(registry: Registry, evaluations: Iterable[EvaluationInfo]) 
     return tuple(out)
 
 
-Summary = tuple[Baseline | None, dict[str, int] | None]
+Summary = tuple[ConstantAnswer | None, dict[str, int] | None]
 _SUMMARIES: OrderedDict[str, Summary] = OrderedDict()  # results hash -> summary; a run's metrics share one blob
 _SUMMARIES_LOCK = threading.Lock()  # pages render on the server's worker threads
 SUMMARIES_KEPT = 256
@@ -224,8 +216,7 @@ def _summary(registry: Registry, sha256: str) -> Summary:
 def _from_results(rows: list[dict[str, Any]]) -> Summary:
     """The constant baseline and the prediction histogram, for multiple-choice runs only (as an evaluation's
     report gives them): for an open answer both say nothing."""
-    constant = constant_answer(rows)
-    return (None if constant is None else Baseline(*constant)), prediction_histogram(rows)
+    return constant_answer(rows), prediction_histogram(rows)
 
 
 _NUMBER = re.compile(r"\.(\d+)\.")

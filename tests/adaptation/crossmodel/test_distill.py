@@ -39,6 +39,11 @@ def test_an_identity_expert_distils_to_z_one(two_families, tmp_path):
     z = effective(registry, result.version.ref)
     assert max(float(np.abs(v - 1).max()) for v in z.values()) < 0.005  # nothing to learn: the target stays itself
     assert result.version.source == Source.TRANSFERRED and result.version.lineage[0].params["method"] == "distill"
+    # asked to stretch it, there is no direction: the search is skipped and the report says so
+    stretched = carry(registry, TransferSpec("other", ref=ref, method="distill", iterations=3, lr=0.05,
+                                             line_search=True, name="identity-stretched", **SMALL), ref)
+    assert stretched.report.best_iteration == 0 and stretched.report.line_search == []
+    assert any("line search skipped" in line for line in stretched.report.lines())
 
 
 def test_distillation_never_reads_a_label(two_families):
@@ -93,9 +98,11 @@ def test_a_known_preference_carries_across_families_and_its_control_carries_less
     assert stretched.version.ref != real.version.ref and not stretched.reused
     assert stretched.version.lineage[0].params["line_search"] is True
     assert "line_search" not in real.version.lineage[0].params
-    assert report.best_iteration == real.report.best_iteration and report.line_search[0].factor == 1.0
-    kept = min(report.line_search, key=lambda t: t.fit.teacher_kl)
-    assert report.factor == kept.factor
+    assert report.best_iteration == real.report.best_iteration > 0
+    assert len(report.line_search) >= 2 and report.line_search[0].factor == 1.0
+    kept = next(t for t in report.line_search if t.factor == report.factor)  # follows the teacher no worse
+    assert kept.fit.teacher_kl <= report.line_search[0].fit.teacher_kl
+    assert kept.fit.agreement >= report.line_search[0].fit.agreement
     z, z_real = effective(registry, stretched.version.ref), effective(registry, real.version.ref)
     assert all(np.allclose(z[n], np.clip(1 + report.factor * (z_real[n] - 1), 0, None), atol=1e-5) for n in z)
     assert any("line search along z - 1" in line for line in report.lines())
@@ -113,12 +120,41 @@ def test_the_line_search_finds_how_far_along_its_direction_the_teacher_lies(two_
         # the teacher: the target moved three times as far as the direction given
         with other.patched(spectra, make(direction, Control(ControlKind.STRENGTH, 3.0)), "none"):
             star = {ex.id: normalised(s) for ex, s in zip(held, option_logprobs(other, task, held))}
-        kept, factor, tries = line_search(other, spectra, task, held, star, direction)
+        found = line_search(other, spectra, task, held, star, direction)
+        star_at_one = {ex.id: normalised(s) for ex, s in zip(held, _scored(other, spectra, task, held, direction))}
+        at_one = line_search(other, spectra, task, held, star_at_one, direction)
+    tries = found.tries
     assert [t.factor for t in tries] == [1.0, 1.5, 2.0, 3.0, 4.0]  # stopped at the first factor that did worse
-    assert factor == 3.0 and tries[3].fit.teacher_kl < 1e-6 and tries[3].fit.agreement == 1.0
+    assert found.factor == 3.0 and tries[3].fit.teacher_kl < 1e-6 and tries[3].fit.agreement == 1.0
     assert all(a.fit.teacher_kl > b.fit.teacher_kl for a, b in zip(tries[:3], tries[1:4]))
     # what is kept is the strength control's stretch: z - 1 tripled, a singular value never below 0
-    assert all(np.allclose(kept[n], np.clip(1 + 3 * (direction[n] - 1), 0, None), atol=1e-6) for n in direction)
+    assert all(np.allclose(found.vectors[n], np.clip(1 + 3 * (direction[n] - 1), 0, None), atol=1e-6)
+               for n in direction)
+    # a teacher exactly at the trained z: nothing longer does better, and z is kept as it is
+    assert [t.factor for t in at_one.tries] == [1.0, 1.5] and at_one.factor == 1.0
+
+
+def _scored(backend, spectra, task, examples, z):
+    with backend.patched(spectra, z, "none"):
+        return option_logprobs(backend, task, examples)
+
+
+def test_the_line_search_keeps_no_factor_that_agrees_less_and_stops_on_a_kl_that_is_not_a_number(monkeypatch):
+    from t2reg.adaptation.crossmodel import distill
+
+    def scripted(fits):
+        calls = iter(fits)
+        monkeypatch.setattr(distill, "held_out_fit", lambda *args: distill.HeldOutFit(*next(calls)))
+
+    z = {"m": np.array([1.1, 0.9])}
+    # (agreement, KL) per factor in LINE_SEARCH order: 2 has the lowest KL but agrees less than factor 1
+    scripted([(0.70, 0.50), (0.72, 0.45), (0.65, 0.40), (0.71, 0.42)])
+    found = line_search(None, None, None, [], {}, z)
+    assert [t.factor for t in found.tries] == [1.0, 1.5, 2.0, 3.0] and found.factor == 1.5
+    assert np.allclose(found.vectors["m"], [1.15, 0.85])
+    scripted([(0.70, 0.50), (0.80, float("nan"))])
+    found = line_search(None, None, None, [], {}, z)
+    assert [t.factor for t in found.tries] == [1.0, 1.5] and found.factor == 1.0
 
 
 def _picks(backend, task, examples, word) -> float:

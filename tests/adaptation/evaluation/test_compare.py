@@ -6,6 +6,7 @@ import pytest
 from t2reg.adaptation.evaluation.paired import Subject, pair
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import Protocol
+from t2reg.question_results import ConstantAnswer
 from tests.cli.test_commands import CLI
 from tests.helpers.data import DATA
 from tests.helpers.tiny_tokenizer import save_model_with_tokenizer
@@ -39,7 +40,7 @@ def test_multiple_choice_pairs_carry_the_constant_baseline_and_each_sides_spread
     x = _choice_rows(list("ABBAC"), answers)
     y = _choice_rows(list("BBBBB"), answers)  # a constant answer: right exactly as often as the baseline
     c = pair(x, y + _choice_rows(["C"], ["C"], ids=["only-y"]), "x", "y")  # counted on the paired questions only
-    assert c.n == 5 and c.constant == ("B", 0.6) and c.accuracy_y == 0.6
+    assert c.n == 5 and c.constant == ConstantAnswer("B", 0.6) and c.accuracy_y == 0.6
     assert c.predictions_x == {"A": 2, "B": 2, "C": 1} and c.predictions_y == {"B": 5}
     record = c.to_dict()
     assert record["constant_baseline"] == {"answer": "B", "accuracy": 0.6}
@@ -89,7 +90,9 @@ def test_compare_evaluates_what_is_missing_then_reads_it_back(cli):
     assert again == out and len(cli.json("show", "arc-easy-tiny:1")["evaluations"]) == 3  # read back, not rerun
     human = cli.ok("compare", "base:tiny", "arc-easy-tiny:1", *args)
     assert "McNemar exact p" in human and "paired bootstrap 95% CI" in human
-    assert out["constant_baseline"]["accuracy"] > 0 and sum(out["predictions_y"].values()) == 8
+    assert sum(out["predictions_x"].values()) == sum(out["predictions_y"].values()) == out["n"] == 8
+    right = out["constant_baseline"]["accuracy"] * 8  # questions whose right answer is the most common one
+    assert right == round(right) and 2 <= right <= 8  # 8 questions of at most 4 or 5 options
     assert f"constant baseline {out['constant_baseline']['accuracy']:.4f}" in human and "predictions Y: " in human
 
 

@@ -5,7 +5,7 @@ import pytest
 from t2reg.adaptation.evaluation.results import EvalResult
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError, NotFoundError, UnknownNameError
-from t2reg.question_results import loads_results
+from t2reg.question_results import ConstantAnswer, loads_results
 from t2reg.stats import wilson_interval
 
 
@@ -55,7 +55,7 @@ def test_results_count_outputs_and_mean_the_right_answers_logprob():
     assert result.interval == wilson_interval(2, 3) and result.score_norm == 2 / 3
     assert [m.metric for m in result.metrics()] == ["accuracy", "accuracy_norm", "logprob"]
     # the trivial baselines beside the score: always answering A gets 2 of 3; every prediction is A
-    assert result.constant_baseline() == ("A", 2 / 3)
+    assert result.constant_baseline() == ConstantAnswer("A", 2 / 3)
     assert result.prediction_histogram() == {"A": 3} and result.dominant_prediction() == ("A", 1.0)
     assert loads_results(result.results_blob()) == outputs
 
