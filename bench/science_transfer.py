@@ -120,9 +120,10 @@ class Ladder:
         rows, target = [], self.target("gemma")
         for method in self.methods:
             made = self.transfer(method, "gemma").published
-            # the strength sweep first: whether the effect grows with z - 1 says where to spend the compute next
-            kinds = [Control(ControlKind.STRENGTH, v) for v in (2.0, -1.0, 0.5)]
-            kinds += [Control(ControlKind.RANDOM, seed=s) for s in range(seeds)]
+            # the strength sweep's ends first (does the effect grow with z - 1, and turn with its sign?), then the
+            # null band, then the half strength
+            kinds = [Control(ControlKind.STRENGTH, v) for v in (2.0, -1.0)]
+            kinds += [Control(ControlKind.RANDOM, seed=s) for s in range(seeds)] + [Control(ControlKind.STRENGTH, 0.5)]
             for task in self.tasks:
                 for control in kinds:
                     ref = control_version(self.lab.registry, made, control).ref
