@@ -126,8 +126,12 @@ def _projection(registry: Registry, spec: TransferSpec, version: ExpertVersion, 
 
 def effective_z(expert: Expert, spectra) -> dict[str, np.ndarray]:
     """What the expert really multiplies each singular value by (its renormalisation folded in)."""
-    sigmas = {name: spectra[name].S.double().numpy() for name in expert.vectors}
-    return effective(expert.vectors, expert.meta.renormalize, sigmas)
+    return effective_vectors(expert.vectors, expert.meta.renormalize, spectra)
+
+
+def effective_vectors(vectors: dict[str, np.ndarray], renormalize: str, spectra) -> dict[str, np.ndarray]:
+    """``vectors`` under ``renormalize`` as the z they effectively apply to ``spectra``'s singular values."""
+    return effective(vectors, renormalize, {name: spectra[name].S.double().numpy() for name in vectors})
 
 
 def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo, task: Task,
@@ -154,9 +158,8 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
         if spec.line_search and trainer.best_iteration == 0:
             notes.append("line search skipped: the target alone was kept (z = 1 has no direction to stretch)")
         elif spec.line_search:
-            sigmas = {n: trainer.spectra[n].S.double().numpy() for n in best}
             search = line_search(backend, trainer.spectra, task, held, trainer.star,
-                                 effective(best, renormalize, sigmas))
+                                 effective_vectors(best, renormalize, trainer.spectra))
             best, renormalize = search.vectors, "none"
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),

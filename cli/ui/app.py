@@ -57,6 +57,7 @@ def _environment() -> Environment:
                        t2reg_version=__version__)
     env.filters["num"] = _number
     env.filters["interval"] = _interval
+    env.filters["spread"] = _spread
     return env
 
 
@@ -297,3 +298,8 @@ def _number(value: float | None) -> str:
 
 def _interval(value: tuple[float, float] | list[float] | None) -> str:
     return "-" if not value else f"{value[0]:.3f}–{value[1]:.3f}"
+
+
+def _spread(histogram: dict[str, int]) -> str:
+    """How often each option was predicted, as the pages show it: ``A:3 B:1 ``."""
+    return "".join(f"{option}:{count} " for option, count in histogram.items())
