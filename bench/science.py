@@ -247,8 +247,9 @@ class Lab:
         """One paired row printed (with its trivial explanations) and as science.json keeps it."""
         low, high = c.delta_ci95
         lp = "-" if c.logprob_delta is None else f"{c.logprob_delta:+.3f}"
+        among = "-" if c.choice_logprob_delta is None else f"{c.choice_logprob_delta:+.3f}"
         print(f"  {label:<52} n={c.n:<5} {c.accuracy_x:.3f} -> {c.accuracy_y:.3f}  {c.delta:+.3f} "
-              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp}  {trivial(c)}  [{when}]", flush=True)
+              f"({low:+.3f} to {high:+.3f})  p={c.mcnemar_p:.3g}  dlogp {lp} (among options {among})  {trivial(c)}  [{when}]", flush=True)
         return {"label": label, "task": task, **c.to_dict()}
 
     def job(self, spec, label: str):

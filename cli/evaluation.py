@@ -201,6 +201,10 @@ def comparison_lines(c) -> list[str]:
     if c.logprob_delta is not None:
         low, high = c.logprob_delta_ci95
         lines.append(f"log p(right answer), Y - X: {c.logprob_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f})")
+    if c.choice_logprob_delta is not None:
+        low, high = c.choice_logprob_delta_ci95
+        lines.append(f"log p(right answer | its options), Y - X: {c.choice_logprob_delta:+.4f} "
+                     f"(95% CI {low:+.4f} to {high:+.4f})")
     if c.constant is not None:
         lines.append(f"constant baseline {c.constant.accuracy:.4f} (always {c.constant.answer}) on these questions")
         for side, histogram in (("X", c.predictions_x), ("Y", c.predictions_y)):

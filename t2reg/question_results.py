@@ -17,10 +17,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from t2reg.errors import InvalidInputError
 from t2reg.stats import constant_baseline
 
 REQUIRED = ("id", "prediction", "answer", "correct", "logprob")
+LETTERS = "ABCDE"  # the options' letters, in the order their scores are listed
 MAX_BYTES = 256 << 20  # decompressed
 
 
@@ -80,3 +83,25 @@ def prediction_histogram(rows: Sequence[dict[str, Any]]) -> dict[str, int] | Non
     if not rows or not is_multiple_choice(rows):
         return None
     return dict(sorted(Counter(str(row["prediction"]) for row in rows).items()))
+
+
+def normalised(values: Sequence[float]) -> np.ndarray:
+    """Log-probabilities renormalised over a question's options (a log-softmax)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v - v.max()
+    return v - np.log(np.exp(v).sum())
+
+
+def choice_logprob(row: dict[str, Any]) -> float | None:
+    """The right answer's log-probability among the question's options (its option score renormalised over
+    the options), or None for a row without option scores.
+
+    It rises only when the right option gains on the others: a change to the weights that lowers every
+    option's likelihood together (a drift away from the pretrained text distribution) moves ``logprob`` but
+    not this, so the two read side by side separate skill from drift.
+    """
+    scores = row.get("option_logprobs")
+    answer = str(row["answer"])
+    if not scores or answer not in LETTERS or LETTERS.index(answer) >= len(scores):
+        return None
+    return float(normalised(scores)[LETTERS.index(answer)])

@@ -109,3 +109,6 @@ class PairedRecord(JobRecord):
     constant_baseline: dict[str, Any] | None = None  # {"answer", "accuracy"} on the paired questions
     predictions_x: dict[str, int] | None = None  # how often each side predicted each option (multiple choice)
     predictions_y: dict[str, int] | None = None
+    # the right answer's log-probability among its options (moves with skill, not with drift), y minus x
+    choice_logprob_delta: float | None = None
+    choice_logprob_delta_ci95: list[float] | None = None

@@ -38,13 +38,14 @@ import torch
 
 from t2reg.adaptation.backends import Backend, open_for
 from t2reg.adaptation.crossmodel.cache import cache_folder, model_identity, write
-from t2reg.adaptation.evaluation.proxy import normalised, option_shift, shuffled_shifts
+from t2reg.adaptation.evaluation.proxy import option_shift, shuffled_shifts
 from t2reg.adaptation.evaluation.scoring import option_logprobs
 from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import Example, Task
 from t2reg.adaptation.training.reinforce import PolicyTrainer
 from t2reg.adaptation.training.spec import TrainSpec
 from t2reg.errors import InvalidInputError
+from t2reg.question_results import normalised
 from t2reg.spectra import Spectra
 from t2reg.transfer.controls import Control, ControlKind
 from t2reg.transfer.controls import make as make_control

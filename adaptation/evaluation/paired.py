@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 from t2reg.adaptation.evaluation.spec import EvalSpec
 from t2reg.errors import InvalidInputError
 from t2reg.protocols import FULL, Protocol
-from t2reg.question_results import ConstantAnswer, constant_answer, is_multiple_choice, prediction_histogram
+from t2reg.question_results import (ConstantAnswer, choice_logprob, constant_answer, is_multiple_choice,
+                                    prediction_histogram)
 from t2reg.records import PairedRecord
 from t2reg.registry import Registry
 from t2reg.stats import mcnemar_exact, paired_bootstrap
@@ -61,6 +62,10 @@ class Comparison:
     constant: ConstantAnswer | None = None
     predictions_x: dict[str, int] | None = None
     predictions_y: dict[str, int] | None = None
+    # The right answer's log-probability among its options (multiple choice only), y minus x: it moves when
+    # the right option gains on the others, where logprob_delta also moves with every option's likelihood.
+    choice_logprob_delta: float | None = None
+    choice_logprob_delta_ci95: tuple[float, float] | None = None
 
     @property
     def delta(self) -> float:
@@ -72,7 +77,8 @@ class Comparison:
                             self.protocol.to_dict() if self.protocol else None, self.logprob_delta,
                             list(self.logprob_delta_ci95) if self.logprob_delta_ci95 else None,
                             None if self.constant is None else self.constant.to_dict(),
-                            self.predictions_x, self.predictions_y)
+                            self.predictions_x, self.predictions_y, self.choice_logprob_delta,
+                            list(self.choice_logprob_delta_ci95) if self.choice_logprob_delta_ci95 else None)
 
     def to_dict(self) -> dict[str, Any]:
         return self.record().to_dict()
@@ -90,15 +96,27 @@ def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: 
     only_x = sum(a and not b for a, b in zip(right_x, right_y))
     only_y = sum(b and not a for a, b in zip(right_x, right_y))
     n = len(pairs)
-    logprobs = [(a["logprob"], b["logprob"]) for a, b in pairs if a["logprob"] is not None and b["logprob"] is not None]
-    lp_diff = [b - a for a, b in logprobs]
+    lp_diff = _differences(pairs, lambda row: row["logprob"])
+    choice_diff = _differences(pairs, choice_logprob)
+    constant, predictions_x, predictions_y = _trivial(pairs)
     return Comparison(
         x, y, protocol, n, sum(right_x) / n, sum(right_y) / n, only_x, only_y, mcnemar_exact(only_x, only_y),
         paired_bootstrap([float(b) - float(a) for a, b in zip(right_x, right_y)], seed=seed),
-        sum(lp_diff) / len(lp_diff) if lp_diff else None,
-        paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
-        *_trivial(pairs),
+        _mean(lp_diff), paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
+        constant, predictions_x, predictions_y,
+        _mean(choice_diff), paired_bootstrap(choice_diff, seed=seed) if choice_diff else None,
     )
+
+
+def _differences(pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+                 measure: Callable[[dict[str, Any]], float | None]) -> list[float]:
+    """y minus x of a per-question measure, over the questions where both sides have it."""
+    values = [(measure(a), measure(b)) for a, b in pairs]
+    return [float(b) - float(a) for a, b in values if a is not None and b is not None]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _trivial(pairs: list[tuple[dict[str, Any], dict[str, Any]]]

@@ -21,16 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from t2reg.errors import InvalidInputError
+from t2reg.question_results import LETTERS, normalised
 
 Rows = Sequence[dict[str, Any]]
-LETTERS = "ABCDE"
-
-
-def normalised(values: Sequence[float]) -> np.ndarray:
-    """Log-probabilities renormalised over a question's options (a log-softmax)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v - v.max()
-    return v - np.log(np.exp(v).sum())
 
 
 def proxy_tuned(target_base: Rows, source_base: Rows, source_expert: Rows, beta: float = 1.0,

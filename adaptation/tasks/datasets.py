@@ -19,10 +19,10 @@ from typing import Callable, Iterable, Sequence
 
 from t2reg.adaptation.tasks.answers import last_boxed
 from t2reg.errors import InvalidInputError, NotFoundError
+from t2reg.question_results import LETTERS
 
 ENV_DATA_DIR = "T2REG_DATA_DIR"
 SPLIT_SEED = 20250114  # carves validation sets and shot pools; recorded with every evaluation
-LETTERS = "ABCDE"
 
 
 @dataclass(frozen=True)

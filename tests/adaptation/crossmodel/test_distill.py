@@ -9,7 +9,7 @@ import pytest
 from t2reg.adaptation.crossmodel.publishing import carry, effective_z
 from t2reg.adaptation.crossmodel.distill import Teacher, line_search
 from t2reg.adaptation.crossmodel.texts import stems
-from t2reg.adaptation.evaluation.proxy import normalised
+from t2reg.question_results import normalised
 from t2reg.transfer.controls import Control, ControlKind, make
 from t2reg.adaptation.evaluation.scoring import option_logprobs
 from t2reg.adaptation.backends import open_for

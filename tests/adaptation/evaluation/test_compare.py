@@ -49,6 +49,23 @@ def test_multiple_choice_pairs_carry_the_constant_baseline_and_each_sides_spread
     assert (open_answers.constant, open_answers.predictions_x, open_answers.predictions_y) == (None, None, None)
 
 
+def test_the_right_answers_share_among_the_options_separates_skill_from_drift():
+    def rows(shift: float, right_gain: float) -> list[dict]:
+        # every option's score moves by `shift`; the right one (B) gains `right_gain` more
+        return [{"id": f"q{i}", "prediction": "A", "answer": "B", "correct": False, "logprob": -2.0 + shift + right_gain,
+                 "option_logprobs": [-1.0 + shift, -2.0 + shift + right_gain, -3.0 + shift]} for i in range(4)]
+
+    drift = pair(rows(0.0, 0.0), rows(-1.5, 0.0))  # every option less likely, the right one's share unchanged
+    assert drift.logprob_delta == pytest.approx(-1.5) and drift.choice_logprob_delta == pytest.approx(0.0, abs=1e-12)
+    skill = pair(rows(0.0, 0.0), rows(-1.5, 0.5))  # less likely in the text, but gaining on the other options
+    assert skill.logprob_delta == pytest.approx(-1.0) and skill.choice_logprob_delta > 0.2
+    low, high = skill.choice_logprob_delta_ci95
+    assert low <= skill.choice_logprob_delta <= high
+    assert skill.to_dict()["choice_logprob_delta"] == skill.choice_logprob_delta
+    open_answers = pair(_rows([True], [-1.0]), _rows([False], [-2.0]))
+    assert (open_answers.choice_logprob_delta, open_answers.choice_logprob_delta_ci95) == (None, None)
+
+
 def test_only_shared_questions_are_paired():
     x = _rows([True, False], [-1.0, -1.0], ids=["a", "b"])
     y = _rows([False, False, True], [-1.0, -1.0, -1.0], ids=["b", "c", "d"])
@@ -94,6 +111,7 @@ def test_compare_evaluates_what_is_missing_then_reads_it_back(cli):
     right = out["constant_baseline"]["accuracy"] * 8  # questions whose right answer is the most common one
     assert right == round(right) and 2 <= right <= 8  # 8 questions of at most 4 or 5 options
     assert f"constant baseline {out['constant_baseline']['accuracy']:.4f}" in human and "predictions Y: " in human
+    assert f"log p(right answer | its options), Y - X: {out['choice_logprob_delta']:+.4f}" in human
 
 
 def test_a_sample_is_read_from_a_whole_split_run_instead_of_scored_again(cli):

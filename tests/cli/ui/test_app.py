@@ -254,6 +254,8 @@ def test_compare_shows_what_t2reg_compare_prints(server, filled):
     assert cli["constant_baseline"] == {"answer": "A", "accuracy": 0.5}
     assert (cli["predictions_x"], cli["predictions_y"]) == ({"A": 3, "B": 1}, {"A": 1, "B": 2, "C": 1})
     assert 'id="constant">A: 0.5' in html and 'id="spread">A:3 B:1 / A:1 B:2 C:1 <' in html
+    # every option's score moved by the same amount: the right answer's share among them did not move
+    assert cli["choice_logprob_delta"] == 0 and 'id="choice-logprob">+0.0000 (+0.0000 to +0.0000)<' in html
 
 
 def test_the_disagreements_are_the_questions_answered_differently(server, filled):
