@@ -102,6 +102,7 @@ def choice_logprob(row: dict[str, Any]) -> float | None:
     """
     scores = row.get("option_logprobs")
     answer = str(row["answer"])
-    if not scores or answer not in LETTERS or LETTERS.index(answer) >= len(scores):
+    index = LETTERS.find(answer) if len(answer) == 1 else -1
+    if not scores or not 0 <= index < len(scores):
         return None
-    return float(normalised(scores)[LETTERS.index(answer)])
+    return float(normalised(scores)[index])

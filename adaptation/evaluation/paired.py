@@ -102,9 +102,8 @@ def pair(x_rows: Sequence[dict[str, Any]], y_rows: Sequence[dict[str, Any]], x: 
     return Comparison(
         x, y, protocol, n, sum(right_x) / n, sum(right_y) / n, only_x, only_y, mcnemar_exact(only_x, only_y),
         paired_bootstrap([float(b) - float(a) for a, b in zip(right_x, right_y)], seed=seed),
-        _mean(lp_diff), paired_bootstrap(lp_diff, seed=seed) if lp_diff else None,
-        constant, predictions_x, predictions_y,
-        _mean(choice_diff), paired_bootstrap(choice_diff, seed=seed) if choice_diff else None,
+        *_mean_and_interval(lp_diff, seed), constant, predictions_x, predictions_y,
+        *_mean_and_interval(choice_diff, seed),
     )
 
 
@@ -115,8 +114,11 @@ def _differences(pairs: list[tuple[dict[str, Any], dict[str, Any]]],
     return [float(b) - float(a) for a, b in values if a is not None and b is not None]
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean_and_interval(values: list[float], seed: int) -> tuple[float | None, tuple[float, float] | None]:
+    """The mean difference and its paired bootstrap 95 % interval; (None, None) with nothing to pair."""
+    if not values:
+        return None, None
+    return sum(values) / len(values), paired_bootstrap(values, seed=seed)
 
 
 def _trivial(pairs: list[tuple[dict[str, Any], dict[str, Any]]]
