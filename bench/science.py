@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--distill-line-search", action="store_true",
                         help="part (d): stretch the distilled z - 1 by the factor that follows the teacher best on "
                              "the held-out stems (label-free)")
+    parser.add_argument("--distill-checkpoint-by", choices=("agreement", "kl"), default="agreement",
+                        help="part (d): how the held-out stems choose the distillation's checkpoint")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apply import setup  # the same cached bench registry as bench/apply.py
@@ -103,7 +105,7 @@ def main() -> None:
         from science_transfer import DistillSettings, Ladder
 
         distill = DistillSettings(args.distill_iterations, args.distill_lr, args.distill_examples_per_step, args.beta,
-                                  args.distill_line_search)
+                                  args.distill_line_search, args.distill_checkpoint_by)
         ladder = Ladder(lab, args.methods.split(","), args.rungs.split(","), args.d_tasks.split(","),
                         args.n_texts, distill)
         done = results.setdefault("d", {})

@@ -28,10 +28,12 @@ class DistillSettings:
     examples_per_step: int = 16
     beta: float = 1.0
     line_search: bool = False
+    checkpoint_by: str = "agreement"
 
     def tag(self, n_texts: int) -> str:
         return (f"distill lr {self.lr}, {self.iterations} x {self.examples_per_step}, beta {self.beta}, "
-                f"{n_texts} texts" + (", line search" if self.line_search else ""))
+                f"{n_texts} texts" + (", line search" if self.line_search else "")
+                + (f", checkpoint by {self.checkpoint_by}" if self.checkpoint_by != "agreement" else ""))
 
 
 class Ladder:

@@ -11,7 +11,7 @@ from t2reg.cli.output import emit_json
 from t2reg.adaptation.crossmodel.spec import ExpertTransferRecord, TransferSpec
 from t2reg.transfer.alignment import LAYER_ALIGNMENTS, RANK_ALIGNMENTS
 from t2reg.transfer.core import BASELINES
-from t2reg.enums import TransferMethod
+from t2reg.enums import Checkpointing, TransferMethod
 
 
 @click.command()
@@ -55,6 +55,10 @@ from t2reg.enums import TransferMethod
               help="distill: after training, scale z - 1 by the factor (1, 1.5, 2, 3, 4, 6, in turn until one does "
                    "worse) with the lowest KL to the teacher on the held-out questions, never one that agrees with "
                    "it less than the trained z; still no label read.")
+@default_of(TransferSpec, "checkpoint_by", type=click.Choice(Checkpointing.values()),
+            help="distill: how the held-out questions choose the checkpoint published. agreement: the iteration "
+                 "whose picks agree with the teacher's most often; kl: the lowest KL to the teacher among the "
+                 "iterations that agree with it at least as often as the target alone.")
 @data_dir_option
 @click.option("--name", help="Name of the published expert (only with REF).")
 @click.option("--dry-run", is_flag=True, help="rank: compute the plan and report; publish nothing.")

@@ -79,6 +79,14 @@ class TransferMethod(Word):
     DISTILL = "distill"  # the target's z trained to move its answers as the expert moves the source's (no labels)
 
 
+class Checkpointing(Word):
+    """How a distillation picks the checkpoint it publishes, on held-out stems (no label read)."""
+
+    AGREEMENT = "agreement"  # the iteration whose pick agrees with the teacher's most often
+    KL = "kl"  # the lowest KL to the teacher (training's objective) among iterations that agree with it at
+    # least as often as the target alone does
+
+
 class Strategy(Word):
     """How two-pass routing's first pass picks a prompt's expert (recorded in a protocol's ``routing``)."""
 

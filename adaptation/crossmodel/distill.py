@@ -10,9 +10,12 @@ the expert's log-ratio on the source:
 
 (proxy-tuning's rule, arXiv 2401.08565, applied per question over its
 options). The target's z (the SVF policy training uses) is trained to minimise
-KL(p* ‖ p_t^z) plus ``kl`` · KL(p_t^z ‖ p_t); checkpoints are chosen by
-agreement with the teacher on held-out stems of another split (argmax of p_t^z
-equal to argmax of p*), again without labels.
+KL(p* ‖ p_t^z) plus ``kl`` · KL(p_t^z ‖ p_t); checkpoints are chosen on
+held-out stems of another split, again without labels: by agreement with the
+teacher (argmax of p_t^z equal to argmax of p*; the default), or by the KL to
+the teacher among checkpoints that agree with it at least as often as the
+target alone (``checkpoint_by`` kl: agreement moves in steps of one stem and
+stalls while the objective still falls).
 
 With ``line_search``, the kept z is then stretched along its own direction: z − 1 scaled by each factor of
 :data:`LINE_SEARCH` in turn while the held-out KL to the teacher (training's objective) keeps falling, on the
@@ -44,6 +47,7 @@ from t2reg.adaptation.models import load_spectra
 from t2reg.adaptation.tasks import Example, Task
 from t2reg.adaptation.training.reinforce import PolicyTrainer
 from t2reg.adaptation.training.spec import TrainSpec
+from t2reg.enums import Checkpointing
 from t2reg.errors import InvalidInputError
 from t2reg.question_results import normalised
 from t2reg.spectra import Spectra
@@ -121,6 +125,7 @@ class DistillReport:
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     start_agreement: float | None = None  # the untouched target's held-out agreement with the teacher
+    start_teacher_kl: float | None = None  # and its held-out KL to the teacher
     line_search: list["LineTry"] = field(default_factory=list)  # each factor tried after training, in order
     factor: float = 1.0  # the factor of z - 1 kept by the line search (1: none ran, or none did better)
 
@@ -140,10 +145,11 @@ class DistillReport:
         if self.curve:
             last = self.curve[-1]
             start = "" if self.start_agreement is None else f" (the target alone: {self.start_agreement:.3f})"
+            by_kl = self.settings.get("checkpoint_by") == Checkpointing.KL
+            rule = " by KL to the teacher among those agreeing as often as the target alone" if by_kl else ""
             yield (f"trained {last['iteration']} iterations; best held-out agreement with the teacher "
-                   f"{max(e.get('validation', 0.0) for e in self.curve):.3f}{start}, kept iteration "
-                   f"{self.best_iteration}" + (" (no iteration did better than the target alone: z = 1)"
-                                               if self.best_iteration == 0 else ""))
+                   f"{max(_agreement(e) for e in self.curve):.3f}{start}, kept iteration {self.best_iteration}{rule}"
+                   + (" (no iteration did better than the target alone: z = 1)" if self.best_iteration == 0 else ""))
         if self.line_search:
             first, kept = self.line_search[0], next(t for t in self.line_search if t.factor == self.factor)
             tried = ", ".join(f"{t.factor:g}" for t in self.line_search)
@@ -152,6 +158,12 @@ class DistillReport:
                    f"{first.fit.agreement:.3f} -> {kept.fit.agreement:.3f})")
         for note in self.notes:
             yield f"note: {note}"
+
+
+def _agreement(event: Mapping[str, Any]) -> float:
+    """A curve entry's held-out agreement with the teacher (entries from before the KL rule hold it as their
+    ``validation``, the score checkpoints were chosen by)."""
+    return float(event.get("agreement", event.get("validation")) or 0.0)
 
 
 def _same_pick(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -165,12 +177,13 @@ def teacher_summary(teacher: Teacher, beta: float) -> dict[str, float]:
     for q, target in teacher.target.items():
         t = np.asarray(target)
         changed.append(not _same_pick(star[q], t))
-        kls.append(float((np.exp(star[q]) * (star[q] - t)).sum()))
+        kls.append(_kl(star[q], t))
     return {"changed_pick": float(np.mean(changed)), "kl_to_base": float(np.mean(kls))}
 
 
 class DistillTrainer(PolicyTrainer):
-    """The SVF trainer with the teacher's distribution as the objective instead of a reward."""
+    """The SVF trainer with the teacher's distribution as the objective instead of a reward, and its checkpoints
+    chosen by how well they follow the teacher on held-out stems (``checkpoint_by``)."""
 
     # Where the expert changes nothing the teacher equals the target base up to float rounding, and the
     # gradient is rounding noise (about 1e-8 per coordinate); AdamW's default eps (1e-8) would turn it into
@@ -179,12 +192,14 @@ class DistillTrainer(PolicyTrainer):
     adam_eps = 1e-6
 
     def __init__(self, registry, spec: TrainSpec, task: Task, backend: Backend, teacher: Teacher, beta: float,
-                 state: dict | None) -> None:
+                 state: dict | None, checkpoint_by: Checkpointing = Checkpointing.AGREEMENT) -> None:
         super().__init__(registry, spec, task, backend, backend, state)
         if not task.multiple_choice:
             raise InvalidInputError(f"distillation needs multiple-choice questions; {task.name} is not")
         self.star = teacher.distribution(beta)
         self.base = {q: np.asarray(t) for q, t in teacher.target.items()}
+        self.checkpoint_by = Checkpointing(checkpoint_by)
+        self.floor = 0.0  # the target alone's held-out agreement (set by consider_start): the KL rule's floor
 
     def _choice_rollout(self, batch, generator, _iteration):
         contexts = [self.task.cloze_prompt(ex) for ex in batch]
@@ -206,20 +221,34 @@ class DistillTrainer(PolicyTrainer):
         # "reward" in the curve: minus the mean distance to the teacher (higher is better, as for training)
         return loss / len(batch), -float(np.mean(distances)), float(np.mean(kls))
 
-    def consider_start(self, examples: list[Example]) -> float:
-        """Enter the untouched target as checkpoint 0, scored by its agreement with the teacher on the held-out
-        stems (from the teacher's cached scores of the target, so no pass is run). A distilled z is published
-        only when it agrees better; a teacher the target cannot follow leaves z = 1 instead of whatever Adam's
+    def consider_start(self, examples: list[Example]) -> "HeldOutFit":
+        """Enter the untouched target as checkpoint 0, scored on the held-out stems as every checkpoint is (from
+        the teacher's cached scores of the target, so no pass is run). A distilled z is published only when it
+        follows the teacher better; a teacher the target cannot follow leaves z = 1 instead of whatever Adam's
         lr-sized steps wander to around it."""
-        agreement = float(np.mean([_same_pick(self.base[ex.id], self.star[ex.id]) for ex in examples]))
+        start = HeldOutFit(float(np.mean([_same_pick(self.base[ex.id], self.star[ex.id]) for ex in examples])),
+                           float(np.mean([_kl(self.star[ex.id], self.base[ex.id]) for ex in examples])))
+        self.floor = start.agreement
         if self.iteration == 0:  # a resumed run has it in its checkpoint already
-            self._track(agreement, 0)
-        return agreement
+            self._track(self._score(start), 0)
+        return start
 
     def validate(self, examples: list[Example]) -> dict[str, Any]:
         fit = held_out_fit(self.backend, self.spectra, self.task, examples, self.star, self._z(),
                            self.policy.renormalize)
-        return {"validation": fit.agreement, "teacher_kl": fit.teacher_kl}
+        return {"validation": self._score(fit), "agreement": fit.agreement, "teacher_kl": fit.teacher_kl}
+
+    def _score(self, fit: "HeldOutFit") -> float | None:
+        """What the checkpoint is chosen by (higher is better); None: not eligible (the KL rule's floor)."""
+        if self.checkpoint_by == Checkpointing.AGREEMENT:
+            return fit.agreement
+        return -fit.teacher_kl if fit.agreement >= self.floor else None
+
+    def _track(self, score: float | None, iteration: int) -> None:
+        if score is None:  # kept out of the curve's JSON as -inf would be (PostgreSQL's json has no infinity)
+            self.stale += 1
+        else:
+            super()._track(score, iteration)
 
 
 @dataclass(frozen=True)
@@ -239,8 +268,13 @@ def held_out_fit(backend: Backend, spectra: Spectra, task: Task, examples: list[
     for ex, logprobs in zip(examples, scored):
         logp, target = normalised(logprobs), star[ex.id]
         agree.append(_same_pick(logp, target))
-        distance.append(float((np.exp(target) * (target - logp)).sum()))
+        distance.append(_kl(target, logp))
     return HeldOutFit(float(np.mean(agree)), float(np.mean(distance)))
+
+
+def _kl(target: np.ndarray, logp: np.ndarray) -> float:
+    """KL(target ‖ p) over one question's options, both given as normalised log-probabilities."""
+    return float((np.exp(target) * (target - logp)).sum())
 
 
 @dataclass(frozen=True)

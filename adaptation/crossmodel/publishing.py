@@ -38,7 +38,7 @@ from t2reg.transfer.controls import effective
 from t2reg.transfer.layout import Layout
 from t2reg.transfer.projection import ProjectionReport, project, report_notes
 from t2reg.transfer.publishing import TransferResult, candidates, transfer_model, transfer_version
-from t2reg.enums import Relation, Source, TransferMethod, VersionStatus
+from t2reg.enums import Checkpointing, Relation, Source, TransferMethod, VersionStatus
 
 
 def run_transfer(registry: Registry, spec: TransferSpec, *, state: dict[str, Any] | None = None,
@@ -148,7 +148,7 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
         if spec.baseline == "shuffled":
             teacher = teacher.shuffled(spec.seed)
         trainer = DistillTrainer(registry, _train_spec(spec, target, task), task, backend, teacher, spec.beta,
-                                 state.get("trainer"))
+                                 state.get("trainer"), spec.checkpoint_by)
         start = trainer.consider_start(held)
         for iteration in range(trainer.iteration + 1, spec.iterations + 1):
             event = trainer.step(iteration, train, held)
@@ -163,7 +163,8 @@ def _distill(registry: Registry, spec: TransferSpec, version: ExpertVersion, tar
             best, renormalize = search.vectors, "none"
     report = DistillReport(version.model, target.name, spec.baseline, spec.seed,
                            _settings(spec, TransferMethod.DISTILL), texts.identity(), teacher_summary(teacher, spec.beta),
-                           trainer.best_iteration, trainer.curve, notes=notes, start_agreement=start,
+                           trainer.best_iteration, trainer.curve, notes=notes, start_agreement=start.agreement,
+                           start_teacher_kl=start.teacher_kl,
                            line_search=search.tries if search else [], factor=search.factor if search else 1.0)
     return best, renormalize, report
 
@@ -207,10 +208,12 @@ def _settings(spec: TransferSpec, method: TransferMethod) -> dict[str, Any]:
         return {**common, "ridge": spec.ridge, "bound": spec.bound}
     # "batch_size" is the stored lineage key of examples per step: transfers made before the setting's rename
     # are found again by it, so asking for one again reuses it.
-    # line_search only when asked for: a transfer made before the setting existed is found again without it
+    # line_search and checkpoint_by only when not their defaults: a transfer made before the setting existed is
+    # found again without it
     return {**common, "beta": spec.beta, "iterations": spec.iterations, "batch_size": spec.examples_per_step,
             "lr": spec.lr, "kl": spec.kl, "validation": spec.validation, "eval_every": spec.eval_every,
-            **({"line_search": True} if spec.line_search else {})}
+            **({"line_search": True} if spec.line_search else {}),
+            **({"checkpoint_by": str(spec.checkpoint_by)} if spec.checkpoint_by != Checkpointing.AGREEMENT else {})}
 
 
 def _publish(registry: Registry, spec: TransferSpec, version: ExpertVersion, target: ModelInfo,

@@ -9,14 +9,15 @@ from t2reg.errors import InvalidInputError
 from t2reg.records import JobRecord
 from t2reg.specs import JobRun, JobSpec, positive
 from t2reg.transfer.core import RankOptions
-from t2reg.enums import TransferMethod
+from t2reg.enums import Checkpointing, TransferMethod
 
 if TYPE_CHECKING:
     from t2reg.registry import Registry
 
 # The settings each data-driven method reads; giving one to another method is refused, not ignored.
 PROJECTION_ONLY = ("ridge", "bound")
-DISTILL_ONLY = ("beta", "iterations", "examples_per_step", "lr", "kl", "validation", "eval_every", "line_search")
+DISTILL_ONLY = ("beta", "iterations", "examples_per_step", "lr", "kl", "validation", "eval_every", "line_search",
+                "checkpoint_by")
 DATA_DRIVEN = ("texts", "texts_file", "n_texts")
 
 
@@ -87,6 +88,7 @@ class TransferSpec(JobSpec):
     validation: int = 200  # held-out stems scored by agreement with the teacher
     eval_every: int = 5  # iterations between those scores (each costs a pass over the held-out stems)
     line_search: bool = False  # then stretch z - 1 by the factor that follows the teacher best on those stems
+    checkpoint_by: Checkpointing = Checkpointing.AGREEMENT  # how those stems choose the checkpoint published
     data_dir: str | None = None
 
     def validate(self) -> None:
@@ -129,6 +131,9 @@ class TransferSpec(JobSpec):
             raise InvalidInputError("{bound} must lie in (0, 10]", options=["bound"])
         if method == TransferMethod.DISTILL:
             positive(self, "iterations", "examples_per_step", "validation", "eval_every")
+            if self.checkpoint_by not in Checkpointing.values():
+                raise InvalidInputError(f"unknown {{checkpoint_by}} {self.checkpoint_by!r}; choose from "
+                                        f"{', '.join(Checkpointing.values())}", options=["checkpoint_by"])
             if not (0 < self.beta <= 100 and 0 < self.lr <= 10 and 0 <= self.kl <= 100):
                 raise InvalidInputError("{beta} and {lr} must be positive (beta at most 100, lr at most 10), {kl} "
                                         "in [0, 100]", options=["beta", "lr", "kl"])

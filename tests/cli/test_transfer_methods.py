@@ -50,6 +50,7 @@ def test_a_detached_distillation_waits_for_a_worker(two):
 @pytest.mark.parametrize("extra, words", [
     (["--method", "projection", "--beta", "2"], "--beta does not apply to --method projection"),
     (["--method", "rank", "--line-search"], "--line-search does not apply to --method rank"),
+    (["--method", "projection", "--checkpoint-by", "kl"], "--checkpoint-by does not apply to --method projection"),
     (["--method", "projection", "--layer-align", "index"], "--layer-align does not apply to --method projection"),
     (["--method", "rank", "--n-texts", "10"], "--n-texts does not apply to --method rank"),
     (["--method", "distill", "--texts-file", "t.txt"], "distill needs multiple-choice questions"),

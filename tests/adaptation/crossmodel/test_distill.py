@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from t2reg.adaptation.crossmodel.publishing import carry, effective_z
-from t2reg.adaptation.crossmodel.distill import Teacher, line_search
+from t2reg.adaptation.crossmodel.distill import DistillReport, Teacher, line_search
 from t2reg.adaptation.crossmodel.texts import stems
 from t2reg.question_results import normalised
 from t2reg.transfer.controls import Control, ControlKind, make
@@ -62,6 +62,30 @@ def test_distillation_never_reads_a_label(two_families):
     assert all(np.array_equal(a[n], b[n]) for n in a)
     timeless = [[{k: v for k, v in e.items() if k != "seconds"} for e in r.report.curve] for r in runs]
     assert timeless[0] == timeless[1]
+
+
+def test_checkpoints_by_kl_keep_the_lowest_kl_among_those_agreeing_as_often_as_the_target_alone(two_families):
+    registry = two_families
+    spec = TransferSpec("other", ref="arc-easy-tiny:1", method="distill", iterations=4, eval_every=1, lr=0.05,
+                        name="by-agreement", **SMALL)
+    by_agreement = carry(registry, spec, "arc-easy-tiny:1")
+    by_kl = carry(registry, dataclasses.replace(spec, checkpoint_by="kl", name="by-kl"), "arc-easy-tiny:1")
+    # the same training (deterministic); only the rule that reads the held-out scores differs
+    scores = [[(e["iteration"], e["agreement"], e["teacher_kl"]) for e in r.report.curve] for r in (by_agreement, by_kl)]
+    assert scores[0] == scores[1] and len(scores[0]) == 4
+    report = by_kl.report
+    eligible = {i: kl for i, agreement, kl in scores[1] if agreement >= report.start_agreement}
+    assert min(eligible.values()) < report.start_teacher_kl  # training did lower the KL: the rule has a choice
+    assert report.best_iteration == min(eligible, key=eligible.get) > 0
+    # agreement on 16 stems moves in steps of 1/16: here no iteration passes the target alone's, so that rule
+    # keeps z = 1 where the KL rule finds the step that followed the teacher better (the stall it exists for)
+    assert max(a for _, a, _ in scores[0]) <= report.start_agreement and by_agreement.report.best_iteration == 0
+    # each is its own transfer: the rule is in the lineage (only where it is not the default) and the report
+    assert by_kl.version.lineage[0].params["checkpoint_by"] == "kl"
+    assert "checkpoint_by" not in by_agreement.version.lineage[0].params
+    assert any("by KL to the teacher" in line for line in report.lines())
+    again = carry(registry, dataclasses.replace(spec, checkpoint_by="kl", name="by-kl"), "arc-easy-tiny:1")
+    assert again.reused and again.version.ref == by_kl.version.ref
 
 
 @pytest.mark.slow
@@ -170,3 +194,12 @@ def test_the_teacher_shuffle_keeps_option_counts():
         sorted(map(tuple, (teacher.shift["a"], teacher.shift["b"])))
     star = teacher.distribution(beta=1.0)
     assert all(np.isclose(np.exp(v).sum(), 1) for v in star.values()) and int(np.argmax(star["b"])) == 1
+
+
+def test_a_report_stored_before_the_kl_rule_reads_its_agreement_from_validation():
+    old = DistillReport("a", "b", "none", 0, {"beta": 1.0}, {"n_texts": 10, "texts": "task:arc-easy:train"},
+                        best_iteration=5, curve=[{"iteration": 5, "validation": 0.8, "teacher_kl": 0.3}],
+                        start_agreement=0.7)
+    line = next(line for line in old.lines() if line.startswith("trained"))
+    assert "best held-out agreement with the teacher 0.800 (the target alone: 0.700), kept iteration 5" in line
+    assert "by KL" not in line
