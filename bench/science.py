@@ -261,13 +261,24 @@ class Lab:
 
         for job in self.registry.jobs.list(kind=spec.kind, limit=1000):
             if type(spec).from_dict(job.spec) == spec:  # a spec stored before a setting existed has its default
+                job = self._after_its_worker(job, label)
                 if job.status == JobStatus.SUCCEEDED:
                     return job
-                if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or job.status == JobStatus.RUNNING:
-                    self.registry.jobs.requeue(job.id, force=True)
-                    return run_with_progress(self.registry, job.id, getattr(spec, "iterations", None), label)
+                # failed, cancelled, or running with no heartbeat: its process died; this one takes it over
+                self.registry.jobs.requeue(job.id, force=True)
+                return run_with_progress(self.registry, job.id, getattr(spec, "iterations", None), label)
         claim, job = submit_here(self.registry, spec)
         return run_with_progress(self.registry, job.id, getattr(spec, "iterations", None), label, claim=claim)
+
+    def _after_its_worker(self, job, label: str):
+        """``job`` once no live process holds it: a second science.py on the same registry that reaches a job the
+        first is running waits for it instead of taking it over and running it twice."""
+        if self.registry.jobs.held(job):
+            print(f"  {label}: job {job.id} is running in another process ({job.worker}); waiting for it", flush=True)
+        while self.registry.jobs.held(job):
+            time.sleep(30)
+            job = self.registry.jobs.get(job.id)
+        return job
 
     def ensure(self, model: str) -> None:
         from t2reg.adaptation.models import decompose_model

@@ -180,6 +180,12 @@ class JobQueue:
             raise ClaimLost(f"job {claim.job_id} is no longer held by {claim.worker} "
                             f"({_row(session, claim.job_id).status})")
 
+    def held(self, job: JobInfo) -> bool:
+        """Whether a worker holds ``job`` now: running, with a heartbeat within the timeout (a job whose worker
+        died stays ``running`` until it is taken over; this tells the two apart)."""
+        return job.status == JobStatus.RUNNING and job.heartbeat_at is not None \
+            and as_utc(job.heartbeat_at) >= self._cutoff()
+
     def _cutoff(self) -> datetime:
         return utcnow() - timedelta(seconds=self.timeout)
 

@@ -91,14 +91,16 @@ def test_a_silent_worker_loses_its_claim_after_the_timeout(registry):
     job = jobs.submit("probe", {})
     old, _ = jobs.claim("dead-worker")
     jobs.checkpoint(old, {"step": 1}, {"i": 1})
-    assert jobs.claim("w2") is None  # still fresh
+    assert jobs.claim("w2") is None and jobs.held(jobs.get(job.id))  # still fresh
     time.sleep(0.5)
+    assert not jobs.held(jobs.get(job.id)) and jobs.get(job.id).status == "running"  # its worker is silent
     new, taken = jobs.claim("w2")
     assert taken.id == job.id and taken.state == {"step": 1} and new.attempt == 2 and taken.worker == "w2"
     with pytest.raises(ClaimLost):
         jobs.checkpoint(old, {"step": 2})
+    assert jobs.held(jobs.get(job.id))
     jobs.finish(new, {})
-    assert jobs.get(job.id).status == "succeeded"
+    assert jobs.get(job.id).status == "succeeded" and not jobs.held(jobs.get(job.id))
 
 
 def test_requeue_keeps_the_checkpoint_and_refuses_live_or_finished_jobs(registry):
