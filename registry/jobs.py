@@ -183,13 +183,12 @@ class JobQueue:
     def held(self, job: JobInfo) -> bool:
         """Whether a worker holds ``job`` now: running, with a heartbeat within the timeout (a job whose worker
         died stays ``running`` until it is taken over; this tells the two apart)."""
-        return job.status == JobStatus.RUNNING and job.heartbeat_at is not None \
-            and as_utc(job.heartbeat_at) >= self._cutoff()
+        return job.status == JobStatus.RUNNING and not self._lapsed(job)
 
     def _cutoff(self) -> datetime:
         return utcnow() - timedelta(seconds=self.timeout)
 
-    def _lapsed(self, row: JobRow) -> bool:
+    def _lapsed(self, row: JobRow | JobInfo) -> bool:
         return row.heartbeat_at is None or as_utc(row.heartbeat_at) < self._cutoff()
 
 
