@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from t2reg.registry.db import migration_connection
 from t2reg.registry.orm import Base
 from t2reg.registry.schema import VERSION_TABLE
 
@@ -20,12 +21,9 @@ def _engine():
 
 
 def run_migrations_online() -> None:
-    engine = _engine()
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            # Batch mode rebuilds tables; foreign keys must be off while it does
-            # (a PRAGMA is ignored inside a transaction, so set it on the raw connection).
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    # One transaction under the schema lock (see migration_connection): alembic finds it open and runs every
+    # step inside it, so a second process making the same registry waits and then finds it at head.
+    with migration_connection(_engine()) as connection:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
@@ -33,12 +31,8 @@ def run_migrations_online() -> None:
             render_as_batch=True,
             compare_type=True,
         )
-        try:
-            with context.begin_transaction():
-                context.run_migrations()
-        finally:
-            if engine.dialect.name == "sqlite":
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():

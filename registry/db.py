@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +36,7 @@ T = TypeVar("T")
 SQLITE_BUSY_MS = 60_000
 _INIT = Remedy("make one there", ("init",))
 _WRITE = "t2reg_write"
+_SCHEMA_LOCK = 0x7432_7265_6721  # PostgreSQL advisory lock key for schema changes ("t2reg!")
 
 
 class MissingDatabaseError(NotFoundError):
@@ -95,6 +96,28 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """The connection a schema change runs on: one transaction that holds the database's schema lock from its
+    first statement, so processes that make or migrate one database at once take turns and each reads the
+    schema only after the one before it committed (SQLite: the write lock, taken at BEGIN IMMEDIATE, with DDL
+    inside the transaction because pysqlite's own transaction handling is off; PostgreSQL: an advisory lock
+    held until the transaction ends). On SQLite, foreign keys are off while it runs: batch-mode migrations
+    rebuild tables, and the PRAGMA is ignored inside a transaction, so it is set on the raw connection."""
+    sqlite = engine.dialect.name == "sqlite"
+    with translate_errors(str(engine.url)), engine.execution_options(**{_WRITE: True}).connect() as conn:
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                yield conn
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 class _RetryableConflict(ConflictError):

@@ -85,9 +85,7 @@ def downgrade(db: Database, revision: str) -> None:
 
 
 def _check_known(db: Database) -> None:
-    current = current_revision(db)
-    if current is None and not is_empty(db):
-        raise _foreign(db)
+    current = _registry_revision(db)
     if current is not None and not is_known(current):
         raise DatabaseError(
             f"database {db.display_url} is at schema revision {current}, newer than this t2reg knows "
@@ -106,6 +104,19 @@ def _revision_errors() -> Iterator[None]:
         raise InvalidInputError(f"{{revision}}: {exc}", options=["revision"]) from None
 
 
+def _registry_revision(db: Database) -> str | None:
+    """The revision a registry is at, or None for an empty database; a database of other tables is refused.
+    The tables are looked at after the revision, and a registry's tables and revision commit in one
+    transaction: a database that shows tables but no revision is read once more, so a registry another
+    process made between the two reads is found, not taken for another application's database."""
+    current = current_revision(db)
+    if current is None and not is_empty(db):
+        current = current_revision(db)
+        if current is None:
+            raise _foreign(db)
+    return current
+
+
 def is_empty(db: Database) -> bool:
     """Whether the database holds no table (but, perhaps, t2reg's version table, left by a downgrade to base)."""
     with translate_errors(db.url), db.engine.connect() as conn:
@@ -120,13 +131,11 @@ def _foreign(db: Database) -> InvalidInputError:
 
 def check_schema(db: Database) -> str:
     """Return ``"ok"``, ``"empty"``; raise when the database is at another revision."""
-    current = current_revision(db)
+    current = _registry_revision(db)
     if current == HEAD:
         return "ok"
     if current is None:
-        if is_empty(db):
-            return "empty"
-        raise _foreign(db)
+        return "empty"
     if not is_known(current):
         raise DatabaseError(
             f"database {db.display_url} is at schema revision {current}, which this t2reg does not know (it knows up "
